@@ -1,0 +1,1 @@
+"""Adapters to the machine the bot runs on: subprocesses, disks, restic, packages."""

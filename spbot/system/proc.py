@@ -1,0 +1,180 @@
+"""Run a program without a shell: argument list, timeout, bounded output, whole group ended on cancel.
+
+Every subprocess the bot starts goes through `run`, so that no caller can forget the timeout,
+leak a process group, or let a chatty program fill memory.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Mapping, Sequence
+
+LineCallback = Callable[[str], Awaitable[None] | None]
+
+
+class ProcError(Exception):
+    """A program could not be started, or ended badly; the message is safe to show."""
+
+
+@dataclass
+class ProcResult:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    stdout_truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def tail(self, lines: int = 10) -> str:
+        """The last lines of stderr (or stdout if stderr is empty), for error messages."""
+        text = self.stderr.strip() or self.stdout.strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class _Collector:
+    limit: int
+    on_line: LineCallback | None = None
+    chunks: list[str] = field(default_factory=list)
+    size: int = 0
+    truncated: bool = False
+
+    async def feed(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            raw = await stream.readline()
+            if not raw:
+                return
+            line = raw.decode("utf-8", "replace")
+            if self.size + len(line) <= self.limit:
+                self.chunks.append(line)
+                self.size += len(line)
+            else:
+                self.truncated = True
+            if self.on_line is not None:
+                result = self.on_line(line.rstrip("\n"))
+                if asyncio.iscoroutine(result):
+                    await result
+
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+class _TailCollector(_Collector):
+    """Keeps the last `limit` characters: for stderr, the end says what went wrong."""
+
+    def __init__(self, limit: int, on_line: LineCallback | None = None):
+        super().__init__(limit, on_line)
+        self.tail: deque[str] = deque()
+
+    async def feed(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            raw = await stream.readline()
+            if not raw:
+                return
+            line = raw.decode("utf-8", "replace")
+            self.tail.append(line)
+            self.size += len(line)
+            while self.size > self.limit and len(self.tail) > 1:
+                self.size -= len(self.tail.popleft())
+                self.truncated = True
+            if self.on_line is not None:
+                result = self.on_line(line.rstrip("\n"))
+                if asyncio.iscoroutine(result):
+                    await result
+
+    def text(self) -> str:
+        return "".join(self.tail)
+
+
+async def run(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    stdin_data: bytes | None = None,
+    max_stdout: int = 4_000_000,
+    max_stderr: int = 64_000,
+    on_stdout_line: LineCallback | None = None,
+    on_stderr_line: LineCallback | None = None,
+    kill_grace: float = 5.0,
+) -> ProcResult:
+    """Run argv (no shell) and wait for it; on timeout or cancellation end its whole process group.
+
+    `env` replaces the environment when given (pass `{**os.environ, ...}` to extend it).
+    """
+    argv = [os.fspath(a) for a in argv]
+    started = time.monotonic()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+            limit=1 << 20,
+        )
+    except FileNotFoundError as exc:
+        raise ProcError(f"{argv[0]} is not installed (not found on PATH)") from exc
+    except PermissionError as exc:
+        raise ProcError(f"{argv[0]} cannot be executed (permission denied)") from exc
+
+    out = _Collector(max_stdout, on_stdout_line)
+    err = _TailCollector(max_stderr, on_stderr_line)
+
+    async def communicate() -> None:
+        if stdin_data is not None and proc.stdin is not None:
+            proc.stdin.write(stdin_data)
+            await proc.stdin.drain()
+            proc.stdin.close()
+        await asyncio.gather(out.feed(proc.stdout), err.feed(proc.stderr))
+        await proc.wait()
+
+    timed_out = False
+    try:
+        await asyncio.wait_for(communicate(), timeout)
+    except asyncio.TimeoutError:
+        timed_out = True
+        await terminate_group(proc, kill_grace)
+    except asyncio.CancelledError:
+        await asyncio.shield(terminate_group(proc, kill_grace))
+        raise
+    return ProcResult(
+        argv=argv,
+        returncode=proc.returncode if proc.returncode is not None else -1,
+        stdout=out.text(),
+        stderr=err.text(),
+        duration=time.monotonic() - started,
+        timed_out=timed_out,
+        stdout_truncated=out.truncated,
+    )
+
+
+async def terminate_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM the process group, then SIGKILL it if it is still there after `grace` seconds."""
+    if proc.returncode is not None:
+        return
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except asyncio.TimeoutError:
+        _signal_group(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
