@@ -1,0 +1,186 @@
+"""The runtime: wires the connection, the event filter, dispatch, the outbox and the scheduler, and
+reads incoming events in the order sync → filter → parse → policy → run → reply → audit."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+from nio import InviteMemberEvent, MatrixRoom, MegolmEvent, RoomMessageText
+
+from . import __version__
+from .audit import AuditLog
+from .config import Config
+from .context import Request
+from .devices import Devices
+from .dispatch import Dispatcher
+from .logs import get_logger
+from .matrix import Connection
+from .outbox import Outbox
+from .registry import REGISTRY, CommandSpec, Policy, Registry
+from .render import Reply
+from .scheduler import add_heartbeat, make_scheduler
+from .screening import Screen
+from .store import Store
+
+log = get_logger(__name__)
+
+
+class Bot:
+    def __init__(self, config: Config, registry: Registry = REGISTRY):
+        self.config = config
+        self.registry = registry
+        self.started = time.time()
+        self.store = Store(config.state_dir / "spbot.db")
+        self.connection = Connection(config)
+        self.outbox = Outbox(self.store, self.connection)
+        self.audit = AuditLog(self.store)
+        self.devices = Devices(self.store, self.connection)
+        self.scheduler = make_scheduler(config.timezone)
+        self.dispatcher = Dispatcher(self)
+        self.approvals: Any = None          # set by the approvals module when it is loaded
+        self.screen: Screen | None = None
+        # Modules add lines to !status here: async (bot) -> list[str].
+        self.status_sections: list[Any] = []
+        self._undecrypted: dict[str, tuple[MatrixRoom, MegolmEvent, float]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._stop = asyncio.Event()
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        sync = asyncio.create_task(self.connection.sync_forever(self.after_sync), name="sync")
+        await self._stop.wait()
+        log.info("stopping")
+        sync.cancel()
+        await asyncio.gather(sync, return_exceptions=True)
+        await self.stop()
+
+    async def start(self) -> None:
+        await self.store.open()
+        for part in (self.audit, self.devices):
+            await part.start()
+        first_start = await self.store.get("first_start")
+        if first_start is None:
+            first_start = time.time()
+            await self.store.put("first_start", first_start)
+        client = await self.connection.login()
+        self.screen = Screen(self.config, self.store, client.user_id, first_start)
+        client.add_event_callback(self.on_message, RoomMessageText)
+        client.add_event_callback(self.on_undecryptable, MegolmEvent)
+        client.add_event_callback(self.on_invite, InviteMemberEvent)
+        await self.outbox.start()
+        add_heartbeat(self.scheduler, self.store)
+        self.scheduler.start()
+        for hook in self.registry.startup_hooks:
+            await hook(self)
+        log.info("started", version=__version__, device_id=client.device_id,
+                 commands=len(self.registry.commands))
+
+    async def stop(self) -> None:
+        self.scheduler.shutdown(wait=False)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.outbox.stop()
+        await self.connection.close()
+        await self.store.close()
+
+    def spawn(self, coro, name: str) -> asyncio.Task:
+        """Run work beside the sync loop (a slow command must never hold up the next sync)."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- incoming events -----------------------------------------------------------------------
+
+    async def on_message(self, room: MatrixRoom, event: RoomMessageText) -> None:
+        verdict = await self.screen.message(room, event)
+        if verdict.reply is not None:
+            await self.outbox.send(room.room_id, _reply_content(event.event_id, verdict.reply))
+        if verdict.request is None:
+            if verdict.reason not in ("own message", "not a command"):
+                log.info("event_dropped", event_id=event.event_id, sender=event.sender,
+                         reason=verdict.reason)
+            return
+        request = verdict.request
+        request.device_id = await self.devices.identify(event.sender, getattr(event, "sender_key", None))
+        announcement = await self.devices.announce_if_new(event.sender, request.device_id)
+        if announcement is not None:
+            await self.outbox.send(room.room_id, announcement.content())
+        self.spawn(self.dispatcher.handle(request), name=f"command {event.event_id}")
+
+    async def on_undecryptable(self, room: MatrixRoom, event: MegolmEvent) -> None:
+        if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:
+            return
+        log.info("undecryptable", event_id=event.event_id, sender=event.sender, device=event.device_id)
+        self._undecrypted[event.event_id] = (room, event, time.monotonic())
+        try:
+            await self.connection.client.request_room_key(event)
+        except Exception as exc:  # already requested, or no session to ask with
+            log.debug("room_key_request_skipped", reason=str(exc))
+
+    async def after_sync(self) -> None:
+        """Retry events that could not be decrypted; give up after `undecryptable_wait` and say so."""
+        client = self.connection.client
+        for event_id, (room, event, since) in list(self._undecrypted.items()):
+            decrypted = client.decrypt_event(event) if client.olm else None
+            if isinstance(decrypted, RoomMessageText):
+                del self._undecrypted[event_id]
+                decrypted.room_id = room.room_id
+                await self.on_message(room, decrypted)
+            elif time.monotonic() - since > self.config.undecryptable_wait:
+                del self._undecrypted[event_id]
+                if await self.store.claim_event(event_id, room.room_id, time.time()):
+                    await self.outbox.send(room.room_id, _reply_content(event_id, Reply.error(
+                        f"I could not decrypt your message (from your device {event.device_id}), "
+                        "so I did not run it.",
+                        "Your client has not shared the room key with me. Send the command again; "
+                        "if this keeps happening, sign out and back in on that device, or verify it.")))
+
+    async def on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
+        if event.state_key != self.connection.client.user_id or event.membership != "invite":
+            return
+        if event.sender not in self.config.admins:
+            log.warning("invite_ignored", room=room.room_id, inviter=event.sender, reason="not an admin")
+            return
+        if not self.screen.room_allowed(room.room_id):
+            log.warning("invite_ignored", room=room.room_id, inviter=event.sender,
+                        reason="room not in config (rooms = [...])")
+            return
+        result = await self.connection.client.join(room.room_id)
+        log.info("joined", room=room.room_id, inviter=event.sender, result=type(result).__name__)
+
+    # --- outgoing ------------------------------------------------------------------------------
+
+    async def send_reply(self, request: Request, reply: Reply) -> int:
+        return await self.outbox.send(request.room_id, _reply_content(request.event_id, reply))
+
+    async def notify(self, reply: Reply, rooms: list[str] | None = None) -> list[int]:
+        """Speak first (alerts, reports): a notice to every admin room."""
+        targets = rooms or self.admin_rooms()
+        return [await self.outbox.send(room, reply.content()) for room in targets]
+
+    def admin_rooms(self) -> list[str]:
+        if self.config.rooms:
+            return list(self.config.rooms)
+        client = self.connection.client
+        return sorted(client.rooms) if client else []
+
+    def policy_for(self, spec: CommandSpec) -> Policy:
+        return spec.policy
+
+    def uptime(self) -> float:
+        return time.time() - self.started
+
+
+def _reply_content(event_id: str, reply: Reply) -> dict:
+    content = reply.content()
+    content["m.relates_to"] = {"m.in_reply_to": {"event_id": event_id}}
+    return content

@@ -1,0 +1,201 @@
+"""An admin's side of the conversation: a persistent E2EE nio device that sends commands and collects
+what the bot answers. Used by `spbot console`, the dev stack's readiness check, benchmarks and tests."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from nio import (Api, AsyncClient, AsyncClientConfig, LoginResponse, MegolmEvent, RedactionEvent,
+                 RoomSendResponse, SyncResponse, UnknownEvent)
+from nio.events.room_events import Event
+
+
+@dataclass
+class Seen:
+    """One event as this client saw it (decrypted where it could)."""
+    event_id: str
+    sender: str
+    type: str
+    content: dict
+    decrypted: bool
+    received: float = field(default_factory=time.monotonic)
+
+    @property
+    def relates(self) -> dict:
+        return self.content.get("m.relates_to") or {}
+
+    @property
+    def reply_to(self) -> str | None:
+        return (self.relates.get("m.in_reply_to") or {}).get("event_id")
+
+    @property
+    def body(self) -> str:
+        return self.content.get("body", "")
+
+
+class ChatClient:
+    def __init__(self, homeserver: str, user_id: str, password: str, store_dir: Path,
+                 device_name: str = "spbot-console"):
+        self.homeserver, self.user_id, self.password = homeserver, user_id, password
+        self.store_dir = Path(store_dir)
+        self.device_name = device_name
+        self.client: AsyncClient | None = None
+        self.events: list[Seen] = []
+        self._changed = asyncio.Condition()
+        self._sync_task: asyncio.Task | None = None
+        self.on_event: Callable[[Seen], None] | None = None
+
+    async def start(self, wait_rooms: bool = True) -> "ChatClient":
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        creds_path = self.store_dir / "credentials.json"
+        config = AsyncClientConfig(store_sync_tokens=True, encryption_enabled=True)
+        saved = json.loads(creds_path.read_text()) if creds_path.exists() else None
+        self.client = AsyncClient(self.homeserver, self.user_id, store_path=str(self.store_dir),
+                                  config=config, device_id=saved["device_id"] if saved else None)
+        if saved:
+            self.client.restore_login(self.user_id, saved["device_id"], saved["access_token"])
+        else:
+            response = await self.client.login(self.password, device_name=self.device_name)
+            if not isinstance(response, LoginResponse):
+                raise RuntimeError(f"login as {self.user_id} failed: {response}")
+            fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"device_id": response.device_id, "access_token": response.access_token}, fh)
+        self.client.add_event_callback(self._record, Event)
+        first = await self.client.sync(timeout=0, full_state=True)
+        if not isinstance(first, SyncResponse):
+            raise RuntimeError(f"first sync as {self.user_id} failed: {first}")
+        await self._upkeep()
+        self._sync_task = asyncio.create_task(self._sync_loop())
+        return self
+
+    @property
+    def device_id(self) -> str:
+        return self.client.device_id
+
+    async def stop(self) -> None:
+        if self._sync_task:
+            self._sync_task.cancel()
+            await asyncio.gather(self._sync_task, return_exceptions=True)
+        if self.client:
+            await self.client.close()
+
+    async def _sync_loop(self) -> None:
+        while True:
+            try:
+                await self.client.sync(timeout=10_000)
+                await self._upkeep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(0.5)
+
+    async def _upkeep(self) -> None:
+        c = self.client
+        await c.send_to_device_messages()
+        if c.should_upload_keys:
+            await c.keys_upload()
+        if c.should_query_keys:
+            await c.keys_query()
+        if c.should_claim_keys:
+            await c.keys_claim(c.get_users_for_key_claiming())
+
+    async def _record(self, room, event: Event) -> None:
+        source = event.source or {}
+        content = source.get("content") or {}
+        if isinstance(event, MegolmEvent):
+            kind, decrypted = "m.room.encrypted", False
+        else:
+            kind = source.get("type") or getattr(event, "type", "")
+            decrypted = bool(getattr(event, "decrypted", False))
+        if isinstance(event, RedactionEvent):
+            content = {**content, "redacts": event.redacts}
+        seen = Seen(event.event_id, event.sender, kind, content, decrypted)
+        async with self._changed:
+            self.events.append(seen)
+            self._changed.notify_all()
+        if self.on_event:
+            self.on_event(seen)
+
+    # --- sending -------------------------------------------------------------------------------
+
+    async def send(self, room_id: str, text: str, content: dict | None = None) -> str:
+        """An encrypted m.text message (or the given content); returns its event id."""
+        content = content or {"msgtype": "m.text", "body": text}
+        response = await self.client.room_send(room_id, "m.room.message", content,
+                                               ignore_unverified_devices=True)
+        if not isinstance(response, RoomSendResponse):
+            raise RuntimeError(f"send failed: {response}")
+        return response.event_id
+
+    async def send_unencrypted(self, room_id: str, event_type: str, content: dict) -> str:
+        """Bypasses encryption on purpose (tests of what the bot must refuse)."""
+        method, path, data = Api.room_send(self.client.access_token, room_id, event_type, content,
+                                           f"plain{time.monotonic_ns()}")
+        response = await self.client._send(RoomSendResponse, method, path, data, (room_id,))
+        return response.event_id
+
+    async def send_encrypted(self, room_id: str, event_type: str, content: dict) -> str:
+        """Any event type encrypted (nio leaves reactions in the clear; Element encrypts them)."""
+        room = self.client.rooms[room_id]
+        if not room.members_synced:
+            await self.client.joined_members(room_id)
+        if self.client.should_query_keys:
+            await self.client.keys_query()
+        if self.client.olm.should_share_group_session(room_id):
+            await self.client.share_group_session(room_id, ignore_unverified_devices=True)
+        kind, encrypted = self.client.encrypt(room_id, event_type, content)
+        return await self.send_unencrypted(room_id, kind, encrypted)
+
+    async def react(self, room_id: str, event_id: str, key: str, encrypted: bool = True) -> str:
+        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+        if encrypted:
+            return await self.send_encrypted(room_id, "m.reaction", content)
+        return await self.send_unencrypted(room_id, "m.reaction", content)
+
+    async def redact(self, room_id: str, event_id: str) -> None:
+        await self.client.room_redact(room_id, event_id, reason="withdrawn")
+
+    # --- reading -------------------------------------------------------------------------------
+
+    async def wait_for(self, predicate: Callable[[Seen], bool], timeout: float = 15.0) -> Seen:
+        async def find() -> Seen:
+            async with self._changed:
+                while True:
+                    for seen in self.events:
+                        if predicate(seen):
+                            return seen
+                    await self._changed.wait()
+        return await asyncio.wait_for(find(), timeout)
+
+    def replies_to(self, event_id: str, sender: str | None = None) -> list[Seen]:
+        return [e for e in self.events if e.reply_to == event_id
+                and (sender is None or e.sender == sender)]
+
+    def edits_of(self, event_id: str) -> list[Seen]:
+        return [e for e in self.events if e.relates.get("rel_type") == "m.replace"
+                and e.relates.get("event_id") == event_id]
+
+    async def command(self, room_id: str, text: str, bot: str, timeout: float = 15.0) -> Seen:
+        """Send a command and wait for the bot's first reply to it."""
+        event_id = await self.send(room_id, text)
+        return await self.wait_for(lambda e: e.sender == bot and e.reply_to == event_id, timeout)
+
+    async def wait_joined(self, room_id: str, user_id: str, timeout: float = 30.0) -> None:
+        """Until `user_id` is a joined member of the room, as this client sees it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            room = self.client.rooms.get(room_id)
+            if room is not None and user_id in room.users:
+                return
+            await asyncio.sleep(0.1)
+        raise asyncio.TimeoutError(f"{user_id} did not join {room_id}")
+
+    async def join(self, room_id: str) -> None:
+        await self.client.join(room_id)
+        await self.client.sync(timeout=0)

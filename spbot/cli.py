@@ -1,0 +1,89 @@
+"""The `spbot` command: run the bot, check its set-up, talk to it, drive the dev stack."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+from .logs import get_logger, setup_logging
+
+log = get_logger("spbot")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spbot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the bot")
+    run.add_argument("--config", "-c", required=True, type=Path)
+    doctor = sub.add_parser("doctor", help="check configuration, homeserver, login, rooms, encryption")
+    doctor.add_argument("--config", "-c", required=True, type=Path)
+    console = sub.add_parser("console", help="talk to the bot from this terminal (dev stack)")
+    console.add_argument("--dev-json", type=Path, default=None)
+    console.add_argument("--user", default=None, help="admin to log in as (default: the first)")
+    dev = sub.add_parser("dev", help="the dev stack: up or down")
+    dev.add_argument("action", choices=["up", "down"])
+    args = parser.parse_args(argv)
+    return {"run": _run, "doctor": _doctor, "console": _console, "dev": _dev}[args.command](args)
+
+
+def _load(path: Path):
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"spbot: config error: {problem}", file=sys.stderr)
+        print(f"spbot: fix {path} and start again", file=sys.stderr)
+        return None
+
+
+def _run(args) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    setup_logging(config.log_level)
+    from commands import load_all
+    from .bot import Bot
+    from .matrix import LoginFailed
+    try:
+        load_all(config.plugins)
+    except ImportError as exc:
+        print(f"spbot: config error: plugins: cannot import {exc.name}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(Bot(config).run())
+    except LoginFailed as exc:
+        print(f"spbot: {exc}", file=sys.stderr)
+        return 3
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"spbot: config error: {problem}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _doctor(args) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    from .doctor import run_checks
+    return asyncio.run(run_checks(config))
+
+
+def _console(args) -> int:
+    from .console import run_console
+    return asyncio.run(run_console(args.dev_json, args.user))
+
+
+def _dev(args) -> int:
+    from . import devup
+    if args.action == "up":
+        dev = devup.up()
+        print(f"dev stack up: homeserver {dev['homeserver']}, room {dev['room_id']}, "
+              f"bot {dev['bot_user_id']}")
+        print(f"accounts and passwords: {devup.STATE / 'dev.json'}")
+    else:
+        devup.down()
+        print("dev stack down")
+    return 0

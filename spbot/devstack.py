@@ -1,0 +1,268 @@
+"""A real Synapse on loopback and the accounts, room and bot process around it: the dev stack behind
+`deploy/synapse-dev/up` and `down`, and the homeserver the test suite starts once per session."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+RATE_LIMIT_OFF = {"per_second": 1000, "burst_count": 1000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class Synapse:
+    """One Synapse homeserver (SQLite, 127.0.0.1 only, no federation) living in `directory`."""
+
+    def __init__(self, directory: Path, port: int, server_name: str = "localhost"):
+        self.dir = Path(directory)
+        self.port = port
+        self.server_name = server_name
+        self.config_path = self.dir / "homeserver.yaml"
+        self.pid_path = self.dir / "synapse.pid"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def shared_secret(self) -> str:
+        return yaml.safe_load(self.config_path.read_text())["registration_shared_secret"]
+
+    def configure(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.config_path.exists():
+            subprocess.run([sys.executable, "-m", "synapse.app.homeserver", "--generate-config",
+                            "--server-name", self.server_name, "--config-path", str(self.config_path),
+                            "--data-directory", str(self.dir), "--report-stats", "no"],
+                           check=True, capture_output=True, cwd=self.dir)
+        config = yaml.safe_load(self.config_path.read_text())
+        config.update(self._settings(config))
+        self.config_path.write_text(yaml.safe_dump(config))
+
+    def _settings(self, config: dict) -> dict:
+        return {
+            "listeners": [{"port": self.port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                           "tls": False, "x_forwarded": False,
+                           "resources": [{"names": ["client"], "compress": False}]}],
+            "database": {"name": "sqlite3", "args": {"database": str(self.dir / "homeserver.db")}},
+            "trusted_key_servers": [],
+            "suppress_key_server_warning": True,
+            "federation_domain_whitelist": [],
+            "enable_registration": True,
+            "registration_requires_token": True,
+            "registration_shared_secret": config.get("registration_shared_secret")
+                                          or secrets.token_urlsafe(32),
+            "report_stats": False,
+            "presence": {"enabled": False},
+            "url_preview_enabled": False,
+            "rc_message": RATE_LIMIT_OFF,
+            "rc_registration": RATE_LIMIT_OFF,
+            "rc_joins": {"local": RATE_LIMIT_OFF, "remote": RATE_LIMIT_OFF},
+            "rc_login": {"address": RATE_LIMIT_OFF, "account": RATE_LIMIT_OFF,
+                         "failed_attempts": RATE_LIMIT_OFF},
+            "rc_room_creation": RATE_LIMIT_OFF,
+            "rc_key_requests": RATE_LIMIT_OFF,
+            "rc_admin_redaction": RATE_LIMIT_OFF,
+            "rc_invites": {"per_room": RATE_LIMIT_OFF, "per_user": RATE_LIMIT_OFF,
+                           "per_issuer": RATE_LIMIT_OFF},
+            "rc_3pid_validation": RATE_LIMIT_OFF,
+            "rc_delayed_event_mgmt": RATE_LIMIT_OFF,
+        }
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_path.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def start(self, timeout: float = 60.0) -> None:
+        if self.running_pid():
+            return self.wait_ready(timeout)
+        log = open(self.dir / "synapse.out", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True)
+        self.pid_path.write_text(str(self.process.pid))
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"Synapse exited at start; see {self.dir / 'synapse.out'}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"Synapse did not answer on {self.url} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        pid = self.running_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(150):
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            if self.process is not None and self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+            self.process = None
+        self.pid_path.unlink(missing_ok=True)
+
+    def register(self, localpart: str, password: str, admin: bool = False) -> str:
+        """Create an account through the shared-secret admin API; an existing one is left as it is."""
+        user_id = f"@{localpart}:{self.server_name}"
+        endpoint = f"{self.url}/_synapse/admin/v1/register"
+        nonce = httpx.get(endpoint, timeout=10).json()["nonce"]
+        mac = hmac.new(self.shared_secret.encode(), digestmod=hashlib.sha1)
+        mac.update(b"\x00".join([nonce.encode(), localpart.encode(), password.encode(),
+                                 b"admin" if admin else b"notadmin"]))
+        response = httpx.post(endpoint, timeout=30, json={
+            "nonce": nonce, "username": localpart, "password": password, "admin": admin,
+            "mac": mac.hexdigest()})
+        if response.status_code == 400 and response.json().get("errcode") == "M_USER_IN_USE":
+            return user_id
+        response.raise_for_status()
+        return user_id
+
+
+class PlainSession:
+    """A non-E2EE client session for set-up chores (create a room, invite, join)."""
+
+    def __init__(self, url: str, token: str):
+        self.http = httpx.Client(base_url=url, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"})
+
+    @classmethod
+    def login(cls, url: str, user_id: str, password: str) -> "PlainSession":
+        response = httpx.post(f"{url}/_matrix/client/v3/login", timeout=30, json={
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": user_id},
+            "password": password, "initial_device_display_name": "spbot dev set-up"})
+        response.raise_for_status()
+        return cls(url, response.json()["access_token"])
+
+    def create_encrypted_room(self, name: str, invite: list[str]) -> str:
+        response = self.http.post("/_matrix/client/v3/createRoom", json={
+            "name": name, "preset": "private_chat", "invite": invite,
+            "power_level_content_override": {"users_default": 0},
+            "initial_state": [{"type": "m.room.encryption", "state_key": "",
+                               "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]})
+        response.raise_for_status()
+        return response.json()["room_id"]
+
+    def join(self, room_id: str) -> None:
+        self.http.post(f"/_matrix/client/v3/join/{room_id}", json={}).raise_for_status()
+
+    def invite(self, room_id: str, user_id: str) -> None:
+        response = self.http.post(f"/_matrix/client/v3/rooms/{room_id}/invite", json={"user_id": user_id})
+        if response.status_code not in (200, 403):   # 403: already in the room
+            response.raise_for_status()
+
+    def logout(self) -> None:
+        self.http.post("/_matrix/client/v3/logout", json={})
+
+
+def write_bot_config(path: Path, *, homeserver: str, user_id: str, password_file: Path,
+                     admins: list[str], rooms: list[str], state_dir: Path,
+                     extra: str = "") -> Path:
+    path.write_text("\n".join([
+        f'homeserver = "{homeserver}"',
+        f'user_id = "{user_id}"',
+        f'password = {{ file = "{password_file}" }}',
+        f"admins = {json.dumps(admins)}",
+        f"rooms = {json.dumps(rooms)}",
+        f'state_dir = "{state_dir}"',
+        'log_level = "INFO"',
+        extra,
+    ]) + "\n")
+    return path
+
+
+class BotProcess:
+    """The bot as a real process: `spbot run --config …`, its log in a file."""
+
+    def __init__(self, config_path: Path, log_path: Path, env: dict | None = None):
+        self.config_path = Path(config_path)
+        self.log_path = Path(log_path)
+        self.pid_path = self.log_path.with_suffix(".pid")
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "spbot", "run", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env if self.env is not None else os.environ.copy())
+        self.pid_path.write_text(str(self.process.pid))
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_path.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        pid = self.running_pid()
+        if pid is None:
+            return None
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None:
+                if self.process.poll() is not None:
+                    break
+            else:
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        code = self.process.wait() if self.process is not None else None
+        self.process = None
+        self.pid_path.unlink(missing_ok=True)
+        return code
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

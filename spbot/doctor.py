@@ -1,0 +1,86 @@
+"""`spbot doctor`: check the set-up step by step and say what to fix."""
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from .config import Config, ConfigError
+
+OK, BAD, WARN = "ok  ", "FAIL", "warn"
+
+
+def _line(mark: str, text: str) -> None:
+    print(f"[{mark}] {text}", flush=True)
+
+
+async def run_checks(config: Config) -> int:
+    _line(OK, f"configuration is valid ({len(config.admins)} admins, {len(config.rooms)} rooms)")
+    failures = 0
+    async with httpx.AsyncClient(base_url=config.homeserver, timeout=10) as http:
+        try:
+            versions = (await http.get("/_matrix/client/versions")).json()["versions"]
+            _line(OK, f"homeserver {config.homeserver} answers (spec {versions[-1]})")
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            _line(BAD, f"homeserver {config.homeserver} does not answer ({exc.__class__.__name__}): "
+                       "check the URL and that the homeserver runs")
+            return 1
+        token = _stored_token(config)
+        if token is None:
+            failures += await _check_password(http, config)
+            _line(WARN, "the bot has not logged in yet: start it once (spbot run) to create its device")
+            return 1 if failures else 0
+        http.headers["Authorization"] = f"Bearer {token}"
+        failures += await _check_session(http, config)
+    return 1 if failures else 0
+
+
+def _stored_token(config: Config) -> str | None:
+    try:
+        return json.loads((config.state_dir / "credentials.json").read_text())["access_token"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+async def _check_password(http: httpx.AsyncClient, config: Config) -> int:
+    if config.password is None:
+        return 0
+    try:
+        password = config.password.read()
+    except ConfigError as exc:
+        _line(BAD, exc.problems[0])
+        return 1
+    response = await http.post("/_matrix/client/v3/login", json={
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": config.user_id},
+        "password": password, "initial_device_display_name": "spbot doctor"})
+    if response.status_code != 200:
+        _line(BAD, f"login as {config.user_id} refused ({response.json().get('errcode')}): "
+                   "check the password file")
+        return 1
+    await http.post("/_matrix/client/v3/logout",
+                    headers={"Authorization": f"Bearer {response.json()['access_token']}"})
+    _line(OK, f"the password of {config.user_id} works")
+    return 0
+
+
+async def _check_session(http: httpx.AsyncClient, config: Config) -> int:
+    who = await http.get("/_matrix/client/v3/account/whoami")
+    if who.status_code != 200:
+        _line(BAD, "the stored access token was rejected: delete state_dir/credentials.json and "
+                   "restart the bot to log in again (its E2EE device will be new)")
+        return 1
+    _line(OK, f"logged in as {who.json()['user_id']}, device {who.json().get('device_id')}")
+    joined = set((await http.get("/_matrix/client/v3/joined_rooms")).json().get("joined_rooms", []))
+    failures = 0
+    for room in config.rooms:
+        if room not in joined:
+            _line(BAD, f"the bot is not in {room}: invite it from an admin account")
+            failures += 1
+            continue
+        state = await http.get(f"/_matrix/client/v3/rooms/{room}/state/m.room.encryption/")
+        if state.status_code == 200:
+            _line(OK, f"room {room}: joined, encrypted ({state.json().get('algorithm')})")
+        else:
+            _line(BAD, f"room {room} is not encrypted: enable encryption in its settings")
+            failures += 1
+    return failures

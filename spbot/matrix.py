@@ -1,0 +1,156 @@
+"""The bot's Matrix connection: one persistent device (crypto store + stored access token), a sync loop
+that survives homeserver outages, and the key upkeep E2EE needs. It never logs out: that would destroy
+the device's keys."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from nio import (AsyncClient, AsyncClientConfig, LocalProtocolError, LoginResponse, SyncResponse,
+                 WhoamiResponse)
+from aiohttp import ClientError
+
+from .config import Config
+from .logs import get_logger, register_secret
+
+log = get_logger(__name__)
+
+SYNC_TIMEOUT_MS = 30_000
+NETWORK_ERRORS = (ClientError, asyncio.TimeoutError, TimeoutError, OSError)
+
+
+class LoginFailed(Exception):
+    """The homeserver refused the bot's credentials; the message says what to fix."""
+
+
+class Connection:
+    def __init__(self, config: Config):
+        self.config = config
+        self.state_dir = Path(config.state_dir)
+        self.credentials_path = self.state_dir / "credentials.json"
+        self.client: AsyncClient | None = None
+        self.first_sync_done = asyncio.Event()
+        self.online = asyncio.Event()
+        self._stopping = False
+
+    # --- login ---------------------------------------------------------------------------------
+
+    def _new_client(self, device_id: str | None = None) -> AsyncClient:
+        store = self.state_dir / "crypto"
+        store.mkdir(parents=True, exist_ok=True)
+        os.chmod(store, 0o700)
+        client_config = AsyncClientConfig(
+            store_sync_tokens=True, encryption_enabled=True, max_timeouts=0,
+            max_limit_exceeded=3, request_timeout=SYNC_TIMEOUT_MS / 1000 + 15)
+        return AsyncClient(self.config.homeserver, self.config.user_id, device_id=device_id,
+                           store_path=str(store), config=client_config)
+
+    async def login(self) -> AsyncClient:
+        """Restore the stored device, or log in once with the password and store the token (0600)."""
+        saved = self._load_credentials()
+        if saved:
+            register_secret(saved["access_token"])
+            self.client = self._new_client(saved["device_id"])
+            self.client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
+            log.info("login_restored", device_id=saved["device_id"])
+            return self.client
+        if self.config.access_token is not None:
+            return await self._adopt_token(self.config.access_token.read())
+        password = self.config.password.read()
+        register_secret(password)
+        self.client = self._new_client()
+        response = await self.client.login(password, device_name=self.config.device_name)
+        if not isinstance(response, LoginResponse):
+            await self.client.close()
+            raise LoginFailed(f"the homeserver refused the bot's login for {self.config.user_id}: "
+                              f"{getattr(response, 'message', response)}; check the password file")
+        register_secret(response.access_token)
+        self._save_credentials(response.device_id, response.access_token)
+        log.info("login_password", device_id=response.device_id)
+        return self.client
+
+    async def _adopt_token(self, token: str) -> AsyncClient:
+        register_secret(token)
+        probe = AsyncClient(self.config.homeserver, self.config.user_id)
+        probe.access_token = token
+        who = await probe.whoami()
+        await probe.close()
+        if not isinstance(who, WhoamiResponse) or not who.device_id:
+            raise LoginFailed("the homeserver rejected the configured access token (or it has no device); "
+                              "create a new one or configure a password file")
+        self.client = self._new_client(who.device_id)
+        self.client.restore_login(who.user_id, who.device_id, token)
+        self._save_credentials(who.device_id, token)
+        return self.client
+
+    def _load_credentials(self) -> dict | None:
+        try:
+            data = json.loads(self.credentials_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if data.get("user_id") == self.config.user_id else None
+
+    def _save_credentials(self, device_id: str, token: str) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.credentials_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"user_id": self.config.user_id, "device_id": device_id,
+                       "access_token": token}, fh)
+        os.replace(tmp, self.credentials_path)
+
+    # --- sync ----------------------------------------------------------------------------------
+
+    async def sync_forever(self, after_sync: Callable[[], Awaitable[None]]) -> None:
+        """Sync until stopped; on network trouble wait (1 s doubling to 30 s) and go on."""
+        backoff = 1.0
+        while not self._stopping:
+            try:
+                response = await self.client.sync(
+                    timeout=0 if not self.first_sync_done.is_set() else SYNC_TIMEOUT_MS,
+                    full_state=not self.first_sync_done.is_set())
+                if not isinstance(response, SyncResponse):
+                    raise ConnectionError(getattr(response, "message", str(response)))
+                await self._key_upkeep()
+                if not self.online.is_set():
+                    log.info("homeserver_online")
+                self.online.set()
+                self.first_sync_done.set()
+                backoff = 1.0
+                await after_sync()
+            except asyncio.CancelledError:
+                raise
+            except (*NETWORK_ERRORS, ConnectionError, LocalProtocolError) as exc:
+                if self.online.is_set():
+                    log.warning("homeserver_unreachable", error=exc.__class__.__name__,
+                                detail=str(exc)[:200], retry_in=backoff)
+                self.online.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except Exception:
+                log.exception("sync_step_failed", retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _key_upkeep(self) -> None:
+        client = self.client
+        await client.send_to_device_messages()
+        if client.should_upload_keys:
+            await client.keys_upload()
+        if client.should_query_keys:
+            await client.keys_query()
+        if client.should_claim_keys:
+            await client.keys_claim(client.get_users_for_key_claiming())
+
+    async def refresh_devices(self, user_id: str) -> None:
+        """Query keys now (a new device of `user_id` may have just appeared in this sync)."""
+        self.client.olm.users_for_key_query.add(user_id)
+        await self.client.keys_query()
+
+    async def close(self) -> None:
+        self._stopping = True
+        if self.client is not None:
+            await self.client.close()

@@ -1,0 +1,94 @@
+"""What the bot says: a plain `body` and an HTML `formatted_body`, built together so they never disagree."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+from typing import Sequence
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class Reply:
+    body: str
+    html: str
+    mentions: list[str] = field(default_factory=list)
+
+    @classmethod
+    def text(cls, body: str, mentions: Sequence[str] = ()) -> "Reply":
+        return cls(body, escape(body).replace("\n", "<br>"), list(mentions))
+
+    @classmethod
+    def error(cls, what: str, todo: str = "") -> "Reply":
+        """A failure: what went wrong, and what to do next."""
+        body = f"⚠️ {what}" + (f"\n{todo}" if todo else "")
+        html = f"⚠️ <b>{escape(what)}</b>" + (f"<br>{escape(todo)}" if todo else "")
+        return cls(body, html)
+
+    def __add__(self, other: "Reply") -> "Reply":
+        return Reply(f"{self.body}\n{other.body}", f"{self.html}<br>{other.html}",
+                     self.mentions + [m for m in other.mentions if m not in self.mentions])
+
+    def content(self, msgtype: str = "m.notice") -> dict:
+        content = {"msgtype": msgtype, "body": self.body, "format": "org.matrix.custom.html",
+                   "formatted_body": self.html}
+        content["m.mentions"] = {"user_ids": list(self.mentions)} if self.mentions else {}
+        return content
+
+
+def pill(user_id: str) -> str:
+    """An HTML mention link that clients show as a pill."""
+    return f'<a href="https://matrix.to/#/{escape(user_id)}">{escape(user_id)}</a>'
+
+
+def mention(user_ids: Sequence[str], text: str) -> Reply:
+    """A message that addresses people: pills in HTML, ids in plain text, and m.mentions."""
+    plain = " ".join(user_ids) + ": " + text
+    html = " ".join(pill(u) for u in user_ids) + ": " + escape(text).replace("\n", "<br>")
+    return Reply(plain, html, list(user_ids))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str = "",
+          align_right: Sequence[int] = ()) -> Reply:
+    """An aligned plain-text table in `body` and an HTML table in `formatted_body`."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if i in align_right else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+
+    plain = [title] if title else []
+    plain += [line(headers)] + [line(r) for r in cells]
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in cells)
+    html = (f"<b>{escape(title)}</b><br>" if title else "") + \
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return Reply("\n".join(plain), html)
+
+
+def bar(fraction: float, width: int = 10) -> str:
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = round(fraction * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24}h"

@@ -1,0 +1,76 @@
+"""The bot's own state in one SQLite file (aiosqlite): each module owns its tables and declares them here
+through `ensure_schema`, so the store stays a thin, shared connection."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import aiosqlite
+
+_CORE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen_events (
+    event_id TEXT PRIMARY KEY, room_id TEXT NOT NULL, seen_at REAL NOT NULL);
+"""
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.db: aiosqlite.Connection | None = None
+
+    async def open(self) -> "Store":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = await aiosqlite.connect(self.path)
+        self.db.row_factory = aiosqlite.Row
+        await self.db.execute("PRAGMA journal_mode=WAL")
+        await self.db.execute("PRAGMA synchronous=NORMAL")
+        await self.ensure_schema(_CORE_SCHEMA)
+        self.path.chmod(0o600)
+        return self
+
+    async def close(self) -> None:
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+    async def ensure_schema(self, sql: str) -> None:
+        await self.db.executescript(sql)
+        await self.db.commit()
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one statement and commit; returns the number of rows changed."""
+        cursor = await self.db.execute(sql, tuple(params))
+        await self.db.commit()
+        return cursor.rowcount
+
+    async def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one INSERT and commit; returns the new row's id."""
+        cursor = await self.db.execute(sql, tuple(params))
+        await self.db.commit()
+        return cursor.lastrowid
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self.db.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self.db.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        row = await self.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
+        return json.loads(row["value"]) if row else default
+
+    async def put(self, key: str, value: Any) -> None:
+        await self.execute("INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) "
+                           "DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+
+    async def claim_event(self, event_id: str, room_id: str, now: float) -> bool:
+        """Record an event as handled; False if it was already (so nothing runs twice, across restarts)."""
+        cursor = await self.db.execute(
+            "INSERT OR IGNORE INTO seen_events(event_id, room_id, seen_at) VALUES(?, ?, ?)",
+            (event_id, room_id, now))
+        await self.db.commit()
+        return cursor.rowcount == 1
