@@ -7,7 +7,7 @@ import signal
 import time
 from typing import Any
 
-from nio import InviteMemberEvent, MatrixRoom, MegolmEvent, RoomMessageText
+from nio import EncryptionError, InviteMemberEvent, MatrixRoom, MegolmEvent, RoomMessageText
 
 from . import __version__
 from .audit import AuditLog
@@ -55,6 +55,7 @@ class Bot:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         sync = asyncio.create_task(self.connection.sync_forever(self.after_sync), name="sync")
+        self.spawn(self._undecryptable_ticker(), name="undecryptable")
         await self._stop.wait()
         log.info("stopping")
         sync.cancel()
@@ -126,11 +127,20 @@ class Bot:
         except Exception as exc:  # already requested, or no session to ask with
             log.debug("room_key_request_skipped", reason=str(exc))
 
+    async def _undecryptable_ticker(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self._undecrypted:
+                await self.after_sync()
+
     async def after_sync(self) -> None:
         """Retry events that could not be decrypted; give up after `undecryptable_wait` and say so."""
         client = self.connection.client
         for event_id, (room, event, since) in list(self._undecrypted.items()):
-            decrypted = client.decrypt_event(event) if client.olm else None
+            try:
+                decrypted = client.decrypt_event(event)
+            except EncryptionError:
+                decrypted = None              # the room key has not arrived (yet)
             if isinstance(decrypted, RoomMessageText):
                 del self._undecrypted[event_id]
                 decrypted.room_id = room.room_id

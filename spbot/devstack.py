@@ -218,7 +218,9 @@ def write_bot_config(path: Path, *, homeserver: str, user_id: str, password_file
 class BotProcess:
     """The bot as a real process: `spbot run --config …`, its log in a file."""
 
-    def __init__(self, config_path: Path, log_path: Path, env: dict | None = None):
+    def __init__(self, config_path: Path, log_path: Path, env: dict | None = None,
+                 cwd: Path | None = None):
+        self.cwd = cwd
         self.config_path = Path(config_path)
         self.log_path = Path(log_path)
         self.pid_path = self.log_path.with_suffix(".pid")
@@ -229,7 +231,7 @@ class BotProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "spbot", "run", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.cwd,
             env=self.env if self.env is not None else os.environ.copy())
         self.pid_path.write_text(str(self.process.pid))
 

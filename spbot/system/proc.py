@@ -150,6 +150,9 @@ async def run(
     except asyncio.CancelledError:
         await asyncio.shield(terminate_group(proc, kill_grace))
         raise
+    except BaseException:  # a line callback failed: never leave the program running unwatched
+        await terminate_group(proc, kill_grace)
+        raise
     return ProcResult(
         argv=argv,
         returncode=proc.returncode if proc.returncode is not None else -1,

@@ -1,0 +1,160 @@
+"""One real Synapse per test session (free port, temp dir), the bot as a real process, and real E2EE
+admin clients. Tests that need none of this simply do not ask for these fixtures."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from spbot.chatclient import ChatClient
+from spbot.devstack import BotProcess, PlainSession, Synapse, free_port, write_bot_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple 42"
+BOT_PASSWORD = "bot password that must never be logged"
+# Short ages so the "sent while offline" and "undecryptable" paths can be waited out in a test.
+TEST_BOT_SETTINGS = """
+max_command_age = "8s"
+undecryptable_wait = "3s"
+plugins = ["tests.bot_plugins"]
+"""
+
+
+@dataclass
+class Person:
+    name: str
+    user_id: str
+    password: str = PASSWORD
+
+
+class TestBot:
+    """The bot under test as a real process; restartable with the same state directory."""
+
+    def __init__(self, synapse: Synapse, directory: Path, room_id: str, admins: list[str],
+                 user_id: str, extra: str = ""):
+        self.synapse = synapse
+        self.dir = directory
+        self.room_id = room_id
+        self.user_id = user_id
+        self.state_dir = directory / "state"
+        password_file = directory / "bot.password"
+        password_file.write_text(BOT_PASSWORD + "\n")
+        password_file.chmod(0o600)
+        self.config_path = write_bot_config(
+            directory / "bot.toml", homeserver=synapse.url, user_id=user_id,
+            password_file=password_file, admins=admins, rooms=[room_id], state_dir=self.state_dir,
+            extra=TEST_BOT_SETTINGS + extra)
+        self.process = BotProcess(self.config_path, directory / "bot.log", cwd=ROOT)
+
+    def start(self) -> None:
+        self.process.start()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        return self.process.stop(sig)
+
+    def log(self) -> str:
+        return self.process.log_text()
+
+    def marks(self) -> list[str]:
+        path = self.state_dir / "marks.txt"
+        return path.read_text().split() if path.exists() else []
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory) -> Synapse:
+    server = Synapse(tmp_path_factory.mktemp("synapse"), free_port())
+    server.configure()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def people(synapse) -> dict[str, Person]:
+    found = {}
+    for name, admin in [("alice", False), ("bob", False), ("carol", False), ("dave", False)]:
+        found[name] = Person(name, synapse.register(name, PASSWORD, admin=admin))
+    found["spbot"] = Person("spbot", synapse.register("spbot", BOT_PASSWORD, admin=True), BOT_PASSWORD)
+    return found
+
+
+@pytest.fixture(scope="session")
+def room_id(synapse, people) -> str:
+    owner = PlainSession.login(synapse.url, people["alice"].user_id, PASSWORD)
+    room = owner.create_encrypted_room("Server admin (tests)", [
+        people["bob"].user_id, people["carol"].user_id, people["spbot"].user_id])
+    for name in ("bob", "carol"):
+        member = PlainSession.login(synapse.url, people[name].user_id, PASSWORD)
+        member.join(room)
+        member.logout()
+    owner.logout()
+    return room
+
+
+async def _client(synapse, person: Person, directory: Path, room_id: str | None = None) -> ChatClient:
+    client = ChatClient(synapse.url, person.user_id, person.password, directory)
+    await client.start()
+    return client
+
+
+@pytest.fixture(scope="session")
+async def alice(synapse, people, tmp_path_factory) -> ChatClient:
+    client = await _client(synapse, people["alice"], tmp_path_factory.mktemp("alice"))
+    yield client
+    await client.stop()
+
+
+@pytest.fixture(scope="session")
+async def bob(synapse, people, tmp_path_factory) -> ChatClient:
+    client = await _client(synapse, people["bob"], tmp_path_factory.mktemp("bob"))
+    yield client
+    await client.stop()
+
+
+@pytest.fixture(scope="session")
+async def carol(synapse, people, tmp_path_factory) -> ChatClient:
+    client = await _client(synapse, people["carol"], tmp_path_factory.mktemp("carol"))
+    yield client
+    await client.stop()
+
+
+@pytest.fixture(scope="session")
+async def bot(synapse, people, room_id, alice, bob, carol, tmp_path_factory) -> TestBot:
+    """The running bot, answering in the room; admins are alice and bob, carol is family."""
+    test_bot = TestBot(synapse, tmp_path_factory.mktemp("bot"), room_id,
+                       [people["alice"].user_id, people["bob"].user_id], people["spbot"].user_id)
+    test_bot.start()
+    await alice.wait_joined(room_id, test_bot.user_id, timeout=60)
+    await wait_answering(alice, test_bot)
+    yield test_bot
+    test_bot.stop()
+
+
+async def wait_answering(client: ChatClient, test_bot: TestBot, timeout: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await client.command(test_bot.room_id, "!ping", test_bot.user_id, timeout=10)
+            return
+        except asyncio.TimeoutError:
+            if test_bot.process.running_pid() is None:
+                raise RuntimeError("the bot stopped:\n" + test_bot.log()[-2000:])
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+
+
+@pytest.fixture(scope="session")
+def dev_json(synapse, people, room_id, bot, tmp_path_factory) -> Path:
+    """A dev.json like deploy/synapse-dev/up writes, for the test session's homeserver."""
+    path = tmp_path_factory.mktemp("devstate") / "dev.json"
+    path.write_text(json.dumps({
+        "homeserver": synapse.url, "server_name": synapse.server_name,
+        "bot_user_id": people["spbot"].user_id, "room_id": room_id,
+        "users": [{"user_id": people[n].user_id, "password": PASSWORD, "admin": n in ("alice", "bob")}
+                  for n in ("alice", "bob", "carol")]}))
+    return path
