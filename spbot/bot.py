@@ -7,14 +7,17 @@ import signal
 import time
 from typing import Any
 
-from nio import EncryptionError, InviteMemberEvent, MatrixRoom, MegolmEvent, RoomMessageText
+from nio import (EncryptionError, InviteMemberEvent, MatrixRoom, MegolmEvent, ReactionEvent,
+                 RedactionEvent, RoomMessageText)
 
 from . import __version__
+from .approvals import Approvals
 from .audit import AuditLog
 from .config import Config
 from .context import Request
 from .devices import Devices
 from .dispatch import Dispatcher
+from .jobs import JobRunner
 from .logs import get_logger
 from .matrix import Connection
 from .outbox import Outbox
@@ -39,7 +42,8 @@ class Bot:
         self.devices = Devices(self.store, self.connection)
         self.scheduler = make_scheduler(config.timezone)
         self.dispatcher = Dispatcher(self)
-        self.approvals: Any = None          # set by the approvals module when it is loaded
+        self.jobs = JobRunner(self)
+        self.approvals = Approvals(self)
         self.screen: Screen | None = None
         # Modules add lines to !status here: async (bot) -> list[str].
         self.status_sections: list[Any] = []
@@ -75,7 +79,12 @@ class Bot:
         client.add_event_callback(self.on_message, RoomMessageText)
         client.add_event_callback(self.on_undecryptable, MegolmEvent)
         client.add_event_callback(self.on_invite, InviteMemberEvent)
+        client.add_event_callback(self.on_reaction, ReactionEvent)
+        client.add_event_callback(self.on_redaction, RedactionEvent)
         await self.outbox.start()
+        await self.approvals.start()
+        await self.jobs.start()
+        self._warn_about_policies()
         add_heartbeat(self.scheduler, self.store)
         self.scheduler.start()
         for hook in self.registry.startup_hooks:
@@ -154,6 +163,14 @@ class Bot:
                         "Your client has not shared the room key with me. Send the command again; "
                         "if this keeps happening, sign out and back in on that device, or verify it.")))
 
+    async def on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
+        if self.screen.room_allowed(room.room_id):
+            await self.approvals.on_reaction(room, event)
+
+    async def on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
+        if self.screen.room_allowed(room.room_id) and event.sender in self.config.admins:
+            await self.approvals.on_redaction(room, event)
+
     async def on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
         if event.state_key != self.connection.client.user_id or event.membership != "invite":
             return
@@ -184,7 +201,20 @@ class Bot:
         return sorted(client.rooms) if client else []
 
     def policy_for(self, spec: CommandSpec) -> Policy:
-        return spec.policy
+        override = self.config.policies.get(spec.name)
+        if override is None:
+            return spec.policy
+        return Policy(approvals=override.approvals, confirm=override.confirm,
+                      expires=override.expires if override.expires is not None else spec.policy.expires)
+
+    def _warn_about_policies(self) -> None:
+        for name in self.config.policies:
+            if name not in self.registry.commands:
+                log.warning("policy_for_unknown_command", command=name)
+        for spec in self.registry.commands.values():
+            if spec.dangerous and not self.policy_for(spec).needs_request:
+                log.warning("dangerous_command_without_approval", command=spec.name,
+                            hint="set by [policies] in the config")
 
     def uptime(self) -> float:
         return time.time() - self.started

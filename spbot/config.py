@@ -91,6 +91,14 @@ class Secret(BaseModel):
         return f"Secret(file={self.file!s}, env={self.env})"
 
 
+class PolicyOverride(BaseModel):
+    """[policies."backup restore"] approvals = 2 — overrides a command's declared policy."""
+    model_config = ConfigDict(extra="forbid")
+    approvals: int = Field(ge=0, le=10)
+    confirm: bool = False
+    expires: Duration | None = None
+
+
 class Config(BaseSettings):
     """Everything the runtime needs; command groups read their own sections from `extra`."""
     model_config = SettingsConfigDict(env_prefix="SPBOT_", env_nested_delimiter="__", extra="allow")
@@ -111,6 +119,10 @@ class Config(BaseSettings):
     # Extra Python modules with @command declarations (tests load their own this way).
     plugins: list[str] = Field(default_factory=list)
     undecryptable_wait: Duration = 10.0
+    approval_expiry: Duration = 1800.0
+    policies: dict[str, PolicyOverride] = Field(default_factory=dict)
+    progress_interval: Duration = 2.0
+    cancel_grace: Duration = 10.0
     stranger_reply_interval: Duration = 3600.0
 
     @model_validator(mode="after")

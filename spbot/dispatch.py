@@ -1,14 +1,16 @@
 """From an accepted request to a reply: parse → policy → run → reply → audit."""
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
 from .audit import AuditEntry
 from .context import Context, Request, UserError
+from .jobs import Job, JobRefused
 from .logs import get_logger, redact
 from .registry import ArgError, CommandSpec, invoke, split_words
-from .render import Reply
+from .render import Reply, human_duration
 
 if TYPE_CHECKING:
     from .bot import Bot
@@ -29,10 +31,23 @@ class Dispatcher:
             return
         spec, args = parsed
         policy = self.bot.policy_for(spec)
-        if policy.needs_request and self.bot.approvals is not None:
+        if policy.needs_request:
             await self.bot.approvals.open(request, spec, args, policy)
-            return
-        await self.run(request, spec, args, started=started)
+        elif spec.job:
+            await self.start_job(request, spec, args)
+        else:
+            await self.run(request, spec, args, started=started)
+
+    async def start_job(self, request: Request, spec: CommandSpec, args: dict[str, Any],
+                        approvals: list[str] | None = None, request_id: int | None = None) -> Job | None:
+        try:
+            return await self.bot.jobs.run_command(request, spec, args, approvals, request_id)
+        except JobRefused as exc:
+            await self.bot.send_reply(request, Reply.error(str(exc)))
+            await self.bot.audit.record(AuditEntry(
+                request.sender, request.device_id, request.room_id, request.event_id, spec.name,
+                spec.masked(args), "refused", str(exc), 0, approvals))
+            return None
 
     def _parse(self, request: Request) -> tuple[CommandSpec, dict[str, Any]] | Reply:
         registry = self.bot.registry
@@ -71,6 +86,13 @@ class Dispatcher:
             reply = _as_reply(await invoke(spec, ctx, args))
         except UserError as exc:
             result, detail, reply = "failed", exc.what, exc.reply()
+        except asyncio.CancelledError:
+            if job is None or job.cancelled_by is None:
+                raise                          # the bot is stopping: the job will be reported interrupted
+            result, detail = "cancelled", f"cancelled by {job.cancelled_by}"
+            reply = Reply.text(f"🛑 {self.prefix}{spec.name} (job #{job.id}) was cancelled by "
+                               f"{job.cancelled_by} after {human_duration(job.elapsed())}; "
+                               f"its last step was: {job.step}.")
         except Exception as exc:  # the traceback goes to the log, never to chat
             log.exception("command_crashed", command=spec.name, event_id=request.event_id)
             result, detail = "failed", f"{exc.__class__.__name__}: {redact(str(exc))[:200]}"

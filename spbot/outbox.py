@@ -43,9 +43,12 @@ class Outbox:
         self._sent = asyncio.Condition()
         self._salt = ""
         self._task: asyncio.Task | None = None
+        self._in_flight: int | None = None      # the row being sent now: no longer safe to rewrite
+        self._pick = asyncio.Lock()             # picking the next row vs. rewriting a waiting edit
 
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
+        await self.store.add_columns("outbox", {"relation": "TEXT"})
         self._salt = await self.store.get("outbox_salt") or secrets.token_hex(6)
         await self.store.put("outbox_salt", self._salt)
         await self.store.execute("DELETE FROM outbox WHERE sent_at < ?", (time.time() - 7 * 86400,))
@@ -64,17 +67,26 @@ class Outbox:
         return message_id
 
     async def edit(self, message_id: int, content: dict) -> None:
-        waiting = await self.store.fetchone(
-            "SELECT id FROM outbox WHERE edit_of = ? AND sent_at IS NULL AND failed IS NULL",
-            (message_id,))
-        if waiting is not None:
-            await self.store.execute("UPDATE outbox SET content = ? WHERE id = ?",
-                                     (json.dumps(content), waiting["id"]))
-        else:
-            target = await self.store.fetchone("SELECT room_id FROM outbox WHERE id = ?", (message_id,))
-            await self.store.insert(
-                "INSERT INTO outbox(room_id, content, edit_of, created) VALUES(?, ?, ?, ?)",
-                (target["room_id"], json.dumps(content), message_id, time.time()))
+        async with self._pick:
+            waiting = await self.store.fetchone(
+                "SELECT id FROM outbox WHERE edit_of = ? AND relation IS NULL AND sent_at IS NULL "
+                "AND failed IS NULL", (message_id,))
+            if waiting is not None and waiting["id"] != self._in_flight:
+                await self.store.execute("UPDATE outbox SET content = ? WHERE id = ?",
+                                         (json.dumps(content), waiting["id"]))
+            else:
+                target = await self.store.fetchone("SELECT room_id FROM outbox WHERE id = ?", (message_id,))
+                await self.store.insert(
+                    "INSERT INTO outbox(room_id, content, edit_of, created) VALUES(?, ?, ?, ?)",
+                    (target["room_id"], json.dumps(content), message_id, time.time()))
+        self._wake.set()
+
+    async def annotate(self, message_id: int, key: str) -> None:
+        """React to one of the bot's own messages (an m.annotation), e.g. ✅ / ❌ buttons."""
+        target = await self.store.fetchone("SELECT room_id FROM outbox WHERE id = ?", (message_id,))
+        await self.store.insert(
+            "INSERT INTO outbox(room_id, content, edit_of, relation, created) VALUES(?, ?, ?, ?, ?)",
+            (target["room_id"], json.dumps({"key": key}), message_id, "m.annotation", time.time()))
         self._wake.set()
 
     async def event_id(self, message_id: int, timeout: float | None = None) -> str | None:
@@ -99,10 +111,12 @@ class Outbox:
     async def _run(self) -> None:
         backoff = 0.5
         while True:
-            row = await self.store.fetchone(
-                "SELECT * FROM outbox WHERE sent_at IS NULL AND failed IS NULL ORDER BY id LIMIT 1")
+            self._wake.clear()        # before the look: a send after it sets the event again
+            async with self._pick:
+                row = await self.store.fetchone(
+                    "SELECT * FROM outbox WHERE sent_at IS NULL AND failed IS NULL ORDER BY id LIMIT 1")
+                self._in_flight = row["id"] if row is not None else None
             if row is None:
-                self._wake.clear()
                 await self._wake.wait()
                 continue
             try:
@@ -112,20 +126,28 @@ class Outbox:
                 log.warning("send_retry", message=row["id"], reason=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
+            finally:
+                self._in_flight = None
 
     async def _send_one(self, row) -> None:
         content = json.loads(row["content"])
+        event_type = "m.room.message"
         if row["edit_of"] is not None:
             target = await self.store.fetchone("SELECT event_id FROM outbox WHERE id = ?",
                                                (row["edit_of"],))
             if not target or not target["event_id"]:
                 return await self._mark(row["id"], failed="the message to edit was never sent")
-            content = _replacement(target["event_id"], content)
+            if row["relation"] == "m.annotation":
+                event_type = "m.reaction"
+                content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": target["event_id"],
+                                            "key": content["key"]}}
+            else:
+                content = _replacement(target["event_id"], content)
         client = self.connection.client
         try:
             if client.should_query_keys:
                 await client.keys_query()
-            response = await client.room_send(row["room_id"], "m.room.message", content,
+            response = await client.room_send(row["room_id"], event_type, content,
                                               tx_id=f"{self._salt}-{row['id']}",
                                               ignore_unverified_devices=True)
         except NETWORK_ERRORS as exc:

@@ -32,9 +32,11 @@ class Arg:
 
 @dataclass(frozen=True)
 class Policy:
-    """Who must agree before a command runs: `approvals` other admins, or the requester's `confirm`."""
+    """Who must agree before a command runs: `approvals` other admins, or the requester's `confirm`;
+    `expires` (seconds) overrides the configured approval expiry."""
     approvals: int = 0
     confirm: bool = False
+    expires: float | None = None
 
     @property
     def needs_request(self) -> bool:
@@ -82,6 +84,9 @@ class CommandSpec:
     locks: frozenset[str] = frozenset()
     long_help: str = ""
     hidden: bool = False
+    job: bool = False        # runs as a job: listed in !jobs, cancellable, may report progress
+    # async (bot, **args) -> str: the concrete target, cost or size, shown in the approval request
+    preview: Callable[..., Awaitable[str]] | None = None
 
     def usage(self, prefix: str = "!") -> str:
         return " ".join([prefix + self.name] + [p.usage() for p in self.params])
@@ -120,9 +125,9 @@ class Registry:
     def suggest(self, words: list[str]) -> list[str]:
         names = [c.name for c in self.visible()]
         typed = " ".join(words[:2]).lower()
-        close = difflib.get_close_matches(typed, names, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(typed, names, n=3, cutoff=0.6)
         firsts = sorted({n.split()[0] for n in names})
-        close += [n for n in difflib.get_close_matches(words[0].lower(), firsts, n=2, cutoff=0.5)
+        close += [n for n in difflib.get_close_matches(words[0].lower(), firsts, n=2, cutoff=0.6)
                   if n not in close and not any(c.startswith(n) for c in close)]
         return close[:3]
 
@@ -134,16 +139,18 @@ REGISTRY = Registry()
 
 
 def command(name: str, *, help: str, dangerous: bool = False, policy: Policy | None = None,
-            locks: typing.Iterable[str] = (), hidden: bool = False,
-            registry: Registry | None = None):
+            locks: typing.Iterable[str] = (), hidden: bool = False, job: bool | None = None,
+            preview: Callable[..., Awaitable[str]] | None = None, registry: Registry | None = None):
     """Declare a chat command. Dangerous commands need one other admin's approval unless `policy`
-    (or the [policies] table of the config) says otherwise."""
+    (or the [policies] table of the config) says otherwise. Dangerous commands and commands that
+    take locks run as jobs unless `job=False`."""
     def decorate(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         spec = CommandSpec(
             name=name.lower(), func=func, help=help, params=_params_of(func),
             dangerous=dangerous,
             policy=policy if policy is not None else (ONE_OTHER_ADMIN if dangerous else NO_APPROVAL),
-            locks=frozenset(locks), long_help=inspect.getdoc(func) or "", hidden=hidden)
+            locks=frozenset(locks), long_help=inspect.getdoc(func) or "", hidden=hidden,
+            job=job if job is not None else bool(dangerous or locks), preview=preview)
         (registry or REGISTRY).add(spec)
         func.spec = spec
         return func

@@ -39,6 +39,14 @@ class Store:
         await self.db.executescript(sql)
         await self.db.commit()
 
+    async def add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Add columns a newer version needs to a table an older version created."""
+        existing = {row["name"] for row in await self.fetchall(f"PRAGMA table_info({table})")}
+        for name, declaration in columns.items():
+            if name not in existing:
+                await self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+        await self.db.commit()
+
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement and commit; returns the number of rows changed."""
         cursor = await self.db.execute(sql, tuple(params))

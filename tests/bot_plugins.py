@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from spbot.context import Context
-from spbot.registry import command
+from spbot.registry import NO_APPROVAL, Policy, command
 from spbot.render import Reply
 from spbot.system.proc import run
 
@@ -35,3 +35,51 @@ async def sleep(ctx: Context, seconds: float, token: str = "") -> Reply:
 async def boom(ctx: Context) -> Reply:
     await asyncio.sleep(0)
     raise RuntimeError("kaboom with secret-ish detail")
+
+
+@command("danger", help="test: a dangerous command (needs one other admin) that marks a token",
+         dangerous=True, hidden=True)
+async def danger(ctx: Context, token: str) -> Reply:
+    with open(_marks(ctx), "a") as fh:
+        fh.write(token + "\n")
+    return Reply.text(f"danger done {token}")
+
+
+@command("danger-slow", help="test: a long dangerous job with progress, backed by a real process",
+         dangerous=True, locks={"system"}, hidden=True)
+async def danger_slow(ctx: Context, seconds: int, token: str = "") -> Reply:
+    if token:
+        (ctx.config.state_dir / f"started-{token}").write_text(str(os.getpid()))
+    for i in range(seconds):
+        await ctx.job.progress(f"step {i + 1} of {seconds}", fraction=i / seconds)
+        result = await run(["sleep", "1"], timeout=30)
+        del result
+    if token:
+        with open(_marks(ctx), "a") as fh:
+            fh.write(token + "\n")
+    return Reply.text(f"slow danger done {token}")
+
+
+@command("locked-sleep", help="test: a job holding the system lock, with no approval",
+         locks={"system"}, hidden=True, policy=NO_APPROVAL)
+async def locked_sleep(ctx: Context, seconds: float, token: str = "") -> Reply:
+    if token:
+        (ctx.config.state_dir / f"started-{token}").write_text("1")
+    await run(["sleep", str(seconds)], timeout=seconds + 30)
+    return Reply.text(f"locked sleep done {token}")
+
+
+@command("expiring", help="test: a dangerous command whose request expires after 4 s",
+         dangerous=True, hidden=True, policy=Policy(approvals=1, expires=4))
+async def expiring(ctx: Context, token: str) -> Reply:
+    with open(_marks(ctx), "a") as fh:
+        fh.write(token + "\n")
+    return Reply.text(f"expiring done {token}")
+
+
+@command("danger-two", help="test: dangerous, two approvals via [policies] in the test config",
+         dangerous=True, hidden=True)
+async def danger_two(ctx: Context, token: str) -> Reply:
+    with open(_marks(ctx), "a") as fh:
+        fh.write(token + "\n")
+    return Reply.text(f"danger-two done {token}")

@@ -21,7 +21,12 @@ BOT_PASSWORD = "bot password that must never be logged"
 TEST_BOT_SETTINGS = """
 max_command_age = "8s"
 undecryptable_wait = "3s"
+progress_interval = "0.5s"
 plugins = ["tests.bot_plugins"]
+"""
+TEST_BOT_TABLES = """
+[policies.danger-two]
+approvals = 2
 """
 
 
@@ -48,7 +53,7 @@ class TestBot:
         self.config_path = write_bot_config(
             directory / "bot.toml", homeserver=synapse.url, user_id=user_id,
             password_file=password_file, admins=admins, rooms=[room_id], state_dir=self.state_dir,
-            extra=TEST_BOT_SETTINGS + extra)
+            extra=TEST_BOT_SETTINGS + extra + TEST_BOT_TABLES)
         self.process = BotProcess(self.config_path, directory / "bot.log", cwd=ROOT)
 
     def start(self) -> None:
@@ -77,7 +82,8 @@ def synapse(tmp_path_factory) -> Synapse:
 @pytest.fixture(scope="session")
 def people(synapse) -> dict[str, Person]:
     found = {}
-    for name, admin in [("alice", False), ("bob", False), ("carol", False), ("dave", False)]:
+    for name, admin in [("alice", False), ("bob", False), ("carol", False), ("dave", False),
+                        ("erin", False)]:
         found[name] = Person(name, synapse.register(name, PASSWORD, admin=admin))
     found["spbot"] = Person("spbot", synapse.register("spbot", BOT_PASSWORD, admin=True), BOT_PASSWORD)
     return found
@@ -87,8 +93,8 @@ def people(synapse) -> dict[str, Person]:
 def room_id(synapse, people) -> str:
     owner = PlainSession.login(synapse.url, people["alice"].user_id, PASSWORD)
     room = owner.create_encrypted_room("Server admin (tests)", [
-        people["bob"].user_id, people["carol"].user_id, people["spbot"].user_id])
-    for name in ("bob", "carol"):
+        people["bob"].user_id, people["carol"].user_id, people["erin"].user_id, people["spbot"].user_id])
+    for name in ("bob", "carol", "erin"):
         member = PlainSession.login(synapse.url, people[name].user_id, PASSWORD)
         member.join(room)
         member.logout()
@@ -124,10 +130,17 @@ async def carol(synapse, people, tmp_path_factory) -> ChatClient:
 
 
 @pytest.fixture(scope="session")
-async def bot(synapse, people, room_id, alice, bob, carol, tmp_path_factory) -> TestBot:
-    """The running bot, answering in the room; admins are alice and bob, carol is family."""
+async def erin(synapse, people, tmp_path_factory) -> ChatClient:
+    client = await _client(synapse, people["erin"], tmp_path_factory.mktemp("erin"))
+    yield client
+    await client.stop()
+
+
+@pytest.fixture(scope="session")
+async def bot(synapse, people, room_id, alice, bob, carol, erin, tmp_path_factory) -> TestBot:
+    """The running bot, answering in the room; admins are alice, bob and erin, carol is family."""
     test_bot = TestBot(synapse, tmp_path_factory.mktemp("bot"), room_id,
-                       [people["alice"].user_id, people["bob"].user_id], people["spbot"].user_id)
+                       [people[n].user_id for n in ("alice", "bob", "erin")], people["spbot"].user_id)
     test_bot.start()
     await alice.wait_joined(room_id, test_bot.user_id, timeout=60)
     await wait_answering(alice, test_bot)

@@ -184,7 +184,7 @@ class BackupSummary(_Parsed):
     total_bytes_processed: int = 0
     total_duration: float = 0.0
     incomplete: bool = False  # exit code 3: snapshot made, but some files were unreadable
-    warnings: list[str] = []
+    warnings: list[str] = []  # what restic said on stderr, e.g. "/srv/x does not exist, skipping"
 
 
 class RetentionPolicy(BaseModel):
@@ -357,9 +357,15 @@ class ResticError(Exception):
 
 
 def scrub(text: str, secrets: Sequence[str]) -> str:
-    """Replace every secret value in text with ***, longest first."""
+    """Replace every secret value in text with ***, longest first.
+
+    Short secrets (a test password like "pw") are replaced only as whole words, so that
+    "password" stays readable; long ones wherever they occur."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
+        if len(secret) >= 6:
+            text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", text)
     return text
 
 
@@ -491,9 +497,8 @@ class Restic:
         if reader.summary is None:
             raise ResticError("backup", ResticFailure.FAILED, "restic backup failed: it printed no summary")
         summary = reader.summary
-        if result.returncode == 3:
-            summary.incomplete = True
-            summary.warnings = reader.warnings + _error_lines(result.stderr)
+        summary.incomplete = result.returncode == 3
+        summary.warnings = reader.warnings + _error_lines(result.stderr)
         return summary
 
     async def backup_with_stale_lock_recovery(

@@ -1,0 +1,38 @@
+"""!audit: who asked for what, from which device, who approved, and how it ended."""
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from spbot.context import Context
+from spbot.registry import command
+from spbot.render import Reply, table
+
+
+@command("audit", help="the last audit entries: !audit [n]")
+async def audit(ctx: Context, count: int = 10) -> Reply:
+    entries = await ctx.bot.audit.recent(max(1, min(count, 100)))
+    zone = ZoneInfo(ctx.config.timezone)
+    rows = []
+    for e in entries:
+        args = " ".join(f"{k}={v}" for k, v in _args(e["args"]).items() if v not in (None, [], False))
+        approved = ", ".join(_list(e["approvals"]))
+        rows.append([datetime.fromtimestamp(e["ts"], zone).strftime("%m-%d %H:%M"),
+                     f"{e['sender']} ({e['device_id'] or '-'})", f"{e['command']} {args}".strip(),
+                     approved or "-", e["result"]])
+    return table(["when", "who (device)", "command", "approved by", "result"], rows,
+                 title=f"Audit: last {len(rows)}")
+
+
+def _args(text: str) -> dict:
+    import json
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}
+
+
+def _list(text: str | None) -> list:
+    import json
+    try:
+        return json.loads(text or "[]")
+    except ValueError:
+        return []

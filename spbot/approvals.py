@@ -1,0 +1,309 @@
+"""N-of-M approvals in the room, after Teleport's access requests: other admins approve (✅ reaction or
+!approve), the requester's own vote never counts, one deny ends it, requests expire, and an approved
+request runs exactly once as a job. State lives in SQLite, so a restart keeps requests and votes."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from nio import MatrixRoom, ReactionEvent, RedactionEvent
+
+from .audit import AuditEntry
+from .context import Request
+from .logs import get_logger
+from .registry import CommandSpec, Policy, split_words
+from .render import Reply, human_duration, pill
+
+if TYPE_CHECKING:
+    from .bot import Bot
+
+log = get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    command TEXT NOT NULL,
+    text TEXT NOT NULL,
+    args TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    device_id TEXT,
+    room_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    sent_ts_ms INTEGER NOT NULL,
+    needed INTEGER NOT NULL,
+    confirm INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,   -- pending | running | done | failed | cancelled | denied | expired | interrupted
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    message_id INTEGER,
+    decided_by TEXT,
+    reason TEXT,
+    job_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS votes (
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    voter TEXT NOT NULL,
+    approve INTEGER NOT NULL,
+    event_id TEXT,
+    ts REAL NOT NULL,
+    PRIMARY KEY (request_id, voter)
+);
+"""
+APPROVE_KEYS = {"✅", "✔️", "👍"}
+DENY_KEYS = {"❌", "✖️", "👎"}
+JOB_STATE_TO_REQUEST = {"done": "done", "failed": "failed", "cancelled": "cancelled",
+                        "interrupted": "interrupted"}
+
+
+class Approvals:
+    def __init__(self, bot: "Bot"):
+        self.bot = bot
+        self.store = bot.store
+        self._lock = asyncio.Lock()      # one vote at a time: counting and starting is atomic
+
+    async def start(self) -> None:
+        await self.store.ensure_schema(SCHEMA)
+        await self.store.execute(
+            "UPDATE requests SET state = 'interrupted' WHERE state = 'running' AND job_id IS NULL")
+        self.bot.jobs.on_finish.append(self._job_finished)
+        self.bot.spawn(self._expire_loop(), name="approval expiry")
+
+    # --- opening a request ---------------------------------------------------------------------
+
+    async def open(self, request: Request, spec: CommandSpec, args: dict[str, Any], policy: Policy) -> None:
+        approvers = [a for a in self.bot.config.admins if a != request.sender]
+        if policy.approvals > len(approvers):
+            await self.bot.send_reply(request, Reply.error(
+                f"{self.prefix}{spec.name} needs {policy.approvals} approvals but there are only "
+                f"{len(approvers)} other admins.",
+                f"Add admins, or lower [policies.\"{spec.name}\"] approvals in the config."))
+            return
+        expiry = policy.expires if policy.expires is not None else self.bot.config.approval_expiry
+        now = time.time()
+        request_id = await self.store.insert(
+            "INSERT INTO requests(command, text, args, requester, device_id, room_id, event_id, sent_ts_ms,"
+            " needed, confirm, state, created, expires) VALUES(?,?,?,?,?,?,?,?,?,?, 'pending', ?, ?)",
+            (spec.name, request.text, json.dumps(spec.masked(args)), request.sender, request.device_id,
+             request.room_id, request.event_id, request.sent_ts_ms, policy.approvals,
+             int(policy.confirm and not policy.approvals), now, now + expiry))
+        row = await self._row(request_id)
+        preview = await self._preview(spec, args)
+        content = self._render(row, [], preview).content()
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": request.event_id}}
+        message_id = await self.bot.outbox.send(request.room_id, content)
+        await self.store.execute("UPDATE requests SET message_id = ? WHERE id = ?", (message_id, request_id))
+        await self.bot.outbox.annotate(message_id, "✅")
+        await self.bot.outbox.annotate(message_id, "❌")
+        await self._audit(row, "requested", preview)
+        log.info("approval_requested", request=request_id, command=spec.name, sender=request.sender)
+
+    @property
+    def prefix(self) -> str:
+        return self.bot.config.command_prefix
+
+    async def _preview(self, spec: CommandSpec, args: dict[str, Any]) -> str:
+        if spec.preview is None:
+            return ""
+        try:
+            return await spec.preview(self.bot, **args)
+        except Exception as exc:
+            log.warning("preview_failed", command=spec.name, error=exc.__class__.__name__)
+            return f"(could not work out the details: {exc.__class__.__name__})"
+
+    # --- votes ---------------------------------------------------------------------------------
+
+    async def vote(self, request_id: int, voter: str, approve: bool, reason: str = "",
+                   event_id: str | None = None) -> str:
+        """Count an admin's vote; returns a short sentence for the voter."""
+        async with self._lock:
+            row = await self._row(request_id)
+            if row is None:
+                return f"there is no request #{request_id}; see {self.prefix}requests"
+            if row["state"] != "pending":
+                return f"request #{request_id} is already {row['state']}"
+            if row["expires"] < time.time():
+                await self._expire(row)
+                return f"request #{request_id} has expired"
+            own = voter == row["requester"]
+            if own and not row["confirm"]:
+                if not approve:
+                    await self._decide(row, "cancelled", voter, reason or "withdrawn by the requester")
+                    return f"request #{request_id} withdrawn"
+                return "your own approval does not count: another admin has to approve"
+            if not approve:
+                await self._record_vote(request_id, voter, False, event_id)
+                await self._decide(row, "denied", voter, reason)
+                return f"request #{request_id} denied"
+            await self._record_vote(request_id, voter, True, event_id)
+            approvers = await self._approvers(row)
+            if len(approvers) >= max(row["needed"], 1):
+                await self._approved(row, approvers)
+                return f"request #{request_id} approved"
+            await self._refresh_message(row)
+            return f"approval counted ({len(approvers)}/{row['needed']})"
+
+    async def withdraw(self, reaction_event_id: str, by: str) -> None:
+        """A redacted ✅ takes the approval back while the request is still pending."""
+        async with self._lock:
+            vote = await self.store.fetchone(
+                "SELECT v.request_id FROM votes v JOIN requests r ON r.id = v.request_id "
+                "WHERE v.event_id = ? AND v.voter = ? AND r.state = 'pending'", (reaction_event_id, by))
+            if vote is None:
+                return
+            await self.store.execute("DELETE FROM votes WHERE request_id = ? AND voter = ?",
+                                     (vote["request_id"], by))
+            log.info("approval_withdrawn", request=vote["request_id"], voter=by)
+            await self._refresh_message(await self._row(vote["request_id"]))
+
+    async def _record_vote(self, request_id: int, voter: str, approve: bool, event_id: str | None) -> None:
+        await self.store.execute(
+            "INSERT INTO votes(request_id, voter, approve, event_id, ts) VALUES(?, ?, ?, ?, ?) "
+            "ON CONFLICT(request_id, voter) DO UPDATE SET approve = excluded.approve, "
+            "event_id = excluded.event_id, ts = excluded.ts",
+            (request_id, voter, int(approve), event_id, time.time()))
+
+    async def _approvers(self, row) -> list[str]:
+        rows = await self.store.fetchall(
+            "SELECT voter FROM votes WHERE request_id = ? AND approve = 1 ORDER BY ts", (row["id"],))
+        admins = set(self.bot.config.admins)
+        return [r["voter"] for r in rows if r["voter"] in admins
+                and (r["voter"] != row["requester"] or row["confirm"])]
+
+    # --- reactions -----------------------------------------------------------------------------
+
+    async def on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
+        if event.sender == self.bot.connection.client.user_id:
+            return
+        if event.key not in APPROVE_KEYS | DENY_KEYS:
+            return
+        row = await self.store.fetchone(
+            "SELECT r.id FROM requests r JOIN outbox o ON o.id = r.message_id WHERE o.event_id = ?",
+            (event.reacts_to,))
+        if row is None:
+            return                                   # a reaction to some other message
+        if not getattr(event, "decrypted", False) or event.sender not in self.bot.config.admins:
+            log.warning("reaction_ignored", request=row["id"], sender=event.sender,
+                        reason="not encrypted" if event.sender in self.bot.config.admins else "not an admin")
+            return
+        if not await self.store.claim_event(event.event_id, room.room_id, time.time()):
+            return
+        result = await self.vote(row["id"], event.sender, event.key in APPROVE_KEYS,
+                                 event_id=event.event_id)
+        log.info("reaction_vote", request=row["id"], sender=event.sender, result=result)
+
+    async def on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
+        await self.withdraw(event.redacts, event.sender)
+
+    # --- outcomes ------------------------------------------------------------------------------
+
+    async def _approved(self, row, approvers: list[str]) -> None:
+        changed = await self.store.execute(
+            "UPDATE requests SET state = 'running', decided_by = ? WHERE id = ? AND state = 'pending'",
+            (", ".join(approvers), row["id"]))
+        if not changed:
+            return
+        request = Request(row["requester"], row["device_id"], row["room_id"], row["event_id"],
+                          row["text"], row["sent_ts_ms"])
+        spec, rest = self.bot.registry.find(split_words(row["text"][len(self.prefix):]))
+        job = await self.bot.dispatcher.start_job(request, spec, spec.parse(rest), approvers, row["id"])
+        if job is None:
+            await self.store.execute("UPDATE requests SET state = 'failed', reason = ? WHERE id = ?",
+                                     ("refused: the same work was already running", row["id"]))
+        else:
+            await self.store.execute("UPDATE requests SET job_id = ? WHERE id = ?", (job.id, row["id"]))
+        await self._refresh_message(await self._row(row["id"]))
+        log.info("approval_granted", request=row["id"], approvers=",".join(approvers))
+
+    async def _decide(self, row, state: str, by: str, reason: str) -> None:
+        await self.store.execute(
+            "UPDATE requests SET state = ?, decided_by = ?, reason = ? WHERE id = ? AND state = 'pending'",
+            (state, by, reason, row["id"]))
+        row = await self._row(row["id"])
+        await self._refresh_message(row)
+        await self._audit(row, state, reason)
+        log.info("approval_closed", request=row["id"], state=state, by=by)
+
+    async def _expire(self, row) -> None:
+        await self._decide(row, "expired", "", "nobody approved in time")
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            rows = await self.store.fetchall(
+                "SELECT * FROM requests WHERE state = 'pending' AND expires < ?", (time.time(),))
+            for row in rows:
+                async with self._lock:
+                    await self._expire(row)
+
+    async def _job_finished(self, job_id: int, request_id: int | None, state: str) -> None:
+        if request_id is None:
+            return
+        await self.store.execute("UPDATE requests SET state = ? WHERE id = ? AND state = 'running'",
+                                 (JOB_STATE_TO_REQUEST.get(state, state), request_id))
+        await self._refresh_message(await self._row(request_id))
+
+    # --- reading and rendering -----------------------------------------------------------------
+
+    async def _row(self, request_id: int):
+        return await self.store.fetchone("SELECT * FROM requests WHERE id = ?", (request_id,))
+
+    async def pending(self) -> list:
+        return await self.store.fetchall("SELECT * FROM requests WHERE state = 'pending' ORDER BY id")
+
+    async def _refresh_message(self, row) -> None:
+        if row is None or row["message_id"] is None:
+            return
+        await self.bot.outbox.edit(row["message_id"], self._render(row, await self._approvers(row)).content())
+
+    def _render(self, row, approvers: list[str], preview: str = "") -> Reply:
+        rid, prefix = row["id"], self.prefix
+        others = [a for a in self.bot.config.admins if a != row["requester"]]
+        when = datetime.fromtimestamp(row["expires"], ZoneInfo(self.bot.config.timezone))
+        head = f"🔐 Request #{rid}: {row['requester']} wants to run {row['text']}"
+        lines = [preview] if preview else []
+        state = row["state"]
+        if state == "pending":
+            who = "the requester's confirmation" if row["confirm"] else \
+                f"{row['needed']} approval(s) from: {', '.join(others)}"
+            lines += [f"Needs {who}.",
+                      f"{len(approvers)}/{row['needed']} approvals" + (f": {', '.join(approvers)}" if approvers else ""),
+                      f"Approve: react ✅ or send {prefix}approve {rid} · Deny: react ❌ or send "
+                      f"{prefix}deny {rid} [reason]",
+                      f"Expires {when:%H:%M %Z} (in {human_duration(max(0, row['expires'] - time.time()))})."]
+        else:
+            lines.append(self._outcome(row))
+        body = head + "\n" + "\n".join(lines)
+        mentions = others if state == "pending" and not row["confirm"] else []
+        html = f"<b>{_esc(head)}</b><br>" + "<br>".join(_esc(l) for l in lines)
+        if mentions:
+            html += "<br>" + " ".join(pill(m) for m in mentions)
+        return Reply(body, html, mentions)
+
+    def _outcome(self, row) -> str:
+        state, by, reason = row["state"], row["decided_by"] or "", row["reason"] or ""
+        job = f"job #{row['job_id']}" if row["job_id"] else "the job"
+        return {
+            "running": f"✅ approved by {by}: running as {job}.",
+            "done": f"✅ approved by {by}: {job} finished.",
+            "failed": f"✅ approved by {by}, but {job} failed." + (f" {reason}" if reason else ""),
+            "cancelled": f"🛑 cancelled" + (f" by {by}" if by else "") + (f": {reason}" if reason else "."),
+            "interrupted": f"⚠️ approved by {by}, but the bot stopped during {job}.",
+            "denied": f"❌ denied by {by}" + (f": {reason}" if reason else "") + ". Nothing ran.",
+            "expired": "⌛ expired: nobody approved in time. Nothing ran.",
+        }.get(state, state)
+
+    async def _audit(self, row, result: str, detail: str) -> None:
+        await self.bot.audit.record(AuditEntry(
+            row["requester"], row["device_id"], row["room_id"], row["event_id"], row["command"],
+            json.loads(row["args"]), result, detail or "", None,
+            [v["voter"] for v in await self.store.fetchall(
+                "SELECT voter FROM votes WHERE request_id = ? AND approve = 1", (row["id"],))]))
+
+
+def _esc(text: str) -> str:
+    from html import escape
+    return escape(text)

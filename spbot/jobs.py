@@ -1,0 +1,286 @@
+"""One job runner for chat commands and scheduled work: job ids, named locks, one progress message
+edited in place, `!cancel`, and jobs cut short by a bot stop reported as interrupted (never re-run)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from html import escape
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from .context import Request
+from .logs import get_logger
+from .render import Reply, bar, human_duration
+
+if TYPE_CHECKING:
+    from .bot import Bot
+    from .registry import CommandSpec
+
+log = get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT NOT NULL,
+    command TEXT NOT NULL,
+    args TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    room_id TEXT,
+    event_id TEXT,
+    request_id INTEGER,
+    locks TEXT NOT NULL,
+    state TEXT NOT NULL,          -- waiting | running | done | failed | cancelled | interrupted
+    created REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    summary TEXT,
+    progress_message INTEGER
+);
+"""
+ACTIVE = ("waiting", "running")
+ICONS = {"running": "⏳", "waiting": "⏸", "done": "✅", "failed": "❌", "cancelled": "🛑",
+         "interrupted": "⚠️"}
+SCHEDULER = "scheduler"
+
+
+class JobRefused(Exception):
+    """The job cannot start (the same work is already under way); the message says so."""
+
+
+@dataclass
+class Job:
+    """A running piece of work; `progress` edits one message in the room, at most every few seconds."""
+    id: int
+    title: str
+    requester: str
+    room_id: str | None
+    reply_to: str | None
+    locks: frozenset[str]
+    runner: "JobRunner"
+    started: float = field(default_factory=time.monotonic)
+    step: str = "starting"
+    fraction: float | None = None
+    lines: list[str] = field(default_factory=list)
+    cancelled_by: str | None = None
+    request_id: int | None = None
+    _message: int | None = None
+    _last_edit: float = 0.0
+    _flush: asyncio.Task | None = None
+
+    async def progress(self, step: str | None = None, fraction: float | None = None,
+                       lines: list[str] | None = None) -> None:
+        """Report where the job is: step text, done fraction (0..1), and optional log lines."""
+        if step is not None:
+            self.step = step
+        if fraction is not None:
+            self.fraction = min(max(fraction, 0.0), 1.0)
+        if lines is not None:
+            self.lines = lines[-12:]
+        await self.runner.show_progress(self)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def render(self, state: str = "running", summary: str = "") -> Reply:
+        head = f"{ICONS[state]} {self.title} — job #{self.id}"
+        if state == "running":
+            parts = [f"{bar(self.fraction)} {self.fraction * 100:.0f}%"] if self.fraction is not None else []
+            parts += [self.step, human_duration(self.elapsed())]
+            status = " · ".join(p for p in parts if p)
+        else:
+            status = f"{state} after {human_duration(self.elapsed())}" + (f": {summary}" if summary else "")
+        body = f"{head}\n{status}"
+        html = f"<b>{escape(head)}</b><br>{escape(status)}"
+        if self.lines and state in ("running", "failed"):
+            body += "\n" + "\n".join(self.lines)
+            html += "<pre><code>" + escape("\n".join(self.lines)) + "</code></pre>"
+        return Reply(body, html)
+
+
+class JobRunner:
+    def __init__(self, bot: "Bot"):
+        self.bot = bot
+        self.store = bot.store
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.jobs: dict[int, Job] = {}
+        self.held: dict[str, int] = {}
+        # async (job_id, request_id, state) callbacks, e.g. approvals updating their request message
+        self.on_finish: list[Callable[[int, int | None, str], Awaitable[None]]] = []
+        self._lock_change = asyncio.Condition()
+
+    async def start(self) -> None:
+        await self.store.ensure_schema(SCHEMA)
+        await self._report_interrupted()
+
+    # --- starting work -------------------------------------------------------------------------
+
+    async def run_command(self, request: Request, spec: "CommandSpec", args: dict[str, Any],
+                          approvals: list[str] | None = None, request_id: int | None = None) -> Job:
+        """Start a chat command as a job (in the background); refuses a second copy of locked work."""
+        title = self.bot.config.command_prefix + spec.name
+        await self._refuse_duplicate(spec.name, spec.locks)
+        job = await self._create(title, spec.name, spec.masked(args), request.sender, request.room_id,
+                                 request.event_id, spec.locks, request_id)
+
+        async def work() -> tuple[str, Reply | None]:
+            return await self.bot.dispatcher.run(request, spec, args, approvals=approvals, job=job)
+        self._launch(job, work)
+        return job
+
+    async def run_scheduled(self, name: str, func: Callable[[Job], Awaitable[Reply | None]],
+                            locks: frozenset[str] = frozenset(), room_id: str | None = None) -> Job:
+        """Scheduled work as a job with the scheduler as requester; its reply goes to the admin rooms
+        only if it returns one (success can stay quiet)."""
+        await self._refuse_duplicate(name, locks)
+        job = await self._create(name, name, {}, SCHEDULER, room_id, None, locks, None)
+
+        async def work() -> tuple[str, Reply | None]:
+            reply = await func(job)
+            if reply is not None:
+                await self.bot.notify(reply, [room_id] if room_id else None)
+            return "ok", reply
+        self._launch(job, work)
+        return job
+
+    async def _refuse_duplicate(self, command: str, locks: frozenset[str]) -> None:
+        if not locks:
+            return
+        row = await self.store.fetchone(
+            "SELECT id, requester, created FROM jobs WHERE command = ? AND state IN ('waiting','running')",
+            (command,))
+        if row is not None:
+            raise JobRefused(f"{command} is already under way as job #{row['id']} (asked by "
+                             f"{row['requester']} {human_duration(time.time() - row['created'])} ago); "
+                             f"see !jobs, or !cancel {row['id']}")
+
+    async def _create(self, title: str, command: str, args: dict, requester: str, room_id: str | None,
+                      event_id: str | None, locks: frozenset[str], request_id: int | None) -> "Job":
+        job_id = await self.store.insert(
+            "INSERT INTO jobs(title, command, args, requester, room_id, event_id, request_id, locks, state,"
+            " created) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'waiting', ?)",
+            (title, command, json.dumps(args), requester, room_id, event_id, request_id,
+             json.dumps(sorted(locks)), time.time()))
+        job = Job(job_id, title, requester, room_id, event_id, frozenset(locks), self)
+        job.request_id = request_id
+        self.jobs[job_id] = job
+        return job
+
+    def _launch(self, job: Job, work: Callable[[], Awaitable[tuple[str, Reply | None]]]) -> None:
+        async def lifecycle() -> None:
+            await self._acquire(job)
+            try:
+                await self.store.execute("UPDATE jobs SET state = 'running', started = ? WHERE id = ?",
+                                         (time.time(), job.id))
+                job.started = time.monotonic()
+                result, reply = await work()
+                state = {"ok": "done", "cancelled": "cancelled"}.get(result, "failed")
+                summary = (reply.body.splitlines()[0] if reply and reply.body else "")[:300]
+                await self._finish(job, state, summary)
+            finally:
+                await self._release(job)
+        task = self.bot.spawn(lifecycle(), name=f"job {job.id}")
+        self.tasks[job.id] = task
+        task.add_done_callback(lambda _: self.tasks.pop(job.id, None))
+
+    async def _finish(self, job: Job, state: str, summary: str) -> None:
+        await self.store.execute("UPDATE jobs SET state = ?, ended = ?, summary = ? WHERE id = ?",
+                                 (state, time.time(), summary, job.id))
+        if job._flush is not None:
+            job._flush.cancel()
+        if job._message is not None:
+            await self.bot.outbox.edit(job._message, job.render(state, summary).content())
+        self.jobs.pop(job.id, None)
+        log.info("job_ended", job=job.id, title=job.title, state=state)
+        for callback in self.on_finish:
+            await callback(job.id, job.request_id, state)
+
+    # --- locks ---------------------------------------------------------------------------------
+
+    async def _acquire(self, job: Job) -> None:
+        async with self._lock_change:
+            announced = False
+            while any(name in self.held for name in job.locks):
+                if not announced:
+                    holder = self.jobs.get(next(self.held[n] for n in job.locks if n in self.held))
+                    await job.progress(f"waiting for job #{holder.id} ({holder.title}) to finish"
+                                       if holder else "waiting for another job to finish")
+                    announced = True
+                await self._lock_change.wait()
+            for name in job.locks:
+                self.held[name] = job.id
+
+    async def _release(self, job: Job) -> None:
+        async with self._lock_change:
+            for name in job.locks:
+                if self.held.get(name) == job.id:
+                    del self.held[name]
+            self._lock_change.notify_all()
+
+    # --- progress ------------------------------------------------------------------------------
+
+    async def show_progress(self, job: Job) -> None:
+        if job._message is None:
+            job._last_edit = time.monotonic()
+            content = job.render().content()
+            if job.reply_to:
+                content["m.relates_to"] = {"m.in_reply_to": {"event_id": job.reply_to}}
+            rooms = [job.room_id] if job.room_id else self.bot.admin_rooms()[:1]
+            job._message = await self.bot.outbox.send(rooms[0], content)
+            await self.store.execute("UPDATE jobs SET progress_message = ? WHERE id = ?",
+                                     (job._message, job.id))
+            return
+        wait = self.bot.config.progress_interval - (time.monotonic() - job._last_edit)
+        if wait <= 0:
+            await self._edit(job)
+        elif job._flush is None or job._flush.done():
+            job._flush = asyncio.create_task(self._edit_later(job, wait))
+
+    async def _edit_later(self, job: Job, wait: float) -> None:
+        await asyncio.sleep(wait)
+        await self._edit(job)
+
+    async def _edit(self, job: Job) -> None:
+        job._last_edit = time.monotonic()
+        await self.bot.outbox.edit(job._message, job.render().content())
+
+    # --- cancel, listing, restart --------------------------------------------------------------
+
+    async def cancel(self, job_id: int, by: str) -> str:
+        task, job = self.tasks.get(job_id), self.jobs.get(job_id)
+        if task is None or job is None:
+            row = await self.store.fetchone("SELECT state FROM jobs WHERE id = ?", (job_id,))
+            raise LookupError(f"job #{job_id} is not running" + (f" (it is {row['state']})" if row else
+                                                                  " (no such job)"))
+        job.cancelled_by = by
+        task.cancel()
+        return f"cancelling job #{job_id} ({job.title})"
+
+    async def recent(self, limit: int = 10) -> list[dict]:
+        rows = await self.store.fetchall(
+            "SELECT * FROM jobs WHERE state IN ('waiting','running') OR id IN "
+            "(SELECT id FROM jobs ORDER BY id DESC LIMIT ?) ORDER BY id DESC", (limit,))
+        return [dict(r) for r in rows]
+
+    async def _report_interrupted(self) -> None:
+        rows = await self.store.fetchall("SELECT * FROM jobs WHERE state IN ('waiting','running')")
+        for row in rows:
+            await self.store.execute("UPDATE jobs SET state = 'interrupted', ended = ?, summary = ? "
+                                     "WHERE id = ?", (time.time(), "the bot stopped while it ran", row["id"]))
+            log.warning("job_interrupted", job=row["id"], title=row["title"])
+            reply = Reply.error(
+                f"job #{row['id']} ({row['title']}, asked by {row['requester']}) was interrupted: "
+                "the bot stopped while it was running. It was not started again.",
+                "Check what it left behind (!status, !jobs) and run it again if it is still needed.")
+            content = reply.content()
+            if row["event_id"]:
+                content["m.relates_to"] = {"m.in_reply_to": {"event_id": row["event_id"]}}
+            for room in [row["room_id"]] if row["room_id"] else self.bot.admin_rooms():
+                await self.bot.outbox.send(room, content)
+            for callback in self.on_finish:
+                await callback(row["id"], row["request_id"], "interrupted")
+            if row["progress_message"]:
+                stub = Job(row["id"], row["title"], row["requester"], None, None, frozenset(), self)
+                stub.started = time.monotonic() - (time.time() - (row["started"] or row["created"]))
+                await self.bot.outbox.edit(row["progress_message"],
+                                           stub.render("interrupted", "the bot stopped").content())
