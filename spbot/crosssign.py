@@ -367,7 +367,8 @@ State = Literal["created", "ok", "signed_new_device", "mismatch", "reset",
 class CrossSigningStatus:
     """What `ensure`/`reset`/`inspect` found or did.
 
-    ensure: created | ok | signed_new_device | mismatch;  reset: reset;
+    ensure: created | ok | signed_new_device (this device was not signed by the identity yet: a new
+    device after a lost crypto store, or the first start after a reset) | mismatch;  reset: reset;
     inspect (read-only): ok | mismatch | not_set_up | device_unsigned.
     `master_key` is the stored (own) master key; `server_master_key` what the homeserver publishes
     (they differ only on mismatch). `device_signed`: the device is cross-signed by the identity the
