@@ -11,6 +11,7 @@ from nio import (EncryptionError, InviteMemberEvent, MatrixRoom, MegolmEvent, Re
                  RedactionEvent, RoomMessageText)
 
 from . import __version__
+from .alerts import Alerts
 from .approvals import Approvals
 from .audit import AuditLog
 from .config import Config
@@ -44,6 +45,7 @@ class Bot:
         self.dispatcher = Dispatcher(self)
         self.jobs = JobRunner(self)
         self.approvals = Approvals(self)
+        self.alerts = Alerts(self)
         self.screen: Screen | None = None
         # Modules add lines to !status here: async (bot) -> list[str].
         self.status_sections: list[Any] = []
@@ -68,7 +70,7 @@ class Bot:
 
     async def start(self) -> None:
         await self.store.open()
-        for part in (self.audit, self.devices):
+        for part in (self.audit, self.devices, self.alerts):
             await part.start()
         first_start = await self.store.get("first_start")
         if first_start is None:

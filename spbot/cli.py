@@ -48,8 +48,13 @@ def _run(args) -> int:
     from .matrix import LoginFailed
     try:
         load_all(config.plugins)
+        config.check_sections()
     except ImportError as exc:
         print(f"spbot: config error: plugins: cannot import {exc.name}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"spbot: config error: {problem}", file=sys.stderr)
         return 2
     try:
         asyncio.run(Bot(config).run())
@@ -67,7 +72,15 @@ def _doctor(args) -> int:
     config = _load(args.config)
     if config is None:
         return 2
+    from commands import load_all
     from .doctor import run_checks
+    try:
+        load_all(config.plugins)
+        config.check_sections()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"[FAIL] config: {problem}")
+        return 2
     return asyncio.run(run_checks(config))
 
 

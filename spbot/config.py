@@ -99,6 +99,18 @@ class PolicyOverride(BaseModel):
     expires: Duration | None = None
 
 
+# Command modules declare their own [section] with `config_section`; validated with the rest at start.
+SECTIONS: dict[str, type[BaseModel]] = {}
+
+
+def config_section(name: str):
+    """Class decorator: `@config_section("backup") class BackupSettings(BaseModel): ...`."""
+    def register(model: type[BaseModel]) -> type[BaseModel]:
+        SECTIONS[name] = model
+        return model
+    return register
+
+
 class Config(BaseSettings):
     """Everything the runtime needs; command groups read their own sections from `extra`."""
     model_config = SettingsConfigDict(env_prefix="SPBOT_", env_nested_delimiter="__", extra="allow")
@@ -139,6 +151,26 @@ class Config(BaseSettings):
         """A command group's own table, e.g. [backup]; {} when absent."""
         value = (self.model_extra or {}).get(name, {})
         return value if isinstance(value, dict) else {}
+
+    def settings(self, name: str) -> Any:
+        """The validated model of a registered section (its defaults when the table is absent)."""
+        cache = self.__dict__.setdefault("_sections", {})
+        if name not in cache:
+            cache[name] = SECTIONS[name].model_validate(self.section(name))
+        return cache[name]
+
+    def check_sections(self) -> None:
+        """Validate every registered section; ConfigError with one line per problem."""
+        problems = []
+        for name in sorted(SECTIONS):
+            try:
+                self.settings(name)
+            except ValidationError as exc:
+                for error in exc.errors():
+                    error = {**error, "loc": (name, *error["loc"])}
+                    problems.append(_describe(error))
+        if problems:
+            raise ConfigError(problems)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings,

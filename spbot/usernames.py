@@ -108,7 +108,8 @@ def validate_username(name: str, *, bot_localpart: str | None = None,
                             f"with {what}.")
     if not ALLOWED.fullmatch(name):
         bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c == "_"))})
-        listed = " ".join("space" if c.isspace() else f"“{c}”" for c in bad)
+        listed = " ".join("a space" if c == " " else f"“{c}”" if c.isprintable()
+                          else f"U+{ord(c):04X}" for c in bad)
         raise UsernameError(f"User names may contain only a–z, 0–9 and _; {shown} has "
                             f"{listed}" + _suggest(SEPARATORS.sub("_", name)) + ".")
     if bot_localpart and name == _localpart(bot_localpart):

@@ -171,3 +171,39 @@ def dev_json(synapse, people, room_id, bot, tmp_path_factory) -> Path:
         "users": [{"user_id": people[n].user_id, "password": PASSWORD, "admin": n in ("alice", "bob")}
                   for n in ("alice", "bob", "carol")]}))
     return path
+
+
+@pytest.fixture(scope="session")
+def make_bot(synapse, people, alice, bob, carol, erin, tmp_path_factory):
+    """Start another bot with its own account, encrypted room (alice, bob, erin admins; carol family),
+    config additions and environment, e.g. a fakebin PATH:
+
+        bot = await make_bot("backups", extra='[backup]\\nrepository = "..."', env=bins.env())
+    Top-level keys go in `extra` before any [table]. Stopped at the end of the session."""
+    started: list[TestBot] = []
+
+    async def make(name: str, extra: str = "", env: dict | None = None) -> TestBot:
+        localpart = f"spbot-{name}"
+        user_id = synapse.register(localpart, BOT_PASSWORD, admin=True)
+        owner = PlainSession.login(synapse.url, people["alice"].user_id, PASSWORD)
+        room = owner.create_encrypted_room(f"Server admin ({name})", [
+            people["bob"].user_id, people["carol"].user_id, people["erin"].user_id, user_id])
+        owner.logout()
+        for member in ("bob", "carol", "erin"):
+            session = PlainSession.login(synapse.url, people[member].user_id, PASSWORD)
+            session.join(room)
+            session.logout()
+        directory = tmp_path_factory.mktemp(f"bot-{name}")
+        test_bot = TestBot(synapse, directory, room,
+                           [people[n].user_id for n in ("alice", "bob", "erin")], user_id, extra=extra)
+        if env is not None:
+            test_bot.process.env = env
+        test_bot.start()
+        started.append(test_bot)
+        await alice.wait_joined(room, user_id, timeout=60)
+        await wait_answering(alice, test_bot)
+        return test_bot
+
+    yield make
+    for test_bot in started:
+        test_bot.stop()

@@ -1,0 +1,97 @@
+"""The bot speaks first: one alert per condition (a key such as `disk:/srv:warn`), mentioning the admins,
+repeated only every `renotify` while it stays bad, and a recovery notice when it clears. State is in
+SQLite, so a restart neither repeats nor forgets an alert; messages go through the outbox, so an
+unreachable homeserver delays them but loses none. Hysteresis belongs to the caller: it decides when
+a condition counts as cleared."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .logs import get_logger
+from .render import Reply, mention
+
+if TYPE_CHECKING:
+    from .bot import Bot
+
+log = get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    key TEXT PRIMARY KEY,
+    severity TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_notified REAL NOT NULL,
+    cleared REAL
+);
+"""
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+ICONS = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}
+DEFAULT_RENOTIFY = 24 * 3600.0
+
+
+@dataclass
+class AlertState:
+    key: str
+    severity: str
+    active: bool
+    text: str
+    first_seen: float
+    last_notified: float
+
+
+class Alerts:
+    def __init__(self, bot: "Bot"):
+        self.bot = bot
+        self.store = bot.store
+
+    async def start(self) -> None:
+        await self.store.ensure_schema(SCHEMA)
+
+    async def state(self, key: str) -> AlertState | None:
+        row = await self.store.fetchone("SELECT * FROM alerts WHERE key = ?", (key,))
+        if row is None:
+            return None
+        return AlertState(row["key"], row["severity"], bool(row["active"]), row["text"],
+                          row["first_seen"], row["last_notified"])
+
+    async def active(self, prefix: str = "") -> list[AlertState]:
+        rows = await self.store.fetchall("SELECT key FROM alerts WHERE active = 1 AND key LIKE ? ORDER BY key",
+                                         (prefix + "%",))
+        return [await self.state(r["key"]) for r in rows]
+
+    async def fire(self, key: str, severity: str, text: str, todo: str = "",
+                   renotify: float = DEFAULT_RENOTIFY, now: float | None = None) -> bool:
+        """The condition is bad now. Notifies when it is new, worse, or due again; True if it did."""
+        now = time.time() if now is None else now
+        current = await self.state(key)
+        worse = current is not None and current.active and \
+            SEVERITY_RANK[severity] > SEVERITY_RANK[current.severity]
+        if current is not None and current.active and not worse and now - current.last_notified < renotify:
+            await self.store.execute("UPDATE alerts SET text = ? WHERE key = ?", (text, key))
+            return False
+        reminder = current is not None and current.active and not worse
+        await self.store.execute(
+            "INSERT INTO alerts(key, severity, active, text, first_seen, last_notified) VALUES(?,?,1,?,?,?) "
+            "ON CONFLICT(key) DO UPDATE SET severity = excluded.severity, active = 1, text = excluded.text, "
+            "last_notified = excluded.last_notified, cleared = NULL, first_seen = CASE WHEN alerts.active "
+            "THEN alerts.first_seen ELSE excluded.first_seen END",
+            (key, severity, text, now, now))
+        prefix = f"{ICONS[severity]} {'still: ' if reminder else ''}{text}"
+        await self.bot.notify(mention(self.bot.config.admins, prefix + (f"\nWhat to do: {todo}" if todo else "")))
+        log.warning("alert", key=key, severity=severity, reminder=reminder)
+        return True
+
+    async def clear(self, key: str, text: str, now: float | None = None) -> bool:
+        """The condition is good again; posts a recovery notice if an alert was active. True if it did."""
+        now = time.time() if now is None else now
+        changed = await self.store.execute(
+            "UPDATE alerts SET active = 0, cleared = ? WHERE key = ? AND active = 1", (now, key))
+        if not changed:
+            return False
+        await self.bot.notify(Reply.text(f"✅ resolved: {text}"))
+        log.info("alert_cleared", key=key)
+        return True
