@@ -7,7 +7,7 @@ import signal
 import time
 from typing import Any
 
-from nio import (EncryptionError, InviteMemberEvent, MatrixRoom, MegolmEvent, ReactionEvent,
+from nio import (EnableEncryptionBuilder, EncryptionError, RoomCreateResponse, RoomPreset, InviteMemberEvent, MatrixRoom, MegolmEvent, ReactionEvent,
                  RedactionEvent, RoomMessageText)
 
 from . import __version__
@@ -15,7 +15,7 @@ from .alerts import Alerts
 from .approvals import Approvals
 from .audit import AuditLog
 from .config import Config
-from .context import Request
+from .context import Request, UserError
 from .devices import Devices
 from .dispatch import Dispatcher
 from .jobs import JobRunner
@@ -195,6 +195,32 @@ class Bot:
         """Speak first (alerts, reports): a notice to every admin room."""
         targets = rooms or self.admin_rooms()
         return [await self.outbox.send(room, reply.content()) for room in targets]
+
+    async def direct_message(self, user_id: str, reply: Reply) -> int:
+        """Send a message only `user_id` can read: an encrypted direct room with them, made once and
+        reused. Messages sent before they join are readable once they accept the invitation."""
+        room_id = await self._direct_room(user_id)
+        return await self.outbox.send(room_id, reply.content())
+
+    async def _direct_room(self, user_id: str) -> str:
+        key = f"direct_room:{user_id}"
+        room_id = await self.store.get(key)
+        client = self.connection.client
+        if room_id and room_id in client.rooms:
+            return room_id
+        response = await client.room_create(
+            is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat,
+            name="spbot (private)", initial_state=[EnableEncryptionBuilder().as_dict()])
+        if not isinstance(response, RoomCreateResponse):
+            raise UserError(f"I could not open a private room with {user_id}: "
+                            f"{getattr(response, 'message', response)}", "try again in a minute")
+        await self.store.put(key, response.room_id)
+        for _ in range(50):          # the room must be known to the client before sending into it
+            if response.room_id in client.rooms:
+                break
+            await asyncio.sleep(0.1)
+        log.info("direct_room_created", user_id=user_id, room=response.room_id)
+        return response.room_id
 
     def admin_rooms(self) -> list[str]:
         if self.config.rooms:
