@@ -201,7 +201,7 @@ class PlainSession:
 
 def write_bot_config(path: Path, *, homeserver: str, user_id: str, password_file: Path,
                      admins: list[str], rooms: list[str], state_dir: Path,
-                     extra: str = "") -> Path:
+                     extra: str = "", log_level: str = "INFO") -> Path:
     path.write_text("\n".join([
         f'homeserver = "{homeserver}"',
         f'user_id = "{user_id}"',
@@ -209,7 +209,7 @@ def write_bot_config(path: Path, *, homeserver: str, user_id: str, password_file
         f"admins = {json.dumps(admins)}",
         f"rooms = {json.dumps(rooms)}",
         f'state_dir = "{state_dir}"',
-        'log_level = "INFO"',
+        f'log_level = "{log_level}"',
         extra,
     ]) + "\n")
     return path
