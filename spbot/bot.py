@@ -13,7 +13,7 @@ from nio import (EnableEncryptionBuilder, EncryptionError, RoomCreateResponse, R
 from . import __version__
 from .alerts import Alerts
 from .approvals import Approvals
-from .audit import AuditLog
+from .audit import AuditEntry, AuditLog
 from .config import Config
 from .context import Request, UserError
 from .devices import Devices
@@ -27,6 +27,7 @@ from .render import Reply
 from .scheduler import add_heartbeat, make_scheduler
 from .screening import Screen
 from .store import Store
+from .trust import Trust
 
 log = get_logger(__name__)
 
@@ -46,6 +47,7 @@ class Bot:
         self.jobs = JobRunner(self)
         self.approvals = Approvals(self)
         self.alerts = Alerts(self)
+        self.trust = Trust(self)
         self.screen: Screen | None = None
         # Modules add lines to !status here: async (bot) -> list[str].
         self.status_sections: list[Any] = []
@@ -89,10 +91,17 @@ class Bot:
         self._warn_about_policies()
         add_heartbeat(self.scheduler, self.store)
         self.scheduler.start()
+        self.connection.on_device_changes = self.trust.forget_cached
+        self.spawn(self._after_first_sync(), name="own identity")
         for hook in self.registry.startup_hooks:
             await hook(self)
         log.info("started", version=__version__, device_id=client.device_id,
                  commands=len(self.registry.commands))
+
+    async def _after_first_sync(self) -> None:
+        await self.connection.first_sync_done.wait()
+        await asyncio.sleep(0.5)                       # let the first key upload finish
+        await self.trust.setup_own_identity()
 
     async def stop(self) -> None:
         self.scheduler.shutdown(wait=False)
@@ -100,6 +109,7 @@ class Bot:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.outbox.stop()
+        await self.trust.close()
         await self.connection.close()
         await self.store.close()
 
@@ -123,9 +133,18 @@ class Bot:
             return
         request = verdict.request
         request.device_id = await self.devices.identify(event.sender, getattr(event, "sender_key", None))
-        announcement = await self.devices.announce_if_new(event.sender, request.device_id)
-        if announcement is not None:
-            await self.outbox.send(room.room_id, announcement.content())
+        trust = await self.trust.check_device(event.sender, request.device_id)
+        if not trust.allowed:
+            await self.send_reply(request, trust.reply)
+            await self.audit.record(AuditEntry(event.sender, request.device_id, room.room_id,
+                                               event.event_id, request.text.split()[0], {}, "refused",
+                                               f"device {trust.state}"))
+            log.warning("device_refused", sender=event.sender, device=request.device_id, state=trust.state)
+            return
+        if trust.state == "tofu":
+            announcement = await self.devices.announce_if_new(event.sender, request.device_id)
+            if announcement is not None:
+                await self.outbox.send(room.room_id, announcement.content())
         self.spawn(self.dispatcher.handle(request), name=f"command {event.event_id}")
 
     async def on_undecryptable(self, room: MatrixRoom, event: MegolmEvent) -> None:
@@ -166,8 +185,14 @@ class Bot:
                         "if this keeps happening, sign out and back in on that device, or verify it.")))
 
     async def on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
-        if self.screen.room_allowed(room.room_id):
-            await self.approvals.on_reaction(room, event)
+        if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:
+            return await self.approvals.on_reaction(room, event)     # it logs what it ignores
+        device = await self.devices.identify(event.sender, getattr(event, "sender_key", None))
+        trust = await self.trust.check_device(event.sender, device)
+        if not trust.allowed:
+            log.warning("vote_refused", sender=event.sender, device=device, state=trust.state)
+            return
+        await self.approvals.on_reaction(room, event)
 
     async def on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
         if self.screen.room_allowed(room.room_id) and event.sender in self.config.admins:

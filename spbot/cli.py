@@ -22,10 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     console = sub.add_parser("console", help="talk to the bot from this terminal (dev stack)")
     console.add_argument("--dev-json", type=Path, default=None)
     console.add_argument("--user", default=None, help="admin to log in as (default: the first)")
+    trust = sub.add_parser("trust", help="accept an admin's new identity, or reset the bot's own")
+    trust.add_argument("action", choices=["accept", "reset"])
+    trust.add_argument("user", nargs="?", help="the admin whose new identity to accept")
+    trust.add_argument("--config", "-c", required=True, type=Path)
     dev = sub.add_parser("dev", help="the dev stack: up or down")
     dev.add_argument("action", choices=["up", "down"])
     args = parser.parse_args(argv)
-    return {"run": _run, "doctor": _doctor, "console": _console, "dev": _dev}[args.command](args)
+    return {"run": _run, "doctor": _doctor, "console": _console, "dev": _dev,
+            "trust": _trust}[args.command](args)
 
 
 def _load(path: Path):
@@ -82,6 +87,19 @@ def _doctor(args) -> int:
             print(f"[FAIL] config: {problem}")
         return 2
     return asyncio.run(run_checks(config))
+
+
+def _trust(args) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
+    from .trustcli import accept, reset
+    if args.action == "accept":
+        if not args.user:
+            print("spbot trust accept needs the admin's user id", file=sys.stderr)
+            return 2
+        return asyncio.run(accept(config, args.user))
+    return asyncio.run(reset(config))
 
 
 def _console(args) -> int:

@@ -123,6 +123,9 @@ class Config(BaseSettings):
     admins: list[UserId] = Field(min_length=1)
     rooms: list[RoomId] = Field(default_factory=list)
     allow_any_admin_room: bool = False
+    # tofu: any device of an admin is accepted (a new one is announced once);
+    # cross-signed: only devices the admin verified (signed by their pinned cross-signing identity).
+    device_policy: Literal["tofu", "cross-signed"] = "tofu"
     state_dir: Path
     timezone: str = "UTC"
     max_command_age: Duration = 600.0

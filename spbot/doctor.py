@@ -32,7 +32,29 @@ async def run_checks(config: Config) -> int:
             return 1 if failures else 0
         http.headers["Authorization"] = f"Bearer {token}"
         failures += await _check_session(http, config)
+    failures += await _check_cross_signing(config, token)
     return 1 if failures else 0
+
+
+async def _check_cross_signing(config: Config, token: str) -> int:
+    from .crosssign import CrossSigning, CrossSigningError
+    creds = json.loads((config.state_dir / "credentials.json").read_text())
+    try:
+        async with CrossSigning(config.homeserver, config.user_id, token, creds["device_id"]) as signing:
+            status = await signing.inspect(config.state_dir)
+    except CrossSigningError as exc:
+        _line(WARN, f"cross-signing could not be checked: {exc}")
+        return 0
+    if status.state == "ok":
+        _line(OK, f"cross-signed: identity {status.fingerprint}, this device signed")
+        return 0
+    fixes = {"not_set_up": "start the bot: it sets up cross-signing by itself",
+             "device_unsigned": "restart the bot: it signs its device at start",
+             "mismatch": "the homeserver holds another identity for the bot; if nobody reset it on "
+                         "purpose change the bot's password, then run: spbot trust reset --config FILE"}
+    _line(BAD if status.state == "mismatch" else WARN, f"cross-signing: {status.detail} "
+          f"({fixes.get(status.state, status.state)})")
+    return 1 if status.state == "mismatch" else 0
 
 
 def _stored_token(config: Config) -> str | None:

@@ -35,6 +35,7 @@ class Connection:
         self.first_sync_done = asyncio.Event()
         self.online = asyncio.Event()
         self._stopping = False
+        self.on_device_changes: Callable[[list[str]], None] | None = None
 
     # --- login ---------------------------------------------------------------------------------
 
@@ -114,6 +115,8 @@ class Connection:
                     full_state=not self.first_sync_done.is_set())
                 if not isinstance(response, SyncResponse):
                     raise ConnectionError(getattr(response, "message", str(response)))
+                if self.on_device_changes and response.device_list.changed:
+                    self.on_device_changes(response.device_list.changed)
                 await self._key_upkeep()
                 if not self.online.is_set():
                     log.info("homeserver_online")

@@ -182,20 +182,26 @@ def make_bot(synapse, people, alice, bob, carol, erin, tmp_path_factory):
     Top-level keys go in `extra` before any [table]. Stopped at the end of the session."""
     started: list[TestBot] = []
 
-    async def make(name: str, extra: str = "", env: dict | None = None) -> TestBot:
+    async def make(name: str, extra: str = "", env: dict | None = None, admins: list[str] | None = None,
+                   members: list[str] = ()) -> TestBot:
+        """`admins` replaces alice/bob/erin as the bot's admins; `members` (user ids with the password
+        PASSWORD) are invited and joined too."""
         localpart = f"spbot-{name}"
         user_id = synapse.register(localpart, BOT_PASSWORD, admin=True)
-        owner = PlainSession.login(synapse.url, people["alice"].user_id, PASSWORD)
-        room = owner.create_encrypted_room(f"Server admin ({name})", [
-            people["bob"].user_id, people["carol"].user_id, people["erin"].user_id, user_id])
+        owner_id = admins[0] if admins else people["alice"].user_id     # the bot joins on an admin's invite
+        family = [people[n].user_id for n in ("alice", "bob", "carol", "erin")]
+        joiners = [u for u in family + list(members) if u != owner_id]
+        owner = PlainSession.login(synapse.url, owner_id, PASSWORD)
+        room = owner.create_encrypted_room(f"Server admin ({name})", joiners + [user_id])
         owner.logout()
-        for member in ("bob", "carol", "erin"):
-            session = PlainSession.login(synapse.url, people[member].user_id, PASSWORD)
+        for member in joiners:
+            session = PlainSession.login(synapse.url, member, PASSWORD)
             session.join(room)
             session.logout()
         directory = tmp_path_factory.mktemp(f"bot-{name}")
         test_bot = TestBot(synapse, directory, room,
-                           [people[n].user_id for n in ("alice", "bob", "erin")], user_id, extra=extra)
+                           admins or [people[n].user_id for n in ("alice", "bob", "erin")], user_id,
+                           extra=extra)
         if env is not None:
             test_bot.process.env = env
         test_bot.start()

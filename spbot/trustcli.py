@@ -1,0 +1,60 @@
+"""`spbot trust accept @alice` and `spbot trust reset`: trust decisions taken at the server's console,
+for when no other admin can approve in the room (or the bot's own identity must start over)."""
+from __future__ import annotations
+
+import json
+
+from nio import AsyncClient
+
+from .config import Config, ConfigError
+from .crosssign import CrossSigning, CrossSigningError, format_fingerprint, matrix_http, query_identity
+from .identity_pins import IdentityPins
+from .store import Store
+
+
+def _credentials(config: Config) -> dict:
+    try:
+        return json.loads((config.state_dir / "credentials.json").read_text())
+    except (OSError, ValueError):
+        raise ConfigError([f"{config.state_dir}/credentials.json: missing; start the bot once first"])
+
+
+async def accept(config: Config, user_id: str) -> int:
+    if user_id not in config.admins:
+        print(f"{user_id} is not an admin in the config")
+        return 2
+    creds = _credentials(config)
+    store = await Store(config.state_dir / "spbot.db").open()
+    try:
+        async with matrix_http(config.homeserver, creds["access_token"]) as http:
+            identity = await query_identity(http, user_id)
+        result = await IdentityPins(store).accept(user_id, identity)
+        await store.execute("UPDATE alerts SET active = 0 WHERE key = ?", (f"trust:identity:{user_id}",))
+    except CrossSigningError as exc:
+        print(f"could not look up {user_id}: {exc}")
+        return 1
+    finally:
+        await store.close()
+    print(f"accepted the identity of {user_id}: {format_fingerprint(result.master_key)}")
+    return 0
+
+
+async def reset(config: Config) -> int:
+    creds = _credentials(config)
+    if config.password is None:
+        print("a reset needs the bot account's password: set password = { file = ... } in the config")
+        return 2
+    client = AsyncClient(config.homeserver, config.user_id, device_id=creds["device_id"],
+                         store_path=str(config.state_dir / "crypto"))
+    client.restore_login(config.user_id, creds["device_id"], creds["access_token"])
+    try:
+        async with CrossSigning.from_nio(client, password=config.password.read()) as signing:
+            status = await signing.reset(config.password.read(), config.state_dir,
+                                         client.olm.account.identity_keys)
+    except CrossSigningError as exc:
+        print(f"reset failed: {exc}")
+        return 1
+    finally:
+        await client.close()
+    print(f"new bot identity {status.fingerprint}; clients will show that the bot's identity changed")
+    return 0
