@@ -191,7 +191,7 @@ class ChatClient:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             room = self.client.rooms.get(room_id)
-            if room is not None and user_id in room.users:
+            if room is not None and user_id in room.users and user_id not in room.invited_users:
                 return
             await asyncio.sleep(0.1)
         raise asyncio.TimeoutError(f"{user_id} did not join {room_id}")

@@ -20,6 +20,20 @@ import yaml
 RATE_LIMIT_OFF = {"per_second": 1000, "burst_count": 1000}
 
 
+def alive(pid: int) -> bool:
+    """Whether a process runs; reaps it first if it is an exited child of ours (a zombie)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -98,10 +112,9 @@ class Synapse:
     def running_pid(self) -> int | None:
         try:
             pid = int(self.pid_path.read_text())
-            os.kill(pid, 0)
-            return pid
         except (OSError, ValueError):
             return None
+        return pid if alive(pid) else None
 
     def start(self, timeout: float = 60.0) -> None:
         if self.running_pid():
@@ -132,11 +145,9 @@ class Synapse:
             return
         os.kill(pid, signal.SIGTERM)
         for _ in range(150):
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
             if self.process is not None and self.process.poll() is not None:
+                break
+            if self.process is None and not alive(pid):
                 break
             time.sleep(0.1)
         else:
@@ -238,10 +249,9 @@ class BotProcess:
     def running_pid(self) -> int | None:
         try:
             pid = int(self.pid_path.read_text())
-            os.kill(pid, 0)
-            return pid
         except (OSError, ValueError):
             return None
+        return pid if alive(pid) else None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
         pid = self.running_pid()
@@ -253,11 +263,8 @@ class BotProcess:
             if self.process is not None:
                 if self.process.poll() is not None:
                     break
-            else:
-                try:
-                    os.kill(pid, 0)
-                except OSError:
-                    break
+            elif not alive(pid):
+                break
             time.sleep(0.05)
         else:
             os.kill(pid, signal.SIGKILL)

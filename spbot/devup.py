@@ -33,10 +33,10 @@ def _secrets(state: Path) -> dict:
     return passwords
 
 
-def up(state: Path = STATE) -> dict:
+def up(state: Path = STATE, port: int | None = None) -> dict:
     state.mkdir(parents=True, exist_ok=True)
     previous = _load(state)
-    port = previous.get("port") or (8008 if port_is_free(8008) else free_port())
+    port = port or previous.get("port") or (8008 if port_is_free(8008) else free_port())
     synapse = Synapse(state / "synapse", port)
     synapse.configure()
     synapse.start()
