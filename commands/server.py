@@ -1,0 +1,268 @@
+"""!server: the family's Hetzner Cloud server — facts, metrics, reboot, snapshot, resize."""
+from __future__ import annotations
+
+import asyncio
+import time
+from html import escape
+from typing import Annotated, Literal
+
+from providers.hetzner import MetricSeries, ResizePlan, ServerFacts, ServerMetrics, ServerTypeInfo
+from spbot import cloud
+from spbot.cloud import Cost, explained, hetzner, hetzner_settings, runs_on_server
+from spbot.context import Context, UserError
+from spbot.logs import get_logger
+from spbot.registry import Arg, command, on_startup
+from spbot.render import Reply, human_bytes, table
+from spbot.system.forecast import DAY, sparkline
+
+log = get_logger(__name__)
+
+OWN_HOST = ("I run on {name} myself: a resize first powers it off, and I would go down with "
+            "it before I could change the type and power it on again, so it would stay off.")
+OWN_HOST_TODO = ("Resize it in the Hetzner Cloud Console (it powers the server on again), or run "
+                 "the bot on another machine and set bot_runs_on_server = false in [hetzner].")
+
+
+# -- !server -------------------------------------------------------------------------------
+
+
+@command("server", help="the Hetzner server: type, location, addresses, status, traffic, price")
+async def server(ctx: Context) -> Reply:
+    with explained():
+        facts = await hetzner(ctx.bot).server_facts()
+    own = runs_on_server(hetzner_settings(ctx.bot), facts)
+    return facts_reply(f"🖥 {facts.name}: {facts.status}", [
+        ("type", type_text(facts.server_type, facts.disk_gb)),
+        ("location", f"{facts.location}" + (f" ({facts.city})" if facts.city else "")),
+        ("IPv4", facts.ipv4 or "none"),
+        ("IPv6", facts.ipv6 or "none"),
+        ("traffic", traffic_text(facts)),
+        ("price", price_text(facts.server_type)),
+        ("volumes", f"{len(facts.volume_ids)} attached (see !volume list)"),
+        ("bot", "runs on this server" if own else "runs on another machine"),
+    ])
+
+
+def facts_reply(title: str, rows: list[tuple[str, str]]) -> Reply:
+    body = "\n".join([title] + [f"{label}: {value}" for label, value in rows])
+    html = f"<b>{escape(title)}</b><br>" + "<br>".join(
+        f"<b>{escape(label)}</b>: {escape(value)}" for label, value in rows)
+    return Reply(body, html)
+
+
+def type_text(server_type: ServerTypeInfo, disk_gb: int | None = None) -> str:
+    disk = disk_gb if disk_gb is not None else server_type.disk_gb
+    kept = f" (the type offers {server_type.disk_gb} GB)" if disk != server_type.disk_gb else ""
+    return (f"{server_type.name}: {server_type.cores} vCPU, {server_type.memory_gb:g} GB RAM, "
+            f"{disk} GB disk{kept}")
+
+
+def price_text(server_type: ServerTypeInfo) -> str:
+    price = Cost.of(server_type.monthly_price)
+    return price.text() if price else "unknown (the type is not sold in this location)"
+
+
+def traffic_text(facts: ServerFacts) -> str:
+    used = facts.outgoing_traffic_bytes or 0
+    included = facts.included_traffic_bytes
+    if not included:
+        return f"{human_bytes(used)} out this month"
+    return (f"{human_bytes(used)} out of {human_bytes(included)} included this month "
+            f"({used / included:.1%}); incoming traffic is free")
+
+
+# -- !server metrics -----------------------------------------------------------------------
+
+
+@command("server metrics", help="CPU, disk IO and network of the last 1h, 24h or 7d as sparklines")
+async def server_metrics(ctx: Context, period: Literal["1h", "24h", "7d"] = "24h") -> Reply:
+    client = hetzner(ctx.bot)
+    with explained():
+        facts = await client.server_facts()
+        kinds = await asyncio.gather(*(client.metrics(kind, period)
+                                       for kind in ("cpu", "disk", "network")))
+    rows = [[series_label(s.name), series_sparkline(s, metrics), *series_stats(s)]
+            for metrics in kinds for s in metrics.series]
+    step = kinds[0].step
+    return table(["", "trend", "min", "avg", "max"], rows, align_right=[2, 3, 4],
+                 title=f"📈 {facts.name}, last {period} (one point per {step / 60:g} min)")
+
+
+def series_label(name: str) -> str:
+    """`cpu` → CPU; `disk.0.iops.read` → disk read IO/s; `network.0.bandwidth.in` → network in."""
+    if name == "cpu":
+        return "CPU"
+    parts = name.split(".")
+    if len(parts) != 4:
+        return name
+    kind, _, measure, direction = parts
+    unit = {"iops": " IO/s", "pps": " packets/s"}.get(measure, "")
+    return f"{kind} {direction}{unit}"
+
+
+def series_stats(series: MetricSeries) -> list[str]:
+    values = [p.value for p in series.points]
+    if not values:
+        return ["–", "–", "–"]
+    return [value_text(v, series.unit) for v in (min(values), series.average, series.peak)]
+
+
+def value_text(value: float, unit: str) -> str:
+    if unit == "%":
+        return f"{value:.1f} %"
+    if unit == "bytes/s":
+        return f"{human_bytes(value)}/s"
+    return f"{value:.1f}"
+
+
+def series_sparkline(series: MetricSeries, metrics: ServerMetrics, width: int = 24) -> str:
+    # forecast.sparkline draws percent of a total: give it each value as a share of the peak.
+    peak = series.peak or 0.0
+    if peak <= 0:
+        return "▁" * width
+    scale = 1_000_000
+    samples = [(p.at.timestamp(), round(p.value / peak * scale), scale) for p in series.points]
+    span = (metrics.end - metrics.start).total_seconds()
+    return sparkline(samples, metrics.end.timestamp() + metrics.step, days=span / DAY,
+                     width=width)
+
+
+# -- !server reboot ------------------------------------------------------------------------
+
+
+@cloud.tolerant_preview
+async def reboot_preview(bot) -> str:
+    with explained():
+        facts = await hetzner(bot).server_facts()
+    lines = [f"Soft reboot of {facts.name} ({facts.server_type.name}, {facts.location}, "
+             f"{facts.ipv4}): every service is down for a minute or two."]
+    if runs_on_server(hetzner_settings(bot), facts):
+        lines.append("I run on this server: I go down with it and report here when I am back.")
+    return "\n".join(lines)
+
+
+@command("server reboot", help="soft reboot of the server through Hetzner (needs approval)",
+         dangerous=True, locks={"system", "hetzner"}, preview=reboot_preview)
+async def server_reboot(ctx: Context) -> Reply:
+    client = hetzner(ctx.bot)
+    with explained():
+        facts = await client.server_facts()
+    own = runs_on_server(hetzner_settings(ctx.bot), facts)
+    await ctx.job.progress(f"asking Hetzner to reboot {facts.name}")
+    # Stored before the request: if the reboot takes the bot down, the restarted bot reports.
+    await cloud.remember_reboot(
+        ctx.bot, job_id=ctx.job.id, requester=ctx.sender, room_id=ctx.request.room_id,
+        event_id=ctx.request.event_id, server=facts.name, own_host=own,
+        requested_at=time.time(), action_id=None)
+    try:
+        with explained():
+            action = await client.start_reboot()
+            await cloud.remember_reboot(ctx.bot, action_id=action.id)
+            await ctx.job.progress("rebooting; I will report here when I am back" if own
+                                   else f"rebooting (Hetzner action #{action.id})")
+            result = await client.wait_action(action, "rebooting the server")
+            after = await client.server_facts()
+    except asyncio.CancelledError:
+        if ctx.job.cancelled_by:  # an admin stopped the wait; a bot stop keeps the mark
+            await cloud.forget_reboot(ctx.bot)
+        raise
+    except UserError:
+        await cloud.forget_reboot(ctx.bot)
+        raise
+    await cloud.forget_reboot(ctx.bot)
+    return Reply.text(f"✅ {after.name} rebooted: Hetzner's reboot action #{result.id} "
+                      f"succeeded; the server is {after.status}.")
+
+
+@on_startup
+async def report_reboot(bot) -> None:
+    if bot.config.settings("hetzner").configured:
+        bot.spawn(_report_reboot(bot), name="reboot report")
+
+
+async def _report_reboot(bot) -> None:
+    try:
+        await cloud.report_reboot_after_restart(bot)
+    except Exception:  # a background task: nobody else would see the traceback
+        log.exception("reboot_report_failed")
+
+
+# -- !server snapshot ----------------------------------------------------------------------
+
+
+@command("server snapshot", locks={"hetzner"},
+         help="snapshot image of the server's disk, with an optional description")
+async def server_snapshot(ctx: Context, *description: str) -> Reply:
+    client = hetzner(ctx.bot)
+    with explained():
+        snapshot = await client.create_snapshot(" ".join(description) or None,
+                                                on_progress=cloud.progress_steps(ctx.job, 1))
+    size = (f"{snapshot.image_size_gb:g} GB compressed" if snapshot.image_size_gb is not None
+            else "size not known yet")
+    disk = f", of a {snapshot.disk_size_gb:g} GB disk" if snapshot.disk_size_gb else ""
+    return Reply.text(f"📸 Snapshot #{snapshot.image_id} “{snapshot.description}” is "
+                      f"{snapshot.status}: {size}{disk}.\nSnapshots are billed per GB every "
+                      "month; delete old ones in the Hetzner Cloud Console.")
+
+
+# -- !server resize ------------------------------------------------------------------------
+
+
+TypeName = Annotated[str, Arg(metavar="type", help="the new server type, e.g. cx32")]
+
+
+@cloud.tolerant_preview
+async def resize_preview(bot, server_type: str) -> str:
+    client = hetzner(bot)
+    with explained():
+        facts = await client.server_facts()
+        plan = await client.plan_resize(server_type)
+    await cloud.remember_shown_type(bot, plan.new.name, plan.current.name)
+    lines = plan_lines(plan)
+    if runs_on_server(hetzner_settings(bot), facts):
+        lines.append("⚠️ This will be refused: " + OWN_HOST.format(name=facts.name))
+    if plan.problems:
+        lines.append("⚠️ Hetzner cannot do this: " + "; ".join(plan.problems) + ".")
+    return "\n".join(lines)
+
+
+def plan_lines(plan: ResizePlan) -> list[str]:
+    return [f"{plan.server}: {type_text(plan.current)} → {type_text(plan.new)}.",
+            price_change(plan),
+            f"The disk stays {plan.disk_gb_after} GB, so going back to a smaller type stays "
+            "possible. The server is off for a few minutes."]
+
+
+def price_change(plan: ResizePlan) -> str:
+    old, new = Cost.of(plan.current.monthly_price), Cost.of(plan.new.monthly_price)
+    difference = Cost.of(plan.monthly_difference)
+    if not (old and new and difference):
+        return "Price: unknown for this location; see https://www.hetzner.com/cloud."
+    return (f"Price: {cloud.euro(old.net)} → {cloud.euro(new.net)} per month, "
+            f"{difference.text(signed=True)}.")
+
+
+@command("server resize", help="change the server type, keeping the disk (needs approval)",
+         dangerous=True, locks={"system", "hetzner"}, preview=resize_preview)
+async def server_resize(ctx: Context, server_type: TypeName) -> Reply:
+    client = hetzner(ctx.bot)
+    with explained():
+        facts = await client.server_facts()
+    if runs_on_server(hetzner_settings(ctx.bot), facts):
+        raise UserError(OWN_HOST.format(name=facts.name), OWN_HOST_TODO)
+    with explained():
+        plan = await client.plan_resize(server_type)
+        if not plan.possible:
+            raise UserError("Hetzner cannot resize: " + "; ".join(plan.problems) + ".",
+                            "Pick another type; see https://www.hetzner.com/cloud.")
+        shown = await cloud.shown_type(ctx.bot, plan.new.name)
+        result = await client.resize(plan.new.name, expect_current=shown or plan.current.name,
+                                     on_progress=cloud.progress_steps(ctx.job, 3))
+    after = result.facts
+    actions = ", ".join(f"{a.command} {a.status}" for a in result.actions)
+    return Reply.text("\n".join([
+        f"✅ {after.name} is now a {after.server_type.name} (was {result.plan.current.name}): "
+        f"{type_text(after.server_type, after.disk_gb).partition(': ')[2]}.",
+        price_change(result.plan),
+        f"Status: {after.status}. Hetzner actions: {actions}.",
+    ]))
