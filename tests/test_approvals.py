@@ -257,4 +257,5 @@ async def test_reads_answer_quickly_while_a_long_job_runs(alice, bot):
             break
         await asyncio.sleep(0.05)
     busy = statistics.median(await _ping_times(alice, bot, 5))
-    assert busy < idle * 2 + 0.15, (idle, busy)
+    # A job that blocked the loop would hold !ping for seconds; the margin only absorbs machine noise.
+    assert busy < idle * 2 + 0.5, (idle, busy)
