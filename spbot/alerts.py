@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_offers (
+    message_id INTEGER PRIMARY KEY, command TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (
     key TEXT PRIMARY KEY,
     severity TEXT NOT NULL,
@@ -64,8 +66,11 @@ class Alerts:
         return [await self.state(r["key"]) for r in rows]
 
     async def fire(self, key: str, severity: str, text: str, todo: str = "",
-                   renotify: float = DEFAULT_RENOTIFY, now: float | None = None) -> bool:
-        """The condition is bad now. Notifies when it is new, worse, or due again; True if it did."""
+                   renotify: float = DEFAULT_RENOTIFY, now: float | None = None,
+                   offer: str | None = None) -> bool:
+        """The condition is bad now. Notifies when it is new, worse, or due again; True if it did.
+        `offer` is a command (e.g. "!volume grow /srv +10") that an admin's ✅ on the alert starts, through
+        the usual policy and approval flow, as if that admin had sent it."""
         now = time.time() if now is None else now
         current = await self.state(key)
         worse = current is not None and current.active and \
@@ -81,7 +86,13 @@ class Alerts:
             "THEN alerts.first_seen ELSE excluded.first_seen END",
             (key, severity, text, now, now))
         prefix = f"{ICONS[severity]} {'still: ' if reminder else ''}{text}"
-        await self.bot.notify(mention(self.bot.config.admins, prefix + (f"\nWhat to do: {todo}" if todo else "")))
+        if offer:
+            todo = f"react ✅ to this message to run {offer}" + (f"; or {todo}" if todo else "")
+        ids = await self.bot.notify(mention(self.bot.config.admins,
+                                            prefix + (f"\nWhat to do: {todo}" if todo else "")))
+        for message_id in ids if offer else []:
+            await self.store.execute("INSERT OR REPLACE INTO alert_offers(message_id, command, created) "
+                                     "VALUES(?, ?, ?)", (message_id, offer, now))
         log.warning("alert", key=key, severity=severity, reminder=reminder)
         return True
 
@@ -95,3 +106,10 @@ class Alerts:
         await self.bot.notify(Reply.text(f"✅ resolved: {text}"))
         log.info("alert_cleared", key=key)
         return True
+
+    async def offered_command(self, event_id: str) -> str | None:
+        """The command offered by the alert message with this event id, if any."""
+        row = await self.store.fetchone(
+            "SELECT a.command FROM alert_offers a JOIN outbox o ON o.id = a.message_id WHERE o.event_id = ?",
+            (event_id,))
+        return row["command"] if row else None

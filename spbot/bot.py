@@ -12,7 +12,7 @@ from nio import (EnableEncryptionBuilder, EncryptionError, RoomCreateResponse, R
 
 from . import __version__
 from .alerts import Alerts
-from .approvals import Approvals
+from .approvals import APPROVE_KEYS, Approvals
 from .audit import AuditEntry, AuditLog
 from .config import Config
 from .context import Request, UserError
@@ -191,6 +191,14 @@ class Bot:
         trust = await self.trust.check_device(event.sender, device)
         if not trust.allowed:
             log.warning("vote_refused", sender=event.sender, device=device, state=trust.state)
+            return
+        offered = await self.alerts.offered_command(event.reacts_to)
+        if offered and event.key in APPROVE_KEYS and getattr(event, "decrypted", False):
+            if await self.store.claim_event(event.event_id, room.room_id, time.time()):
+                request = Request(event.sender, device, room.room_id, event.reacts_to, offered,
+                                  int(time.time() * 1000))
+                log.info("alert_offer_taken", sender=event.sender, command=offered)
+                self.spawn(self.dispatcher.handle(request), name=f"offer {event.event_id}")
             return
         await self.approvals.on_reaction(room, event)
 

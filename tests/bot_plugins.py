@@ -83,3 +83,10 @@ async def danger_two(ctx: Context, token: str) -> Reply:
     with open(_marks(ctx), "a") as fh:
         fh.write(token + "\n")
     return Reply.text(f"danger-two done {token}")
+
+
+@command("alert-offer", help="test: fire an alert that offers `!danger <token>` to a ✅", hidden=True)
+async def alert_offer(ctx: Context, token: str) -> Reply:
+    await ctx.bot.alerts.fire(f"test:{token}", "warning", f"test condition {token}",
+                              todo="nothing else", offer=f"!danger {token}")
+    return Reply.text("alert posted")

@@ -259,3 +259,21 @@ async def test_reads_answer_quickly_while_a_long_job_runs(alice, bot):
     busy = statistics.median(await _ping_times(alice, bot, 5))
     # A job that blocked the loop would hold !ping for seconds; the margin only absorbs machine noise.
     assert busy < idle * 2 + 0.5, (idle, busy)
+
+
+async def test_a_checkmark_on_an_alert_offer_starts_the_approval_flow(alice, bob, erin, bot):
+    mark = token()
+    await alice.command(bot.room_id, f"!alert-offer {mark}", bot.user_id)
+    alert = await alice.wait_for(lambda e: e.sender == bot.user_id and f"test condition {mark}" in e.body)
+    assert f"react ✅ to this message to run !danger {mark}" in alert.body
+    assert "@bob:localhost" in alert.content["m.mentions"]["user_ids"]
+    await bob.react(bot.room_id, alert.event_id, "✅")
+    request = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == alert.event_id
+                                   and e.body.startswith("🔐 Request #"))
+    assert f"@bob:localhost wants to run !danger {mark}" in request.body
+    assert mark not in bot.marks(), "the offer itself must not run anything"
+    rid = int(re.match(r"🔐 Request #(\d+)", request.body).group(1))
+    await erin.command(bot.room_id, f"!approve {rid}", bot.user_id)
+    await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == alert.event_id
+                         and f"danger done {mark}" in e.body)
+    assert bot.marks().count(mark) == 1
