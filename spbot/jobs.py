@@ -68,6 +68,11 @@ class Job:
     _last_edit: float = 0.0
     _flush: asyncio.Task | None = None
 
+    async def expect_interruption(self, why: str) -> None:
+        """This job will probably outlive the bot (it reboots the machine): if the bot stops during it,
+        say so as expected at the next start instead of reporting a failure."""
+        await self.runner.store.execute("UPDATE jobs SET expected_stop = ? WHERE id = ?", (why, self.id))
+
     async def progress(self, step: str | None = None, fraction: float | None = None,
                        lines: list[str] | None = None) -> None:
         """Report where the job is: step text, done fraction (0..1), and optional log lines."""
@@ -111,6 +116,7 @@ class JobRunner:
 
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
+        await self.store.add_columns("jobs", {"expected_stop": "TEXT"})
         await self._report_interrupted()
 
     # --- starting work -------------------------------------------------------------------------
@@ -267,11 +273,15 @@ class JobRunner:
         for row in rows:
             await self.store.execute("UPDATE jobs SET state = 'interrupted', ended = ?, summary = ? "
                                      "WHERE id = ?", (time.time(), "the bot stopped while it ran", row["id"]))
-            log.warning("job_interrupted", job=row["id"], title=row["title"])
-            reply = Reply.error(
-                f"job #{row['id']} ({row['title']}, asked by {row['requester']}) was interrupted: "
-                "the bot stopped while it was running. It was not started again.",
-                "Check what it left behind (!status, !jobs) and run it again if it is still needed.")
+            log.warning("job_interrupted", job=row["id"], title=row["title"], expected=bool(row["expected_stop"]))
+            if row["expected_stop"]:
+                reply = Reply.text(f"job #{row['id']} ({row['title']}, asked by {row['requester']}) ended "
+                                   f"when the bot stopped, as expected: {row['expected_stop']}.")
+            else:
+                reply = Reply.error(
+                    f"job #{row['id']} ({row['title']}, asked by {row['requester']}) was interrupted: "
+                    "the bot stopped while it was running. It was not started again.",
+                    "Check what it left behind (!status, !jobs) and run it again if it is still needed.")
             content = reply.content()
             if row["event_id"]:
                 content["m.relates_to"] = {"m.in_reply_to": {"event_id": row["event_id"]}}
