@@ -15,6 +15,14 @@ def _line(mark: str, text: str) -> None:
 
 
 async def run_checks(config: Config) -> int:
+    """Homeserver and bot account first, then each feature's own set-up checks."""
+    failures = await _check_matrix(config)
+    from .backups import doctor_check as backup_check
+    failures += await backup_check(config, _line)
+    return 1 if failures else 0
+
+
+async def _check_matrix(config: Config) -> int:
     _line(OK, f"configuration is valid ({len(config.admins)} admins, {len(config.rooms)} rooms)")
     failures = 0
     async with httpx.AsyncClient(base_url=config.homeserver, timeout=10) as http:
@@ -29,11 +37,11 @@ async def run_checks(config: Config) -> int:
         if token is None:
             failures += await _check_password(http, config)
             _line(WARN, "the bot has not logged in yet: start it once (spbot run) to create its device")
-            return 1 if failures else 0
+            return failures
         http.headers["Authorization"] = f"Bearer {token}"
         failures += await _check_session(http, config)
     failures += await _check_cross_signing(config, token)
-    return 1 if failures else 0
+    return failures
 
 
 async def _check_cross_signing(config: Config, token: str) -> int:

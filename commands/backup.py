@@ -1,0 +1,118 @@
+"""!backup: snapshots of the server's services with restic — now, list, stats, restore, prune, drill,
+setup. The work is in spbot/backups.py; this module only declares the commands."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from spbot import backups as b
+from spbot.context import Context, UserError
+from spbot.registry import command, on_startup
+from spbot.render import Reply
+
+
+@on_startup
+async def setup_backups(bot) -> None:
+    await b.install(bot)
+
+
+def _progress(ctx: Context):
+    async def show(step: str, fraction: float | None) -> None:
+        await ctx.job.progress(step, fraction)
+    return show
+
+
+@command("backup now", help="back up all services, or the ones named, with live progress", locks={"system"})
+async def backup_now(ctx: Context, *services: str) -> Reply:
+    await ctx.job.progress("starting")
+    several = len(b.backups_of(ctx.bot).select(services)) > 1
+
+    async def say(outcome: b.Outcome) -> None:
+        await ctx.say(Reply.text(outcome.line()))
+
+    outcomes = await b.run_and_alert(ctx.bot, services, "manual", _progress(ctx), say if several else None)
+    return b.reply_for(outcomes, each_said=several)
+
+
+@command("backup list", help="snapshots per service: time, reason, size")
+async def backup_list(ctx: Context, service: str | None = None) -> Reply:
+    backups = b.backups_of(ctx.bot)
+    if service:
+        backups.select([service])
+    restic = backups.restic()
+    snapshots = await backups.snapshots(service, restic)
+    sizes = await backups.snapshot_sizes(snapshots, restic)
+    return b.render_list(snapshots, sizes, ctx.config.timezone)
+
+
+@command("backup stats", help="repository size, dedup ratio, last success per service, B2 usage")
+async def backup_stats(ctx: Context) -> Reply:
+    return b.render_stats(await b.backups_of(ctx.bot).stats(), ctx.config.timezone)
+
+
+async def restore_preview(bot, snapshot: str, service: str | None = None, to: Path | None = None) -> str:
+    backups = b.backups_of(bot)
+    try:
+        snap, name = await backups.find_snapshot(snapshot, service, backups.restic())
+    except UserError as exc:
+        return f"⚠️ {exc.what}"
+    paths = ", ".join(snap.paths)
+    head = f"Snapshot {snap.short_id} of {name}, {b.local_time(snap.time, bot.config.timezone)} ({b.reason_of(snap)})"
+    if to is not None:
+        return f"{head} → copied into {to}; the live data is not touched."
+    units = backups.settings.services[name].units if name in backups.settings.services else []
+    stop = f"; stops and restarts {', '.join(units)}" if units else ""
+    return f"{head} → REPLACES {paths} after a pre-restore snapshot of the current data{stop}."
+
+
+@command("backup restore", help="restore a snapshot into place (or --to a new directory); needs approval",
+         dangerous=True, locks={"system"}, preview=restore_preview)
+async def backup_restore(ctx: Context, snapshot: str, service: str | None = None, *,
+                         to: Path | None = None) -> Reply:
+    """Restores into a temporary directory first and verifies it against the snapshot; only then takes a
+    pre-restore snapshot of the current data, stops the service's units, moves the restored data into
+    place and starts them. With --to the copy goes to that (new or empty) directory instead."""
+    backups = b.backups_of(ctx.bot)
+    await ctx.job.progress("finding the snapshot")
+    if to is not None:
+        report = await backups.restore_to(snapshot, service, to, _progress(ctx))
+    else:
+        report = await backups.restore_into_place(snapshot, service, _progress(ctx))
+    return b.render_restore(report, ctx.config.timezone)
+
+
+@command("backup prune", help="apply the retention quotas to automatic snapshots now", locks={"system"})
+async def backup_prune(ctx: Context) -> Reply:
+    await ctx.job.progress("forget and prune")
+    return b.render_forget(await b.backups_of(ctx.bot).forget())
+
+
+@command("backup drill", help="restore sample files and compare them with the live ones", locks={"system"})
+async def backup_drill(ctx: Context, *services: str) -> Reply:
+    await ctx.job.progress("restoring sample files")
+    return await b.drill_and_alert(ctx.bot, services)
+
+
+@command("backup setup", help="check the backup set-up; `init` creates the repository; `b2 <bucket>` "
+                              "prepares Backblaze B2")
+async def backup_setup(ctx: Context, step: Literal["check", "init", "b2"] = "check",
+                       bucket: str | None = None) -> Reply:
+    backups = b.backups_of(ctx.bot)
+    if step == "init":
+        return Reply.text(f"✅ {await backups.init()}")
+    if step == "b2":
+        done = await backups.setup_b2(bucket)
+        return Reply.text(render_b2_setup(done, backups))
+    return b.render_setup(await backups.check_setup())
+
+
+def render_b2_setup(done: b.B2Setup, backups: b.Backups) -> str:
+    state = "created" if done.created else "already there"
+    text = (f"✅ Backblaze B2 is ready: private bucket {done.bucket} ({state}); deleted data is kept "
+            f"{done.keep_deleted_days} days; key '{done.key_name}' can use only this bucket and was saved in "
+            f"{done.key_file} (mode 600, not shown here).")
+    repo = backups.settings.repository
+    if getattr(repo, "kind", "") == "b2" and getattr(repo, "bucket", "") == done.bucket:
+        return text + "\nNext: !backup setup init, then !backup now."
+    return text + (f"\nNext: set [backup.repository] kind = \"b2\" and bucket = \"{done.bucket}\" in the config, "
+                   "restart the bot, then !backup setup init.")

@@ -1,0 +1,84 @@
+"""!upgrade check, !upgrade, !rollback, !generations, !reboot: system upgrades from the chat.
+
+The flows, settings and schedules live in spbot/upgrades.py; this is the chat surface.
+"""
+import socket
+from typing import Annotated
+
+from spbot import upgrades
+from spbot.context import Context, UserError
+from spbot.registry import Arg, command
+from spbot.render import Reply, human_duration
+from spbot.system.upgrade import NixosDriver
+
+
+@command("upgrade check", help="what a system upgrade would change, and whether a reboot is needed",
+         locks=upgrades.CHECK_LOCKS)
+async def upgrade_check(ctx: Context, *, cached: Annotated[bool, Arg(
+        "skip apt-get update / the channel update and use what the server already knows")] = False
+        ) -> Reply:
+    info, result = await upgrades.check(ctx.bot, ctx.job, refresh=not cached)
+    return upgrades.render_check(info, result)
+
+
+async def preview_upgrade(bot, no_backup: bool = False) -> str:
+    info, tool = upgrades.system_driver(bot)
+    if isinstance(tool, NixosDriver):
+        how = "nixos-rebuild switch " + (f"--flake {tool.params.flake}" if tool.params.flake else "--upgrade")
+    else:
+        how = "apt-get dist-upgrade"
+    backup = upgrades.backup_skipped(bot, not no_backup) or "a backup of the services first"
+    return f"{info.pretty_name}: {how}, {backup}. {await upgrades.last_check_line(bot, info)}"
+
+
+@command("upgrade", help="upgrade the system: backup first, live log, summary", dangerous=True,
+         locks=upgrades.LOCKS, preview=preview_upgrade)
+async def upgrade(ctx: Context, *, no_backup: Annotated[bool, Arg(
+        "do not back up the services before upgrading")] = False) -> Reply:
+    info, result, backup_line = await upgrades.upgrade(ctx.bot, ctx.job, backup=not no_backup)
+    return upgrades.render_upgrade(info, result, backup_line, ctx.job)
+
+
+async def preview_rollback(bot) -> str:
+    info, tool = upgrades.system_driver(bot)
+    if not isinstance(tool, NixosDriver):
+        return f"⚠️ {upgrades.rollback_unavailable(info).what} Approving it does nothing."
+    found = await tool.generations()
+    current = next((g for g in found if g.current), None)
+    older = [g for g in found if current and g.number < current.number]
+    if current is None or not older:
+        return "⚠️ there is no previous generation to go back to."
+    return f"{info.pretty_name}: from generation {current.number} back to {older[-1].number}."
+
+
+@command("rollback", help="NixOS: switch back to the previous system generation", dangerous=True,
+         locks=upgrades.LOCKS, preview=preview_rollback)
+async def rollback(ctx: Context) -> Reply:
+    info, result = await upgrades.rollback(ctx.bot, ctx.job)
+    return upgrades.render_rollback(info, result, ctx.job)
+
+
+@command("generations", help="NixOS: the system generations, newest first")
+async def generations(ctx: Context) -> Reply:
+    info, found = await upgrades.generations(ctx.bot)
+    if not found:
+        raise UserError("nix-env lists no system generations", "Check the [upgrade.nixos] profile path.")
+    return upgrades.render_generations(info, found)
+
+
+async def preview_reboot(bot) -> str:
+    up = upgrades.uptime(upgrades.settings_of(bot))
+    since = f", up {human_duration(up)}" if up is not None else ""
+    return (f"Reboots {socket.gethostname()}{since}: every service is down for a minute or two. "
+            "I post a notice first and say when I am back.")
+
+
+@command("reboot", help="reboot the server: a notice first, and a message when it is back",
+         dangerous=True, locks={"system"}, preview=preview_reboot)
+async def reboot(ctx: Context) -> Reply:
+    request = ctx.request
+    await upgrades.plan_reboot(ctx.bot, ctx.sender, request.room_id, request.event_id)
+    ctx.bot.spawn(upgrades.reboot_when_said(ctx.bot, ctx.job, request.room_id, request.event_id),
+                  name="reboot")
+    return Reply.text(f"🔄 Rebooting {socket.gethostname()} now (asked by {ctx.sender}). Services will "
+                      "be down for a minute or two; I will say here when I am back.")

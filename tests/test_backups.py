@@ -1,0 +1,524 @@
+"""spbot/backups.py against the real restic: local and S3 (moto) repositories, restores that verify
+before replacing, retention, the drill, crashes, full disks, and B2 set-up on b2sdk's simulator."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from b2sdk.v2 import B2HttpApiConfig, RawSimulator
+from pydantic import ValidationError
+
+from providers.b2 import B2Provider, make_api
+from spbot.backups import (BackupSettings, Backups, cron_trigger, overdue, render_digest, render_list,
+                           reply_for, restic_pattern)
+from spbot.context import UserError
+from spbot.store import Store
+from spbot.system.restic import LocalRepository, Restic, ResticFailure
+from tests.fakebin import FakeBin, Rule
+from tests.test_restic_adapter import (AUTO_TIMES, assert_same_tree, cheapen_key, kill_restic, make_big_tree,
+                                       make_tree, restic_children)
+
+pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
+
+PASSWORD = "backups test password 5c2e9"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+async def template_repo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("backups-template") / "repo"
+    await Restic(LocalRepository(path=path), PASSWORD, cache_dir=path.parent / "cache").init()
+    cheapen_key(path, PASSWORD)
+    return path
+
+
+def password_file(directory: Path, password: str = PASSWORD) -> Path:
+    path = directory / "restic-password"
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def settings_for(tmp: Path, repo: Path | dict, **extra) -> BackupSettings:
+    live = tmp / "live"
+    services = extra.pop("services", None) or {
+        "files": {"paths": [str(live / "files")], "units": ["web-app"]},
+        "mail": {"paths": [str(live / "mail")]},
+    }
+    repository = repo if isinstance(repo, dict) else {"kind": "local", "path": str(repo)}
+    return BackupSettings.model_validate({
+        "repository": repository, "password": {"file": str(password_file(tmp))},
+        "services": services, "host": "testhost", **extra})
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = await Store(tmp_path / "state" / "spbot.db").open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def repo(template_repo, tmp_path) -> Path:
+    path = tmp_path / "repo"
+    shutil.copytree(template_repo, path)
+    return path
+
+
+@pytest.fixture
+def live(tmp_path) -> Path:
+    root = tmp_path / "live"
+    make_tree(root / "files")
+    (root / "files" / "a[1] *glob?.txt").write_text("pattern characters in a name\n")
+    (root / "mail").mkdir(parents=True)
+    (root / "mail" / "inbox").write_text("hello\n" * 100)
+    return root
+
+
+@pytest.fixture
+def backups(tmp_path, repo, live, store) -> Backups:
+    return Backups(settings_for(tmp_path, repo), tmp_path / "state", store)
+
+
+def restic_of(backups: Backups) -> Restic:
+    return backups.restic()
+
+
+async def rows(store: Store) -> list[dict]:
+    return [dict(r) for r in await store.fetchall("SELECT * FROM backup_runs ORDER BY id")]
+
+
+def copy_tree(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_settings_defaults_and_clear_errors(tmp_path):
+    defaults = BackupSettings()
+    assert defaults.repository.kind == "local" and defaults.repository.path is None
+    assert BackupSettings.model_validate({"repository": {"path": "/mnt/usb"}}).repository.kind == "local"
+    assert defaults.schedule == "0 3 * * *" and defaults.max_age == 26 * 3600
+    assert defaults.retention.flags() == ["--keep-daily=7", "--keep-weekly=4", "--keep-monthly=6"]
+    assert Backups(defaults, tmp_path, None).repository().location() == str(tmp_path / "restic-repo")
+    assert Backups(defaults, tmp_path, None).password_path() == tmp_path / "restic-password"
+
+    bad = [
+        {"services": {"Bad Name": {"paths": ["/srv"]}}},
+        {"services": {"ok": {"paths": ["relative/path"]}}},
+        {"services": {"ok": {"paths": []}}},
+        {"services": {"ok": {"paths": ["/srv"], "units": ["rm -rf /"]}}},
+        {"schedule": "every day"},
+        {"retention": {}},
+        {"repository": {"kind": "s3", "endpoint": "ftp://x", "bucket": "b-1", "access_key_id": "i",
+                        "secret_access_key": {"env": "X"}}},
+        {"password": "inline-secret"},
+        {"unknown_key": 1},
+    ]
+    for data in bad:
+        with pytest.raises(ValidationError):
+            BackupSettings.model_validate(data)
+
+
+def test_crontab_weekdays_count_from_sunday_and_seconds_are_optional():
+    sunday = cron_trigger("0 5 * * 0", "UTC").get_next_fire_time(None, datetime(2024, 1, 1, tzinfo=None)
+                                                                   .astimezone())
+    assert sunday.strftime("%a %H:%M") == "Sun 05:00"
+    every_two = cron_trigger("*/2 * * * * *", "UTC")
+    first = every_two.get_next_fire_time(None, datetime(2024, 1, 1, 0, 0, 1).astimezone())
+    assert first.second % 2 == 0
+
+
+def test_include_patterns_are_escaped():
+    assert restic_pattern("/srv/a[1] *x?.txt") == r"/srv/a\[1\] \*x\?.txt"
+
+
+# --------------------------------------------------------------------------- backing up and restoring
+
+
+async def test_round_trip_with_pre_and_post_commands(tmp_path, repo, live, store):
+    order = tmp_path / "order.log"
+    settings = settings_for(tmp_path, repo, services={"files": {
+        "paths": [str(live / "files")], "excludes": ["*.skip"],
+        "pre": [["sh", "-c", f"echo pre >> {order}; echo dumped > {live / 'files' / 'db.dump'}"]],
+        "post": [["sh", "-c", f"echo post >> {order}"]]}})
+    (live / "files" / "cache.skip").write_text("not wanted")
+    backups = Backups(settings, tmp_path / "state", store)
+    steps: list[tuple[str, float | None]] = []
+
+    async def progress(step, fraction):
+        steps.append((step, fraction))
+
+    [outcome] = await backups.run(["files"], "manual", progress)
+
+    assert outcome.ok, outcome.error
+    assert order.read_text() == "pre\npost\n"
+    assert outcome.summary.files_new == 7 and outcome.summary.data_added > 0
+    assert "snapshot " + outcome.snapshot_id in outcome.line() and "7 new" in outcome.line()
+    assert steps[0][0] == "files: pre command 1 (sh)" and any("post command" in s for s, _ in steps)
+    [snapshot] = await restic_of(backups).snapshots()
+    assert sorted(snapshot.tags) == ["reason:manual", "service:files"]
+    [row] = await rows(store)
+    assert row["ok"] == 1 and row["snapshot_id"].startswith(outcome.snapshot_id) and row["error"] is None
+
+    target = tmp_path / "restored"
+    report = await backups.restore_to(outcome.snapshot_id, None, target)
+    (live / "files" / "cache.skip").unlink()
+    assert_same_tree(live / "files", target / str(live / "files").lstrip("/"))
+    assert report.paths[0].files == 7 and not report.into_place
+
+
+async def test_pre_command_failure_makes_no_snapshot_but_post_runs(tmp_path, repo, live, store):
+    marker = tmp_path / "post-ran"
+    settings = settings_for(tmp_path, repo, services={"files": {
+        "paths": [str(live / "files")],
+        "pre": [["sh", "-c", f"echo 'dump failed: {PASSWORD}' >&2; exit 3"]],
+        "post": [["touch", str(marker)]]}})
+    backups = Backups(settings, tmp_path / "state", store)
+
+    [outcome] = await backups.run()
+
+    assert not outcome.ok and marker.exists()
+    assert "pre command 1 (sh) failed" in outcome.error and "exit 3" in outcome.error
+    assert PASSWORD not in outcome.error and "dump failed: ***" in outcome.error
+    assert await restic_of(backups).snapshots() == []
+    [row] = await rows(store)
+    assert row["ok"] == 0 and row["snapshot_id"] is None
+    with pytest.raises(UserError) as caught:
+        reply_for([outcome])
+    assert caught.value.what.startswith("files: backup failed") and "What to do" in caught.value.what
+
+
+async def test_restore_into_place_verifies_then_replaces_with_units_stopped(tmp_path, backups, live):
+    bins = FakeBin(tmp_path)
+    bins.add("systemctl", [Rule(match=["**"])])
+    backups.settings = backups.settings.model_copy(update={"systemctl": str(bins.dir / "systemctl")})
+    original = copy_tree(live / "files", tmp_path / "original")
+    [first, _] = await backups.run()
+    (live / "files" / "docs" / "note.txt").write_text("overwritten by mistake")
+    (live / "files" / "empty.dat").unlink()
+    (live / "files" / "new-since.txt").write_text("made after the snapshot")
+    damaged = copy_tree(live / "files", tmp_path / "damaged")
+
+    report = await backups.restore_into_place(first.snapshot_id, "files")
+
+    assert_same_tree(original, live / "files")
+    assert [c.argv for c in bins.calls("systemctl")] == [["stop", "--", "web-app.service"],
+                                                          ["start", "--", "web-app.service"]]
+    assert report.pre_restore and report.units == ["web-app.service"]
+    leftovers = [p.name for p in (live).iterdir() if p.name.startswith(".spbot-")]
+    assert leftovers == []
+    # The replaced data is in the pre-restore snapshot.
+    snaps = await backups.snapshots("files")
+    [pre] = [s for s in snaps if "reason:pre-restore" in s.tags]
+    assert pre.short_id == report.pre_restore
+    check = await backups.restore_to(pre.short_id, "files", tmp_path / "check")
+    assert_same_tree(damaged, Path(check.paths[0].copy))
+
+
+async def test_restore_does_not_replace_anything_when_units_do_not_stop(tmp_path, backups, live):
+    bins = FakeBin(tmp_path)
+    bins.add("systemctl", [Rule(match=["stop", "**"], exit=1, stderr="Failed to stop web-app.service\n"),
+                           Rule(match=["**"])])
+    backups.settings = backups.settings.model_copy(update={"systemctl": str(bins.dir / "systemctl")})
+    [first, _] = await backups.run()
+    (live / "files" / "docs" / "note.txt").write_text("current data")
+
+    with pytest.raises(UserError) as caught:
+        await backups.restore_into_place(first.snapshot_id, None)
+
+    assert "systemctl stop web-app.service failed, so nothing was replaced" in caught.value.what
+    assert (live / "files" / "docs" / "note.txt").read_text() == "current data"
+    assert [c.argv[0] for c in bins.calls("systemctl")] == ["stop", "start"]
+    assert not [p for p in live.iterdir() if p.name.startswith(".spbot-")]
+
+
+async def test_restore_to_refuses_live_paths_and_non_empty_directories(tmp_path, backups, live):
+    [first] = await backups.run(["files"])
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x").write_text("x")
+    for target, words in [(live / "files" / "sub", "overlaps the live data"), (live, "overlaps"),
+                          (busy, "not an empty directory"), (Path("relative"), "absolute path")]:
+        with pytest.raises(UserError) as caught:
+            await backups.restore_to(first.snapshot_id, None, target)
+        assert words in caught.value.what
+    with pytest.raises(UserError) as caught:
+        await backups.restore_to(first.snapshot_id, "mail", tmp_path / "t")
+    assert "belongs to files, not mail" in caught.value.what
+    with pytest.raises(UserError):
+        await backups.restore_to("--help", None, tmp_path / "t")
+
+
+async def test_list_rendering_has_time_reason_and_size(tmp_path, backups):
+    await backups.run(["files"])
+    restic = restic_of(backups)
+    snapshots = await backups.snapshots(None, restic)
+    reply = render_list(snapshots, await backups.snapshot_sizes(snapshots, restic), "UTC")
+    assert "files: 1 snapshot(s)" in reply.body and "manual" in reply.body and "KiB" in reply.body
+
+
+# --------------------------------------------------------------------------- crashes, locks, failures
+
+
+async def test_restic_killed_mid_backup_then_next_run_unlocks_and_check_passes(tmp_path, repo, store):
+    big = make_big_tree(tmp_path / "big", megabytes=48)
+    settings = settings_for(tmp_path, repo, services={"big": {"paths": [str(big)]}}, progress_fps=30)
+    backups = Backups(settings, tmp_path / "state", store)
+
+    async def kill_when_data_flows(step, fraction):
+        if fraction and restic_children():
+            kill_restic()
+
+    [killed] = await backups.run(["big"], "auto", kill_when_data_flows)
+    assert killed.kind is ResticFailure.KILLED and "SIGKILL" in killed.error
+    assert not await store.fetchone("SELECT 1 FROM backup_runs WHERE ok = 1")
+
+    [again] = await backups.run(["big"], "auto")
+
+    assert again.ok and "removed stale locks left by an interrupted restic run" in again.notes
+    assert (await restic_of(backups).check()).ok
+    assert [r["ok"] for r in await rows(store)] == [0, 1]
+
+
+async def test_unreachable_s3_is_a_clear_error_and_leaves_no_success(tmp_path, live, store, monkeypatch):
+    monkeypatch.setenv("S3_SECRET", "s3-secret-never-shown")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = settings_for(tmp_path, {"kind": "s3", "endpoint": f"http://127.0.0.1:{port}", "bucket": "backups",
+                                       "access_key_id": "id", "secret_access_key": {"env": "S3_SECRET"}})
+    backups = Backups(settings, tmp_path / "state", store)
+
+    outcomes = await backups.run()
+
+    assert [o.service for o in outcomes] == ["files", "mail"]
+    failed, skipped = outcomes
+    assert failed.kind is ResticFailure.UNREACHABLE and "cannot be reached" in failed.error
+    assert "network" in failed.todo and "s3-secret-never-shown" not in failed.error
+    assert skipped.skipped and "not attempted" in skipped.line()
+    assert [(r["service"], r["ok"]) for r in await rows(store)] == [("files", 0)]
+
+
+async def test_wrong_password_is_named_and_never_shown(tmp_path, repo, live, store):
+    settings = settings_for(tmp_path, repo)
+    password_file(tmp_path, "wrong-password-123456")
+    backups = Backups(settings, tmp_path / "state", store)
+
+    failed, _ = await backups.run()
+
+    assert failed.kind is ResticFailure.WRONG_PASSWORD and "wrong repository password" in failed.error
+    assert str(tmp_path / "restic-password") in failed.todo
+    assert "wrong-password-123456" not in failed.error + failed.todo
+
+
+async def test_full_disk_is_a_clear_error(tmp_path, repo, store):
+    """The repository on a 3 MiB tmpfs, mounted in a private mount namespace that only this restic sees."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs unshare and root for a private tmpfs")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    wrapper = tmp_path / "restic-on-small-disk"
+    wrapper.write_text(f"""#!/bin/sh
+exec unshare -m sh -c 'mount -t tmpfs -o size=3m tmpfs {mount} && cp -a {repo}/. {mount}/ && exec restic "$@"' restic "$@"
+""")
+    wrapper.chmod(0o755)
+    big = make_big_tree(tmp_path / "big", megabytes=8)
+    settings = settings_for(tmp_path, mount, services={"big": {"paths": [str(big)]}}, restic=str(wrapper))
+    backups = Backups(settings, tmp_path / "state", store)
+
+    [outcome] = await backups.run()
+
+    assert outcome.kind is ResticFailure.NO_SPACE and "no space left on device" in outcome.error
+    assert "free disk space" in outcome.todo
+    assert not await store.fetchone("SELECT 1 FROM backup_runs WHERE ok = 1")
+    assert not any(mount.iterdir())  # the tmpfs was never visible outside
+
+
+async def test_new_default_repository_is_created_with_a_private_password(tmp_path, live, store):
+    settings = BackupSettings.model_validate({"services": {"mail": {"paths": [str(live / "mail")]}}})
+    backups = Backups(settings, tmp_path / "state", store)
+
+    [outcome] = await backups.run()
+
+    assert outcome.ok and any("keep a copy of that file" in n for n in outcome.notes)
+    password = tmp_path / "state" / "restic-password"
+    assert stat.S_IMODE(password.stat().st_mode) == 0o600
+    assert password.read_text().strip() not in outcome.line()
+    assert (tmp_path / "state" / "restic-repo" / "config").exists()
+
+
+# --------------------------------------------------------------------------- retention
+
+
+async def test_retention_keeps_exactly_the_quotas_and_only_automatic_snapshots(tmp_path, repo, live, store):
+    settings = settings_for(tmp_path, repo, retention={"keep_last": 1, "keep_daily": 3, "keep_monthly": 2})
+    backups = Backups(settings, tmp_path / "state", store)
+    restic = restic_of(backups)
+    made: dict[tuple[str, str], str] = {}
+    for service in ("files", "mail"):
+        for label, when in AUTO_TIMES.items():
+            s = await restic.backup([live / service], tags=[f"service:{service}", "reason:auto"], host="testhost",
+                                    time=when)
+            made[(service, label)] = s.snapshot_id[:8]
+    manual = await restic.backup([live / "files"], tags=["service:files", "reason:manual"], host="testhost",
+                                 time=datetime(2023, 6, 1))
+    pre = await restic.backup([live / "files"], tags=["service:files", "reason:pre-restore"], host="testhost",
+                              time=datetime(2024, 1, 1, 11))
+
+    result = await backups.forget()
+
+    # per service: last feb15; daily feb15, jan10, jan03; monthly feb15 (Feb), jan10 (Jan)
+    keep = {made[(s, k)] for s in ("files", "mail") for k in ("feb15", "jan10", "jan03")}
+    assert {s.short_id for s in result.kept} == keep and len(result.removed) == 6
+    remaining = {s.short_id for s in await restic.snapshots()}
+    assert remaining == keep | {manual.snapshot_id[:8], pre.snapshot_id[:8]}
+    assert (await restic.check()).ok
+
+
+# --------------------------------------------------------------------------- drill
+
+
+async def test_drill_passes_then_finds_a_tampered_file(tmp_path, repo, live, store):
+    backups = Backups(settings_for(tmp_path, repo, drill_files=100), tmp_path / "state", store)
+    await backups.run(["files"])
+    (live / "files" / "docs" / "deep" / "deeper" / "leaf.txt").write_text("changed since, not compared")
+
+    [ok] = await backups.drill(["files"])
+
+    assert ok.ok and ok.files == 6 and ok.checked == 5 and ok.comparable == 5  # leaf.txt changed since
+    victim = live / "files" / "docs" / "note.txt"
+    before = victim.stat()
+    content = bytearray(victim.read_bytes())
+    content[10] ^= 0xFF
+    victim.write_bytes(bytes(content))
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    [bad] = await backups.drill(["files"])
+
+    assert bad.mismatches == [str(victim)] and not bad.ok
+
+
+async def test_drill_without_snapshots_says_so(tmp_path, backups):
+    [result] = await backups.drill(["mail"])
+    assert result.error == "no snapshot yet"
+
+
+# --------------------------------------------------------------------------- watchdog and digest
+
+
+async def test_watchdog_counts_from_last_success_or_first_sight(tmp_path, backups, store):
+    now = time.time()
+    assert await overdue(backups, now) == []  # first sight starts the grace period
+    late = await overdue(backups, now + 27 * 3600)
+    assert [name for name, _, _ in late] == ["files", "mail"]
+    await backups.run(["files"])
+    late = await overdue(backups, time.time() + 3600)
+    assert late == []
+    late = await overdue(backups, time.time() + 27 * 3600)
+    assert [(name, row is not None) for name, _, row in late] == [("files", True), ("mail", False)]
+
+
+async def test_digest_is_one_line_per_day(tmp_path, backups):
+    await backups.run(["files"], "auto")
+    reply = await render_digest(backups, time.time(), "UTC")
+    assert reply.body.startswith("🗄 backups, last 24 h: files ✅ 1×") and "mail ⚠️ no backup" in reply.body
+    assert "\n" not in reply.body
+
+
+# --------------------------------------------------------------------------- Backblaze B2 (b2sdk simulator)
+
+
+@pytest.fixture
+def b2_api():
+    return make_api(B2HttpApiConfig(_raw_api_class=RawSimulator))
+
+
+async def test_b2_setup_makes_bucket_lifecycle_and_restricted_key_stored_privately(tmp_path, store, b2_api):
+    sim = b2_api.session.raw_api
+    master_id, master_key = sim.create_account()
+    (tmp_path / "b2-master").write_text(master_key + "\n")
+    settings = BackupSettings.model_validate({
+        "repository": {"kind": "b2", "bucket": "family-backups-3f9a", "prefix": "vps"},
+        "b2": {"master_key_id": master_id, "master_key": {"file": str(tmp_path / "b2-master")},
+               "keep_deleted_days": 45},
+        "services": {"mail": {"paths": ["/srv/mail"]}}})
+    backups = Backups(settings, tmp_path / "state", store,
+                      b2_provider=lambda key_id, key: B2Provider(key_id, key, api=b2_api))
+
+    done = await backups.setup_b2()
+
+    assert done.bucket == "family-backups-3f9a" and done.created and done.keep_deleted_days == 45
+    bucket = b2_api.get_bucket_by_name("family-backups-3f9a")
+    assert bucket.type_ == "allPrivate"
+    assert {"fileNamePrefix": "", "daysFromHidingToDeleting": 45,
+            "daysFromUploadingToHiding": None} in bucket.lifecycle_rules
+    stored = json.loads(done.key_file.read_text())
+    assert stat.S_IMODE(done.key_file.stat().st_mode) == 0o600
+    [key] = [k for k in b2_api.list_keys() if k.id_ == stored["key_id"]]
+    assert key.bucket_id == bucket.id_ and "writeKeys" not in key.capabilities
+    # restic gets the restricted key, never the master key
+    repo = backups.repository()
+    assert repo.location() == "b2:family-backups-3f9a:vps"
+    assert repo.environment() == {"B2_ACCOUNT_ID": stored["key_id"], "B2_ACCOUNT_KEY": stored["key"]}
+    from commands.backup import render_b2_setup
+    text = render_b2_setup(done, backups)
+    assert stored["key"] not in text and master_key not in text and "!backup setup init" in text
+
+    # usage for !backup stats, read with the restricted key
+    bucket.upload_bytes(b"x" * 1234, "vps/data/00/pack")
+    usage = await backups.b2_provider(stored["key_id"], stored["key"]).usage("family-backups-3f9a")
+    assert (usage.file_count, usage.total_bytes) == (1, 1234)
+
+    again = await backups.setup_b2()
+    assert not again.created
+
+
+async def test_b2_setup_explains_a_missing_account_key(tmp_path, store):
+    settings = BackupSettings.model_validate({"repository": {"kind": "b2", "bucket": "family-backups-3f9a"}})
+    with pytest.raises(UserError) as caught:
+        await Backups(settings, tmp_path, store).setup_b2()
+    assert "[backup.b2]" in caught.value.todo
+    with pytest.raises(UserError) as caught:
+        Backups(settings, tmp_path, store).repository()
+    assert "!backup setup b2" in caught.value.todo
+
+
+async def test_check_setup_lines(tmp_path, backups):
+    lines = await backups.check_setup()
+    assert all(mark == "ok" for mark, _ in lines), lines
+    assert [text.split(" ")[0] for _, text in lines] == ["restic", "repository", "repository", "service", "service"]
+    assert any("opens (0 snapshots)" in text for _, text in lines)
+
+
+async def test_doctor_check_prints_backup_lines(tmp_path, repo, live):
+    from spbot.backups import doctor_check
+    from spbot.config import Config
+    settings = settings_for(tmp_path, repo)
+    config = Config(homeserver="http://127.0.0.1:1", user_id="@bot:localhost", password={"env": "X"},
+                    admins=["@alice:localhost"], rooms=["!room:localhost"], state_dir=tmp_path / "state",
+                    backup=settings.model_dump(mode="json", exclude_defaults=True)
+                    | {"password": {"file": str(tmp_path / "restic-password")}})
+    printed: list[tuple[str, str]] = []
+
+    failures = await doctor_check(config, lambda mark, text: printed.append((mark, text)))
+
+    assert failures == 0 and printed[0] == ("ok  ", f"backup: restic found at {shutil.which('restic')}")
+    assert any("opens (0 snapshots)" in text for _, text in printed)
+    (tmp_path / "restic-password").chmod(0o644)
+    (tmp_path / "restic-password").write_text("not-the-password-0d1\n")
+    printed.clear()
+    assert await doctor_check(config, lambda mark, text: printed.append((mark, text))) == 1
+    assert printed[1][0] == "warn" and "chmod 600" in printed[1][1]
+    assert any(mark == "FAIL" and "wrong repository password" in text for mark, text in printed), printed
