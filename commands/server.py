@@ -154,6 +154,8 @@ async def server_reboot(ctx: Context) -> Reply:
         ctx.bot, job_id=ctx.job.id, requester=ctx.sender, room_id=ctx.request.room_id,
         event_id=ctx.request.event_id, server=facts.name, own_host=own,
         requested_at=time.time(), action_id=None)
+    if own:
+        await ctx.job.expect_interruption("the server was rebooting, and I run on it")
     try:
         with explained():
             action = await client.start_reboot()
