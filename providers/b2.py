@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from b2sdk.v2 import B2Api, B2HttpApiConfig, InMemoryAccountInfo
-from b2sdk.v2 import exception as b2exc
 from pydantic import BaseModel, SecretStr
+
+if TYPE_CHECKING:
+    from b2sdk.v2 import B2Api, B2HttpApiConfig
+
+
+def _b2exc():
+    """b2sdk's exceptions; b2sdk is imported on first use only (it costs the idle bot ~12 MiB)."""
+    from b2sdk.v2 import exception
+    return exception
 
 T = TypeVar("T")
 
@@ -60,6 +67,7 @@ class BucketUsage(BaseModel):
 
 def make_api(api_config: B2HttpApiConfig | None = None) -> B2Api:
     """A B2Api with in-memory credentials; tests pass B2HttpApiConfig(_raw_api_class=RawSimulator)."""
+    from b2sdk.v2 import B2Api, InMemoryAccountInfo
     if api_config is None:
         return B2Api(InMemoryAccountInfo())
     return B2Api(InMemoryAccountInfo(), api_config=api_config)
@@ -193,15 +201,16 @@ class B2Provider:
                           "try again later", "timeout") from None
         except B2Error:
             raise
-        except b2exc.B2Error as exc:
+        except _b2exc().B2Error as exc:
             raise self._explain(what, exc, args) from None
 
-    def _explain(self, what: str, exc: b2exc.B2Error, args: tuple) -> B2Error:
+    def _explain(self, what: str, exc: Any, args: tuple) -> B2Error:
         error = _explain(what, exc, self._authorized, str(args[0]) if args else "")
         return B2Error(_scrub(str(error), [self._key.get_secret_value(), self._key_id]), error.kind)
 
 
-def _explain(what: str, exc: b2exc.B2Error, authorized: bool, bucket: str) -> B2Error:
+def _explain(what: str, exc: Any, authorized: bool, bucket: str) -> B2Error:
+    b2exc = _b2exc()
     if isinstance(exc, b2exc.DuplicateBucketName):
         return _name_taken(bucket)
     if isinstance(exc, (b2exc.InvalidAuthToken, b2exc.Unauthorized)) and not authorized:

@@ -25,10 +25,21 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import requests
-from hcloud import APIException, Client
-from hcloud.server_types import ServerType
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import requests
+    from hcloud import APIException, Client
+
+
+def _hcloud():
+    """hcloud (and requests) are imported on first use only: they cost the idle bot ~8 MiB."""
+    import hcloud
+    import hcloud.server_types
+    import requests
+    return hcloud, requests
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +235,8 @@ class HetznerCloud:
 
     def __init__(self, settings: HetznerSettings, client: Client | None = None):
         self._settings = settings
-        self._client = client or Client(
+        hcloud, _ = _hcloud()
+        self._client = client or hcloud.Client(
             settings.token, api_endpoint=settings.api_endpoint, application_name="spbot",
             poll_interval=settings.poll_interval, timeout=settings.timeout)
         self._retries = _RetryTuning(settings.retry)
@@ -348,7 +360,7 @@ class HetznerCloud:
         """Run one blocking hcloud call in a thread; translate its failures."""
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
-        except (APIException, requests.RequestException) as exc:
+        except (_hcloud()[0].APIException, _hcloud()[1].RequestException) as exc:
             raise HetznerError(self._scrub(_explain(exc, what, self._settings))) from exc
 
     def _scrub(self, text: str) -> str:
@@ -435,7 +447,7 @@ class HetznerCloud:
         try:
             action = await self._call(
                 "changing the server type", self._client.servers.change_type, server,
-                server_type=ServerType(name=plan.new.name), upgrade_disk=False)
+                server_type=_hcloud()[0].server_types.ServerType(name=plan.new.name), upgrade_disk=False)
             return await self._wait(action, "changing the server type")
         except HetznerError as exc:
             if not power_back:
@@ -586,6 +598,8 @@ def volume_id_for_device(device: str | os.PathLike[str],
 
 def _explain(exc: Exception, what: str, settings: HetznerSettings) -> str:
     """A message for a failed call: what failed, why, and what to do."""
+    hcloud, requests = _hcloud()
+    APIException = hcloud.APIException
     retries = settings.retry.max_retries
     if isinstance(exc, requests.Timeout):
         return (f"Hetzner Cloud API did not answer within {settings.timeout:g} s while {what} "
