@@ -229,31 +229,49 @@ class Bot:
         targets = rooms or self.admin_rooms()
         return [await self.outbox.send(room, reply.content()) for room in targets]
 
-    async def direct_message(self, user_id: str, reply: Reply) -> int:
+    async def direct_message(self, user_id: str, reply: Reply, secret: bool = False) -> int:
         """Send a message only `user_id` can read: an encrypted direct room with them, made once and
-        reused. Messages sent before they join are readable once they accept the invitation."""
+        reused. Messages sent before they join are readable once they accept the invitation.
+        `secret`: the outbox forgets the text once it is sent (a password must not rest on disk)."""
         room_id = await self._direct_room(user_id)
-        return await self.outbox.send(room_id, reply.content())
+        return await self.outbox.send(room_id, reply.content(), secret=secret)
 
     async def _direct_room(self, user_id: str) -> str:
         key = f"direct_room:{user_id}"
         room_id = await self.store.get(key)
-        client = self.connection.client
-        if room_id and room_id in client.rooms:
+        if room_id and await self._has_member(room_id, user_id, wait=2.0):
             return room_id
-        response = await client.room_create(
+        if room_id:                               # they left it: a message there would go nowhere
+            log.info("direct_room_replaced", user_id=user_id, room=room_id)
+            await self.connection.client.room_leave(room_id)
+        room_id = await self._create_direct_room(user_id)
+        await self.store.put(key, room_id)
+        return room_id
+
+    async def _create_direct_room(self, user_id: str) -> str:
+        response = await self.connection.client.room_create(
             is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat,
             name="spbot (private)", initial_state=[EnableEncryptionBuilder().as_dict()])
         if not isinstance(response, RoomCreateResponse):
             raise UserError(f"I could not open a private room with {user_id}: "
                             f"{getattr(response, 'message', response)}", "try again in a minute")
-        await self.store.put(key, response.room_id)
-        for _ in range(50):          # the room must be known to the client before sending into it
-            if response.room_id in client.rooms:
-                break
-            await asyncio.sleep(0.1)
+        # Until the invitation has synced, a message would be encrypted for the bot alone.
+        if not await self._has_member(response.room_id, user_id, wait=15.0):
+            raise UserError(f"I opened a private room with {user_id}, but the invitation did not show "
+                            "up in time.", "try again in a minute")
         log.info("direct_room_created", user_id=user_id, room=response.room_id)
         return response.room_id
+
+    async def _has_member(self, room_id: str, user_id: str, wait: float) -> bool:
+        """Whether the room is encrypted with `user_id` in it (joined or invited), within `wait` s."""
+        deadline = time.monotonic() + wait
+        while True:
+            room = self.connection.client.rooms.get(room_id)
+            if room is not None and room.encrypted and user_id in room.users:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
 
     def admin_rooms(self) -> list[str]:
         if self.config.rooms:

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(sent_at, failed);
 """
 RETRYABLE_ERRCODES = {None, "M_LIMIT_EXCEEDED", "M_UNKNOWN"}
+FORGOTTEN = {"msgtype": "m.notice", "body": "(a secret message, sent and no longer kept)"}
 MAX_ATTEMPTS_UNKNOWN_ROOM = 20
 
 
@@ -48,7 +49,7 @@ class Outbox:
 
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
-        await self.store.add_columns("outbox", {"relation": "TEXT"})
+        await self.store.add_columns("outbox", {"relation": "TEXT", "secret": "INTEGER"})
         self._salt = await self.store.get("outbox_salt") or secrets.token_hex(6)
         await self.store.put("outbox_salt", self._salt)
         await self.store.execute("DELETE FROM outbox WHERE sent_at < ?", (time.time() - 7 * 86400,))
@@ -59,10 +60,11 @@ class Outbox:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def send(self, room_id: str, content: dict) -> int:
+    async def send(self, room_id: str, content: dict, secret: bool = False) -> int:
+        """Queue a message; `secret` ones have their stored text replaced once they are sent."""
         message_id = await self.store.insert(
-            "INSERT INTO outbox(room_id, content, created) VALUES(?, ?, ?)",
-            (room_id, json.dumps(content), time.time()))
+            "INSERT INTO outbox(room_id, content, created, secret) VALUES(?, ?, ?, ?)",
+            (room_id, json.dumps(content), time.time(), int(secret)))
         self._wake.set()
         return message_id
 
@@ -168,6 +170,8 @@ class Outbox:
     async def _mark(self, message_id: int, event_id: str | None = None, failed: str | None = None) -> None:
         await self.store.execute("UPDATE outbox SET event_id = ?, failed = ?, sent_at = ? WHERE id = ?",
                                  (event_id, failed, time.time(), message_id))
+        await self.store.execute("UPDATE outbox SET content = ? WHERE id = ? AND secret = 1",
+                                 (json.dumps(FORGOTTEN), message_id))
         async with self._sent:
             self._sent.notify_all()
 

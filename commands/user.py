@@ -1,0 +1,241 @@
+"""!user: accounts on the family's Matrix homeserver through Synapse's admin API — add, list,
+reset, deactivate — and invites (registration tokens) for people to sign up themselves.
+
+Passwords go only to the requesting admin, in an encrypted direct room (spbot.useradmin)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from html import escape
+from typing import Annotated
+
+from providers.synapse_admin import HomeserverUser, RegistrationToken
+from spbot import useradmin
+from spbot.config import parse_duration
+from spbot.context import Context, UserError
+from spbot.registry import Arg, command
+from spbot.render import Reply, table
+from spbot.useradmin import admin_api, explained
+
+
+class Expiry:
+    """`--expires 7d` (also 12h, 30m) or `--expires never`; parsed to a timedelta (0: never)."""
+
+    @classmethod
+    def parse_arg(cls, word: str) -> timedelta:
+        if word.lower() == "never":
+            return timedelta(0)
+        seconds = parse_duration(word)
+        if seconds <= 0:
+            raise ValueError("give a duration such as 7d, 12h or 30m, or never")
+        return timedelta(seconds=seconds)
+
+
+Name = Annotated[str, Arg(metavar="name", help="user name, e.g. grandma or @grandma:example.org")]
+
+
+# -- !user add -----------------------------------------------------------------------------
+
+
+@command("user add", help="new account with a generated password, sent to you privately")
+async def user_add(ctx: Context, name: Name, *, admin: bool = False,
+                   display: str | None = None) -> Reply:
+    localpart = useradmin.check_name(ctx.bot, name)         # no request for a bad name
+    display = _clean_display(display)
+    async with admin_api(ctx.bot) as synapse:
+        with explained():
+            account = await synapse.add_user(localpart, admin=admin, displayname=display,
+                                             bot_localpart=ctx.config.user_id)
+    user = account.user
+    message = useradmin.password_message(ctx.bot, user.user_id, account.password,
+                                         new_account=True, displayname=display)
+    failure = await useradmin.send_password(ctx.bot, ctx.sender, message, account.password)
+    role = "a homeserver admin" if user.admin else "a regular account"
+    return Reply.text(f"✅ Created {user.user_id} ({role}"
+                      + (f", shown as “{display}”" if display else "") + ").\n"
+                      + useradmin.delivery_note(ctx.sender, failure, user.localpart))
+
+
+def _clean_display(display: str | None) -> str | None:
+    if display is None:
+        return None
+    clean = " ".join("".join(c for c in display if c.isprintable()).split())
+    if len(clean) > 100:
+        raise UserError("That display name is too long.", "Use at most 100 characters.")
+    return clean or None
+
+
+# -- !user list ----------------------------------------------------------------------------
+
+
+@command("user list", help="accounts: admin, deactivated, last seen")
+async def user_list(ctx: Context, *, active: bool = False) -> Reply:
+    async with admin_api(ctx.bot) as synapse:
+        with explained():
+            users = await synapse.list_users(include_deactivated=not active)
+    now = datetime.now(timezone.utc)
+    rows = [_user_row(ctx, u, now) for u in users]
+    admins = sum(1 for u in users if u.admin and not u.deactivated)
+    gone = sum(1 for u in users if u.deactivated)
+    title = (f"👥 {len(users)} accounts on {useradmin.server_name(ctx.bot)}: {admins} admins, "
+             f"{gone} deactivated")
+    return table(["account", "name", "admin", "state", "last seen"], rows, title=title)
+
+
+def _user_row(ctx: Context, user: HomeserverUser, now: datetime) -> list[str]:
+    if user.deactivated:
+        state = "deactivated, erased" if user.erased else "deactivated"
+    else:
+        state = "locked" if user.locked else "active"
+    name = user.displayname or ""
+    if user.user_id == ctx.config.user_id:
+        name = f"{name} (this bot)".strip()
+    return [user.user_id, name, "admin" if user.admin else "", state,
+            useradmin.ago(user.last_seen, now)]
+
+
+# -- !user reset ---------------------------------------------------------------------------
+
+
+async def reset_preview(bot, name: str) -> str:
+    async with admin_api(bot) as synapse:
+        user = await _describe_target(bot, synapse, name, "reset the password of")
+    return (f"New password for {user}; all its sessions are signed out. The password goes "
+            "privately to the requester.")
+
+
+@command("user reset", help="new password for an account, sent to you privately (needs approval)",
+         dangerous=True, preview=reset_preview)
+async def user_reset(ctx: Context, name: Name) -> Reply:
+    async with admin_api(ctx.bot) as synapse:
+        with explained():
+            user_id = synapse.user_id(name)
+            useradmin.refuse_the_bot(ctx.bot, user_id, "reset the password of")
+            refuse_own_reset(ctx, user_id)
+            password = await synapse.reset_password(user_id)
+    message = useradmin.password_message(ctx.bot, user_id, password, new_account=False)
+    failure = await useradmin.send_password(ctx.bot, ctx.sender, message, password)
+    localpart = user_id[1:].split(":", 1)[0]
+    return Reply.text(f"✅ {user_id} has a new password; all its sessions were signed out.\n"
+                      + useradmin.delivery_note(ctx.sender, failure, localpart))
+
+
+def refuse_own_reset(ctx: Context, user_id: str) -> None:
+    # A reset signs out every session, including the one that would read the new password.
+    if user_id == ctx.sender:
+        raise UserError("That is your own account: a reset would sign you out everywhere, and "
+                        "the new password would wait in a room you could no longer read.",
+                        "Change your password in Element instead (Settings → Account).")
+
+
+# -- !user deactivate ----------------------------------------------------------------------
+
+
+async def deactivate_preview(bot, name: str, erase: bool = False) -> str:
+    async with admin_api(bot) as synapse:
+        try:
+            with explained():
+                useradmin.refuse_the_bot(bot, synapse.user_id(name), "deactivate")
+                user = await synapse.check_deactivate(name)
+        except UserError as exc:
+            return f"⚠️ This will not work as asked: {exc.what}"
+    what = " and erases its messages and profile" if erase else ""
+    role = " (a homeserver admin)" if user.admin else ""
+    return (f"Deactivates {user.user_id}{role}{what}: it can never sign in again and its name "
+            "can never be used again.")
+
+
+@command("user deactivate", help="close an account for good; --erase also forgets its messages "
+         "(needs approval)", dangerous=True, preview=deactivate_preview)
+async def user_deactivate(ctx: Context, name: Name, *, erase: bool = False) -> Reply:
+    async with admin_api(ctx.bot) as synapse:
+        with explained():
+            useradmin.refuse_the_bot(ctx.bot, synapse.user_id(name), "deactivate")
+            user = await synapse.deactivate(name, erase=erase)
+    erased = " Its messages and profile are erased." if user.erased else ""
+    return Reply.text(f"✅ {user.user_id} is deactivated: it cannot sign in any more.{erased}")
+
+
+async def _describe_target(bot, synapse, name: str, doing: str) -> str:
+    """`@kid:example.org (Kid, last seen 2h ago)` for a preview; a warning line if it will fail."""
+    try:
+        with explained():
+            user_id = synapse.user_id(name)
+            useradmin.refuse_the_bot(bot, user_id, doing)
+            user = await synapse.get_user(user_id)
+    except UserError as exc:
+        return f"⚠️ {exc.what}"
+    if user is None:
+        return f"{user_id} (⚠️ no such account: this will fail)"
+    if user.deactivated:
+        return f"{user_id} (⚠️ deactivated: this will fail)"
+    seen = useradmin.ago(user.last_seen, datetime.now(timezone.utc))
+    name_part = f"{user.displayname}, " if user.displayname else ""
+    return f"{user_id} ({name_part}last seen {seen})"
+
+
+# -- invites -------------------------------------------------------------------------------
+
+
+@command("user invite", help="a registration token (invite) for someone to sign up in Element")
+async def user_invite(ctx: Context, *, uses: int | None = None,
+                      expires: Expiry | None = None) -> Reply:
+    chosen = useradmin.settings(ctx.bot)
+    uses = chosen.invite_uses if uses is None else uses
+    if expires is None:
+        expires = timedelta(seconds=chosen.invite_expires)
+    async with admin_api(ctx.bot) as synapse:
+        with explained():
+            invite = await synapse.create_registration_token(uses=uses, expires=expires or None)
+    return _invite_reply(ctx, invite)
+
+
+def _invite_reply(ctx: Context, invite: RegistrationToken) -> Reply:
+    url, prefix = useradmin.public_url(ctx.bot), ctx.config.command_prefix
+    limits = [f"{invite.uses_allowed} use(s)" if invite.uses_allowed else "unlimited uses",
+              f"valid until {useradmin.when(invite.expires, ctx.bot)}" if invite.expires
+              else "no expiry"]
+    head = f"🎟 Invite ready: {invite.token} ({', '.join(limits)})"
+    steps = [f"Install Element ({useradmin.ELEMENT}) and choose Create account.",
+             f"Edit the homeserver to {url}.",
+             "Choose a user name (lowercase letters, digits, _) and a strong password.",
+             f"When asked for a registration token, enter {invite.token}."]
+    tail = f"Revoke it with {prefix}user invite revoke {invite.token}; see all with {prefix}user invites."
+    body = "\n".join([head, "To sign up:"] + [f"{n}. {s}" for n, s in enumerate(steps, 1)] + [tail])
+    html = (f"<b>🎟 Invite ready: <code>{escape(invite.token)}</code></b> ({escape(', '.join(limits))})"
+            "<br>To sign up:<ol>" + "".join(f"<li>{escape(s)}</li>" for s in steps) + "</ol>"
+            + escape(tail))
+    return Reply(body, html)
+
+
+@command("user invites", help="registration tokens: uses left, expiry")
+async def user_invites(ctx: Context) -> Reply:
+    async with admin_api(ctx.bot) as synapse:
+        with explained():
+            invites = await synapse.list_registration_tokens()
+    if not invites:
+        return Reply.text(f"No invites. Make one with {ctx.config.command_prefix}user invite.")
+    now = datetime.now(timezone.utc)
+    rows = [[i.token, _uses(i), str(i.pending), useradmin.when(i.expires, ctx.bot),
+             _invite_state(i, now)] for i in invites]
+    valid = sum(1 for i in invites if i.is_valid(now))
+    return table(["token", "used", "pending", "expires", "state"], rows,
+                 title=f"🎟 {len(invites)} invites, {valid} usable")
+
+
+def _uses(invite: RegistrationToken) -> str:
+    allowed = "∞" if invite.uses_allowed is None else str(invite.uses_allowed)
+    return f"{invite.completed}/{allowed}"
+
+
+def _invite_state(invite: RegistrationToken, now: datetime) -> str:
+    if invite.expires is not None and invite.expires <= now:
+        return "expired"
+    return "usable" if invite.is_valid(now) else "used up"
+
+
+@command("user invite revoke", help="revoke an invite so nobody can sign up with it")
+async def user_invite_revoke(ctx: Context, token: str) -> Reply:
+    async with admin_api(ctx.bot) as synapse:
+        with explained():
+            await synapse.delete_registration_token(token)
+    return Reply.text(f"✅ Invite {token.strip()} revoked: nobody can sign up with it any more.")
