@@ -377,10 +377,9 @@ def _restart_note(bot: Bot, requested_at: float) -> str:
     boot = psutil.boot_time()
     booted = f"{datetime.fromtimestamp(boot, ZoneInfo(bot.config.timezone)):%Y-%m-%d %H:%M %Z}"
     if boot > requested_at:
-        return (f"This machine booted at {booted}: the reboot restarted me as well, so the "
-                "“interrupted” note above is expected.")
+        return f"This machine booted at {booted}: the reboot restarted me as well."
     return (f"I was stopped while waiting for it (this machine is up since {booted}), so the "
-            "“interrupted” note above is about that wait.")
+            "note above about the job ending is about that wait.")
 
 
 # -- volumes: mount → Hetzner volume, and growing the filesystem ----------------------------

@@ -280,15 +280,26 @@ class Finding:
     severity: str | None
     text: str
     todo: str = ""
+    grow_mount: str | None = None    # a mount worth offering to grow (critical, or full soon)
 
 
 async def apply_finding(bot: "Bot", finding: Finding, renotify: float, now: float | None = None) -> None:
-    """Fire the alert of a bad finding, clear (recovery notice if it was active) a good one."""
+    """Fire the alert of a bad finding, clear (recovery notice if it was active) a good one. When the
+    mount is a Hetzner volume the alert also offers to grow it: an admin's ✅ starts the approval."""
     if finding.severity is None:
         await bot.alerts.clear(finding.key, finding.text, now=now)
-    else:
-        await bot.alerts.fire(finding.key, finding.severity, finding.text, finding.todo,
-                              renotify=renotify, now=now)
+        return
+    text, offer = finding.text, None
+    if finding.grow_mount:
+        from .cloud import grow_offer        # only bots with [hetzner] ever get an offer
+        grow = await grow_offer(bot, finding.grow_mount)
+        if grow is not None:
+            price = grow.cost.text(signed=True) if grow.cost else "an unknown price"
+            text += (f"\nIt is Hetzner volume “{grow.volume.name}” ({grow.volume.size_gb} GB): growing it to "
+                     f"{grow.new_size_gb} GB costs {price}.")
+            offer = grow.command
+    await bot.alerts.fire(finding.key, finding.severity, text, finding.todo,
+                          renotify=renotify, now=now, offer=offer)
 
 
 class DiskWatch:
@@ -366,7 +377,7 @@ class DiskWatch:
             return Finding(key, None, f"{mount} is back to {usage.percent:.0f}% full ({_space(usage)})")
         almost = "almost full" if severity == "critical" else "filling up"
         return Finding(key, severity, f"{mount} is {almost}: {usage.percent:.0f}% used, {_space(usage)}",
-                       _todo(mount))
+                       _todo(mount), grow_mount=mount if severity == "critical" else None)
 
     async def _inodes(self, usage: MountUsage) -> Finding:
         mount, s = usage.mountpoint, self.settings
@@ -388,7 +399,7 @@ class DiskWatch:
             return Finding(key, None, f"{mount} is no longer filling up fast ({result.text})")
         return Finding(key, "warning", f"{mount} will be {result.text} at the current rate "
                        f"(+{human_bytes(result.bytes_per_day)}/day, {usage.percent:.0f}% used now)",
-                       _todo(mount))
+                       _todo(mount), grow_mount=mount)
 
     async def _apply(self, finding: Finding, now: float) -> None:
         await apply_finding(self.bot, finding, self.settings.renotify, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,6 +131,8 @@ async def cloud(make_bot, tmp_path_factory) -> Cloud:
 
     state = Cloud(None, hetzner, cloudflare, FakeBin(root), dev, by_id, hz_token)
     state.install_findmnt()
+    usage_file = root / "usage.json"
+    write_usage(usage_file, {"/": 40, "/mnt/data": 50})
     extra = f"""
 [hetzner]
 token = {{ file = "{hz_token}" }}
@@ -156,12 +159,26 @@ subdomains = ["cloud", "git"]
 dkim = "{DKIM}"
 check_interval = "1s"
 backoff = 0.05
+
+[disk]
+usage_source = "{usage_file}"
+sample_interval = "1s"
+forecast_days = 0
 """
     state.bot = await make_bot("cloud", extra=extra, env=state.bins.env())
     yield state
     state.bot.stop()
     hetzner.stop()
     cloudflare.stop()
+
+
+def write_usage(path, percents: dict[str, float]) -> None:
+    """The disk usage the cloud bot's sampler reads (`[disk] usage_source`)."""
+    mounts = [{"mountpoint": m, "device": f"/dev/{m.strip('/').replace('/', '-') or 'root'}",
+               "fstype": "ext4", "total": 100 * GIB, "used": int(p * GIB), "free": int((100 - p) * GIB)}
+              for m, p in percents.items()]
+    path.with_suffix(".tmp").write_text(json.dumps({"mounts": mounts}))
+    path.with_suffix(".tmp").replace(path)
 
 
 async def approve(bob, bot: TestBot, request_id: int) -> None:
@@ -279,9 +296,11 @@ async def test_reboot_of_own_host_is_reported_after_restart(alice, bob, cloud):
         fake.action_polls = 2
     assert "Hetzner's reboot action #" in reply.body
     assert "succeeded; the server is running." in reply.body
-    assert "“interrupted” note above is about that wait" in reply.body  # no real boot
-    interrupted = await result_reply(alice, command_id, bot, "was interrupted")
-    assert interrupted.received < reply.received
+    assert "note above about the job ending is about that wait" in reply.body  # no real boot
+    ended = await result_reply(alice, command_id, bot, "ended when the bot stopped, as expected: "
+                               "the server was rebooting, and I run on it")
+    assert ended.received < reply.received
+    assert "was interrupted" not in " ".join(e.body for e in alice.replies_to(command_id, bot.user_id))
     assert fake.commands().count("reboot_server") == reboots + 1
 
 
@@ -458,3 +477,40 @@ async def test_dns_sync_with_approval(alice, bob, cloud):
 async def test_no_token_in_the_log(cloud):
     log = cloud.bot.log()
     assert HZ_TOKEN not in log and CF_TOKEN not in log
+
+
+# -- disk alert → grow offer ----------------------------------------------------------------
+
+
+async def test_a_full_volume_alert_offers_to_grow_it_and_a_checkmark_starts_the_approval(alice, bob, cloud):
+    bot = cloud.bot
+    size = cloud.hetzner.volumes[100]["size"]
+    device = str(cloud.dev / "sdb")
+    cloud.expect_growth("resize2fs", ["--", device], "/mnt/data", size + 10)
+    write_usage(cloud_usage(cloud), {"/": 40, "/mnt/data": 97})
+    alert = await alice.wait_for(lambda e: e.sender == bot.user_id and "/mnt/data is almost full" in e.body,
+                                 timeout=30)
+    assert f"It is Hetzner volume “data” ({size} GB): growing it to {size + 10} GB costs +€0.44/month" \
+        in alert.body
+    assert "react ✅ to this message to run !volume grow /mnt/data +10" in alert.body
+    assert "@bob:localhost" in alert.content["m.mentions"]["user_ids"]
+    assert "It is Hetzner volume" not in [e.body for e in alice.events
+                                         if e.sender == bot.user_id and "/ is almost full" in e.body]
+    await bob.react(bot.room_id, alert.event_id, "✅")
+    request = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == alert.event_id
+                                   and e.body.startswith("🔐 Request #"), timeout=30)
+    assert "@bob:localhost wants to run !volume grow /mnt/data +10" in request.body
+    assert f"{size} GB → {size + 10} GB (+10 GB)" in request.body
+    rid = int(re.match(r"🔐 Request #(\d+)", request.body).group(1))
+    answer = await alice.command(bot.room_id, f"!approve {rid}", bot.user_id)
+    assert answer.body == f"request #{rid} approved"
+    await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == alert.event_id
+                         and f"grew {size} → {size + 10} GB" in e.body, timeout=40)
+    assert cloud.hetzner.volumes[100]["size"] == size + 10
+    write_usage(cloud_usage(cloud), {"/": 40, "/mnt/data": 50})
+    await alice.wait_for(lambda e: e.sender == bot.user_id and "resolved: /mnt/data is back to 50%" in e.body,
+                         timeout=30)
+
+
+def cloud_usage(cloud):
+    return cloud.by_id.parent / "usage.json"
