@@ -290,7 +290,7 @@ async def apply_finding(bot: "Bot", finding: Finding, renotify: float, now: floa
         await bot.alerts.clear(finding.key, finding.text, now=now)
         return
     text, offer = finding.text, None
-    if finding.grow_mount:
+    if finding.grow_mount and "hetzner" in (getattr(bot.config, "model_extra", None) or {}):
         from .cloud import grow_offer        # only bots with [hetzner] ever get an offer
         grow = await grow_offer(bot, finding.grow_mount)
         if grow is not None:
