@@ -954,18 +954,10 @@ def restic_pattern(path: str) -> str:
 def sub_listing(listing: Listing, path: str) -> Listing:
     """The part of a snapshot listing at or under `path` (not its parent directories)."""
     prefix = path.rstrip("/") + "/"
-    nodes = [n for n in listing.nodes if n.path == path or n.path.startswith(prefix)]
-    part = Listing(snapshot=listing.snapshot, nodes=nodes)
-    for n in nodes:
-        if n.type == "file":
-            part.files += 1
-            part.total_size += n.size
-        elif n.type == "dir":
-            part.dirs += 1
-        elif n.type == "symlink":
-            part.symlinks += 1
-        else:
-            part.others += 1
+    part = Listing(snapshot=listing.snapshot)
+    for node in listing.nodes:
+        if node.path == path or node.path.startswith(prefix):
+            part.add(node)
     return part
 
 

@@ -14,6 +14,8 @@ from nio import (Api, AsyncClient, AsyncClientConfig, LoginResponse, MegolmEvent
                  RoomSendResponse, SyncResponse, UnknownEvent)
 from nio.events.room_events import Event
 
+from .matrix import key_upkeep
+
 
 @dataclass
 class Seen:
@@ -96,14 +98,7 @@ class ChatClient:
                 await asyncio.sleep(0.5)
 
     async def _upkeep(self) -> None:
-        c = self.client
-        await c.send_to_device_messages()
-        if c.should_upload_keys:
-            await c.keys_upload()
-        if c.should_query_keys:
-            await c.keys_query()
-        if c.should_claim_keys:
-            await c.keys_claim(c.get_users_for_key_claiming())
+        await key_upkeep(self.client)
 
     async def _record(self, room, event: Event) -> None:
         source = event.source or {}

@@ -34,6 +34,15 @@ def alive(pid: int) -> bool:
         return False
 
 
+def running_pid(pid_path: Path) -> int | None:
+    """The pid written in `pid_path`, if that process still runs."""
+    try:
+        pid = int(pid_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,11 +119,7 @@ class Synapse:
         }
 
     def running_pid(self) -> int | None:
-        try:
-            pid = int(self.pid_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
+        return running_pid(self.pid_path)
 
     def start(self, timeout: float = 60.0) -> None:
         if self.running_pid():
@@ -247,11 +252,7 @@ class BotProcess:
         self.pid_path.write_text(str(self.process.pid))
 
     def running_pid(self) -> int | None:
-        try:
-            pid = int(self.pid_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
+        return running_pid(self.pid_path)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
         pid = self.running_pid()

@@ -22,6 +22,17 @@ SYNC_TIMEOUT_MS = 30_000
 NETWORK_ERRORS = (ClientError, asyncio.TimeoutError, TimeoutError, OSError)
 
 
+async def key_upkeep(client: AsyncClient) -> None:
+    """What E2EE needs after each sync: to-device messages out, own keys up, others' keys fetched."""
+    await client.send_to_device_messages()
+    if client.should_upload_keys:
+        await client.keys_upload()
+    if client.should_query_keys:
+        await client.keys_query()
+    if client.should_claim_keys:
+        await client.keys_claim(client.get_users_for_key_claiming())
+
+
 class LoginFailed(Exception):
     """The homeserver refused the bot's credentials; the message says what to fix."""
 
@@ -139,14 +150,7 @@ class Connection:
                 backoff = min(backoff * 2, 30.0)
 
     async def _key_upkeep(self) -> None:
-        client = self.client
-        await client.send_to_device_messages()
-        if client.should_upload_keys:
-            await client.keys_upload()
-        if client.should_query_keys:
-            await client.keys_query()
-        if client.should_claim_keys:
-            await client.keys_claim(client.get_users_for_key_claiming())
+        await key_upkeep(self.client)
 
     async def refresh_devices(self, user_id: str) -> None:
         """Query keys now (a new device of `user_id` may have just appeared in this sync)."""

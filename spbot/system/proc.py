@@ -10,7 +10,7 @@ import os
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping, Sequence
 
 LineCallback = Callable[[str], Awaitable[None] | None]
@@ -40,13 +40,15 @@ class ProcResult:
         return "\n".join(text.splitlines()[-lines:])
 
 
-@dataclass
 class _Collector:
-    limit: int
-    on_line: LineCallback | None = None
-    chunks: list[str] = field(default_factory=list)
-    size: int = 0
-    truncated: bool = False
+    """Reads a stream line by line, hands each line to `on_line`, keeps the first `limit` characters."""
+
+    def __init__(self, limit: int, on_line: LineCallback | None = None):
+        self.limit = limit
+        self.on_line = on_line
+        self.lines: deque[str] = deque()
+        self.size = 0
+        self.truncated = False
 
     async def feed(self, stream: asyncio.StreamReader) -> None:
         while True:
@@ -54,45 +56,32 @@ class _Collector:
             if not raw:
                 return
             line = raw.decode("utf-8", "replace")
-            if self.size + len(line) <= self.limit:
-                self.chunks.append(line)
-                self.size += len(line)
-            else:
-                self.truncated = True
+            self.keep(line)
             if self.on_line is not None:
                 result = self.on_line(line.rstrip("\n"))
                 if asyncio.iscoroutine(result):
                     await result
 
+    def keep(self, line: str) -> None:
+        if self.size + len(line) <= self.limit:
+            self.lines.append(line)
+            self.size += len(line)
+        else:
+            self.truncated = True
+
     def text(self) -> str:
-        return "".join(self.chunks)
+        return "".join(self.lines)
 
 
 class _TailCollector(_Collector):
-    """Keeps the last `limit` characters: for stderr, the end says what went wrong."""
+    """Keeps the last `limit` characters instead: for stderr, the end says what went wrong."""
 
-    def __init__(self, limit: int, on_line: LineCallback | None = None):
-        super().__init__(limit, on_line)
-        self.tail: deque[str] = deque()
-
-    async def feed(self, stream: asyncio.StreamReader) -> None:
-        while True:
-            raw = await stream.readline()
-            if not raw:
-                return
-            line = raw.decode("utf-8", "replace")
-            self.tail.append(line)
-            self.size += len(line)
-            while self.size > self.limit and len(self.tail) > 1:
-                self.size -= len(self.tail.popleft())
-                self.truncated = True
-            if self.on_line is not None:
-                result = self.on_line(line.rstrip("\n"))
-                if asyncio.iscoroutine(result):
-                    await result
-
-    def text(self) -> str:
-        return "".join(self.tail)
+    def keep(self, line: str) -> None:
+        self.lines.append(line)
+        self.size += len(line)
+        while self.size > self.limit and len(self.lines) > 1:
+            self.size -= len(self.lines.popleft())
+            self.truncated = True
 
 
 async def run(

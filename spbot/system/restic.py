@@ -257,6 +257,20 @@ class Listing(BaseModel):
     total_size: int = 0
     nodes: list[Node] = []
 
+    def add(self, node: Node, keep: bool = True) -> None:
+        """Count a node into the totals, and keep it in `nodes` when asked."""
+        if node.type == "file":
+            self.files += 1
+            self.total_size += node.size
+        elif node.type == "dir":
+            self.dirs += 1
+        elif node.type == "symlink":
+            self.symlinks += 1
+        else:
+            self.others += 1
+        if keep:
+            self.nodes.append(node)
+
 
 class RestoreCheck(BaseModel):
     """A restored tree compared with a listing: what is missing or has the wrong size."""
@@ -739,18 +753,7 @@ def _add_to_listing(listing: Listing, line: str, keep_nodes: bool) -> None:
         return
     if kind != "node":
         return
-    node = Node.model_validate(obj)
-    if node.type == "file":
-        listing.files += 1
-        listing.total_size += node.size
-    elif node.type == "dir":
-        listing.dirs += 1
-    elif node.type == "symlink":
-        listing.symlinks += 1
-    else:
-        listing.others += 1
-    if keep_nodes:
-        listing.nodes.append(node)
+    listing.add(Node.model_validate(obj), keep_nodes)
 
 
 def verify_restored(listing: Listing, target: str | os.PathLike) -> RestoreCheck:
