@@ -34,7 +34,8 @@ def _overview(ctx: Context, prefix: str) -> Reply:
 def _listing(title: str, specs, ctx: Context, prefix: str) -> Reply:
     lines, items = [title], []
     for spec in specs:
-        mark = " (needs approval)" if ctx.bot.policy_for(spec).needs_request else ""
+        needs = ctx.bot.policy_for(spec).needs_request
+        mark = " (needs approval)" if needs and "approval" not in spec.help else ""
         lines.append(f"{prefix}{spec.name} — {spec.help}{mark}")
         items.append(f"<li><code>{escape(prefix + spec.name)}</code> — {escape(spec.help)}"
                      f"{escape(mark)}</li>")
