@@ -33,59 +33,52 @@ def main(argv: list[str] | None = None) -> int:
             "trust": _trust}[args.command](args)
 
 
-def _load(path: Path):
+def _load(path: Path, with_commands: bool = False):
+    """The validated config (with every command module's own section when asked), or None after
+    printing one line per problem."""
     try:
-        return load_config(path)
+        config = load_config(path)
+        if with_commands:
+            from commands import load_all
+            load_all(config.plugins)
+            config.check_sections()
+        return config
+    except ImportError as exc:
+        _print_problems([f"plugins: cannot import {exc.name}"], path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"spbot: config error: {problem}", file=sys.stderr)
-        print(f"spbot: fix {path} and start again", file=sys.stderr)
-        return None
+        _print_problems(exc.problems, path)
+    return None
+
+
+def _print_problems(problems: list[str], path: Path) -> None:
+    for problem in problems:
+        print(f"spbot: config error: {problem}", file=sys.stderr)
+    print(f"spbot: fix {path} and start again", file=sys.stderr)
 
 
 def _run(args) -> int:
-    config = _load(args.config)
+    config = _load(args.config, with_commands=True)
     if config is None:
         return 2
     setup_logging(config.log_level)
-    from commands import load_all
     from .bot import Bot
     from .matrix import LoginFailed
-    try:
-        load_all(config.plugins)
-        config.check_sections()
-    except ImportError as exc:
-        print(f"spbot: config error: plugins: cannot import {exc.name}", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"spbot: config error: {problem}", file=sys.stderr)
-        return 2
     try:
         asyncio.run(Bot(config).run())
     except LoginFailed as exc:
         print(f"spbot: {exc}", file=sys.stderr)
         return 3
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"spbot: config error: {problem}", file=sys.stderr)
+        _print_problems(exc.problems, args.config)
         return 2
     return 0
 
 
 def _doctor(args) -> int:
-    config = _load(args.config)
+    config = _load(args.config, with_commands=True)
     if config is None:
         return 2
-    from commands import load_all
     from .doctor import run_checks
-    try:
-        load_all(config.plugins)
-        config.check_sections()
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"[FAIL] config: {problem}")
-        return 2
     return asyncio.run(run_checks(config))
 
 
