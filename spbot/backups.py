@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
 from providers.b2 import B2Error, B2Provider, BucketUsage
@@ -42,6 +41,7 @@ from spbot.config import ConfigError, Duration, Secret, config_section
 from spbot.context import UserError
 from spbot.logs import get_logger
 from spbot.render import Reply, human_bytes, human_duration, mention, table
+from spbot.scheduler import cron_trigger
 from spbot.system.proc import ProcError, run
 from spbot.system.restic import (B2Repository, BackupStatus, BackupSummary, ForgetResult, Listing,
                                  LocalRepository, Node, Repository, Restic, ResticError, ResticFailure,
@@ -60,7 +60,6 @@ Progress = Callable[[str, "float | None"], Awaitable[None]]
 # --------------------------------------------------------------------------- settings
 
 _SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 def _absolute(path: Path) -> Path:
@@ -83,22 +82,6 @@ def _cron(expr: str) -> str:
     if expr.strip().lower() not in ("", "off"):
         cron_trigger(expr, "UTC")
     return expr.strip()
-
-
-def cron_trigger(expr: str, tz: str) -> CronTrigger:
-    """A crontab line (minute hour day month weekday, 0 or 7 = Sunday), optionally with a leading
-    seconds field. APScheduler 3 numbers weekdays from Monday, so numbers become day names."""
-    fields = expr.split()
-    if len(fields) not in (5, 6):
-        raise ValueError("expected a crontab line such as \"0 3 * * *\" (or 6 fields, seconds first)")
-    second = fields.pop(0) if len(fields) == 6 else "0"
-    minute, hour, day, month, weekday = fields
-    weekday = re.sub(r"(?<![/\d])\d+", lambda m: _DAY_NAMES[int(m.group()) % 7], weekday)
-    try:
-        return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
-                           day_of_week=weekday, timezone=tz)
-    except (ValueError, IndexError) as exc:
-        raise ValueError(f"not a valid schedule: {exc}") from None
 
 
 AbsPath = Annotated[Path, AfterValidator(_absolute)]

@@ -28,8 +28,9 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Awaitable, Callable
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from .scheduler import cron_trigger
 
 from .config import Duration, config_section
 from .context import UserError
@@ -61,44 +62,6 @@ SHOWN_PENDING = 30
 
 
 # -- settings ---------------------------------------------------------------------------------
-
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-def cron_trigger(expr: str, timezone: str | None = None) -> CronTrigger:
-    """A crontab line ("0 4 * * 0" = Sundays 04:00), optionally with a leading seconds field.
-
-    APScheduler 3 counts weekdays from Monday=0, crontab from Sunday=0: numbers are translated.
-    """
-    fields = expr.split()
-    if len(fields) not in (5, 6):
-        raise ValueError('expected a cron line such as "0 4 * * 0" (minute hour day month weekday), '
-                         "optionally with seconds first")
-    second = fields.pop(0) if len(fields) == 6 else "0"
-    minute, hour, day, month, weekday = fields
-    return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
-                       day_of_week=_crontab_weekdays(weekday), timezone=timezone)
-
-
-def _crontab_weekdays(field: str) -> str:
-    """Crontab weekday numbers (0 or 7 = Sunday) as names: '1-5' -> 'mon,tue,wed,thu,fri'."""
-    if not re.search(r"\d", field):
-        return field
-    days: list[str] = []
-    for part in field.split(","):
-        span, _, step = part.partition("/")
-        if span == "*":
-            span = "0-6"
-        if not re.fullmatch(r"\d+(-\d+)?", span):
-            days.append(part)                       # names like mon-fri pass through
-            continue
-        first, _, last = span.partition("-")
-        numbers = range(int(first), int(last or (6 if step else first)) + 1, int(step or 1))
-        if any(n > 7 for n in numbers):
-            raise ValueError(f"weekday {part!r} is out of range (0-7, 0 and 7 are Sunday)")
-        days += [_WEEKDAYS[n % 7] for n in numbers]
-    return ",".join(dict.fromkeys(days))
-
 
 def _valid_cron(expr: str) -> str:
     cron_trigger(expr, "UTC")
