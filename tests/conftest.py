@@ -107,38 +107,22 @@ def room_id(synapse, people) -> str:
     return room
 
 
-async def _client(synapse, person: Person, directory: Path, room_id: str | None = None) -> ChatClient:
-    client = ChatClient(synapse.url, person.user_id, person.password, directory)
-    await client.start()
-    return client
+def _session_client(name: str):
+    """A session fixture: `name`'s real E2EE client, logged in once with its own device."""
+    @pytest.fixture(scope="session", name=name)
+    async def client_fixture(synapse, people, tmp_path_factory) -> ChatClient:
+        person = people[name]
+        client = ChatClient(synapse.url, person.user_id, person.password, tmp_path_factory.mktemp(name))
+        await client.start()
+        yield client
+        await client.stop()
+    return client_fixture
 
 
-@pytest.fixture(scope="session")
-async def alice(synapse, people, tmp_path_factory) -> ChatClient:
-    client = await _client(synapse, people["alice"], tmp_path_factory.mktemp("alice"))
-    yield client
-    await client.stop()
-
-
-@pytest.fixture(scope="session")
-async def bob(synapse, people, tmp_path_factory) -> ChatClient:
-    client = await _client(synapse, people["bob"], tmp_path_factory.mktemp("bob"))
-    yield client
-    await client.stop()
-
-
-@pytest.fixture(scope="session")
-async def carol(synapse, people, tmp_path_factory) -> ChatClient:
-    client = await _client(synapse, people["carol"], tmp_path_factory.mktemp("carol"))
-    yield client
-    await client.stop()
-
-
-@pytest.fixture(scope="session")
-async def erin(synapse, people, tmp_path_factory) -> ChatClient:
-    client = await _client(synapse, people["erin"], tmp_path_factory.mktemp("erin"))
-    yield client
-    await client.stop()
+alice = _session_client("alice")
+bob = _session_client("bob")
+carol = _session_client("carol")
+erin = _session_client("erin")
 
 
 @pytest.fixture(scope="session")
