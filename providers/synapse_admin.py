@@ -37,8 +37,8 @@ from urllib.parse import quote
 
 import httpx
 
-from spbot.passwords import generate_password
-from spbot.usernames import UsernameError, validate_username
+from .passwords import generate_password
+from .usernames import UsernameError, validate_username
 
 __all__ = [
     "AccessTokenRejected", "AdminApiUnavailable", "Connection", "Forbidden", "HomeserverFailed",

@@ -40,7 +40,7 @@ from providers.b2 import B2Error, B2Provider, BucketUsage
 from spbot.config import ConfigError, Duration, Secret, config_section
 from spbot.context import UserError
 from spbot.logs import get_logger
-from spbot.render import Reply, human_bytes, human_duration, mention, table
+from spbot.render import Reply, human_bytes, human_duration, table
 from spbot.scheduler import cron_trigger
 from spbot.system.proc import ProcError, run
 from spbot.system.restic import (B2Repository, BackupStatus, BackupSummary, ForgetResult, Listing,

@@ -38,7 +38,7 @@ from providers.hetzner import (
 from .config import ConfigError, Duration, Secret, config_section
 from .context import Request, UserError
 from .logs import get_logger, register_secret
-from .render import Reply, human_bytes, human_duration
+from .render import Reply, human_duration
 from .system import proc
 
 if TYPE_CHECKING:

@@ -137,7 +137,6 @@ class Config(BaseSettings):
     approval_expiry: Duration = 1800.0
     policies: dict[str, PolicyOverride] = Field(default_factory=dict)
     progress_interval: Duration = 2.0
-    cancel_grace: Duration = 10.0
     stranger_reply_interval: Duration = 3600.0
 
     @model_validator(mode="after")

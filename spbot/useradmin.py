@@ -12,7 +12,6 @@ sent its copy in the outbox table is overwritten, so it does not rest in the sta
 """
 from __future__ import annotations
 
-import asyncio
 import re
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,7 +26,7 @@ from spbot.config import ConfigError, Duration, Secret, config_section
 from spbot.context import UserError
 from spbot.logs import get_logger, register_secret
 from spbot.render import Reply, human_duration
-from spbot.usernames import UsernameError, validate_username
+from providers.usernames import UsernameError, validate_username
 
 if TYPE_CHECKING:
     from spbot.bot import Bot

@@ -3,11 +3,9 @@ session's real Synapse."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest

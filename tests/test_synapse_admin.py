@@ -23,8 +23,8 @@ from providers.synapse_admin import (
     TokenNotFound, UserDeactivated, UserExists, UserNotFound,
 )
 from spbot.devstack import Synapse, free_port
-from spbot.passwords import ALPHABET, entropy_bits, generate_password
-from spbot.usernames import MAX_LENGTH, UsernameError, is_reserved, validate_username
+from providers.passwords import ALPHABET, entropy_bits, generate_password
+from providers.usernames import MAX_LENGTH, UsernameError, is_reserved, validate_username
 
 SUFFIX = secrets.token_hex(3)
 ADMIN_PASSWORD = "synapse admin test password 7"

@@ -367,16 +367,3 @@ def format_bytes(n: float) -> str:
         n /= 1024
     raise AssertionError("unreachable")
 
-
-class Disks:
-    """The disk adapter bound to its settings, as the runtime hands it to commands."""
-
-    def __init__(self, params: DiskParams | None = None):
-        self.params = params or DiskParams()
-
-    async def usage(self, mount: str | None = None) -> list[MountUsage]:
-        return await disk_usage(self.params, mount)
-
-    async def biggest_dirs(self, mount: str, depth: int = 2, time_budget: float = 20.0,
-                           top_n: int = 10) -> DirSizes:
-        return await biggest_dirs(mount, depth, time_budget, top_n)

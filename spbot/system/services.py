@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field, field_validator
 from spbot.system import disks
 from spbot.system.proc import ProcError, ProcResult, run
 
-UNIT_SUFFIXES = ("service", "timer", "socket", "target", "mount", "path")
 _UNIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]*\.(service|timer|socket|target|mount|path)$")
 _BARE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]*$")
 PROPERTIES = ("Id", "ActiveState", "SubState", "LoadState", "ActiveEnterTimestamp",

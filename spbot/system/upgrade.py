@@ -21,7 +21,7 @@ import time
 from collections import deque
 from datetime import datetime
 from pathlib import Path
-from typing import Awaitable, Callable, Literal, Protocol
+from typing import Awaitable, Callable, Literal
 
 from pydantic import BaseModel, Field
 
@@ -576,17 +576,6 @@ def split_flake(ref: str) -> tuple[Path, str]:
 
 
 # -- choosing a driver, rebooting -------------------------------------------------------------
-
-class UpgradeDriver(Protocol):
-    family: Family
-    supports_rollback: bool
-
-    async def check(self, refresh: bool = True, on_line: LineCallback | None = None) -> CheckResult: ...
-
-    async def upgrade(self, on_line: LineCallback | None = None) -> UpgradeResult: ...
-
-    async def reboot_status(self) -> RebootStatus: ...
-
 
 def driver_for(os_info: OsInfo, apt: AptParams | None = None,
                nixos: NixosParams | None = None) -> AptDriver | NixosDriver:
