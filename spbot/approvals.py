@@ -290,7 +290,7 @@ class Approvals:
             "running": f"✅ approved by {by}: running as {job}.",
             "done": f"✅ approved by {by}: {job} finished.",
             "failed": f"✅ approved by {by}, but {job} failed." + (f" {reason}" if reason else ""),
-            "cancelled": f"🛑 cancelled" + (f" by {by}" if by else "") + (f": {reason}" if reason else "."),
+            "cancelled": "🛑 cancelled" + (f" by {by}" if by else "") + (f": {reason}" if reason else "."),
             "interrupted": f"⚠️ approved by {by}, but the bot stopped during {job}.",
             "denied": f"❌ denied by {by}" + (f": {reason}" if reason else "") + ". Nothing ran.",
             "expired": "⌛ expired: nobody approved in time. Nothing ran.",

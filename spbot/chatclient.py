@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from nio import (Api, AsyncClient, AsyncClientConfig, LoginResponse, MegolmEvent, RedactionEvent,
-                 RoomSendResponse, SyncResponse, UnknownEvent)
+                 RoomSendResponse, SyncResponse)
 from nio.events.room_events import Event
 
 from .matrix import key_upkeep

@@ -14,7 +14,7 @@ import difflib
 import inspect
 import shlex
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal, get_args, get_origin
 

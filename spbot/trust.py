@@ -3,7 +3,6 @@ each admin's cross-signing identity is pinned on first use: a command or vote fr
 vouched for (per `device_policy`), or from an admin whose identity changed, is refused."""
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
