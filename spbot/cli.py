@@ -37,9 +37,11 @@ def _load(path: Path, with_commands: bool = False):
     """The validated config (with every command module's own section when asked), or None after
     printing one line per problem."""
     try:
-        config = load_config(path)
         if with_commands:
             from commands import load_all
+            load_all()                 # the built-in sections first: a typo in one is told with the rest
+        config = load_config(path)
+        if with_commands:
             load_all(config.plugins)
             config.check_sections()
         return config

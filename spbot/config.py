@@ -1,11 +1,19 @@
-"""The bot's configuration: one TOML file (plus SPBOT_* environment variables), validated by pydantic.
+"""The bot's configuration: one TOML file plus SPBOT_* environment variables, validated by pydantic.
 
-A bad file stops the bot at start with one clear line per problem; see `load_config`.
+Precedence: environment > file > default. `SPBOT_LOG_LEVEL=DEBUG` sets a top-level key,
+`SPBOT_BACKUP__SCHEDULE="0 3 * * *"` a key of a section (`__` between the levels); values are read as
+TOML values where they parse as one (numbers, booleans, lists), as text otherwise.
+
+A bad file stops the bot at start with one clear line per problem, in the admin's words (an unknown
+key or section gets a did-you-mean); see `load_config` and `Config.check_sections`.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import tomllib
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -56,6 +64,16 @@ def _user_id(value: str) -> str:
 def _room_id(value: str) -> str:
     if not ROOM_ID.match(value):
         raise ValueError("expected a Matrix room id such as !abcdef:example.org")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ValueError(f"unknown time zone; {hint}use a name such as Europe/Berlin or UTC") from None
     return value
 
 
@@ -127,7 +145,7 @@ class Config(BaseSettings):
     # cross-signed: only devices the admin verified (signed by their pinned cross-signing identity).
     device_policy: Literal["tofu", "cross-signed"] = "tofu"
     state_dir: Path
-    timezone: str = "UTC"
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
     max_command_age: Duration = 600.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     command_prefix: str = "!"
@@ -162,15 +180,17 @@ class Config(BaseSettings):
         return cache[name]
 
     def check_sections(self) -> None:
-        """Validate every registered section; ConfigError with one line per problem."""
-        problems = []
+        """Validate every registered section, and refuse unknown ones (a typo must not be silently
+        ignored); ConfigError with one line per problem."""
+        extra = self.model_extra or {}
+        problems = [_unknown_line((name,), self._known_top_level(), is_table=isinstance(extra[name], dict))
+                    for name in sorted(extra) if name not in SECTIONS]
         for name in sorted(SECTIONS):
             try:
                 self.settings(name)
             except ValidationError as exc:
                 for error in exc.errors():
-                    error = {**error, "loc": (name, *error["loc"])}
-                    problems.append(_describe(error))
+                    problems.append(_describe(error, SECTIONS[name], prefix=(name,)))
         if problems:
             raise ConfigError(problems)
 
@@ -178,12 +198,74 @@ class Config(BaseSettings):
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings,
                                    env_settings, dotenv_settings, file_secret_settings
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+        return (init_settings,)          # the environment is merged by `load_config` (it knows sections)
+
+    @classmethod
+    def _known_top_level(cls) -> list[str]:
+        return sorted(set(cls.model_fields) | set(SECTIONS))
 
 
-def _describe(error: dict) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "(file)"
+# What pydantic says, in the admin's words: error type → the sentence (with an example of a valid value).
+_PLAIN = {
+    "model_type": "expected a table, e.g. { file = \"/etc/spbot/secret\" } or [section] with keys",
+    "model_attributes_type": "expected a table, e.g. { file = \"/etc/spbot/secret\" } or [section] with keys",
+    "dict_type": "expected a table of keys and values",
+    "list_type": "expected a list, e.g. [\"a\", \"b\"]",
+    "string_type": "expected text in quotes",
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "literal_error": None,          # pydantic's own "Input should be 'a' or 'b'" is reworded below
+}
+
+
+def _unknown_line(loc: tuple, known: list[str], is_table: bool = False) -> str:
+    name = str(loc[-1])
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    what = "section" if is_table else "key"
+    shown = f"[{name}]" if is_table and len(loc) == 1 else ".".join(map(str, loc))
+    if close:
+        hint = f"did you mean {'[' + close[0] + ']' if close[0] in SECTIONS and len(loc) == 1 else close[0]}?"
+    else:
+        hint = f"known here: {', '.join(known[:15])}" if known else "remove it"
+    return f"{shown}: unknown {what}; {hint}"
+
+
+def _fields_at(model: type[BaseModel] | None, path: tuple) -> list[str]:
+    """The field names of the (nested) model that `path` leads into, for a did-you-mean."""
+    for part in path:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(error: dict, model: type[BaseModel] | None = None, prefix: tuple = ()) -> str:
+    loc = (*prefix, *error["loc"])
+    where = ".".join(str(p) for p in loc) or "(file)"
+    if error["type"] == "extra_forbidden":
+        return _unknown_line(loc, _fields_at(model, tuple(error["loc"][:-1])))
     message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        message = "expected one of " + message.removeprefix("Input should be ").replace("'", '"')
+    elif _PLAIN.get(error["type"]):
+        message = _PLAIN[error["type"]]
     if error["type"] == "missing":
         return f"{where}: missing; this setting is required"
     shown = error.get("input")
@@ -199,12 +281,44 @@ def load_config(path: str | os.PathLike) -> Config:
         raise ConfigError([f"{path}: no such configuration file"])
     try:
         data = TomlConfigSettingsSource(Config, toml_file=path)()
-    except Exception as exc:  # tomllib.TOMLDecodeError and OSError
+    except Exception as exc:  # tomllib.TOMLDecodeError, UnicodeDecodeError and OSError
         raise ConfigError([f"{path}: not valid TOML: {exc}"])
+    _merge_environment(data, os.environ)
     try:
         config = Config(**data)
     except ValidationError as exc:
-        raise ConfigError([_describe(e) for e in exc.errors()])
+        unknown = [_unknown_line((name,), Config._known_top_level(), is_table=isinstance(data[name], dict))
+                   for name in sorted(data) if SECTIONS and name not in Config.model_fields
+                   and name not in SECTIONS]
+        raise ConfigError([_describe(e, Config) for e in exc.errors()] + unknown)
     config.state_dir = (path.parent / config.state_dir).resolve() \
         if not config.state_dir.is_absolute() else config.state_dir
     return config
+
+
+_SECRET_FIELDS = {"password", "access_token"}
+
+
+def _merge_environment(data: dict, environ: Any) -> None:
+    """SPBOT_KEY and SPBOT_SECTION__KEY over the file's values. A plain SPBOT_ variable that names no
+    setting is left alone (other tools use the prefix too); a nested one names a section and is
+    checked like the file's sections."""
+    for name, raw in sorted(environ.items()):
+        if not name.startswith("SPBOT_") or len(name) <= 6:
+            continue
+        path = [part.lower() for part in name[6:].split("__")]
+        if len(path) == 1 and (path[0] not in Config.model_fields or path[0] in _SECRET_FIELDS):
+            continue                  # e.g. SPBOT_PASSWORD is the secret itself, read by { env = … }
+        target = data
+        for part in path[:-1]:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[path[-1]] = _env_value(raw)
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
