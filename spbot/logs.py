@@ -1,11 +1,16 @@
 """Structured logging to stderr: one line per event, `key=value` pairs, secrets redacted.
 
+Under systemd (stderr is the journal's stream, `JOURNAL_STREAM`), each line carries its syslog priority
+as a `<N>` prefix, so `journalctl -p warning` filters, and no timestamp of its own (the journal has one).
+Libraries' log records and Python warnings (nio uses both) come out in the same format.
+
     log = get_logger(__name__)
     log.info("command_done", sender=sender, command="ping", ms=12)
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -34,16 +39,40 @@ def _quote(value: Any) -> str:
     return text
 
 
+# logging level → syslog priority (sd-daemon(3) prefixes)
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
 class _LineFormatter(logging.Formatter):
+    def __init__(self, journald: bool = False):
+        super().__init__()
+        self.journald = journald
+
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         fields = getattr(record, "fields", {})
-        parts = [f"{stamp}.{int(record.msecs):03d}Z", record.levelname, record.name, record.getMessage()]
+        parts = [record.levelname, record.name, record.getMessage()]
+        if not self.journald:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            parts.insert(0, f"{stamp}.{int(record.msecs):03d}Z")
         parts += [f"{k}={_quote(v)}" for k, v in fields.items()]
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return redact(line)
+        line = redact(line)
+        if self.journald:
+            prefix = f"<{_PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)}>"
+            line = "\n".join(prefix + part for part in line.split("\n"))
+        return line
+
+
+def stderr_is_journal() -> bool:
+    """Whether stderr is the stream systemd connected to the journal (JOURNAL_STREAM=dev:inode)."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{stat.st_dev}:{stat.st_ino}"
 
 
 class StructuredLogger(logging.LoggerAdapter):
@@ -66,7 +95,8 @@ def get_logger(name: str) -> StructuredLogger:
 
 def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LineFormatter())
+    handler.setFormatter(_LineFormatter(journald=stderr_is_journal()))
+    logging.captureWarnings(True)          # warnings.warn (nio uses it) → the py.warnings logger
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
