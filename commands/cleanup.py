@@ -2,7 +2,7 @@
 another admin's approval. The steps themselves are in spbot/system/cleanup.py."""
 from __future__ import annotations
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from spbot import diskwatch
 from spbot.config import Duration, config_section
@@ -17,8 +17,8 @@ from spbot.system.cleanup import CleanupParams, CleanupReport, Estimate
 class CleanupSettings(CleanupParams):
     """[cleanup]: which steps, where the logs and caches are, and the tools' limits."""
     model_config = ConfigDict(extra="forbid")
-    timeout: Duration = 600.0
-    nix_timeout: Duration = 3600.0
+    timeout: Duration = Field(600.0, description="How long one step may take.")
+    nix_timeout: Duration = Field(3600.0, description="How long the nix garbage collection may take.")
 
 
 NOT_HERE = {"nix": "not NixOS", "journal": "no journalctl", "logs": "no log directory",

@@ -23,10 +23,14 @@ from spbot.system.sshkeys import (AuthorizedKey, AuthorizedKeys, SshKeyError, Ss
 @config_section("ssh")
 class SshSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    authorized_keys: Path = Path("/root/.ssh/authorized_keys")
-    ssh_keygen: str = "ssh-keygen"
-    min_rsa_bits: int = Field(3072, ge=3072)
-    timeout: Duration = 15.0
+    authorized_keys: Path = Field(
+        Path("/root/.ssh/authorized_keys"),
+        description="The authorized_keys file !ssh manages (root's).")
+    ssh_keygen: str = Field(
+        "ssh-keygen",
+        description="The ssh-keygen program that checks every key before it is added.")
+    min_rsa_bits: int = Field(3072, ge=3072, description="The smallest RSA key accepted.")
+    timeout: Duration = Field(15.0, description="How long one ssh-keygen check may take.")
 
 
 def authorized_keys(bot) -> AuthorizedKeys:

@@ -133,29 +133,64 @@ class Config(BaseSettings):
     """Everything the runtime needs; command groups read their own sections from `extra`."""
     model_config = SettingsConfigDict(env_prefix="SPBOT_", env_nested_delimiter="__", extra="allow")
 
-    homeserver: Annotated[str, AfterValidator(_http_url)]
-    user_id: UserId
-    password: Secret | None = None
-    access_token: Secret | None = None
-    device_name: str = "spbot"
-    admins: list[UserId] = Field(min_length=1)
-    rooms: list[RoomId] = Field(default_factory=list)
-    allow_any_admin_room: bool = False
-    # tofu: any device of an admin is accepted (a new one is announced once);
-    # cross-signed: only devices the admin verified (signed by their pinned cross-signing identity).
-    device_policy: Literal["tofu", "cross-signed"] = "tofu"
-    state_dir: Path
-    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
-    max_command_age: Duration = 600.0
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    command_prefix: str = "!"
-    # Extra Python modules with @command declarations (tests load their own this way).
-    plugins: list[str] = Field(default_factory=list)
-    undecryptable_wait: Duration = 10.0
-    approval_expiry: Duration = 1800.0
-    policies: dict[str, PolicyOverride] = Field(default_factory=dict)
-    progress_interval: Duration = 2.0
-    stranger_reply_interval: Duration = 3600.0
+    homeserver: Annotated[str, AfterValidator(_http_url)] = Field(
+        examples=["https://matrix.example.org"],
+        description="The URL of the bot's homeserver (its client API).")
+    user_id: UserId = Field(examples=["@spbot:example.org"], description="The bot's own Matrix account.")
+    password: Secret | None = Field(
+        None, examples=[{"file": "/etc/spbot/password"}],
+        description="The bot account's password, used once to log in and create the bot's device.")
+    access_token: Secret | None = Field(
+        None,
+        description="Instead of a password: an access token of an existing device of the bot's account.")
+    device_name: str = Field("spbot", description="The name of the bot's device, as clients show it.")
+    admins: list[UserId] = Field(
+        min_length=1, examples=[["@alice:example.org", "@bob:example.org"]],
+        description="The Matrix ids whose commands the bot obeys; dangerous commands need another of them to "
+                    "approve.")
+    rooms: list[RoomId] = Field(
+        default_factory=list, examples=[["!AbCdEfGhIjKlMnOpQr:example.org"]],
+        description="The encrypted admin room(s) the bot listens in; it joins only these, on an admin's "
+                    "invitation.")
+    allow_any_admin_room: bool = Field(
+        False,
+        description="Listen in any room an admin invites the bot to (instead of listing rooms).")
+    device_policy: Literal["tofu", "cross-signed"] = Field(
+        "tofu",
+        description="tofu: any device of an admin is obeyed, a new one is announced in the room; cross-signed: "
+                    "only devices the admin verified with their pinned cross-signing identity.")
+    state_dir: Path = Field(
+        examples=["/var/lib/spbot"],
+        description="The bot's device, keys, access token and SQLite state; keep it (losing it means a new "
+                    "device).")
+    timezone: Annotated[str, AfterValidator(_timezone)] = Field(
+        "UTC",
+        description="The time zone for schedules and the times the bot shows.")
+    max_command_age: Duration = Field(
+        600.0,
+        description="Commands older than this (sent while the bot was offline) are not run; the sender is told.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description="How much the bot logs.")
+    command_prefix: str = Field("!", description="What starts a command.")
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Extra Python modules with command declarations (tests load their own this way).")
+    undecryptable_wait: Duration = Field(
+        10.0,
+        description="How long to wait for the keys of a message the bot cannot decrypt before saying so.")
+    approval_expiry: Duration = Field(
+        1800.0,
+        description="How long an approval request waits for votes before it expires and nothing runs.")
+    policies: dict[str, PolicyOverride] = Field(
+        default_factory=dict,
+        description="Per-command approval overrides.")
+    progress_interval: Duration = Field(
+        2.0,
+        description="The least time between two progress edits of a long job's message.")
+    stranger_reply_interval: Duration = Field(
+        3600.0,
+        description="How often a non-admin who sends a command is told that the bot does not obey them.")
 
     @model_validator(mode="after")
     def _credentials(self) -> "Config":

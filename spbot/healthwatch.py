@@ -37,24 +37,38 @@ INVALID_KINDS = ("hostname_mismatch", "verification", "handshake", "not_yet_vali
 class ServicesSettings(ServicesParams):
     """[services]: the units !services shows and !service restart may restart."""
     model_config = ConfigDict(extra="forbid")
-    timeout: Duration = 15.0
-    restart_timeout: Duration = 120.0
+    timeout: Duration = Field(15.0, description="How long one systemctl query may take.")
+    restart_timeout: Duration = Field(120.0, description="How long !service restart may take.")
 
 
 @config_section("health")
 class HealthSettings(BaseModel):
     """[health]: the failed-units and certificate checks."""
     model_config = ConfigDict(extra="forbid")
-    failed_units_interval: Duration = 300.0      # 0: no failed-units check
-    failed_units_ignore: list[str] = Field(default_factory=list)    # fnmatch patterns
-    systemd_dir: Path = Path("/run/systemd/system")  # exists when systemd runs the machine
-    tls_domains: list[str] = Field(default_factory=list)            # "example.org" or "host:port"
-    tls_interval: Duration = 21600.0
-    tls_warn_days: float = Field(14.0, gt=0)
-    tls_critical_days: float = Field(3.0, ge=0)
-    tls_timeout: Duration = 10.0
-    tls_ca_file: Path | None = None              # a private CA instead of the system's trust store
-    renotify: Duration = 86400.0
+    failed_units_interval: Duration = Field(
+        300.0,
+        description="How often failed systemd units are looked for; 0: never.")
+    failed_units_ignore: list[str] = Field(
+        default_factory=list,
+        description="Units (fnmatch patterns) whose failure is not alerted.")
+    systemd_dir: Path = Field(
+        Path("/run/systemd/system"),
+        description="Exists when systemd runs the machine (otherwise the unit check is off).")
+    tls_domains: list[str] = Field(
+        default_factory=list, examples=[["example.org", "mail.example.org:993"]],
+        description="Certificates to watch: \"example.org\" or \"host:port\".")
+    tls_interval: Duration = Field(21600.0, description="How often the certificates are checked.")
+    tls_warn_days: float = Field(
+        14.0, gt=0,
+        description="Alert (warning) when a certificate expires within this many days.")
+    tls_critical_days: float = Field(
+        3.0, ge=0,
+        description="Alert (critical) when a certificate expires within this many days.")
+    tls_timeout: Duration = Field(10.0, description="How long one certificate check may take.")
+    tls_ca_file: Path | None = Field(
+        None,
+        description="A private CA to check certificates against instead of the system's trust store.")
+    renotify: Duration = Field(86400.0, description="How often an alert that still holds is repeated.")
 
     @field_validator("tls_domains")
     @classmethod

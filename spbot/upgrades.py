@@ -88,19 +88,32 @@ class UpgradeSettings(BaseModel):
     """[upgrade], with [upgrade.apt], [upgrade.nixos] and [upgrade.reboot] for the tools."""
     model_config = ConfigDict(extra="forbid")
 
-    os_release: Path | None = None              # None: /etc/os-release, then /usr/lib/os-release
-    apt: AptSettings = Field(default_factory=AptSettings)
-    nixos: NixosSettings = Field(default_factory=NixosSettings)
-    reboot: RebootSettings = Field(default_factory=RebootSettings)
-    pre_upgrade_backup: bool = True             # back up first, when backups are set up
-    check_enabled: bool = True
-    check_cron: Cron = "0 6 * * *"              # the daily check; posts only a new pending set
-    auto_upgrade: bool = False                  # upgrade without approval in the window below
-    auto_cron: Cron = "0 4 * * 0"               # Sundays 04:00
-    reboot_reminder: Duration = 86400.0         # how often the "reboot needed" alert repeats
-    boot_id_file: Path = Path("/proc/sys/kernel/random/boot_id")
-    uptime_file: Path = Path("/proc/uptime")
-    notice_wait: Duration = 15.0                # how long a reboot waits for its notice to be sent
+    os_release: Path | None = Field(
+        None,
+        description="The os-release file that tells Debian, Ubuntu and NixOS apart (unset: /etc/os-release, then "
+                    "/usr/lib/os-release).")
+    apt: AptSettings = Field(
+        default_factory=AptSettings,
+        description="Debian and Ubuntu: apt-get and its limits.")
+    nixos: NixosSettings = Field(
+        default_factory=NixosSettings,
+        description="NixOS: nixos-rebuild, the flake and their limits.")
+    reboot: RebootSettings = Field(default_factory=RebootSettings, description="How the machine is rebooted.")
+    pre_upgrade_backup: bool = Field(
+        True,
+        description="Back up every service before an upgrade, when backups are set up.")
+    check_enabled: bool = Field(
+        True,
+        description="Check daily for pending updates and post when the set of pending updates changes.")
+    check_cron: Cron = Field("0 6 * * *", description="When the daily check runs (crontab line).")
+    auto_upgrade: bool = Field(False, description="Upgrade without approval in the window below.")
+    auto_cron: Cron = Field("0 4 * * 0", description="When the automatic upgrade window opens (crontab line).")
+    reboot_reminder: Duration = Field(86400.0, description="How often the \"reboot needed\" alert repeats.")
+    boot_id_file: Path = Field(
+        Path("/proc/sys/kernel/random/boot_id"),
+        description="Where the kernel's boot id is read (tells a reboot from a restart of the bot).")
+    uptime_file: Path = Field(Path("/proc/uptime"), description="Where the machine's uptime is read.")
+    notice_wait: Duration = Field(15.0, description="How long a reboot waits for its notice to reach the room.")
 
 
 def settings_of(bot: "Bot") -> UpgradeSettings:

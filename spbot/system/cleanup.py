@@ -32,22 +32,40 @@ _TOOL_VALUE = re.compile(r"^[0-9]+[A-Za-z]*$")
 
 class CleanupParams(BaseModel):
     """The `[cleanup]` settings; defaults describe a SelfPrivacy-like NixOS or Debian server."""
-    enabled: list[StepName] | None = Field(None, description="only these steps (default: all)")
-    tool_path: str | None = Field(None, description="PATH to find tools in (default: the bot's)")
-    timeout: float = Field(600.0, gt=0)
-    nix_timeout: float = Field(3600.0, gt=0)
-    nix_marker: Path = Path("/etc/NIXOS")
-    nix_store: Path = Path("/nix/store")
-    nix_delete_older_than: str | None = Field(None, description="e.g. 7d; None deletes all old generations (-d)")
-    journal_dir: Path = Path("/var/log/journal")
-    journal_vacuum_time: str | None = "7d"
-    journal_vacuum_size: str | None = "200M"
-    journal_rotate: bool = False
-    log_dirs: list[Path] = Field(default_factory=lambda: [Path("/var/log/nginx")])
-    log_patterns: list[str] = Field(default_factory=lambda: ["*.gz", "*.[0-9]", "*.[0-9].gz", "*.old"])
-    debian_marker: Path = Path("/etc/debian_version")
-    apt_archives: Path = Path("/var/cache/apt/archives")
-    old_root: Path = Path("/old-root")
+    enabled: list[StepName] | None = Field(
+        None, examples=[["journal", "logs"]],
+        description="Only these steps of nix, journal, logs, apt, old-root (unset: every step that applies here).")
+    tool_path: str | None = Field(
+        None,
+        description="PATH to find the tools in (unset: the bot's).")
+    timeout: float = Field(600.0, gt=0, description="Seconds one step may take.")
+    nix_timeout: float = Field(3600.0, gt=0, description="Seconds the nix garbage collection may take.")
+    nix_marker: Path = Field(Path("/etc/NIXOS"), description="Exists on NixOS (the nix step applies).")
+    nix_store: Path = Field(Path("/nix/store"), description="The nix store whose size the nix step measures.")
+    nix_delete_older_than: str | None = Field(
+        None,
+        description="Keep generations younger than this, e.g. \"7d\" (unset: delete all old generations).")
+    journal_dir: Path = Field(Path("/var/log/journal"), description="The systemd journal's directory.")
+    journal_vacuum_time: str | None = Field("7d", description="Keep journal entries younger than this.")
+    journal_vacuum_size: str | None = Field("200M", description="Keep at most this much journal.")
+    journal_rotate: bool = Field(
+        False,
+        description="Rotate the journal first (so the active files can be vacuumed too).")
+    log_dirs: list[Path] = Field(
+        default_factory=lambda: [Path("/var/log/nginx")],
+        description="Directories whose rotated logs the logs step deletes.")
+    log_patterns: list[str] = Field(
+        default_factory=lambda: ["*.gz", "*.[0-9]", "*.[0-9].gz", "*.old"],
+        description="Which files in those directories are rotated logs.")
+    debian_marker: Path = Field(
+        Path("/etc/debian_version"),
+        description="Exists on Debian and Ubuntu (the apt step applies).")
+    apt_archives: Path = Field(
+        Path("/var/cache/apt/archives"),
+        description="apt's cache of downloaded packages.")
+    old_root: Path = Field(
+        Path("/old-root"),
+        description="What a NixOS install from another system leaves behind (deleted by the old-root step).")
 
     @field_validator("nix_delete_older_than", "journal_vacuum_time", "journal_vacuum_size")
     @classmethod

@@ -48,10 +48,14 @@ def normalize_unit(name: str) -> str:
 
 class ServicesParams(BaseModel):
     """The `[services]` settings: which units may be shown and restarted."""
-    units: list[str] = Field(default_factory=list)
-    tool_path: str | None = Field(None, description="PATH to find systemctl in (default: the bot's)")
-    timeout: float = Field(15.0, gt=0)
-    restart_timeout: float = Field(120.0, gt=0)
+    units: list[str] = Field(
+        default_factory=list, examples=[["nginx.service", "postgresql.service"]],
+        description="The systemd units !services shows and !service restart may restart.")
+    tool_path: str | None = Field(
+        None,
+        description="PATH to find systemctl in (unset: the bot's).")
+    timeout: float = Field(15.0, gt=0, description="Seconds one systemctl query may take.")
+    restart_timeout: float = Field(120.0, gt=0, description="Seconds a restart may take.")
 
     @field_validator("units")
     @classmethod

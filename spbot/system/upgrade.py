@@ -141,42 +141,58 @@ class UnsupportedSystem(UpgradeError):
 # -- params -----------------------------------------------------------------------------------
 
 class _ToolParams(BaseModel):
-    env: dict[str, str] | None = None  # base environment; None means the bot's own
-    max_line_length: int = 500
-    tail_lines: int = 20
+    env: dict[str, str] | None = Field(None, description="The tools' environment (unset: the bot's own).")
+    max_line_length: int = Field(500, description="Longer output lines are cut (with …) in the live log.")
+    tail_lines: int = Field(20, description="How many of the last output lines a failure report shows.")
 
     def base_env(self) -> dict[str, str]:
         return dict(self.env if self.env is not None else os.environ)
 
 
 class AptParams(_ToolParams):
-    apt_get: str = "apt-get"
-    reboot_required_file: Path = Path("/run/reboot-required")
-    reboot_required_pkgs: Path = Path("/run/reboot-required.pkgs")
-    lock_wait: int = 0  # seconds apt may wait for the dpkg lock before giving up
-    update_timeout: float = 900.0
-    simulate_timeout: float = 300.0
-    upgrade_timeout: float = 4 * 3600.0
+    apt_get: str = Field("apt-get", description="The apt-get program.")
+    reboot_required_file: Path = Field(
+        Path("/run/reboot-required"),
+        description="The file Debian creates when a reboot is needed.")
+    reboot_required_pkgs: Path = Field(
+        Path("/run/reboot-required.pkgs"),
+        description="The file that names the packages that need the reboot.")
+    lock_wait: int = Field(
+        0,
+        description="Seconds apt-get may wait for the dpkg lock before giving up; 0: do not wait.")
+    update_timeout: float = Field(900.0, description="Seconds apt-get update may take.")
+    simulate_timeout: float = Field(
+        300.0,
+        description="Seconds the simulated upgrade (what would change) may take.")
+    upgrade_timeout: float = Field(4 * 3600.0, description="Seconds the upgrade itself may take.")
 
 
 class NixosParams(_ToolParams):
-    nixos_rebuild: str = "nixos-rebuild"
-    nix_env: str = "nix-env"
-    nix: str = "nix"
-    profile: Path = Path("/nix/var/nix/profiles/system")
-    flake: str | None = None  # "/etc/nixos#myhost"; None means channels (`--upgrade`)
-    update_flake: bool = True  # with a flake: `nix flake update` before upgrading
-    booted_system: Path = Path("/run/booted-system")
-    current_system: Path = Path("/run/current-system")
-    boot_files: tuple[str, ...] = ("kernel", "initrd", "kernel-modules")
-    list_timeout: float = 60.0
-    check_timeout: float = 3600.0
-    switch_timeout: float = 4 * 3600.0
+    nixos_rebuild: str = Field("nixos-rebuild", description="The nixos-rebuild program.")
+    nix_env: str = Field("nix-env", description="The nix-env program (lists and rolls back generations).")
+    nix: str = Field("nix", description="The nix program (flake updates).")
+    profile: Path = Field(
+        Path("/nix/var/nix/profiles/system"),
+        description="The system profile whose generations !generations lists.")
+    flake: str | None = Field(
+        None,
+        description="The flake to build, e.g. \"/etc/nixos#myhost\"; unset: channels (nixos-rebuild --upgrade).")
+    update_flake: bool = Field(True, description="With a flake: run nix flake update before upgrading.")
+    booted_system: Path = Field(
+        Path("/run/booted-system"),
+        description="The system the machine booted (a reboot is needed when it differs).")
+    current_system: Path = Field(Path("/run/current-system"), description="The system now active.")
+    boot_files: tuple[str, ...] = Field(
+        ("kernel", "initrd", "kernel-modules"),
+        description="What differs between booted and current system when a reboot is needed.")
+    list_timeout: float = Field(60.0, description="Seconds listing generations may take.")
+    check_timeout: float = Field(3600.0, description="Seconds the check (a dry build) may take.")
+    switch_timeout: float = Field(4 * 3600.0, description="Seconds the upgrade (switch) may take.")
 
 
 class RebootParams(_ToolParams):
-    systemctl: str = "systemctl"
-    timeout: float = 60.0
+    systemctl: str = Field("systemctl", description="The systemctl program (systemctl reboot).")
+    timeout: float = Field(60.0, description="Seconds systemctl reboot may take to answer.")
 
 
 # -- output lines -----------------------------------------------------------------------------
