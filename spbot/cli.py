@@ -26,11 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     trust.add_argument("action", choices=["accept", "reset"])
     trust.add_argument("user", nargs="?", help="the admin whose new identity to accept")
     trust.add_argument("--config", "-c", required=True, type=Path)
+    config = sub.add_parser("config", help="print the complete example configuration, or check a file")
+    config.add_argument("action", choices=["example", "check"])
+    config.add_argument("file", nargs="?", type=Path, help="the file to check (config check)")
     dev = sub.add_parser("dev", help="the dev stack: up or down")
     dev.add_argument("action", choices=["up", "down"])
     args = parser.parse_args(argv)
     return {"run": _run, "doctor": _doctor, "console": _console, "dev": _dev,
-            "trust": _trust}[args.command](args)
+            "trust": _trust, "config": _config}[args.command](args)
 
 
 def _load(path: Path, with_commands: bool = False):
@@ -95,6 +98,25 @@ def _trust(args) -> int:
             return 2
         return asyncio.run(accept(config, args.user))
     return asyncio.run(reset(config))
+
+
+def _config(args) -> int:
+    """`config example` prints the generated example; `config check FILE` validates without connecting."""
+    if args.action == "example":
+        from commands import load_all
+        from .config_example import render_example
+        load_all()
+        print(render_example(), end="")
+        return 0
+    if args.file is None:
+        print("spbot config check needs the file to check", file=sys.stderr)
+        return 2
+    config = _load(args.file, with_commands=True)
+    if config is None:
+        return 2
+    print(f"{args.file}: valid ({len(config.admins)} admins, sections: "
+          f"{', '.join(sorted(config.model_extra or {})) or 'none'})")
+    return 0
 
 
 def _console(args) -> int:
