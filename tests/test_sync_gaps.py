@@ -4,6 +4,7 @@ bot as a real process and real E2EE clients."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
 import time
@@ -12,6 +13,7 @@ import uuid
 import pytest
 
 from spbot.chatclient import ChatClient
+from spbot.crosssign import CrossSigning, cross_sign_nio_device
 from spbot.timeline import TIMELINE_LIMIT
 
 from .conftest import PASSWORD, TestBot, wait_answering
@@ -174,3 +176,44 @@ async def test_storage_error_while_handling_then_every_command_answered_once(ali
     assert result == {"sent": count, "answered": count, "answered_twice": 0, "ran": count,
                       "ran_twice": 0}
     assert "database is locked" in patient.log()
+
+
+async def test_identity_change_in_the_same_sync_as_a_command_is_applied_first(synapse, make_bot,
+                                                                               tmp_path):
+    """The bot is paused (SIGSTOP) with an admin's identity fresh in its cache; meanwhile the admin's
+    cross-signing identity is reset and a command comes from the admin's old device. Both arrive in
+    one sync: the device-list change must be applied before the command is judged, so it is refused."""
+    suffix = uuid.uuid4().hex[:6]
+    admins = [synapse.register(f"{n}{suffix}", PASSWORD) for n in ("uma", "vic")]
+    bot = await make_bot(f"samesync{suffix}", extra='device_policy = "cross-signed"\n', admins=admins,
+                         members=admins)
+    vic = ChatClient(synapse.url, admins[1], PASSWORD, tmp_path / "vic")
+    await vic.start()
+    new_vic = ChatClient(synapse.url, admins[1], PASSWORD, tmp_path / "vic-new")
+    try:
+        status = await cross_sign_nio_device(vic.client, tmp_path / "vic-keys", PASSWORD)
+        assert status.device_signed
+        await asyncio.sleep(1)
+        reply = await vic.command(bot.room_id, "!ping", bot.user_id, timeout=30)
+        assert reply.body.startswith("pong"), "the identity is pinned and cached now"
+        await new_vic.start()
+        pid = bot.process.running_pid()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(33)      # its pending long poll ends empty: the next sync holds both
+            async with CrossSigning.from_nio(new_vic.client, password=PASSWORD) as signing:
+                status = await signing.reset(PASSWORD, tmp_path / "vic-new-keys",
+                                             new_vic.client.olm.account.identity_keys)
+            assert status.device_signed
+            mark = token()
+            event_id = await vic.send(bot.room_id, f"!mark {mark}")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        reply = await vic.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == event_id,
+                                   timeout=60)
+        assert f"the cross-signing identity of {admins[1]} changed" in reply.body, reply.body
+        await asyncio.sleep(1)
+        assert mark not in bot.marks()
+    finally:
+        await new_vic.stop()
+        await vic.stop()
