@@ -1,35 +1,45 @@
 """The runtime: wires the connection, the event filter, dispatch, the outbox and the scheduler, and
-reads incoming events in the order sync → filter → parse → policy → run → reply → audit."""
+reads incoming events in the order sync → filter → parse → policy → run → reply → audit.
+
+Events are read here from each sync batch, in timeline order, and not through nio's callbacks: nio
+saves its sync token before the callbacks run, so a kill or an error would lose the batch. The batch
+counts as handled (and the sync position moves on) once each of its commands is durably claimed and
+either answered or accepted; the inbox (spbot/inbox.py) says how far each one got."""
 from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 from typing import Any
 
-from nio import (EnableEncryptionBuilder, EncryptionError, RoomCreateResponse, RoomPreset, InviteMemberEvent, MatrixRoom, MegolmEvent, ReactionEvent,
-                 RedactionEvent, RoomMessageText)
+from nio import (EnableEncryptionBuilder, EncryptionError, RoomCreateResponse, RoomPreset, InviteMemberEvent,
+                 MatrixRoom, MegolmEvent, ReactionEvent, RedactionEvent, RoomGetEventResponse,
+                 RoomMessageText)
 
 from . import __version__
 from .alerts import Alerts
-from .approvals import APPROVE_KEYS, Approvals
+from .approvals import APPROVE_KEYS, DENY_KEYS, Approvals
 from .audit import AuditEntry, AuditLog
 from .config import Config
 from .context import Request, UserError
 from .devices import Devices
 from .dispatch import Dispatcher
+from .inbox import FAILED_WHILE_RUNNING, NOTHING_RAN as NOTHING_RAN_REPLY, Inbox
 from .jobs import JobRunner
 from .logs import get_logger
-from .matrix import Connection
+from .matrix import NETWORK_ERRORS, Connection
 from .outbox import Outbox
 from .registry import REGISTRY, CommandSpec, Policy, Registry
 from .render import Reply
 from .scheduler import add_heartbeat, make_scheduler
 from .screening import Screen
 from .store import Store
+from .timeline import Batch
 from .trust import Trust
 
 log = get_logger(__name__)
+SYNC_POSITION_KEY = "sync_position"
 
 
 class Bot:
@@ -40,6 +50,7 @@ class Bot:
         self.store = Store(config.state_dir / "spbot.db")
         self.connection = Connection(config)
         self.outbox = Outbox(self.store, self.connection)
+        self.inbox = Inbox(self.store)
         self.audit = AuditLog(self.store)
         self.devices = Devices(self.store, self.connection)
         self.scheduler = make_scheduler(config.timezone)
@@ -54,6 +65,9 @@ class Bot:
         self._undecrypted: dict[str, tuple[MatrixRoom, MegolmEvent, float]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
+        self._failures: dict[str, int] = {}
+        self._reading = asyncio.Lock()          # one event at a time: batches, late decryptions, refetches
+        self._leftovers_checked = False
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -62,7 +76,9 @@ class Bot:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        sync = asyncio.create_task(self.connection.sync_forever(self.after_sync), name="sync")
+        sync = asyncio.create_task(self.connection.sync_forever(
+            self.handle_batch, await self.store.get(SYNC_POSITION_KEY), self._save_position), name="sync")
+        sync.add_done_callback(self._sync_ended)
         self.spawn(self._undecryptable_ticker(), name="undecryptable")
         await self._stop.wait()
         log.info("stopping")
@@ -70,9 +86,16 @@ class Bot:
         await asyncio.gather(sync, return_exceptions=True)
         await self.stop()
 
+    def _sync_ended(self, task: asyncio.Task) -> None:
+        """The sync loop only ends when stopping; if it died, stop (a supervisor restarts the bot)
+        rather than run on deaf."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sync_loop_died", error=repr(task.exception()))
+            self._stop.set()
+
     async def start(self) -> None:
         await self.store.open()
-        for part in (self.audit, self.devices, self.alerts):
+        for part in (self.audit, self.devices, self.alerts, self.inbox):
             await part.start()
         first_start = await self.store.get("first_start")
         if first_start is None:
@@ -80,14 +103,10 @@ class Bot:
             await self.store.put("first_start", first_start)
         client = await self.connection.login()
         self.screen = Screen(self.config, self.store, client.user_id, first_start)
-        client.add_event_callback(self.on_message, RoomMessageText)
-        client.add_event_callback(self.on_undecryptable, MegolmEvent)
-        client.add_event_callback(self.on_invite, InviteMemberEvent)
-        client.add_event_callback(self.on_reaction, ReactionEvent)
-        client.add_event_callback(self.on_redaction, RedactionEvent)
         await self.outbox.start()
         await self.approvals.start()
         await self.jobs.start()
+        await self._recover_unfinished()
         self._warn_about_policies()
         add_heartbeat(self.scheduler, self.store)
         self.scheduler.start()
@@ -122,6 +141,152 @@ class Bot:
 
     # --- incoming events -----------------------------------------------------------------------
 
+    async def handle_batch(self, batch: Batch) -> None:
+        """Every event of one sync batch, in order. A storage or network error stops the batch (it is
+        handled again after a pause; what was done is not redone); another error on the same event
+        three times answers it, if it is a command, and goes on."""
+        async with self._reading:
+            for room, event in batch.events:
+                await self._guarded(room, event, self.on_event)
+            for room, event in batch.invites:
+                if isinstance(event, InviteMemberEvent):
+                    await self._guarded(room, event, self.on_invite)
+            await self.after_sync()
+        if not self._leftovers_checked:
+            await self._answer_leftovers()
+            self._leftovers_checked = True
+
+    async def _guarded(self, room: MatrixRoom, event, handler) -> None:
+        key = getattr(event, "event_id", None) or f"{room.room_id}/{type(event).__name__}"
+        try:
+            await handler(room, event)
+            self._failures.pop(key, None)
+        except (sqlite3.Error, OSError, *NETWORK_ERRORS, ConnectionError):
+            raise
+        except Exception:
+            count = self._failures[key] = self._failures.get(key, 0) + 1
+            if count < 3:
+                raise
+            log.exception("event_not_handled", event=key, attempts=count)
+            self._failures.pop(key, None)
+            if key == getattr(event, "event_id", None) and await self.inbox.state(key) == "arrived":
+                await self.store.claim_event(event.event_id, room.room_id, time.time())
+                if event.sender in self.config.admins:
+                    await self.outbox.send(room.room_id, _reply_content(event.event_id, Reply.error(
+                        "I could not handle this (an internal error, the details are in my log); "
+                        "nothing ran.", "Send it again; tell the other admins if it keeps failing.")))
+                await self.inbox.done(event.event_id)
+
+    async def on_event(self, room: MatrixRoom, event) -> None:
+        if isinstance(event, RoomMessageText):
+            await self._take_message(room, event)
+        elif isinstance(event, MegolmEvent):
+            await self._take_undecryptable(room, event)
+        elif isinstance(event, ReactionEvent):
+            await self._take_reaction(room, event)
+        elif isinstance(event, RedactionEvent):
+            await self.on_redaction(room, event)
+
+    def _may_act_on(self, room: MatrixRoom, event) -> bool:
+        return event.sender != self.connection.client.user_id and self.screen.room_allowed(room.room_id)
+
+    async def _take_message(self, room: MatrixRoom, event: RoomMessageText) -> None:
+        if not (self._may_act_on(room, event) and self.screen.is_command(event.body or "")):
+            return await self.on_message(room, event)
+        if await self.inbox.begin(event.event_id, room.room_id, event.sender, "command"):
+            await self.on_message(room, event)
+            await self.inbox.finish_if_arrived(event.event_id)
+
+    async def _take_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
+        if not (self._may_act_on(room, event) and event.key in APPROVE_KEYS | DENY_KEYS):
+            return await self.on_reaction(room, event)
+
+        async def redo() -> bool:    # a vote is idempotent; an offer taken may have started its command
+            return await self.alerts.offered_command(event.reacts_to) is None
+        if await self.inbox.begin(event.event_id, room.room_id, event.sender, "reaction", redo):
+            await self.on_reaction(room, event)
+            await self.inbox.finish_if_arrived(event.event_id)
+
+    async def _take_undecryptable(self, room: MatrixRoom, event: MegolmEvent) -> None:
+        await self.on_undecryptable(room, event)
+        if event.event_id in self._undecrypted:
+            await self.inbox.set(event.event_id, room.room_id, event.sender, "command", "waiting")
+
+    async def start_command(self, request: Request) -> None:
+        """Run an accepted command beside the sync loop. Recorded first, so that a command whose run
+        never started (the bot was killed) is answered at the next start instead of being lost."""
+        await self.inbox.set(request.event_id, request.room_id, request.sender, "command", "accepted")
+        self.spawn(self._run_command(request), name=f"command {request.event_id}")
+
+    async def _run_command(self, request: Request) -> None:
+        event_id = request.event_id
+        await self._until_stored(lambda: self.inbox.set(event_id, request.room_id, request.sender,
+                                                        "command", "started"))
+        try:
+            await self.dispatcher.handle(request)
+        except asyncio.CancelledError:
+            raise                               # stopping: the next start answers it
+        except Exception:
+            log.exception("command_handling_failed", event_id=event_id)
+            await self._until_stored(lambda: self.send_reply(request, FAILED_WHILE_RUNNING))
+        await self._until_stored(lambda: self.inbox.done(event_id))
+
+    async def _until_stored(self, work) -> None:
+        """A step that must reach the state store: waits out a storage error (1 s doubling to 30 s)."""
+        backoff = 1.0
+        while True:
+            try:
+                return await work()
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("store_unavailable", error=exc.__class__.__name__, detail=str(exc)[:200],
+                            retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _save_position(self, token: str) -> None:
+        await self.store.put(SYNC_POSITION_KEY, token)
+
+    async def _recover_unfinished(self) -> None:
+        """Commands the previous run accepted or started but never finished get an answer; commands
+        still waiting for their room key wait again."""
+        counts = await self.inbox.recover(self._reply_to_event, self._got_through)
+        if any(counts.values()):
+            log.warning("unfinished_commands_answered", **counts)
+        for row in await self.inbox.waiting():
+            self.spawn(self._refetch_undecryptable(row), name=f"refetch {row['event_id']}")
+
+    async def _reply_to_event(self, room_id: str, event_id: str, reply: Reply) -> None:
+        await self.outbox.send(room_id, _reply_content(event_id, reply))
+
+    async def _got_through(self, event_id: str) -> bool:
+        """Whether a started command left a trace that answers it: a job (reported by the job
+        runner), an approval request, or a reply of its own."""
+        for sql in ("SELECT 1 FROM jobs WHERE event_id = ?", "SELECT 1 FROM requests WHERE event_id = ?",
+                    "SELECT 1 FROM outbox WHERE instr(content, ?) > 0"):
+            param = event_id if "instr" not in sql else f'"m.in_reply_to": {{"event_id": "{event_id}"}}'
+            if await self.store.fetchone(sql, (param,)) is not None:
+                return True
+        return False
+
+    async def _refetch_undecryptable(self, row) -> None:
+        await self.connection.first_sync_done.wait()
+        response = await self.connection.client.room_get_event(row["room_id"], row["event_id"])
+        room = self.connection.client.rooms.get(row["room_id"])
+        if not isinstance(response, RoomGetEventResponse) or room is None:
+            log.warning("undecryptable_lost", event_id=row["event_id"])
+            return await self.inbox.done(row["event_id"])
+        async with self._reading:
+            await self.on_event(room, response.event)
+
+    async def _answer_leftovers(self) -> None:
+        """After the first batch since start: an event still `arrived` did not come back with it."""
+        for row in await self.inbox.leftovers():
+            await self.store.claim_event(row["event_id"], row["room_id"], time.time())
+            if row["kind"] == "command" and row["sender"] in self.config.admins:
+                await self._reply_to_event(row["room_id"], row["event_id"], NOTHING_RAN_REPLY)
+            log.warning("event_never_returned", event_id=row["event_id"], kind=row["kind"])
+            await self.inbox.done(row["event_id"])
+
     async def on_message(self, room: MatrixRoom, event: RoomMessageText) -> None:
         verdict = await self.screen.message(room, event)
         if verdict.reply is not None:
@@ -145,7 +310,7 @@ class Bot:
             announcement = await self.devices.announce_if_new(event.sender, request.device_id)
             if announcement is not None:
                 await self.outbox.send(room.room_id, announcement.content())
-        self.spawn(self.dispatcher.handle(request), name=f"command {event.event_id}")
+        await self.start_command(request)
 
     async def on_undecryptable(self, room: MatrixRoom, event: MegolmEvent) -> None:
         if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:
@@ -161,7 +326,11 @@ class Bot:
         while True:
             await asyncio.sleep(1.0)
             if self._undecrypted:
-                await self.after_sync()
+                try:
+                    async with self._reading:
+                        await self.after_sync()
+                except Exception:               # storage trouble: the next tick tries again
+                    log.exception("undecryptable_retry_failed")
 
     async def after_sync(self) -> None:
         """Retry events that could not be decrypted; give up after `undecryptable_wait` and say so."""
@@ -172,17 +341,19 @@ class Bot:
             except EncryptionError:
                 decrypted = None              # the room key has not arrived (yet)
             if isinstance(decrypted, RoomMessageText):
-                del self._undecrypted[event_id]
                 decrypted.room_id = room.room_id
-                await self.on_message(room, decrypted)
-            elif time.monotonic() - since > self.config.undecryptable_wait:
+                await self._take_message(room, decrypted)
                 del self._undecrypted[event_id]
+                await self.inbox.finish_if_waiting(event_id)
+            elif time.monotonic() - since > self.config.undecryptable_wait:
                 if await self.store.claim_event(event_id, room.room_id, time.time()):
                     await self.outbox.send(room.room_id, _reply_content(event_id, Reply.error(
                         f"I could not decrypt your message (from your device {event.device_id}), "
                         "so I did not run it.",
                         "Your client has not shared the room key with me. Send the command again; "
                         "if this keeps happening, sign out and back in on that device, or verify it.")))
+                del self._undecrypted[event_id]
+                await self.inbox.finish_if_waiting(event_id)
 
     async def on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
         if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:

@@ -1,5 +1,8 @@
 """An admin's side of the conversation: a persistent E2EE nio device that sends commands and collects
-what the bot answers. Used by `spbot console`, the dev stack's readiness check, benchmarks and tests."""
+what the bot answers. Used by `spbot console`, the dev stack's readiness check, benchmarks and tests.
+
+It records every event of its rooms once, in order, even when it falls behind: a limited sync timeline
+is filled from `/messages` back to the previous position (spbot/timeline.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -15,6 +18,7 @@ from nio import (Api, AsyncClient, AsyncClientConfig, LoginResponse, MegolmEvent
 from nio.events.room_events import Event
 
 from .matrix import key_upkeep
+from .timeline import SYNC_FILTER, read_batch
 
 
 @dataclass
@@ -50,12 +54,13 @@ class ChatClient:
         self.events: list[Seen] = []
         self._changed = asyncio.Condition()
         self._sync_task: asyncio.Task | None = None
+        self._since: str | None = None
         self.on_event: Callable[[Seen], None] | None = None
 
     async def start(self, wait_rooms: bool = True) -> "ChatClient":
         self.store_dir.mkdir(parents=True, exist_ok=True)
         creds_path = self.store_dir / "credentials.json"
-        config = AsyncClientConfig(store_sync_tokens=True, encryption_enabled=True)
+        config = AsyncClientConfig(store_sync_tokens=False, encryption_enabled=True)
         saved = json.loads(creds_path.read_text()) if creds_path.exists() else None
         self.client = AsyncClient(self.homeserver, self.user_id, store_path=str(self.store_dir),
                                   config=config, device_id=saved["device_id"] if saved else None)
@@ -68,11 +73,9 @@ class ChatClient:
             fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump({"device_id": response.device_id, "access_token": response.access_token}, fh)
-        self.client.add_event_callback(self._record, Event)
-        first = await self.client.sync(timeout=0, full_state=True)
-        if not isinstance(first, SyncResponse):
-            raise RuntimeError(f"first sync as {self.user_id} failed: {first}")
-        await self._upkeep()
+        position = self.store_dir / "sync_position"
+        self._since = position.read_text().strip() or None if position.exists() else None
+        await self._sync_once(timeout=0, full_state=True)
         self._sync_task = asyncio.create_task(self._sync_loop())
         return self
 
@@ -90,12 +93,26 @@ class ChatClient:
     async def _sync_loop(self) -> None:
         while True:
             try:
-                await self.client.sync(timeout=10_000)
-                await self._upkeep()
+                await self._sync_once(timeout=10_000)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 await asyncio.sleep(0.5)
+
+    async def _sync_once(self, timeout: int, full_state: bool = False) -> None:
+        """One sync, read in full (gaps filled); the position moves on only once all is recorded."""
+        self.client.next_batch = self._since or ""       # see Connection._sync
+        response = await self.client.sync(timeout=timeout, full_state=full_state, since=self._since,
+                                          sync_filter=SYNC_FILTER)
+        if not isinstance(response, SyncResponse):
+            raise RuntimeError(f"sync as {self.user_id} failed: {response}")
+        await self._upkeep()
+        batch = await read_batch(self.client, response, self._since)
+        for room, event in batch.invites + batch.events:
+            if isinstance(event, Event):
+                await self._record(room, event)
+        self._since = response.next_batch
+        (self.store_dir / "sync_position").write_text(self._since)
 
     async def _upkeep(self) -> None:
         await key_upkeep(self.client)

@@ -4,17 +4,19 @@ the device's keys."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from nio import (AsyncClient, AsyncClientConfig, LocalProtocolError, LoginResponse, SyncResponse,
-                 WhoamiResponse)
+from nio import (AsyncClient, AsyncClientConfig, KeysQueryResponse, LocalProtocolError, LoginResponse,
+                 SyncResponse, WhoamiResponse)
 from aiohttp import ClientError
 
 from .config import Config
 from .logs import get_logger, register_secret
+from .timeline import SYNC_FILTER, Batch, GapError, read_batch
 
 log = get_logger(__name__)
 
@@ -23,12 +25,15 @@ NETWORK_ERRORS = (ClientError, asyncio.TimeoutError, TimeoutError, OSError)
 
 
 async def key_upkeep(client: AsyncClient) -> None:
-    """What E2EE needs after each sync: to-device messages out, own keys up, others' keys fetched."""
+    """What E2EE needs after each sync: to-device messages out, own keys up, others' keys fetched
+    (a failed query raises: the devices of a changed user must be known before their events count)."""
     await client.send_to_device_messages()
     if client.should_upload_keys:
         await client.keys_upload()
     if client.should_query_keys:
-        await client.keys_query()
+        response = await client.keys_query()
+        if not isinstance(response, KeysQueryResponse):
+            raise ConnectionError(f"keys query failed: {getattr(response, 'message', response)}")
     if client.should_claim_keys:
         await client.keys_claim(client.get_users_for_key_claiming())
 
@@ -116,38 +121,82 @@ class Connection:
 
     # --- sync ----------------------------------------------------------------------------------
 
-    async def sync_forever(self, after_sync: Callable[[], Awaitable[None]]) -> None:
-        """Sync until stopped; on network trouble wait (1 s doubling to 30 s) and go on."""
-        backoff = 1.0
+    async def sync_forever(self, handle: Callable[[Batch], Awaitable[None]], since: str | None,
+                           save_position: Callable[[str], Awaitable[None]]) -> None:
+        """Sync until stopped. Each response is read in full (gaps filled), device-list changes are
+        applied, then `handle` gets the batch; only once it returned is the position saved through
+        `save_position`. A failed step waits (1 s doubling to 30 s) and is tried again, never
+        skipped: after a kill, the batch that was being handled comes again.
+
+        The position is the bot's, not nio's (nio saves its token before handing out the events);
+        nio's is read once, so that a bot that kept it there goes on from where it was."""
+        self.client.config = dataclasses.replace(self.client.config, store_sync_tokens=False)
+        since = since or self.client.loaded_sync_token or None
         while not self._stopping:
+            response = await self._sync(since)
+            await self._until_done("device_lists", lambda: self._apply_device_changes(response))
+            batch = await self._until_done("gap_fill", lambda: read_batch(self.client, response, since))
+            if batch.gap_events:
+                log.info("gap_filled", events=batch.gap_events)
+            await self._until_done("handle_batch", lambda: handle(batch))
+            await self._until_done("save_sync_position", lambda: save_position(response.next_batch))
+            since = response.next_batch
+            self.first_sync_done.set()
+
+    async def _sync(self, since: str | None) -> SyncResponse:
+        backoff = 1.0
+        while True:
+            # nio skips a response whose next_batch it saw last: after a failed step it must
+            # process the same response again (decrypt, update rooms) rather than drop it.
+            self.client.next_batch = since or ""
             try:
                 response = await self.client.sync(
                     timeout=0 if not self.first_sync_done.is_set() else SYNC_TIMEOUT_MS,
-                    full_state=not self.first_sync_done.is_set())
+                    full_state=not self.first_sync_done.is_set(), since=since,
+                    sync_filter=SYNC_FILTER)
                 if not isinstance(response, SyncResponse):
                     raise ConnectionError(getattr(response, "message", str(response)))
-                if self.on_device_changes and response.device_list.changed:
-                    self.on_device_changes(response.device_list.changed)
-                await self._key_upkeep()
-                if not self.online.is_set():
-                    log.info("homeserver_online")
-                self.online.set()
-                self.first_sync_done.set()
-                backoff = 1.0
-                await after_sync()
             except asyncio.CancelledError:
                 raise
-            except (*NETWORK_ERRORS, ConnectionError, LocalProtocolError) as exc:
-                if self.online.is_set():
-                    log.warning("homeserver_unreachable", error=exc.__class__.__name__,
-                                detail=str(exc)[:200], retry_in=backoff)
-                self.online.clear()
+            except Exception as exc:
+                self._failed("sync", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
-            except Exception:
-                log.exception("sync_step_failed", retry_in=backoff)
+                continue
+            if not self.online.is_set():
+                log.info("homeserver_online")
+            self.online.set()
+            return response
+
+    async def _until_done(self, step: str, work: Callable[[], Awaitable]):
+        backoff = 1.0
+        while True:
+            try:
+                return await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failed(step, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    def _failed(self, step: str, exc: Exception, backoff: float) -> None:
+        if isinstance(exc, (*NETWORK_ERRORS, ConnectionError, LocalProtocolError, GapError)):
+            if self.online.is_set():
+                log.warning("homeserver_unreachable", step=step, error=exc.__class__.__name__,
+                            detail=str(exc)[:200], retry_in=backoff)
+            self.online.clear()
+        else:
+            log.exception("sync_step_failed", step=step, retry_in=backoff)
+
+    async def _apply_device_changes(self, response: SyncResponse) -> None:
+        """Before any event of the batch is acted on: forget what was known about users whose
+        devices changed, and fetch their device keys (a command from a just-added or just-removed
+        device must be judged by the new list)."""
+        changed = list(response.device_list.changed) + list(response.device_list.left)
+        if self.on_device_changes and changed:
+            self.on_device_changes(changed)
+        await self._key_upkeep()
 
     async def _key_upkeep(self) -> None:
         await key_upkeep(self.client)

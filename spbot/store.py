@@ -82,3 +82,37 @@ class Store:
             (event_id, room_id, now))
         await self.db.commit()
         return cursor.rowcount == 1
+
+    # --- the inbox: how far the handling of each incoming event got (see spbot/inbox.py) --------
+
+    async def open_inbox(self) -> None:
+        await self.ensure_schema("""
+            CREATE TABLE IF NOT EXISTS inbox (
+                event_id TEXT PRIMARY KEY, room_id TEXT NOT NULL, sender TEXT NOT NULL,
+                kind TEXT NOT NULL, state TEXT NOT NULL, since REAL NOT NULL);""")
+
+    async def inbox_row(self, event_id: str) -> aiosqlite.Row | None:
+        return await self.fetchone("SELECT * FROM inbox WHERE event_id = ?", (event_id,))
+
+    async def inbox_set(self, event_id: str, room_id: str, sender: str, kind: str, state: str,
+                        now: float) -> None:
+        await self.execute(
+            "INSERT INTO inbox(event_id, room_id, sender, kind, state, since) VALUES(?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(event_id) DO UPDATE SET state = excluded.state",
+            (event_id, room_id, sender, kind, state, now))
+
+    async def inbox_done(self, event_id: str) -> None:
+        await self.execute("DELETE FROM inbox WHERE event_id = ?", (event_id,))
+
+    async def inbox_rows(self, states: Iterable[str]) -> list[aiosqlite.Row]:
+        states = list(states)
+        marks = ", ".join("?" for _ in states)
+        return await self.fetchall(f"SELECT * FROM inbox WHERE state IN ({marks}) ORDER BY since",
+                                   states)
+
+    async def is_claimed(self, event_id: str) -> bool:
+        return await self.fetchone("SELECT 1 FROM seen_events WHERE event_id = ?", (event_id,)) is not None
+
+    async def unclaim_event(self, event_id: str) -> None:
+        """Undo a claim whose handling provably never acted (see the inbox's 'arrived' state)."""
+        await self.execute("DELETE FROM seen_events WHERE event_id = ?", (event_id,))

@@ -90,3 +90,21 @@ async def alert_offer(ctx: Context, token: str) -> Reply:
     await ctx.bot.alerts.fire(f"test:{token}", "warning", f"test condition {token}",
                               todo="nothing else", offer=f"!danger {token}")
     return Reply.text("alert posted")
+
+
+@command("burst", help="test: the bot says `n` numbered notices (a backlog for a client to catch up on)",
+         hidden=True)
+async def burst(ctx: Context, n: int, token: str) -> Reply:
+    for i in range(n):
+        await ctx.bot.outbox.send(ctx.request.room_id, Reply.text(f"burst {token} {i}").content())
+    return Reply.text(f"burst {token} queued")
+
+
+@command("mark-slow", help="test: mark a token, then take a while before answering", hidden=True)
+async def mark_slow(ctx: Context, token: str, seconds: float = 1.0) -> Reply:
+    with open(_marks(ctx), "a") as fh:
+        fh.write(token + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    await asyncio.sleep(seconds)
+    return Reply.text(f"marked {token}")

@@ -1,0 +1,219 @@
+"""Nothing lost, nothing done twice: a backlog longer than one sync, a client that falls behind, a kill
+while a batch is being handled, and a storage error while handling — through the real Synapse, the
+bot as a real process and real E2EE clients."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import time
+import uuid
+
+import pytest
+
+from spbot.chatclient import ChatClient
+from spbot.crosssign import CrossSigning, cross_sign_nio_device
+from spbot.timeline import TIMELINE_LIMIT
+
+from .conftest import PASSWORD, TestBot, wait_answering
+
+pytestmark = pytest.mark.matrix
+
+NOTHING_RAN = "I was stopped before I could act on this; nothing ran — send it again."
+MAY_HAVE_RUN = "I was stopped while acting on this"
+
+
+def token() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+async def patient(make_bot) -> TestBot:
+    """A bot that acts on commands up to ten minutes old, so a backlog is run rather than refused.
+    (The test settings already set max_command_age, and TOML keys cannot be repeated.)"""
+    bot = await make_bot("patient")
+    bot.stop()
+    text = bot.config_path.read_text()
+    assert 'max_command_age = "8s"' in text
+    bot.config_path.write_text(text.replace('max_command_age = "8s"', 'max_command_age = "10m"'))
+    bot.start()
+    return bot
+
+
+async def send_all(client: ChatClient, room_id: str, texts: list[str]) -> list[str]:
+    return [await client.send(room_id, text) for text in texts]
+
+
+async def wait_all_answered(client: ChatClient, bot: TestBot, event_ids: list[str],
+                            timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(client.replies_to(e, bot.user_id) for e in event_ids):
+            return
+        await asyncio.sleep(0.5)
+    missing = [e for e in event_ids if not client.replies_to(e, bot.user_id)]
+    raise AssertionError(f"{len(missing)} of {len(event_ids)} commands never answered\n"
+                         + bot.log()[-3000:])
+
+
+def figures(client: ChatClient, bot: TestBot, event_ids: list[str], tokens: list[str]) -> dict:
+    replies = [client.replies_to(e, bot.user_id) for e in event_ids]
+    marks = bot.marks()
+    return {"sent": len(event_ids),
+            "answered": sum(1 for r in replies if r),
+            "answered_twice": sum(1 for r in replies if len(r) > 1),
+            "ran": sum(1 for t in tokens if marks.count(t) >= 1),
+            "ran_twice": sum(1 for t in tokens if marks.count(t) > 1)}
+
+
+async def test_backlog_longer_than_a_sync_is_answered_once(alice, patient):
+    """Commands sent while the bot is stopped, more than one sync carries: each runs and is answered
+    exactly once after the start (the gap is filled from /messages)."""
+    count = TIMELINE_LIMIT + 30
+    tokens = [token() for _ in range(count)]
+    patient.stop()
+    event_ids = await send_all(alice, patient.room_id, [f"!mark {t}" for t in tokens])
+    patient.start()
+    await wait_all_answered(alice, patient, event_ids)
+    await asyncio.sleep(2)
+    result = figures(alice, patient, event_ids, tokens)
+    print("backlog:", result)
+    assert result == {"sent": count, "answered": count, "answered_twice": 0, "ran": count,
+                      "ran_twice": 0}
+    assert all(alice.replies_to(e, patient.user_id)[0].body == f"marked {t}"
+               for e, t in zip(event_ids, tokens))
+    assert "gap_filled" in patient.log()
+
+
+async def test_chat_client_that_fell_behind_sees_every_reply(synapse, people, alice, patient, tmp_path):
+    """A client stopped while the bot says 200 things sees all 200 once, decrypted and in order."""
+    behind = ChatClient(synapse.url, people["bob"].user_id, PASSWORD, tmp_path / "bob-behind")
+    await behind.start()
+    await behind.command(patient.room_id, "!ping", patient.user_id, timeout=30)  # the bot knows the device
+    await behind.stop()
+    count, mark = 200, token()
+    started = time.monotonic()
+    await alice.send(patient.room_id, f"!burst {count} {mark}")
+    await alice.wait_for(lambda e: e.body == f"burst {mark} {count - 1}", timeout=300)
+    print(f"the bot said {count} things in {time.monotonic() - started:.1f} s")
+    again = ChatClient(synapse.url, people["bob"].user_id, PASSWORD, tmp_path / "bob-behind")
+    await again.start()
+    try:
+        seen = [e for e in again.events if e.body.startswith(f"burst {mark} ") and e.body[-1].isdigit()]
+        print("client catch-up:", {"sent": count, "seen": len(seen),
+                                   "decrypted": sum(e.decrypted for e in seen)})
+        assert [e.body for e in seen] == [f"burst {mark} {i}" for i in range(count)]
+        assert all(e.decrypted for e in seen)
+        live = [e for e in alice.events if e.body.startswith(f"burst {mark} ") and e.body[-1].isdigit()]
+        assert len(live) == count, "the live client must not miss any either"
+    finally:
+        await again.stop()
+
+
+async def test_kill_while_a_batch_is_handled_loses_nothing_and_runs_nothing_twice(alice, patient):
+    """A backlog is being worked through when the bot is killed (-9); after the restart every command
+    is answered once, and none ran twice."""
+    all_ids, all_tokens = [], []
+    for round_number, kill_after in enumerate((1, 8, 20)):
+        count = 40
+        tokens = [token() for _ in range(count)]
+        patient.stop()
+        event_ids = await send_all(alice, patient.room_id, [f"!mark-slow {t} 0.5" for t in tokens])
+        patient.start()
+        deadline = time.monotonic() + 90
+        while sum(t in patient.marks() for t in tokens) < kill_after:
+            assert time.monotonic() < deadline, patient.log()[-3000:]
+            await asyncio.sleep(0.01)
+        patient.stop(signal.SIGKILL)
+        patient.start()
+        await wait_all_answered(alice, patient, event_ids)
+        all_ids += event_ids
+        all_tokens += tokens
+    patient.stop()                     # one more restart: nothing is replayed
+    patient.start()
+    await wait_answering(alice, patient)
+    await asyncio.sleep(2)
+    result = figures(alice, patient, all_ids, all_tokens)
+    marks = patient.marks()
+    outcomes = {"ran and answered": 0, "nothing ran": 0, "may have run": 0}
+    for event_id, mark in zip(all_ids, all_tokens):
+        body = alice.replies_to(event_id, patient.user_id)[0].body
+        if body == f"marked {mark}":
+            outcomes["ran and answered"] += 1
+            assert marks.count(mark) == 1
+        elif NOTHING_RAN in body:
+            outcomes["nothing ran"] += 1
+            assert marks.count(mark) == 0
+        else:
+            assert MAY_HAVE_RUN in body, body
+            outcomes["may have run"] += 1
+    print("kill -9 mid-batch:", result, outcomes)
+    assert result["answered"] == result["sent"] == len(all_ids)
+    assert result["answered_twice"] == 0 and result["ran_twice"] == 0
+
+
+async def test_storage_error_while_handling_then_every_command_answered_once(alice, patient):
+    """The state database refuses writes for a while (another writer holds its lock): commands that
+    arrive meanwhile are not lost and not doubled; once it is writable they run and are answered."""
+    await wait_answering(alice, patient)
+    count = 5
+    tokens = [token() for _ in range(count)]
+    holder = sqlite3.connect(patient.state_dir / "spbot.db", timeout=30, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")             # the write lock: every write of the bot fails
+    try:
+        event_ids = await send_all(alice, patient.room_id, [f"!mark {t}" for t in tokens])
+        await asyncio.sleep(15)
+        assert not any(t in patient.marks() for t in tokens), "nothing can be claimed meanwhile"
+        assert not any(alice.replies_to(e, patient.user_id) for e in event_ids)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    await wait_all_answered(alice, patient, event_ids, timeout=120)
+    await asyncio.sleep(3)
+    result = figures(alice, patient, event_ids, tokens)
+    print("storage error:", result)
+    assert result == {"sent": count, "answered": count, "answered_twice": 0, "ran": count,
+                      "ran_twice": 0}
+    assert "database is locked" in patient.log()
+
+
+async def test_identity_change_in_the_same_sync_as_a_command_is_applied_first(synapse, make_bot,
+                                                                               tmp_path):
+    """The bot is paused (SIGSTOP) with an admin's identity fresh in its cache; meanwhile the admin's
+    cross-signing identity is reset and a command comes from the admin's old device. Both arrive in
+    one sync: the device-list change must be applied before the command is judged, so it is refused."""
+    suffix = uuid.uuid4().hex[:6]
+    admins = [synapse.register(f"{n}{suffix}", PASSWORD) for n in ("uma", "vic")]
+    bot = await make_bot(f"samesync{suffix}", extra='device_policy = "cross-signed"\n', admins=admins,
+                         members=admins)
+    vic = ChatClient(synapse.url, admins[1], PASSWORD, tmp_path / "vic")
+    await vic.start()
+    new_vic = ChatClient(synapse.url, admins[1], PASSWORD, tmp_path / "vic-new")
+    try:
+        status = await cross_sign_nio_device(vic.client, tmp_path / "vic-keys", PASSWORD)
+        assert status.device_signed
+        await asyncio.sleep(1)
+        reply = await vic.command(bot.room_id, "!ping", bot.user_id, timeout=30)
+        assert reply.body.startswith("pong"), "the identity is pinned and cached now"
+        await new_vic.start()
+        pid = bot.process.running_pid()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(33)      # its pending long poll ends empty: the next sync holds both
+            async with CrossSigning.from_nio(new_vic.client, password=PASSWORD) as signing:
+                status = await signing.reset(PASSWORD, tmp_path / "vic-new-keys",
+                                             new_vic.client.olm.account.identity_keys)
+            assert status.device_signed
+            mark = token()
+            event_id = await vic.send(bot.room_id, f"!mark {mark}")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        reply = await vic.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == event_id,
+                                   timeout=60)
+        assert f"the cross-signing identity of {admins[1]} changed" in reply.body, reply.body
+        await asyncio.sleep(1)
+        assert mark not in bot.marks()
+    finally:
+        await new_vic.stop()
+        await vic.stop()
