@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import tempfile
 import time
 import urllib.request
 from datetime import datetime
@@ -449,26 +450,34 @@ async def test_missing_repository_message_is_scrubbed_of_secrets(tmp_path):
     assert PASSWORD not in str(caught.value) and "nothing-***" in str(caught.value)
 
 
-async def test_password_reaches_restic_only_through_a_private_file(restic, tmp_path, monkeypatch):
+async def test_password_reaches_restic_only_through_an_inherited_pipe(restic, tmp_path, monkeypatch):
+    # restic is started through a script that writes down what the started program gets, then
+    # becomes restic (exec: same process, same environment and file descriptors).
     monkeypatch.setenv("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
     monkeypatch.setenv("RESTIC_PASSWORD", "leaked")
-    seen: dict[str, object] = {}
-    original = restic._env
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    wrapper = tmp_path / "restic-spy"
+    wrapper.write_text(f"""#!/bin/sh
+tr '\\0' '\\n' < /proc/$$/environ > {spy}/environ
+printf '%s\\n' "$@" > {spy}/argv
+for fd in /proc/$$/fd/*; do echo "${{fd##*/}} $(readlink "$fd")"; done > {spy}/fds
+exec {shutil.which("restic")} "$@"
+""")
+    wrapper.chmod(0o700)
+    restic.binary = str(wrapper)
+    open_before = len(os.listdir("/proc/self/fd"))
 
-    def spy(password_file: Path) -> dict[str, str]:
-        env = original(password_file)
-        seen["env"] = env
-        seen["mode"] = password_file.stat().st_mode & 0o777
-        seen["file"] = password_file
-        return env
+    assert await restic.snapshots() == []
 
-    monkeypatch.setattr(restic, "_env", spy)
-    await restic.snapshots()
-
-    env = seen["env"]
-    assert seen["mode"] == 0o600 and not seen["file"].exists()
-    assert "AWS_CA_BUNDLE" not in env and "RESTIC_PASSWORD" not in env
-    assert PASSWORD not in " ".join(env.values())
+    environ = dict(line.split("=", 1) for line in (spy / "environ").read_text().splitlines())
+    number = environ["RESTIC_PASSWORD_FILE"].removeprefix("/dev/fd/")
+    fds = dict(line.split(" ", 1) for line in (spy / "fds").read_text().splitlines())
+    assert fds[number].startswith("pipe:"), fds
+    assert "AWS_CA_BUNDLE" not in environ and "RESTIC_PASSWORD" not in environ
+    assert PASSWORD not in (spy / "environ").read_text() and PASSWORD not in (spy / "argv").read_text()
+    assert len(os.listdir("/proc/self/fd")) == open_before   # the bot closed its ends of the pipe
+    assert not list(Path(tempfile.gettempdir()).glob("restic-pw-*"))
 
 
 async def test_timeout_ends_restic_and_says_so(tmp_path):
