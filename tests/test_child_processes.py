@@ -95,22 +95,38 @@ asyncio.run(run(["sleep", "60"], timeout=120))
 """
 
 
+def start_starter(state_dir: Path) -> tuple[subprocess.Popen, dict]:
+    """A process that runs `sleep 60` through proc.run, recording into state_dir; and the record."""
+    starter = subprocess.Popen([sys.executable, "-c", _STARTER, str(state_dir)], cwd=ROOT)
+    record_path = state_dir / children.RECORD_NAME
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        data = json.loads(record_path.read_text()) if record_path.exists() else {"children": []}
+        if data["children"]:
+            return starter, data["children"][0]
+        time.sleep(0.05)
+    starter.kill()
+    raise AssertionError("the starter never recorded its child")
+
+
 def test_a_child_dies_with_the_process_that_started_it(tmp_path):
-    starter = subprocess.Popen([sys.executable, "-c", _STARTER, str(tmp_path)], cwd=ROOT)
+    starter, child = start_starter(tmp_path)
     try:
-        record_path = tmp_path / children.RECORD_NAME
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            data = json.loads(record_path.read_text()) if record_path.exists() else {"children": []}
-            if data["children"]:
-                break
-            time.sleep(0.05)
-        [child] = data["children"]
         assert children.read_stat(child["pid"]).name == "sleep" and child["label"] == "sleep"
     finally:
         starter.kill()
         starter.wait()
     assert wait_gone(child["pid"], child["start"], timeout=3), "sleep outlived the process that started it"
+
+
+def test_the_children_of_a_live_bot_on_the_same_state_dir_are_left_alone(tmp_path):
+    starter, child = start_starter(tmp_path)
+    try:
+        assert children.end_leftovers(tmp_path, grace=1) == []
+        assert not gone(child["pid"], child["start"])
+    finally:
+        starter.kill()
+        starter.wait()
 
 
 # --------------------------------------------------------------------------- ending leftovers at start

@@ -136,6 +136,8 @@ class ChildRecord:
         self.path = path
         self.children: dict[int, Child] = {}
         self._boot = boot_id()
+        me = read_stat(os.getpid())
+        self._owner = {"pid": os.getpid(), "start": me.start if me else 0}
         self._lock = threading.Lock()
         self._write()
 
@@ -157,7 +159,8 @@ class ChildRecord:
 
     def _write(self) -> None:
         """Never raises: a child that could not be written down still runs, watched by `proc.run`."""
-        data = {"boot_id": self._boot, "children": [asdict(c) for c in self.children.values()]}
+        data = {"boot_id": self._boot, "bot": self._owner,
+                "children": [asdict(c) for c in self.children.values()]}
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -227,18 +230,27 @@ class Leftover:
         return bool(self.ended or self.not_ended)
 
     def sentence(self) -> str:
+        """E.g. "restic restore (pid 812) was still running and has been stopped; the restore may be
+        partial: run it again"."""
         c = self.child
-        leader = next((p for p in self.ended if p.pid == c.pid), None)
-        parts = [f"{c.label} (pid {c.pid}) " + ("was still running and has been stopped" if leader else
-                                               "was running and ended with the bot")]
+        refused = {stat.pid: why for stat, why in self.not_ended}
+        if c.pid in refused:
+            parts = [f"{c.label} (pid {c.pid}) is still running and could not be stopped "
+                     f"({refused[c.pid]}): end it by hand"]
+        elif any(p.pid == c.pid for p in self.ended):
+            parts = [f"{c.label} (pid {c.pid}) was still running and has been stopped"]
+        else:
+            parts = [f"{c.label} (pid {c.pid}) was running and ended with the bot"]
         others = [p for p in self.ended if p.pid != c.pid]
         if others:
             names = ", ".join(f"{p.name} (pid {p.pid})" for p in others)
-            parts.append(f"{names}, started by it, {'was' if len(others) == 1 else 'were'} still "
-                         "running and " + ("has" if len(others) == 1 else "have") + " been stopped")
+            one = len(others) == 1
+            parts.append(f"{names}, started by it, {'was' if one else 'were'} still running and "
+                         f"{'has' if one else 'have'} been stopped")
         for stat, why in self.not_ended:
-            parts.append(f"{stat.name} (pid {stat.pid}) is still running and could not be stopped "
-                         f"({why}): end it by hand")
+            if stat.pid != c.pid:
+                parts.append(f"{stat.name} (pid {stat.pid}), started by it, is still running and could "
+                             f"not be stopped ({why}): end it by hand")
         if c.if_cut_short:
             parts.append(c.if_cut_short)
         return "; ".join(parts)
@@ -259,6 +271,11 @@ def end_leftovers(state_dir: Path, grace: float = 5.0) -> list[Leftover]:
     leftovers = [Leftover(c) for c in children]
     if data.get("boot_id") != boot_id():   # the machine restarted: all of them ended with it
         return leftovers
+    owner = data.get("bot") or {}
+    if owner.get("pid") != os.getpid() and _alive(owner.get("pid"), owner.get("start")):
+        log.error("children_record_in_use", pid=owner["pid"], path=str(path),
+                  hint="another bot runs with this state directory; its children are left alone")
+        return []
     _end(leftovers, grace)
     for leftover in leftovers:
         log.warning("child_left_by_previous_run", pid=leftover.child.pid, label=leftover.child.label,
@@ -267,11 +284,18 @@ def end_leftovers(state_dir: Path, grace: float = 5.0) -> list[Leftover]:
     return leftovers
 
 
+def _alive(pid: object, start: object) -> bool:
+    stat = read_stat(pid) if isinstance(pid, int) and pid > 0 else None
+    return stat is not None and stat.start == start and stat.state != "Z"
+
+
 def members(child: Child, stats: Sequence[ProcStat] | None = None) -> list[ProcStat]:
     """The processes that belong to the recorded child now: its session, started no earlier than it.
 
     If the leader's pid is taken by a process with another start time, the session is not ours (the
     kernel hands out a pid again only when no process has it as pid, group or session id)."""
+    if child.pid <= 1:
+        return []
     leader = read_stat(child.pid)
     if leader is not None and leader.start != child.start:
         return []
@@ -281,50 +305,57 @@ def members(child: Child, stats: Sequence[ProcStat] | None = None) -> list[ProcS
 
 def _end(leftovers: list[Leftover], grace: float) -> None:
     stats = [s for s in map(read_stat, _all_pids()) if s is not None]
-    handles: list[tuple[Leftover, ProcStat, int | None]] = []
+    signalled: list[tuple[Leftover, ProcStat, int | None]] = []
     for leftover in leftovers:
         for stat in members(leftover.child, stats):
             if stat.pid == os.getpid():
                 continue
-            handle = _signal_verified(stat, signal.SIGTERM)
-            if isinstance(handle, str):
-                leftover.not_ended.append((stat, handle))
-            elif handle is not False:
-                handles.append((leftover, stat, handle))
+            try:
+                pidfd = _terminate_if_same(stat)
+            except _Gone:
+                continue
+            except PermissionError:
+                leftover.not_ended.append((stat, "not allowed to signal it"))
+                continue
+            signalled.append((leftover, stat, pidfd))
     deadline = time.monotonic() + grace
-    for leftover, stat, pidfd in handles:
-        if not _wait_gone(stat, pidfd, deadline):
-            _send(stat, pidfd, signal.SIGKILL)
-            _wait_gone(stat, pidfd, time.monotonic() + 2)
-        if pidfd is not None:
-            os.close(pidfd)
+    for leftover, stat, pidfd in signalled:
+        try:
+            if not _wait_gone(stat, pidfd, deadline):
+                _send(stat, pidfd, signal.SIGKILL)
+                _wait_gone(stat, pidfd, time.monotonic() + 2)
+        except ProcessLookupError:
+            pass
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
         leftover.ended.append(stat)
 
 
-def _signal_verified(stat: ProcStat, sig: int) -> int | None | bool | str:
-    """Signal the process if it is still the one in `stat`: its pidfd (None where there are no
-    pidfds), False if it is gone or another one, or why it could not be signalled."""
+class _Gone(Exception):
+    """The process ended, or its pid now belongs to another one."""
+
+
+def _terminate_if_same(stat: ProcStat) -> int | None:
+    """SIGTERM the process if it is still the one in `stat`; its pidfd (None where the kernel has
+    none, and then a small window remains between the check and the signal)."""
     try:
         pidfd: int | None = os.pidfd_open(stat.pid)
     except ProcessLookupError:
-        return False
-    except (AttributeError, OSError):   # kernel before 5.3: a small window between check and kill
+        raise _Gone from None
+    except (AttributeError, OSError):
         pidfd = None
-    now = read_stat(stat.pid)
-    if now is None or now.start != stat.start or now.state == "Z":
-        if pidfd is not None:
-            os.close(pidfd)
-        return False
     try:
-        _send(stat, pidfd, sig)
-    except PermissionError:
+        now = read_stat(stat.pid)
+        if now is None or now.start != stat.start or now.state == "Z":
+            raise _Gone
+        _send(stat, pidfd, signal.SIGTERM)
+    except BaseException as exc:
         if pidfd is not None:
             os.close(pidfd)
-        return "not allowed to signal it"
-    except ProcessLookupError:
-        if pidfd is not None:
-            os.close(pidfd)
-        return False
+        if isinstance(exc, ProcessLookupError):
+            raise _Gone from None
+        raise
     return pidfd
 
 
@@ -340,10 +371,9 @@ def _wait_gone(stat: ProcStat, pidfd: int | None, deadline: float) -> bool:
         if pidfd is not None:
             if select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
                 return True
+        elif not _alive(stat.pid, stat.start):
+            return True
         else:
-            now = read_stat(stat.pid)
-            if now is None or now.start != stat.start or now.state == "Z":
-                return True
             time.sleep(0.05)
         if time.monotonic() >= deadline:
             return False
