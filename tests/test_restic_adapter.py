@@ -10,6 +10,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -629,3 +631,31 @@ def test_repository_locations_and_credentials_environment(tmp_path):
                         "RESTIC_PASSWORD_FILE", "RESTIC_PROGRESS_FPS", "RESTIC_CACHE_DIR"}
     with pytest.raises(ValueError):
         S3Repository(endpoint="ftp://x", bucket="family", access_key_id="i", secret_access_key="s")
+
+
+async def test_a_password_too_long_for_the_pipe_is_a_clear_error(tmp_path):
+    restic = Restic(LocalRepository(path=tmp_path / "repo"), "p" * 5000, cache_dir=tmp_path / "cache")
+    with pytest.raises(ResticError) as caught:
+        await restic.snapshots()
+    assert "the repository password is too long (at most 4095 bytes)" in str(caught.value)
+    assert "ppp" not in str(caught.value)
+
+
+async def test_password_pipe_works_when_the_bot_runs_with_stdin_closed(restic, tmp_path):
+    # A supervisor may start the bot with fd 0 closed: the pipe then gets fd 0, which would be
+    # replaced by restic's /dev/null stdin and restic would read an empty password.
+    code = f"""
+import asyncio, os
+from pathlib import Path
+from spbot.system.restic import LocalRepository, Restic
+
+async def main():
+    os.close(0)
+    restic = Restic(LocalRepository(path=Path({str(restic.repository.path)!r})), {PASSWORD!r},
+                    cache_dir=Path({str(tmp_path / "cache2")!r}))
+    print("snapshots:", len(await restic.snapshots()))
+asyncio.run(main())
+"""
+    result = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code], capture_output=True,
+                                     text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0 and "snapshots: 0" in result.stdout, result.stderr[-2000:]

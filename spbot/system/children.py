@@ -276,7 +276,10 @@ def end_leftovers(state_dir: Path, grace: float = 5.0) -> list[Leftover]:
         log.error("children_record_in_use", pid=owner["pid"], path=str(path),
                   hint="another bot runs with this state directory; its children are left alone")
         return []
-    _end(leftovers, grace)
+    try:
+        _end(leftovers, grace)
+    except Exception:   # the bot must start even so; the report still names every child
+        log.exception("ending_leftovers_failed")
     for leftover in leftovers:
         log.warning("child_left_by_previous_run", pid=leftover.child.pid, label=leftover.child.label,
                     job=leftover.child.job, ended=[p.pid for p in leftover.ended],

@@ -448,7 +448,7 @@ def _readable(line: str) -> str:
 # --------------------------------------------------------------------------- the adapter
 
 _SNAPSHOT_ID = re.compile(r"^(latest|[0-9a-f]{8,64})$")
-_PIPE_CAPACITY = 65536   # Linux's default; the password is written before restic starts reading
+_PIPE_CAPACITY = 4096   # the least a pipe holds: the password is written whole before restic starts
 # What it means when the bot is killed during an operation, for the report at its next start.
 _IF_CUT_SHORT = {
     "backup": "no snapshot was made: run the backup again",
@@ -722,13 +722,14 @@ class Restic:
                               f"the repository password is too long (at most {_PIPE_CAPACITY - 1} bytes)")
         read_end, write_end = os.pipe()   # both close-on-exec: only restic gets the read end
         try:
-            os.write(write_end, data)
-        finally:
-            os.close(write_end)
-        if read_end < 3:   # the bot was started with stdin closed: 0..2 become restic's stdio
-            read_end, old = fcntl.fcntl(read_end, fcntl.F_DUPFD_CLOEXEC, 3), read_end
-            os.close(old)
-        try:
+            try:
+                while data:
+                    data = data[os.write(write_end, data):]
+            finally:
+                os.close(write_end)
+            if read_end < 3:   # the bot was started with stdin closed: 0..2 become restic's stdio
+                read_end, low = fcntl.fcntl(read_end, fcntl.F_DUPFD_CLOEXEC, 3), read_end
+                os.close(low)
             yield read_end
         finally:
             os.close(read_end)
