@@ -116,7 +116,9 @@ class JobRunner:
         self._lock_change = asyncio.Condition()
 
     async def start(self) -> None:
-        """Before any new work: end what a killed predecessor left running, then report its jobs."""
+        """Before any new work: end what a killed predecessor left running (and remove the password
+        files older versions left), write down every child from now on, then report the jobs it cut
+        short with what became of their programs."""
         await self.store.ensure_schema(SCHEMA)
         await self.store.add_columns("jobs", {"expected_stop": "TEXT"})
         state_dir = self.bot.config.state_dir
