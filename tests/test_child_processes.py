@@ -293,9 +293,9 @@ def processes_mentioning(text: str) -> list[children.ProcStat]:
     return found
 
 
-def files_holding(directory: Path, secret: str) -> list[Path]:
+def files_holding(directory: Path, secret: str, pattern: str = "**/*") -> list[Path]:
     hits = []
-    for path in directory.rglob("*"):
+    for path in directory.glob(pattern):
         try:
             if path.is_file() and not path.is_symlink() and secret.encode() in path.read_bytes():
                 hits.append(path)
@@ -339,7 +339,7 @@ async def test_kill_during_a_restore_ends_restic_with_the_bot_and_the_report_say
             "restic restore kept running after the bot was killed"
     finally:
         os.close(writer)
-    assert not list(Path(tempfile.gettempdir()).glob("restic-pw-*"))
+    assert files_holding(Path(tempfile.gettempdir()), RESTIC_PASSWORD, "restic-pw-*") == []
     assert files_holding(bot.state_dir, RESTIC_PASSWORD) == [bot.state_dir / "restic-pw-left-by-an-old-version"]
 
     bot.start()
