@@ -281,10 +281,8 @@ class JobRunner:
         with the programs it had running and what became of them."""
         leftovers = leftovers or []
         rows = await self.store.fetchall("SELECT * FROM jobs WHERE state IN ('waiting','running')")
-        reported: set[int] = set()
         for row in rows:
             cut = [f"• {left.sentence()}" for left in leftovers if left.job == row["id"]]
-            reported.update(id(left) for left in leftovers if left.job == row["id"])
             await self.store.execute("UPDATE jobs SET state = 'interrupted', ended = ?, summary = ? "
                                      "WHERE id = ?", (time.time(), "the bot stopped while it ran", row["id"]))
             log.warning("job_interrupted", job=row["id"], title=row["title"], expected=bool(row["expected_stop"]))
@@ -310,8 +308,9 @@ class JobRunner:
                 stub.started = time.monotonic() - (time.time() - (row["started"] or row["created"]))
                 await self.bot.outbox.edit(row["progress_message"],
                                            stub.render("interrupted", "the bot stopped").content())
+        jobs = {row["id"] for row in rows}
         await self._report_stray_children([left for left in leftovers
-                                           if id(left) not in reported and left.was_running])
+                                           if left.job not in jobs and left.was_running])
 
     async def _report_stray_children(self, leftovers: list[children.Leftover]) -> None:
         """Programs of no interrupted job that were still running at this start (and now ended)."""
