@@ -371,8 +371,10 @@ def _send(stat: ProcStat, pidfd: int | None, sig: int) -> None:
 
 def _wait_gone(stat: ProcStat, pidfd: int | None, deadline: float) -> bool:
     while True:
-        if pidfd is not None:
-            if select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        if pidfd is not None:   # readable once the process has exited
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            if poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
                 return True
         elif not _alive(stat.pid, stat.start):
             return True
