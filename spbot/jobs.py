@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from .context import Request
 from .logs import get_logger
 from .render import Reply, bar, human_duration
+from .system import children
 
 if TYPE_CHECKING:
     from .bot import Bot
@@ -115,9 +116,16 @@ class JobRunner:
         self._lock_change = asyncio.Condition()
 
     async def start(self) -> None:
+        """Before any new work: end what a killed predecessor left running (and remove the password
+        files older versions left), write down every child from now on, then report the jobs it cut
+        short with what became of their programs."""
         await self.store.ensure_schema(SCHEMA)
         await self.store.add_columns("jobs", {"expected_stop": "TEXT"})
-        await self._report_interrupted()
+        state_dir = self.bot.config.state_dir
+        leftovers = await asyncio.to_thread(children.end_leftovers, state_dir)
+        children.start_recording(state_dir)
+        await asyncio.to_thread(children.remove_old_password_files, state_dir)
+        await self._report_interrupted(leftovers)
 
     # --- starting work -------------------------------------------------------------------------
 
@@ -268,9 +276,13 @@ class JobRunner:
             "(SELECT id FROM jobs ORDER BY id DESC LIMIT ?) ORDER BY id DESC", (limit,))
         return [dict(r) for r in rows]
 
-    async def _report_interrupted(self) -> None:
+    async def _report_interrupted(self, leftovers: list[children.Leftover] | None = None) -> None:
+        """Every job the bot stopped during: marked interrupted (never re-run) and reported in its room,
+        with the programs it had running and what became of them."""
+        leftovers = leftovers or []
         rows = await self.store.fetchall("SELECT * FROM jobs WHERE state IN ('waiting','running')")
         for row in rows:
+            cut = [f"• {left.sentence()}" for left in leftovers if left.job == row["id"]]
             await self.store.execute("UPDATE jobs SET state = 'interrupted', ended = ?, summary = ? "
                                      "WHERE id = ?", (time.time(), "the bot stopped while it ran", row["id"]))
             log.warning("job_interrupted", job=row["id"], title=row["title"], expected=bool(row["expected_stop"]))
@@ -282,6 +294,8 @@ class JobRunner:
                     f"job #{row['id']} ({row['title']}, asked by {row['requester']}) was interrupted: "
                     "the bot stopped while it was running. It was not started again.",
                     "Check what it left behind (!status, !jobs) and run it again if it is still needed.")
+            if cut:
+                reply = reply + Reply.text("\n".join(cut))
             content = reply.content()
             if row["event_id"]:
                 content["m.relates_to"] = {"m.in_reply_to": {"event_id": row["event_id"]}}
@@ -294,3 +308,16 @@ class JobRunner:
                 stub.started = time.monotonic() - (time.time() - (row["started"] or row["created"]))
                 await self.bot.outbox.edit(row["progress_message"],
                                            stub.render("interrupted", "the bot stopped").content())
+        jobs = {row["id"] for row in rows}
+        await self._report_stray_children([left for left in leftovers
+                                           if left.job not in jobs and left.was_running])
+
+    async def _report_stray_children(self, leftovers: list[children.Leftover]) -> None:
+        """Programs of no interrupted job that were still running at this start (and now ended)."""
+        if not leftovers:
+            return
+        lines = [f"• {left.sentence()}" for left in leftovers]
+        reply = Reply.error("When the bot stopped, programs it had started outside any job were still "
+                            "running; they were found at this start:") + Reply.text("\n".join(lines))
+        for room in self.bot.admin_rooms():
+            await self.bot.outbox.send(room, reply.content())

@@ -10,6 +10,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from datetime import datetime
@@ -449,26 +451,33 @@ async def test_missing_repository_message_is_scrubbed_of_secrets(tmp_path):
     assert PASSWORD not in str(caught.value) and "nothing-***" in str(caught.value)
 
 
-async def test_password_reaches_restic_only_through_a_private_file(restic, tmp_path, monkeypatch):
+async def test_password_reaches_restic_only_through_an_inherited_pipe(restic, tmp_path, monkeypatch):
+    # restic is started through a script that writes down what the started program gets, then
+    # becomes restic (exec: same process, same environment and file descriptors).
     monkeypatch.setenv("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
     monkeypatch.setenv("RESTIC_PASSWORD", "leaked")
-    seen: dict[str, object] = {}
-    original = restic._env
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    wrapper = tmp_path / "restic-spy"
+    wrapper.write_text(f"""#!/bin/sh
+tr '\\0' '\\n' < /proc/$$/environ > {spy}/environ
+printf '%s\\n' "$@" > {spy}/argv
+for fd in /proc/$$/fd/*; do echo "${{fd##*/}} $(readlink "$fd")"; done > {spy}/fds
+exec {shutil.which("restic")} "$@"
+""")
+    wrapper.chmod(0o700)
+    restic.binary = str(wrapper)
+    open_before = len(os.listdir("/proc/self/fd"))
 
-    def spy(password_file: Path) -> dict[str, str]:
-        env = original(password_file)
-        seen["env"] = env
-        seen["mode"] = password_file.stat().st_mode & 0o777
-        seen["file"] = password_file
-        return env
+    assert await restic.snapshots() == []
 
-    monkeypatch.setattr(restic, "_env", spy)
-    await restic.snapshots()
-
-    env = seen["env"]
-    assert seen["mode"] == 0o600 and not seen["file"].exists()
-    assert "AWS_CA_BUNDLE" not in env and "RESTIC_PASSWORD" not in env
-    assert PASSWORD not in " ".join(env.values())
+    environ = dict(line.split("=", 1) for line in (spy / "environ").read_text().splitlines())
+    number = environ["RESTIC_PASSWORD_FILE"].removeprefix("/dev/fd/")
+    fds = dict(line.split(" ", 1) for line in (spy / "fds").read_text().splitlines())
+    assert fds[number].startswith("pipe:"), fds
+    assert "AWS_CA_BUNDLE" not in environ and "RESTIC_PASSWORD" not in environ
+    assert PASSWORD not in (spy / "environ").read_text() and PASSWORD not in (spy / "argv").read_text()
+    assert len(os.listdir("/proc/self/fd")) == open_before   # the bot closed its ends of the pipe
 
 
 async def test_timeout_ends_restic_and_says_so(tmp_path):
@@ -620,3 +629,31 @@ def test_repository_locations_and_credentials_environment(tmp_path):
                         "RESTIC_PASSWORD_FILE", "RESTIC_PROGRESS_FPS", "RESTIC_CACHE_DIR"}
     with pytest.raises(ValueError):
         S3Repository(endpoint="ftp://x", bucket="family", access_key_id="i", secret_access_key="s")
+
+
+async def test_a_password_too_long_for_the_pipe_is_a_clear_error(tmp_path):
+    restic = Restic(LocalRepository(path=tmp_path / "repo"), "p" * 5000, cache_dir=tmp_path / "cache")
+    with pytest.raises(ResticError) as caught:
+        await restic.snapshots()
+    assert "the repository password is too long (at most 4095 bytes)" in str(caught.value)
+    assert "ppp" not in str(caught.value)
+
+
+async def test_password_pipe_works_when_the_bot_runs_with_stdin_closed(restic, tmp_path):
+    # A supervisor may start the bot with fd 0 closed: the pipe then gets fd 0, which would be
+    # replaced by restic's /dev/null stdin and restic would read an empty password.
+    code = f"""
+import asyncio, os
+from pathlib import Path
+from spbot.system.restic import LocalRepository, Restic
+
+async def main():
+    os.close(0)
+    restic = Restic(LocalRepository(path=Path({str(restic.repository.path)!r})), {PASSWORD!r},
+                    cache_dir=Path({str(tmp_path / "cache2")!r}))
+    print("snapshots:", len(await restic.snapshots()))
+asyncio.run(main())
+"""
+    result = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code], capture_output=True,
+                                     text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0 and "snapshots: 0" in result.stdout, result.stderr[-2000:]

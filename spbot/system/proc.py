@@ -1,7 +1,9 @@
 """Run a program without a shell: argument list, timeout, bounded output, whole group ended on cancel.
 
 Every subprocess the bot starts goes through `run`, so that no caller can forget the timeout,
-leak a process group, or let a chatty program fill memory.
+leak a process group, or let a chatty program fill memory; and so that no child outlives a killed
+bot: each one is killed by the kernel when the bot dies and is written down in the bot's state until
+it ends, so that the next start ends what is left of it and says so (see `spbot.system.children`).
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping, Sequence
+
+from spbot.system import children
 
 LineCallback = Callable[[str], Awaitable[None] | None]
 
@@ -96,10 +100,17 @@ async def run(
     on_stdout_line: LineCallback | None = None,
     on_stderr_line: LineCallback | None = None,
     kill_grace: float = 5.0,
+    pass_fds: Sequence[int] = (),
+    label: str | None = None,
+    if_cut_short: str = "",
 ) -> ProcResult:
     """Run argv (no shell) and wait for it; on timeout or cancellation end its whole process group.
 
     `env` replaces the environment when given (pass `{**os.environ, ...}` to extend it).
+    `pass_fds` are inherited by the program under the same numbers (e.g. a pipe holding a secret).
+    `label` names the program for people ("restic restore"; default: the program's name) and
+    `if_cut_short` says what it means if the bot is killed while it runs; both go in the report of
+    the interrupted job at the next start.
     """
     argv = [os.fspath(a) for a in argv]
     started = time.monotonic()
@@ -112,13 +123,15 @@ async def run(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=children.die_with_bot(),
+            pass_fds=tuple(pass_fds),
             limit=1 << 20,
         )
     except FileNotFoundError as exc:
         raise ProcError(f"{argv[0]} is not installed (not found on PATH)") from exc
     except PermissionError as exc:
         raise ProcError(f"{argv[0]} cannot be executed (permission denied)") from exc
-
+    child = children.track(proc.pid, label or os.path.basename(argv[0]), if_cut_short)
     out = _Collector(max_stdout, on_stdout_line)
     err = _TailCollector(max_stderr, on_stderr_line)
 
@@ -142,6 +155,8 @@ async def run(
     except BaseException:  # a line callback failed: never leave the program running unwatched
         await terminate_group(proc, kill_grace)
         raise
+    finally:
+        children.untrack(child)
     return ProcResult(
         argv=argv,
         returncode=proc.returncode if proc.returncode is not None else -1,

@@ -7,19 +7,21 @@
     summary = await restic.backup(["/srv/nextcloud"], tags=["service:nextcloud", "reason:auto"],
                                   progress=show_progress)
 
-Every call goes through `spbot.system.proc.run` (timeout, own process group). Secrets reach restic
-only through its environment and a 0600 password file; error messages are scrubbed of them.
+Every call goes through `spbot.system.proc.run` (timeout, own process group, dies with the bot).
+The repository password reaches restic through a pipe it inherits (RESTIC_PASSWORD_FILE=/dev/fd/N),
+so it is never on disk, in an argument list or in an environment; the storage credentials go
+through restic's environment. Error messages are scrubbed of all of them.
 Works with restic 0.14 (Debian bookworm) and later: no --retry-lock, JSON parsed leniently.
 """
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
 import re
 import signal
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -446,6 +448,14 @@ def _readable(line: str) -> str:
 # --------------------------------------------------------------------------- the adapter
 
 _SNAPSHOT_ID = re.compile(r"^(latest|[0-9a-f]{8,64})$")
+_PIPE_CAPACITY = 4096   # the least a pipe holds: the password is written whole before restic starts
+# What it means when the bot is killed during an operation, for the report at its next start.
+_IF_CUT_SHORT = {
+    "backup": "no snapshot was made: run the backup again",
+    "restore": "the restore may be partial: run it again",
+    "forget": "some old snapshots may not have been removed: run the prune again",
+    "check": "the repository check did not finish: run it again",
+}
 _BASE_ENV = ("PATH", "HOME", "LANG", "TMPDIR")
 
 
@@ -462,9 +472,9 @@ class Restic:
         password_dir: Path | None = None,
         progress_fps: float = 2.0,
     ):
-        """`password` is the repository password (read by the caller from its file); it is handed
-        to restic in a 0600 file under `password_dir` (default: the system temp dir), removed after
-        each call."""
+        """`password` is the repository password (read by the caller from its file); each call
+        hands it to restic through a pipe. `password_dir` is ignored: nothing is written any more
+        (older versions wrote a file there; `spbot.system.children` removes what they left)."""
         self.repository = repository
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self.binary = binary
@@ -670,10 +680,11 @@ class Restic:
         check: bool = True,
         max_stdout: int = 4_000_000,
     ) -> ProcResult:
-        with self._password_file() as password_file:
+        with self._password_pipe() as fd:
             try:
-                result = await run([self.binary, *args], timeout=timeout, env=self._env(password_file),
-                                   on_stdout_line=on_line, max_stdout=max_stdout)
+                result = await run([self.binary, *args], timeout=timeout, env=self._env(fd), pass_fds=[fd],
+                                   on_stdout_line=on_line, max_stdout=max_stdout,
+                                   label=f"restic {operation}", if_cut_short=_IF_CUT_SHORT.get(operation, ""))
             except ProcError as exc:
                 raise ResticError(operation, ResticFailure.NOT_INSTALLED, f"restic {operation} failed: {exc}")
         log.info("restic %s: exit %s in %.1f s", operation, result.returncode, result.duration)
@@ -690,26 +701,38 @@ class Restic:
     def _secrets(self) -> list[str]:
         return [self._password.get_secret_value(), *self.repository.secrets()]
 
-    def _env(self, password_file: Path) -> dict[str, str]:
+    def _env(self, password_fd: int) -> dict[str, str]:
         env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         env.update(self.repository.environment())
         env["RESTIC_REPOSITORY"] = self.repository.location()
-        env["RESTIC_PASSWORD_FILE"] = str(password_file)
+        env["RESTIC_PASSWORD_FILE"] = f"/dev/fd/{password_fd}"
         env["RESTIC_PROGRESS_FPS"] = str(self.progress_fps)
         if self.cache_dir is not None:
             env["RESTIC_CACHE_DIR"] = str(self.cache_dir)
         return env
 
     @contextmanager
-    def _password_file(self) -> Iterator[Path]:
-        fd, name = tempfile.mkstemp(prefix="restic-pw-", dir=self.password_dir)  # mode 0600
+    def _password_pipe(self) -> Iterator[int]:
+        """The read end of a pipe that holds the password and then ends (restic reads it whole,
+        once, at its start); closed in the bot again after the call. Nothing touches the disk."""
+        data = self._password.get_secret_value().encode()
+        if len(data) >= _PIPE_CAPACITY:
+            raise ResticError("password", ResticFailure.FAILED,
+                              f"the repository password is too long (at most {_PIPE_CAPACITY - 1} bytes)")
+        read_end, write_end = os.pipe()   # both close-on-exec: only restic gets the read end
         try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(self._password.get_secret_value())
-            yield Path(name)
+            try:
+                while data:
+                    data = data[os.write(write_end, data):]
+            finally:
+                os.close(write_end)
+            if read_end < 3:   # the bot was started with stdin closed: 0..2 become restic's stdio
+                read_end, low = fcntl.fcntl(read_end, fcntl.F_DUPFD_CLOEXEC, 3), read_end
+                os.close(low)
+            yield read_end
         finally:
-            Path(name).unlink(missing_ok=True)
+            os.close(read_end)
 
 
 # --------------------------------------------------------------------------- parsing helpers
