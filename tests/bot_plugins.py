@@ -90,3 +90,10 @@ async def alert_offer(ctx: Context, token: str) -> Reply:
     await ctx.bot.alerts.fire(f"test:{token}", "warning", f"test condition {token}",
                               todo="nothing else", offer=f"!danger {token}")
     return Reply.text("alert posted")
+
+
+@command("big", help="test: an answer of about `kb` KB (more than one Matrix event can hold)",
+         hidden=True)
+async def big(ctx: Context, kb: int) -> Reply:
+    lines = [f"line {n:05d} of a very long answer" for n in range(kb * 1024 // 32 + 1)]
+    return Reply.text("\n".join(lines))
