@@ -315,8 +315,9 @@ def too_long_notice(message: dict, size: int) -> dict:
         f"My answer was too long to send ({size // 1024} KB; a Matrix message holds about 64 KB), "
         "so it was not sent.",
         "Ask for less at a time: one item or service instead of all, or a shorter command.").content()
-    if "m.relates_to" in message:
-        notice["m.relates_to"] = message["m.relates_to"]
+    reply_to = (message.get("m.relates_to") or {}).get("m.in_reply_to")
+    if reply_to:
+        notice["m.relates_to"] = {"m.in_reply_to": reply_to}
     notice["spbot.too_long"] = True
     return notice
 

@@ -93,3 +93,30 @@ async def test_a_40kb_command_gets_a_readable_answer(alice, outbox_bot):
     # and the bot goes on answering
     assert (await alice.command(bot.room_id, "!ping", bot.user_id, timeout=TIMEOUT)).body
     assert "send_failed_for_good" not in bot.log()
+
+
+async def test_the_homeservers_too_large_refusal_gets_a_short_notice_instead(alice, outbox_bot):
+    """The size check counts the content once; a relation (copied in the clear beside the
+    ciphertext) of 30 KB slips past it and Synapse answers M_TOO_LARGE: a notice goes instead."""
+    bot = outbox_bot
+    event_id = await alice.send(bot.room_id, "!oversize-relation")
+    notice = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == event_id
+                                  and e.body.startswith("⚠️ My answer was too long"), TIMEOUT)
+    assert "Ask for less at a time" in notice.body and notice.decrypted
+    await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == event_id
+                         and e.body == "oversize queued", TIMEOUT)
+    assert "send_too_large" in bot.log()
+    assert "padding" not in json.dumps(notice.content)
+
+
+async def test_a_room_the_bot_is_not_in_fails_that_message_only(alice, outbox_bot, synapse):
+    bot = outbox_bot
+    stranger = f"!notjoined{secrets.token_hex(4)}:{synapse.server_name}"
+    first = await alice.command(bot.room_id, f"!say-in {stranger} hello", bot.user_id, timeout=TIMEOUT)
+    assert first.body == f"queued for {stranger}"
+    await until(lambda: any(r["failed"] for r in outbox_rows(bot, "hello")), TIMEOUT, "row failed")
+    [row] = outbox_rows(bot, "hello")
+    assert row["failed"] == f"the bot is not in room {stranger} any more" and row["event_id"] is None
+    assert "send_failed_for_good" in bot.log() and stranger in bot.log()
+    # the queue goes on
+    assert (await alice.command(bot.room_id, "!ping", bot.user_id, timeout=TIMEOUT)).body
