@@ -25,14 +25,20 @@ class CryptoKeyError(Exception):
     """The crypto store opens with neither the bot's key nor nio's default one."""
 
 
-def ready_pickle_key(state_dir: Path) -> str:
+def ready_pickle_key(state_dir: Path, device_id: str | None = None) -> str:
     """The bot's pickle key (made on first use), with every store under `<state_dir>/crypto` already
-    re-pickled to it. Pass it as `AsyncClientConfig(pickle_key=...)`."""
+    re-pickled to it. Pass it as `AsyncClientConfig(pickle_key=...)`. A store that opens with
+    neither key stops the start only if it is `device_id`'s; a leftover of another device is skipped."""
     key = load_or_create(Path(state_dir) / KEY_FILE)
     store_dir = Path(state_dir) / "crypto"
     for database in sorted(store_dir.glob("*.db")) if store_dir.is_dir() else []:
-        if rekey_store(database, NIO_DEFAULT_KEY, key):
-            log.info("crypto_store_rekeyed", store=database.name)
+        try:
+            if rekey_store(database, NIO_DEFAULT_KEY, key):
+                log.info("crypto_store_rekeyed", store=database.name)
+        except CryptoKeyError as exc:
+            if device_id is not None and database.name.endswith(f"_{device_id}.db"):
+                raise
+            log.warning("crypto_store_skipped", store=database.name, reason=str(exc))
     return key
 
 

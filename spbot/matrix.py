@@ -58,7 +58,7 @@ class Connection:
         store.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(store, 0o700)
         try:
-            pickle_key = ready_pickle_key(self.state_dir)
+            pickle_key = ready_pickle_key(self.state_dir, device_id)
         except CryptoKeyError as exc:
             raise LoginFailed(str(exc)) from None
         client_config = AsyncClientConfig(
