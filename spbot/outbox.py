@@ -49,6 +49,7 @@ FORGOTTEN = {"msgtype": "m.notice", "body": "(a secret message, sent and no long
 # content JSON (non-ASCII escaped, as nio serialises it) leaves room for all of that.
 MAX_CONTENT_BYTES = 40_000
 RETRY_FIRST, RETRY_MAX = 0.5, 10.0
+MAX_CRASHES = 10                    # attempts at a row that keeps raising an unexpected error
 WIPE_RETRIES = 20                   # checkpoint attempts while a reader holds the write-ahead log
 
 
@@ -133,6 +134,7 @@ class Outbox:
 
     async def _run(self) -> None:
         backoff = RETRY_FIRST
+        crashes: dict[int, int] = {}            # a row our own code keeps failing on must not block the rest
         while True:
             await self._homeserver_ready()
             self._wake.clear()        # before the look: a send after it sets the event again
@@ -148,20 +150,30 @@ class Outbox:
                 backoff = RETRY_FIRST
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:          # nothing may end the sender: the row waits and is retried
-                if isinstance(exc, _Retry):
-                    log.warning("send_retry", message=row["id"], reason=str(exc), retry_in=backoff)
-                else:
-                    log.exception("send_crashed", message=row["id"], retry_in=backoff)
+            except _Retry as exc:
+                log.warning("send_retry", message=row["id"], reason=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+            except Exception:                 # a bug, not the homeserver: retried a few times, then dropped
+                attempts = crashes[row["id"]] = crashes.get(row["id"], 0) + 1
+                log.exception("send_crashed", message=row["id"], attempt=attempts)
+                if attempts >= MAX_CRASHES:
+                    del crashes[row["id"]]
+                    await self._fail(dict(row), "sending it kept failing in the bot's own code (see the log)")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
             finally:
                 self._in_flight = None
 
     async def _homeserver_ready(self) -> None:
-        """Until the first sync is done (nio knows no rooms before it) and the last sync succeeded."""
+        """Until the first sync is done (nio knows no rooms before it), and while syncs fail, until one
+        succeeds again, or RETRY_MAX has passed (the send is the better probe if upkeep is what fails)."""
         await self.connection.first_sync_done.wait()
-        await self.connection.online.wait()
+        if not self.connection.online.is_set():
+            try:
+                await asyncio.wait_for(self.connection.online.wait(), RETRY_MAX)
+            except asyncio.TimeoutError:
+                pass
 
     async def _send_one(self, row: dict) -> None:
         built = await self._event(row)
