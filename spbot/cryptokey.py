@@ -87,7 +87,8 @@ def rekey_store(database: Path, old: str, new: str) -> bool:
             for account_id, pickle, shared in accounts:
                 if not _opens_account((account_id, pickle, shared), new):
                     account = OlmAccount.from_pickle(_bytes(pickle), old, bool(shared))
-                    db.execute("UPDATE accounts SET account = ? WHERE id = ?", (account.pickle(new), account_id))
+                    db.execute("UPDATE accounts SET account = ? WHERE id = ?",
+                               (account.pickle(new), account_id))
             for session_id, pickle in db.execute("SELECT session_id, session FROM olmsessions").fetchall():
                 session = Session.from_pickle(_bytes(pickle), datetime.now(), old)
                 db.execute("UPDATE olmsessions SET session = ? WHERE session_id = ?",

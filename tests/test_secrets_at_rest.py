@@ -160,7 +160,8 @@ def store_rows(state_dir: Path) -> tuple[Path, tuple, list[tuple]]:
     db = sqlite3.connect(database)
     try:
         account = db.execute("SELECT id, account, shared FROM accounts").fetchone()
-        inbound = db.execute("SELECT session, fp_key, sender_key, room_id FROM megolminboundsessions").fetchall()
+        inbound = db.execute(
+            "SELECT session, fp_key, sender_key, room_id FROM megolminboundsessions").fetchall()
     finally:
         db.close()
     return database, account, inbound
