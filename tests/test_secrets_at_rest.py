@@ -187,6 +187,10 @@ async def test_a_default_key_store_is_rekeyed_and_keeps_its_device(synapse, peop
         log = bot.log()
         assert f"device_id={device_id}" in log or f'"device_id": "{device_id}"' in log, log[-2000:]
         assert "login_password" not in log and "crypto_store_rekeyed" in log
+        bot.stop(signal.SIGKILL)
+        bot.start()                               # the next start finds the store already re-keyed
+        await wait_answering(alice, bot)
+        assert bot.log().count("crypto_store_rekeyed") == 1
     finally:
         bot.stop(signal.SIGTERM)
 
