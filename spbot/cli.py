@@ -62,10 +62,13 @@ def _print_problems(problems: list[str], path: Path) -> None:
 
 
 def _run(args) -> int:
+    from .statedir import make_private, use_private_umask
+    use_private_umask()          # before anything is written: the state directory holds secrets
     config = _load(args.config, with_commands=True)
     if config is None:
         return 2
     setup_logging(config.log_level)
+    make_private(config.state_dir)
     from .bot import Bot
     from .matrix import LoginFailed
     try:

@@ -15,6 +15,7 @@ from nio import (AsyncClient, AsyncClientConfig, KeysQueryResponse, LocalProtoco
 from aiohttp import ClientError
 
 from .config import Config
+from .cryptokey import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
 from .timeline import SYNC_FILTER, Batch, GapError, read_batch
 
@@ -56,12 +57,18 @@ class Connection:
     # --- login ---------------------------------------------------------------------------------
 
     def _new_client(self, device_id: str | None = None) -> AsyncClient:
+        """A client on the device's crypto store, pickled with the bot's own key (never nio's
+        default one; a store an older version wrote with it is re-keyed first)."""
         store = self.state_dir / "crypto"
-        store.mkdir(parents=True, exist_ok=True)
+        store.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(store, 0o700)
+        try:
+            pickle_key = ready_pickle_key(self.state_dir, device_id)
+        except CryptoKeyError as exc:
+            raise LoginFailed(str(exc)) from None
         client_config = AsyncClientConfig(
             store_sync_tokens=True, encryption_enabled=True, max_timeouts=0,
-            max_limit_exceeded=3, request_timeout=SYNC_TIMEOUT_MS / 1000 + 15)
+            max_limit_exceeded=3, request_timeout=SYNC_TIMEOUT_MS / 1000 + 15, pickle_key=pickle_key)
         return AsyncClient(self.config.homeserver, self.config.user_id, device_id=device_id,
                            store_path=str(store), config=client_config)
 

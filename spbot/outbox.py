@@ -2,7 +2,15 @@
 messages wait (in SQLite, across restarts) and leave in order once it is back; nothing is lost.
 
 `send` returns a local message id at once; `edit` queues an `m.replace` of that message, and while an
-earlier edit of the same message is still waiting it is replaced rather than queued behind it."""
+earlier edit of the same message is still waiting it is replaced rather than queued behind it.
+
+A message leaves only after the first sync (before it the client knows no rooms) and while the
+homeserver answers; it waits as long as it takes. Only a refusal that no retry can change fails a row
+(the bot is not in the room any more, the homeserver forbids it), and that is logged as an error.
+A message too large for a Matrix event is shortened before sending, and if the homeserver still
+refuses it as too large, a short notice saying so goes instead: an answer is never silently lost.
+Secret messages (passwords) are wiped once sent: the row's text is overwritten and the write-ahead
+log checkpointed and truncated, so the secret's bytes are gone from every file of the store."""
 from __future__ import annotations
 
 import asyncio
@@ -10,10 +18,12 @@ import json
 import secrets
 import time
 
-from nio import LocalProtocolError, RoomSendResponse
+from nio import (EncryptionError, GroupEncryptionError, JoinedRoomsResponse, LocalProtocolError,
+                 RoomSendResponse)
 
 from .logs import get_logger
 from .matrix import NETWORK_ERRORS, Connection
+from .render import Reply
 from .store import Store
 
 log = get_logger(__name__)
@@ -31,9 +41,16 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(sent_at, failed);
 """
-RETRYABLE_ERRCODES = {None, "M_LIMIT_EXCEEDED", "M_UNKNOWN"}
+# Refusals no retry can change; anything else (rate limits, 5xx, a token being sorted out) waits.
+PERMANENT_ERRCODES = {"M_FORBIDDEN", "M_BAD_JSON", "M_NOT_JSON", "M_INVALID_PARAM"}
 FORGOTTEN = {"msgtype": "m.notice", "body": "(a secret message, sent and no longer kept)"}
-MAX_ATTEMPTS_UNKNOWN_ROOM = 20
+# A whole event may have 65536 bytes (Synapse's MAX_PDU_SIZE). Encryption turns the content into
+# base64 ciphertext (x4/3) plus keys and ids, and the event adds ~1.5 KB of its own: 40 000 bytes of
+# content JSON (non-ASCII escaped, as nio serialises it) leaves room for all of that.
+MAX_CONTENT_BYTES = 40_000
+RETRY_FIRST, RETRY_MAX = 0.5, 10.0
+MAX_CRASHES = 10                    # attempts at a row that keeps raising an unexpected error
+WIPE_RETRIES = 20                   # checkpoint attempts while a reader holds the write-ahead log
 
 
 class Outbox:
@@ -44,6 +61,7 @@ class Outbox:
         self._sent = asyncio.Condition()
         self._salt = ""
         self._task: asyncio.Task | None = None
+        self._wiper: asyncio.Task | None = None
         self._in_flight: int | None = None      # the row being sent now: no longer safe to rewrite
         self._pick = asyncio.Lock()             # picking the next row vs. rewriting a waiting edit
 
@@ -53,15 +71,19 @@ class Outbox:
         self._salt = await self.store.get("outbox_salt") or secrets.token_hex(6)
         await self.store.put("outbox_salt", self._salt)
         await self.store.execute("DELETE FROM outbox WHERE sent_at < ?", (time.time() - 7 * 86400,))
+        waiting = await self.pending()
+        if waiting:
+            log.info("outbox_waiting", messages=waiting)
         self._task = asyncio.create_task(self._run(), name="outbox")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._wiper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def send(self, room_id: str, content: dict, secret: bool = False) -> int:
-        """Queue a message; `secret` ones have their stored text replaced once they are sent."""
+        """Queue a message; `secret` ones are wiped from the store once they are sent."""
         message_id = await self.store.insert(
             "INSERT INTO outbox(room_id, content, created, secret) VALUES(?, ?, ?, ?)",
             (room_id, json.dumps(content), time.time(), int(secret)))
@@ -111,8 +133,10 @@ class Outbox:
     # --- the sender ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 0.5
+        backoff = RETRY_FIRST
+        crashes: dict[int, int] = {}            # a row our own code keeps failing on must not block the rest
         while True:
+            await self._homeserver_ready()
             self._wake.clear()        # before the look: a send after it sets the event again
             async with self._pick:
                 row = await self.store.fetchone(
@@ -122,29 +146,40 @@ class Outbox:
                 await self._wake.wait()
                 continue
             try:
-                await self._send_one(row)
-                backoff = 0.5
+                await self._send_one(dict(row))
+                backoff = RETRY_FIRST
+            except asyncio.CancelledError:
+                raise
             except _Retry as exc:
                 log.warning("send_retry", message=row["id"], reason=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, RETRY_MAX)
+            except Exception:                 # a bug, not the homeserver: retried a few times, then dropped
+                attempts = crashes[row["id"]] = crashes.get(row["id"], 0) + 1
+                log.exception("send_crashed", message=row["id"], attempt=attempts)
+                if attempts >= MAX_CRASHES:
+                    del crashes[row["id"]]
+                    await self._fail(dict(row), "sending it kept failing in the bot's own code (see the log)")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
             finally:
                 self._in_flight = None
 
-    async def _send_one(self, row) -> None:
-        content = json.loads(row["content"])
-        event_type = "m.room.message"
-        if row["edit_of"] is not None:
-            target = await self.store.fetchone("SELECT event_id FROM outbox WHERE id = ?",
-                                               (row["edit_of"],))
-            if not target or not target["event_id"]:
-                return await self._mark(row["id"], failed="the message to edit was never sent")
-            if row["relation"] == "m.annotation":
-                event_type = "m.reaction"
-                content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": target["event_id"],
-                                            "key": content["key"]}}
-            else:
-                content = _replacement(target["event_id"], content)
+    async def _homeserver_ready(self) -> None:
+        """Until the first sync is done (nio knows no rooms before it), and while syncs fail, until one
+        succeeds again, or RETRY_MAX has passed (the send is the better probe if upkeep is what fails)."""
+        await self.connection.first_sync_done.wait()
+        if not self.connection.online.is_set():
+            try:
+                await asyncio.wait_for(self.connection.online.wait(), RETRY_MAX)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _send_one(self, row: dict) -> None:
+        built = await self._event(row)
+        if built is None:
+            return await self._mark(row, failed="the message to edit was never sent")
+        event_type, content = built
         client = self.connection.client
         try:
             if client.should_query_keys:
@@ -153,31 +188,150 @@ class Outbox:
                                               tx_id=f"{self._salt}-{row['id']}",
                                               ignore_unverified_devices=True)
         except NETWORK_ERRORS as exc:
+            self._drop_group_session(row["room_id"])
             raise _Retry(f"homeserver unreachable ({exc.__class__.__name__})")
-        except LocalProtocolError as exc:
-            if time.time() - row["created"] < MAX_ATTEMPTS_UNKNOWN_ROOM:
-                raise _Retry(str(exc))
-            return await self._mark(row["id"], failed=str(exc))
+        except (LocalProtocolError, EncryptionError, GroupEncryptionError) as exc:
+            if await self._not_in_room(row["room_id"]):
+                return await self._fail(row, f"the bot is not in room {row['room_id']} any more")
+            self._drop_group_session(row["room_id"])
+            raise _Retry(f"{exc.__class__.__name__}: {exc}")
         if isinstance(response, RoomSendResponse):
-            return await self._mark(row["id"], event_id=response.event_id)
+            return await self._mark(row, event_id=response.event_id)
         errcode = getattr(response, "status_code", None)
-        if errcode in RETRYABLE_ERRCODES:
-            raise _Retry(f"{errcode}: {getattr(response, 'message', '')}")
-        log.error("send_failed", message=row["id"], room=row["room_id"], errcode=errcode,
-                  detail=getattr(response, "message", ""))
-        await self._mark(row["id"], failed=f"{errcode}: {getattr(response, 'message', '')}")
+        detail = f"{errcode}: {getattr(response, 'message', '')}"
+        if errcode == "M_TOO_LARGE":
+            return await self._send_notice_instead(row, _size(content))
+        if errcode in PERMANENT_ERRCODES:
+            return await self._fail(row, detail)
+        raise _Retry(detail)
 
-    async def _mark(self, message_id: int, event_id: str | None = None, failed: str | None = None) -> None:
-        await self.store.execute("UPDATE outbox SET event_id = ?, failed = ?, sent_at = ? WHERE id = ?",
-                                 (event_id, failed, time.time(), message_id))
-        await self.store.execute("UPDATE outbox SET content = ? WHERE id = ? AND secret = 1",
-                                 (json.dumps(FORGOTTEN), message_id))
+    async def _event(self, row: dict) -> tuple[str, dict] | None:
+        """The event type and content to send for a row, shortened to fit (None: its target was never
+        sent, so an edit or reaction has nothing to point at)."""
+        content = json.loads(row["content"])
+        if row["edit_of"] is None:
+            return "m.room.message", fit(content, MAX_CONTENT_BYTES)
+        target = await self.store.fetchone("SELECT event_id FROM outbox WHERE id = ?", (row["edit_of"],))
+        if not target or not target["event_id"]:
+            return None
+        if row["relation"] == "m.annotation":
+            return "m.reaction", {"m.relates_to": {"rel_type": "m.annotation",
+                                                   "event_id": target["event_id"], "key": content["key"]}}
+        # An edit carries its text twice (the fallback body and m.new_content).
+        return "m.room.message", _replacement(target["event_id"], fit(content, MAX_CONTENT_BYTES // 2 - 200))
+
+    async def _send_notice_instead(self, row: dict, size: int) -> None:
+        """The homeserver refused the event as too large: say so in its place, once."""
+        original = json.loads(row["content"])
+        if original.get("spbot.too_long"):
+            return await self._fail(row, "M_TOO_LARGE even for the short notice")
+        notice = too_long_notice(original, size)
+        log.warning("send_too_large", message=row["id"], room=row["room_id"], size=size)
+        await self.store.execute("UPDATE outbox SET content = ? WHERE id = ?",
+                                 (json.dumps(notice), row["id"]))
+        await self._send_one({**row, "content": json.dumps(notice)})
+
+    async def _not_in_room(self, room_id: str) -> bool:
+        """Whether the homeserver confirms the bot is not joined to the room (a network error or a
+        room nio simply has not synced yet is not that: the message waits)."""
+        client = self.connection.client
+        if room_id in client.rooms:
+            return False
+        try:
+            response = await client.joined_rooms()
+        except NETWORK_ERRORS:
+            return False
+        return isinstance(response, JoinedRoomsResponse) and room_id not in response.rooms
+
+    def _drop_group_session(self, room_id: str) -> None:
+        """After a failed attempt some devices may not have the room key: share a fresh one next time
+        (nio marks a session shared even when sending the keys failed)."""
+        olm = getattr(self.connection.client, "olm", None)
+        if olm is not None:
+            olm.outbound_group_sessions.pop(room_id, None)
+
+    async def _fail(self, row: dict, reason: str) -> None:
+        log.error("send_failed_for_good", message=row["id"], room=row["room_id"], reason=reason,
+                  hint="the message is dropped; nothing will retry it")
+        await self._mark(row, failed=reason)
+
+    async def _mark(self, row: dict, event_id: str | None = None, failed: str | None = None) -> None:
+        secret = bool(row.get("secret"))
+        if secret:
+            await self.store.execute(
+                "UPDATE outbox SET event_id = ?, failed = ?, sent_at = ?, content = ? WHERE id = ?",
+                (event_id, failed, time.time(), json.dumps(FORGOTTEN), row["id"]))
+            await self._wipe()
+        else:
+            await self.store.execute("UPDATE outbox SET event_id = ?, failed = ?, sent_at = ? WHERE id = ?",
+                                     (event_id, failed, time.time(), row["id"]))
         async with self._sent:
             self._sent.notify_all()
+
+    async def _wipe(self) -> None:
+        """Move the overwritten pages into the database file and empty the write-ahead log, which
+        still holds every earlier copy of the secret's page (secure_delete zeroes the old bytes)."""
+        if not await self._checkpoint() and (self._wiper is None or self._wiper.done()):
+            self._wiper = asyncio.create_task(self._wipe_later(), name="outbox wipe")
+
+    async def _wipe_later(self) -> None:
+        for attempt in range(WIPE_RETRIES):
+            await asyncio.sleep(min(0.25 * 2 ** attempt, 30.0))
+            if await self._checkpoint():
+                return
+        log.error("secret_wipe_incomplete", hint="a reader kept the write-ahead log busy; it is "
+                  "emptied at the next start or after the next secret message")
+
+    async def _checkpoint(self) -> bool:
+        row = await self.store.fetchone("PRAGMA wal_checkpoint(TRUNCATE)")
+        return row is not None and row[0] == 0
 
 
 class _Retry(Exception):
     pass
+
+
+def _size(content: dict) -> int:
+    """Bytes of the content as nio serialises it for encryption (compact, non-ASCII escaped)."""
+    return len(json.dumps(content, separators=(",", ":")))
+
+
+def fit(message: dict, budget: int) -> dict:
+    """The message as it is if it fits `budget`; else its plain text cut to fit, ending with "…" and
+    a note (the HTML is dropped: it cannot be cut safely); else a short notice in its place."""
+    size = _size(message)
+    if size <= budget:
+        return message
+    body = str(message.get("body", ""))
+    note = (f"\n… (shortened: the whole answer was {size // 1024} KB, more than one Matrix message "
+            "can hold)")
+    shortened = {k: v for k, v in message.items() if k not in ("format", "formatted_body")}
+    low, high = 0, len(body)
+    while low < high:                           # the longest prefix of the text that fits
+        middle = (low + high + 1) // 2
+        shortened["body"] = body[:middle] + note
+        if _size(shortened) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    shortened["body"] = body[:low] + note
+    if _size(shortened) > budget:               # something other than the text is too large
+        return too_long_notice(message, size)
+    log.info("message_shortened", size=size, budget=budget)
+    return shortened
+
+
+def too_long_notice(message: dict, size: int) -> dict:
+    """What goes instead of an answer the homeserver will not take; it keeps the reply relation."""
+    notice = Reply.error(
+        f"My answer was too long to send ({size // 1024} KB; a Matrix message holds about 64 KB), "
+        "so it was not sent.",
+        "Ask for less at a time: one item or service instead of all, or a shorter command.").content()
+    reply_to = (message.get("m.relates_to") or {}).get("m.in_reply_to")
+    if reply_to:
+        notice["m.relates_to"] = {"m.in_reply_to": reply_to}
+    notice["spbot.too_long"] = True
+    return notice
 
 
 def _replacement(event_id: str, new: dict) -> dict:

@@ -3,11 +3,14 @@ through `ensure_schema`, so the store stays a thin, shared connection."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
 import aiosqlite
 
+WAL_SIZE_LIMIT = 1 << 20         # bytes the write-ahead log may keep after a checkpoint
+SCRUBBED_KEY = "store_scrubbed"  # set once the database was vacuumed with secure_delete on
 _CORE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen_events (
@@ -21,13 +24,27 @@ class Store:
         self.db: aiosqlite.Connection | None = None
 
     async def open(self) -> "Store":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Open (or create) the database, private to the bot: secrets written to it (queued passwords)
+        are zeroed when overwritten, the write-ahead log is bounded and emptied at start, and the file
+        and its -wal/-shm companions are 0600 whatever the umask."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: SQLite gives -wal and -shm the database file's mode.
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.db = await aiosqlite.connect(self.path)
         self.db.row_factory = aiosqlite.Row
+        await self.db.execute("PRAGMA secure_delete=ON")
         await self.db.execute("PRAGMA journal_mode=WAL")
         await self.db.execute("PRAGMA synchronous=NORMAL")
+        await self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         await self.ensure_schema(_CORE_SCHEMA)
-        self.path.chmod(0o600)
+        if await self.get(SCRUBBED_KEY) is None:     # pages freed before secure_delete was on
+            await self.db.execute("VACUUM")
+            await self.put(SCRUBBED_KEY, True)
+        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for suffix in ("", "-wal", "-shm"):
+            companion = self.path.with_name(self.path.name + suffix)
+            if companion.exists():
+                companion.chmod(0o600)
         return self
 
     async def close(self) -> None:

@@ -108,3 +108,26 @@ async def mark_slow(ctx: Context, token: str, seconds: float = 1.0) -> Reply:
         os.fsync(fh.fileno())
     await asyncio.sleep(seconds)
     return Reply.text(f"marked {token}")
+
+
+@command("big", help="test: an answer of about `kb` KB (more than one Matrix event can hold)",
+         hidden=True)
+async def big(ctx: Context, kb: int) -> Reply:
+    lines = [f"line {n:05d} of a very long answer" for n in range(kb * 1024 // 32 + 1)]
+    return Reply.text("\n".join(lines))
+
+
+@command("say-in", help="test: queue a message to any room (one the bot may not be in)", hidden=True)
+async def say_in(ctx: Context, room: str, text: str) -> Reply:
+    await ctx.bot.outbox.send(room, Reply.text(text).content())
+    return Reply.text(f"queued for {room}")
+
+
+@command("oversize-relation", help="test: a reply whose relation (sent in the clear beside the "
+         "ciphertext) makes the event too large for the homeserver", hidden=True)
+async def oversize_relation(ctx: Context) -> Reply:
+    content = Reply.text("an answer with a huge relation").content()
+    content["m.relates_to"] = {"m.in_reply_to": {"event_id": ctx.request.event_id},
+                               "org.spbot.test.padding": "p" * 30_000}
+    await ctx.bot.outbox.send(ctx.request.room_id, content)
+    return Reply.text("oversize queued")

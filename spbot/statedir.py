@@ -1,0 +1,46 @@
+"""The state directory holds the bot's secrets (access token, crypto store and its key, queued
+passwords): nobody but the bot's user may read any of it. The bot runs with umask 077 so whatever it
+(or a library, or a child process) creates there is 0600 / 0700, and at start it takes group and
+other permissions away from anything an older version or another tool left readable."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .logs import get_logger
+
+log = get_logger(__name__)
+
+PRIVATE_UMASK = 0o077
+
+
+def use_private_umask() -> None:
+    """From here on, files are created 0600 and directories 0700 whatever the caller's umask."""
+    os.umask(PRIVATE_UMASK)
+
+
+def make_private(state_dir: Path) -> list[Path]:
+    """Clear the group and other bits of the state directory and everything in it (symbolic links
+    are left alone: they are not followed); returns what was changed. Owner bits are kept, so a
+    read-only file (a restic pack) stays read-only."""
+    state_dir = Path(state_dir)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    changed = [state_dir] if _restrict(state_dir) else []
+    for root, dirs, files in os.walk(state_dir):
+        for name in dirs + files:
+            path = Path(root) / name
+            if _restrict(path):
+                changed.append(path)
+    if changed:
+        log.warning("state_files_made_private", count=len(changed),
+                    first=str(changed[0].relative_to(state_dir.parent)))
+    return changed
+
+
+def _restrict(path: Path) -> bool:
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode) or not mode & 0o077:
+        return False
+    os.chmod(path, stat.S_IMODE(mode) & ~0o077)
+    return True
