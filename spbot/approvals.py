@@ -199,6 +199,7 @@ class Approvals:
             return
         if not await self.store.claim_event(event.event_id, room.room_id, time.time()):
             return
+        await self.bot.screen.replay_guard.flush()   # its (session, index) on disk before it counts
         result = await self.vote(row["id"], event.sender, event.key in APPROVE_KEYS,
                                  event_id=event.event_id, room_id=room.room_id)
         if result == other_room(row["id"]):

@@ -58,6 +58,7 @@ class ReplayGuard:
         self.own_user_id = own_user_id
         self._first_use: dict[tuple[str, int], str] = {}
         self._origins: OrderedDict[str, MegolmOrigin] = OrderedDict()
+        self._refused: OrderedDict[str, str] = OrderedDict()     # replayed event id → first event id
         self._unsaved: list[tuple] = []
         self._flushing: asyncio.Task | None = None
         self._index: int | None = None        # set by nio's index check during one decryption
@@ -94,16 +95,16 @@ class ReplayGuard:
         if first != event.event_id:
             origin.replay_of = first
             if not isinstance(result, RoomMessageText):
-                log.warning("replayed_event_refused", sender=event.sender, event_id=event.event_id,
-                            first_event_id=first)
+                if event.event_id not in self._refused:     # decryption is retried: warn once
+                    log.warning("replayed_event_refused", sender=event.sender, event_id=event.event_id,
+                                first_event_id=first, type=type(result).__name__)
+                    _remember(self._refused, event.event_id, first)
                 raise EncryptionError(f"Duplicate message index: replay of {first}")
         else:
             self._unsaved.append((*origin.key, event.event_id, room_id or event.room_id, event.sender,
                                   time.time()))
             self._flush_soon()
-        self._origins[event.event_id] = origin
-        while len(self._origins) > ORIGINS_KEPT:
-            self._origins.popitem(last=False)
+        _remember(self._origins, event.event_id, origin)
         return result
 
     def _flush_soon(self) -> None:
@@ -119,6 +120,10 @@ class ReplayGuard:
     def origin(self, event_id: str) -> MegolmOrigin | None:
         """The Megolm origin of an event this guard saw decrypted, or None."""
         return self._origins.get(event_id)
+
+    def refused_replay(self, event_id: str) -> str | None:
+        """For an event left undecrypted because it replays an earlier one: that earlier event's id."""
+        return self._refused.get(event_id)
 
     async def flush(self) -> None:
         while self._unsaved:
@@ -137,3 +142,9 @@ class ReplayGuard:
         row = await self.store.fetchone(
             "SELECT event_id FROM megolm_indexes WHERE session_id = ? AND message_index = ?", origin.key)
         return row["event_id"]
+
+
+def _remember(kept: OrderedDict, key: str, value) -> None:
+    kept[key] = value
+    while len(kept) > ORIGINS_KEPT:
+        kept.popitem(last=False)
