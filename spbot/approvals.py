@@ -121,14 +121,14 @@ class Approvals:
     # --- votes ---------------------------------------------------------------------------------
 
     async def vote(self, request_id: int, voter: str, approve: bool, reason: str = "",
-                   event_id: str | None = None, room_id: str | None = None) -> str:
-        """Count an admin's vote cast in `room_id` (None: the request's room); returns a short sentence
-        for the voter."""
+                   event_id: str | None = None, *, room_id: str) -> str:
+        """Count an admin's vote cast in `room_id` (it counts only in the request's own room); returns a
+        short sentence for the voter."""
         async with self._lock:
             row = await self._row(request_id)
             if row is None:
                 return f"there is no request #{request_id}; see {self.prefix}requests"
-            if room_id is not None and room_id != row["room_id"]:
+            if room_id != row["room_id"]:
                 log.warning("vote_from_other_room", request=request_id, voter=voter, room=room_id)
                 return other_room(request_id)
             if row["state"] != "pending":

@@ -13,6 +13,7 @@ import pytest
 
 from spbot.chatclient import ChatClient, Seen
 from spbot.devstack import PlainSession
+from spbot.render import quote_user_text
 
 from . import conftest
 from .conftest import BOT_PASSWORD, PASSWORD, wait_answering
@@ -41,6 +42,21 @@ def shows_safely(text: str, html: str) -> None:
         assert "\\u202e" in rendered
     assert not any(line.startswith(FAKE) for line in text.splitlines()), text
     assert not any(line.startswith(FAKE) for line in html.split("<br>")), html
+
+
+def test_quote_user_text_escapes_every_character_that_could_lie():
+    dangerous = ("\x00\x07\x1b\n\r\t\x7f\x85\x9b\u2028\u2029\u061c\u200e\u200f"
+                 + "".join(map(chr, range(0x202A, 0x202F))) + "".join(map(chr, range(0x2066, 0x206A))))
+    quoted = quote_user_text(f"a{dangerous}`b")
+    inner = quoted.plain[1:-1]
+    assert quoted.plain.startswith("`") and quoted.plain.endswith("`") and "`" not in inner
+    assert all(c.isprintable() and c not in dangerous for c in inner), inner
+    assert inner.startswith("a\\u0000\\u0007\\u001b\\n\\r\\t\\u007f\\u0085\\u009b\\u2028\\u2029\\u061c")
+    assert all(f"\\u{c:04x}" in inner for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+    assert quoted.html == f"<code>{inner}</code>"
+    assert quote_user_text("<b>é ✅ 😀</b>").html == "<code>&lt;b&gt;é ✅ 😀&lt;/b&gt;</code>"
+    cut = quote_user_text("z" * 50 + "\u202e" * 10, limit=60).plain
+    assert cut == "`" + "z" * 50 + "\\u202e" * 1 + "…`", cut
 
 
 # --- approval from another room ------------------------------------------------------------------
