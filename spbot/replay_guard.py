@@ -126,22 +126,28 @@ class ReplayGuard:
         return self._refused.get(event_id)
 
     async def flush(self) -> None:
-        while self._unsaved:
+        """Write the pairs first seen since the last flush (also scheduled after each decryption)."""
+        while self._unsaved and self.store.db is not None:
             rows, self._unsaved = self._unsaved, []
-            await self.store.db.executemany(
-                "INSERT OR IGNORE INTO megolm_indexes(session_id, message_index, event_id, room_id, sender,"
-                " seen_at) VALUES(?, ?, ?, ?, ?, ?)", rows)
-            await self.store.db.commit()
+            try:
+                await self.store.db.executemany(
+                    "INSERT OR IGNORE INTO megolm_indexes(session_id, message_index, event_id, room_id,"
+                    " sender, seen_at) VALUES(?, ?, ?, ?, ?, ?)", rows)
+                await self.store.db.commit()
+            except Exception as exc:     # the store is closing: claim() rewrites what matters
+                log.warning("replay_guard_flush_failed", error=exc.__class__.__name__, rows=len(rows))
+                return
 
     async def claim(self, origin: MegolmOrigin, event_id: str, room_id: str, sender: str) -> str:
         """Bind the origin's (session, index) to `event_id` on disk unless an earlier event holds it;
         returns the event id that holds it (`event_id` itself for a first use)."""
+        await self.flush()               # an earlier use seen in this same sync may not be on disk yet
         await self.store.execute(
             "INSERT OR IGNORE INTO megolm_indexes(session_id, message_index, event_id, room_id, sender,"
             " seen_at) VALUES(?, ?, ?, ?, ?, ?)", (*origin.key, event_id, room_id, sender, time.time()))
         row = await self.store.fetchone(
             "SELECT event_id FROM megolm_indexes WHERE session_id = ? AND message_index = ?", origin.key)
-        return row["event_id"]
+        return origin.replay_of or row["event_id"]
 
 
 def _remember(kept: OrderedDict, key: str, value) -> None:

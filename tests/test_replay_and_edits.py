@@ -140,6 +140,12 @@ async def test_edit_disguised_as_a_new_command_is_not_run(alice, bot):
     assert mark not in bot.marks()
     assert alice.replies_to(disguised, bot.user_id) == []
     assert "edit of an earlier message" in bot.log()
+    # The same ciphertext again, its wrapper now declaring nothing: not an edit any more, but a replay.
+    content.pop("m.relates_to")
+    unwrapped = await alice.send_unencrypted(bot.room_id, "m.room.encrypted", content)
+    await settled(alice, bot)
+    assert mark not in bot.marks()
+    assert f"event_id={unwrapped} first_event_id={disguised}" in bot.log()
 
 
 async def test_edit_declared_only_inside_the_ciphertext_is_not_run(alice, bot):
