@@ -53,6 +53,8 @@ class MegolmOrigin:
 
 
 class ReplayGuard:
+    """Each (Megolm session, message index) is acted on for one event id only, across restarts."""
+
     def __init__(self, store: Store, own_user_id: str):
         self.store = store
         self.own_user_id = own_user_id
