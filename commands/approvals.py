@@ -1,30 +1,38 @@
-"""!approve, !deny and !requests: the command side of approval requests (reactions work too)."""
+"""!approve, !deny and !requests: the command side of approval requests (reactions work too). A vote
+counts only in the room the request was asked in; requests show their command text quoted."""
 import time
 
 from spbot.context import Context
 from spbot.registry import command
-from spbot.render import Reply, human_duration, table
+from spbot.render import Reply, human_duration, quote_user_text, table
 
 
 @command("approve", help="approve a pending request: !approve <request id>")
 async def approve(ctx: Context, request_id: int) -> Reply:
     return Reply.text(await ctx.bot.approvals.vote(request_id, ctx.sender, True,
-                                                   event_id=ctx.request.event_id))
+                                                   event_id=ctx.request.event_id,
+                                                   room_id=ctx.request.room_id))
 
 
 @command("deny", help="deny a pending request: !deny <request id> [reason]")
 async def deny(ctx: Context, request_id: int, *reason: str) -> Reply:
     return Reply.text(await ctx.bot.approvals.vote(request_id, ctx.sender, False, " ".join(reason),
-                                                   event_id=ctx.request.event_id))
+                                                   event_id=ctx.request.event_id,
+                                                   room_id=ctx.request.room_id))
 
 
-@command("requests", help="pending approval requests")
+@command("requests", help="pending approval requests asked in this room")
 async def requests(ctx: Context) -> Reply:
-    rows = await ctx.bot.approvals.pending()
+    rows = await ctx.bot.approvals.pending(ctx.request.room_id)
+    elsewhere = len(await ctx.bot.approvals.pending()) - len(rows)
     if not rows:
-        return Reply.text("no pending requests")
-    now = time.time()
-    return table(["request", "command", "asked by", "needs", "expires in"],
-                 [[f"#{r['id']}", r["text"], r["requester"], str(r["needed"]),
-                   human_duration(max(0, r["expires"] - now))] for r in rows],
-                 title="Pending requests")
+        reply = Reply.text("no pending requests here" if elsewhere else "no pending requests")
+    else:
+        now = time.time()
+        reply = table(["request", "command", "asked by", "needs", "expires in"],
+                      [[f"#{r['id']}", quote_user_text(r["text"], limit=80), r["requester"],
+                        str(r["needed"]), human_duration(max(0, r["expires"] - now))] for r in rows],
+                      title="Pending requests")
+    if elsewhere:
+        reply += Reply.text(f"{elsewhere} more pending in other rooms (vote there).")
+    return reply

@@ -1,10 +1,11 @@
-"""!audit: who asked for what, from which device, who approved, and how it ended."""
+"""!audit: who asked for what, from which device, who approved, and how it ended (the command and its
+arguments shown quoted: they are the sender's words)."""
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from spbot.context import Context
 from spbot.registry import command
-from spbot.render import Reply, table
+from spbot.render import Reply, quote_user_text, table, visible_text
 
 
 @command("audit", help="the last audit entries: !audit [n]")
@@ -16,7 +17,8 @@ async def audit(ctx: Context, count: int = 10) -> Reply:
         args = " ".join(f"{k}={v}" for k, v in _args(e["args"]).items() if v not in (None, [], False))
         approved = ", ".join(_list(e["approvals"]))
         rows.append([datetime.fromtimestamp(e["ts"], zone).strftime("%m-%d %H:%M"),
-                     f"{e['sender']} ({e['device_id'] or '-'})", f"{e['command']} {args}".strip(),
+                     f"{e['sender']} ({visible_text(e['device_id'] or '-')[:40]})",
+                     quote_user_text(f"{e['command']} {args}".strip(), limit=80),
                      approved or "-", e["result"]])
     return table(["when", "who (device)", "command", "approved by", "result"], rows,
                  title=f"Audit: last {len(rows)}")

@@ -1,9 +1,10 @@
-"""!jobs and !cancel: what is running, what ran, and stopping it."""
+"""!jobs and !cancel: what is running, what ran, and stopping it. A job's result line may repeat the
+requester's arguments, so it is shown quoted."""
 import time
 
 from spbot.context import Context, UserError
 from spbot.registry import command
-from spbot.render import Reply, human_duration, table
+from spbot.render import Reply, human_duration, quote_user_text, table
 
 
 @command("jobs", help="running and recent jobs")
@@ -17,7 +18,7 @@ async def jobs(ctx: Context, count: int = 10) -> Reply:
         began = row["started"] or row["created"]
         took = (row["ended"] or now) - began
         lines.append([f"#{row['id']}", row["title"], row["state"], row["requester"],
-                      human_duration(took), (row["summary"] or "")[:60]])
+                      human_duration(took), quote_user_text(row["summary"], limit=60) if row["summary"] else ""])
     return table(["job", "what", "state", "asked by", "time", "result"], lines, title="Jobs")
 
 

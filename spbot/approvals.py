@@ -1,12 +1,16 @@
 """N-of-M approvals in the room, after Teleport's access requests: other admins approve (✅ reaction or
 !approve), the requester's own vote never counts, one deny ends it, requests expire, and an approved
-request runs exactly once as a job. State lives in SQLite, so a restart keeps requests and votes."""
+request runs exactly once as a job. Votes count only in the room the request was asked in. The request's
+words (command, arguments, reasons) are shown quoted, on one line, with invisible and bidi characters
+made visible, so a crafted argument cannot draw a fake line of the bot's own. State lives in SQLite, so a
+restart keeps requests and votes."""
 from __future__ import annotations
 
 import asyncio
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -16,7 +20,7 @@ from .audit import AuditEntry
 from .context import Request
 from .logs import get_logger
 from .registry import CommandSpec, Policy, split_words
-from .render import Reply, human_duration, pill
+from .render import Quoted, Reply, human_duration, pill, quote_user_text, visible_text
 
 if TYPE_CHECKING:
     from .bot import Bot
@@ -92,7 +96,7 @@ class Approvals:
              int(policy.confirm and not policy.approvals), now, now + expiry))
         row = await self._row(request_id)
         preview = await self._preview(spec, args)
-        content = self._render(row, [], preview).content()
+        content = self._render(row, [], Preview(preview, args)).content()
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": request.event_id}}
         message_id = await self.bot.outbox.send(request.room_id, content)
         await self.store.execute("UPDATE requests SET message_id = ? WHERE id = ?", (message_id, request_id))
@@ -117,12 +121,16 @@ class Approvals:
     # --- votes ---------------------------------------------------------------------------------
 
     async def vote(self, request_id: int, voter: str, approve: bool, reason: str = "",
-                   event_id: str | None = None) -> str:
-        """Count an admin's vote; returns a short sentence for the voter."""
+                   event_id: str | None = None, *, room_id: str) -> str:
+        """Count an admin's vote cast in `room_id` (it counts only in the request's own room); returns a
+        short sentence for the voter."""
         async with self._lock:
             row = await self._row(request_id)
             if row is None:
                 return f"there is no request #{request_id}; see {self.prefix}requests"
+            if room_id != row["room_id"]:
+                log.warning("vote_from_other_room", request=request_id, voter=voter, room=room_id)
+                return other_room(request_id)
             if row["state"] != "pending":
                 return f"request #{request_id} is already {row['state']}"
             if row["expires"] < time.time():
@@ -131,7 +139,7 @@ class Approvals:
             own = voter == row["requester"]
             if own and not row["confirm"]:
                 if not approve:
-                    await self._decide(row, "cancelled", voter, reason or "withdrawn by the requester")
+                    await self._decide(row, "cancelled", voter, reason)
                     return f"request #{request_id} withdrawn"
                 return "your own approval does not count: another admin has to approve"
             if not approve:
@@ -191,8 +199,11 @@ class Approvals:
             return
         if not await self.store.claim_event(event.event_id, room.room_id, time.time()):
             return
+        await self.bot.screen.replay_guard.flush()   # its (session, index) on disk before it counts
         result = await self.vote(row["id"], event.sender, event.key in APPROVE_KEYS,
-                                 event_id=event.event_id)
+                                 event_id=event.event_id, room_id=room.room_id)
+        if result == other_room(row["id"]):
+            await self.bot.outbox.send(room.room_id, Reply.text(f"{event.sender}: {result}").content())
         log.info("reaction_vote", request=row["id"], sender=event.sender, result=result)
 
     async def on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
@@ -251,20 +262,25 @@ class Approvals:
     async def _row(self, request_id: int):
         return await self.store.fetchone("SELECT * FROM requests WHERE id = ?", (request_id,))
 
-    async def pending(self) -> list:
-        return await self.store.fetchall("SELECT * FROM requests WHERE state = 'pending' ORDER BY id")
+    async def pending(self, room_id: str | None = None) -> list:
+        """Pending requests, all of them or those asked in `room_id`."""
+        if room_id is None:
+            return await self.store.fetchall("SELECT * FROM requests WHERE state = 'pending' ORDER BY id")
+        return await self.store.fetchall(
+            "SELECT * FROM requests WHERE state = 'pending' AND room_id = ? ORDER BY id", (room_id,))
 
     async def _refresh_message(self, row) -> None:
         if row is None or row["message_id"] is None:
             return
         await self.bot.outbox.edit(row["message_id"], self._render(row, await self._approvers(row)).content())
 
-    def _render(self, row, approvers: list[str], preview: str = "") -> Reply:
+    def _render(self, row, approvers: list[str], preview: "Preview | None" = None) -> Reply:
         rid, prefix = row["id"], self.prefix
         others = [a for a in self.bot.config.admins if a != row["requester"]]
         when = datetime.fromtimestamp(row["expires"], ZoneInfo(self.bot.config.timezone))
-        head = f"🔐 Request #{rid}: {row['requester']} wants to run {row['text']}"
-        lines = [preview] if preview else []
+        command = quote_user_text(row["text"])
+        head = f"🔐 Request #{rid}: {row['requester']} wants to run "
+        lines: list[str | Line] = list(preview.lines()) if preview else []
         state = row["state"]
         if state == "pending":
             who = "the requester's confirmation" if row["confirm"] else \
@@ -276,23 +292,28 @@ class Approvals:
                       f"Expires {when:%H:%M %Z} (in {human_duration(max(0, row['expires'] - time.time()))})."]
         else:
             lines.append(self._outcome(row))
-        body = head + "\n" + "\n".join(lines)
+        body = head + command.plain + "\n" + "\n".join(str(l) for l in lines)
         mentions = others if state == "pending" and not row["confirm"] else []
-        html = f"<b>{_esc(head)}</b><br>" + "<br>".join(_esc(l) for l in lines)
+        html = f"<b>{_esc(head)}</b>{command.html}<br>" + "<br>".join(
+            l.html() if isinstance(l, Line) else _esc(l) for l in lines)
         if mentions:
             html += "<br>" + " ".join(pill(m) for m in mentions)
         return Reply(body, html, mentions)
 
-    def _outcome(self, row) -> str:
+    def _outcome(self, row) -> "str | Line":
         state, by, reason = row["state"], row["decided_by"] or "", row["reason"] or ""
         job = f"job #{row['job_id']}" if row["job_id"] else "the job"
+        if state in ("cancelled", "denied") and reason:      # a voter's own words
+            lead = "🛑 cancelled" if state == "cancelled" else "❌ denied"
+            return Line([f"{lead} by {by}: ", quote_user_text(reason),
+                         "." if state == "cancelled" else ". Nothing ran."])
         return {
             "running": f"✅ approved by {by}: running as {job}.",
             "done": f"✅ approved by {by}: {job} finished.",
             "failed": f"✅ approved by {by}, but {job} failed." + (f" {reason}" if reason else ""),
-            "cancelled": "🛑 cancelled" + (f" by {by}" if by else "") + (f": {reason}" if reason else "."),
+            "cancelled": "🛑 cancelled" + (f" by {by}." if by else "."),
             "interrupted": f"⚠️ approved by {by}, but the bot stopped during {job}.",
-            "denied": f"❌ denied by {by}" + (f": {reason}" if reason else "") + ". Nothing ran.",
+            "denied": f"❌ denied by {by}. Nothing ran.",
             "expired": "⌛ expired: nobody approved in time. Nothing ran.",
         }.get(state, state)
 
@@ -302,6 +323,75 @@ class Approvals:
             json.loads(row["args"]), result, detail or "", None,
             [v["voter"] for v in await self.store.fetchall(
                 "SELECT voter FROM votes WHERE request_id = ? AND approve = 1", (row["id"],))]))
+
+
+def other_room(request_id: int) -> str:
+    return f"request #{request_id} was asked in another room; vote there"
+
+
+class Line:
+    """One line of a request message mixing the bot's words (str) and quoted user text (Quoted)."""
+
+    def __init__(self, parts: list[str | Quoted]):
+        self.parts = parts
+
+    def __str__(self) -> str:
+        return "".join(str(p) for p in self.parts)
+
+    def html(self) -> str:
+        return "".join(p.html if isinstance(p, Quoted) else _esc(p) for p in self.parts)
+
+
+class Preview:
+    """A command's preview (its own words, which may repeat arguments): an argument that would not show
+    as it is (a newline, a bidi override…) is quoted wherever it appears, and what remains of the preview
+    has its invisible characters shown, so an argument cannot draw a line of its own."""
+
+    def __init__(self, text: str, args: dict[str, Any]):
+        self.text = text
+        self.hostile = sorted({v for v in _arg_texts(args) if quote_user_text(v).plain != f"`{v}`"},
+                              key=len, reverse=True)
+
+    def lines(self) -> list[Line]:
+        if not self.text:
+            return []
+        lines, current = [], []
+        for piece, is_user in self._pieces():
+            if is_user:
+                current.append(quote_user_text(piece))
+                continue
+            first, *rest = piece.split("\n")
+            current.append(visible_text(first, keep="`"))
+            for line in rest:
+                lines.append(Line(current))
+                current = [visible_text(line, keep="`")]
+        lines.append(Line(current))
+        return lines
+
+    def _pieces(self) -> list[tuple[str, bool]]:
+        pieces, text = [], self.text
+        while text:
+            found = [(text.find(v), v) for v in self.hostile if v in text]
+            if not found:
+                pieces.append((text, False))
+                break
+            at, value = min(found, key=lambda f: (f[0], -len(f[1])))
+            if at:
+                pieces.append((text[:at], False))
+            pieces.append((value, True))
+            text = text[at + len(value):]
+        return pieces
+
+
+def _arg_texts(args: dict[str, Any]) -> list[str]:
+    texts = []
+    for value in args.values():
+        if isinstance(value, (list, tuple)):
+            items = [str(v) for v in value if isinstance(v, (str, Path))]
+            texts += items + ([" ".join(items)] if len(items) > 1 else [])
+        elif isinstance(value, (str, Path)):
+            texts.append(str(value))
+    return [t for t in texts if t]
 
 
 def _esc(text: str) -> str:

@@ -1,6 +1,7 @@
 """What the bot says: a plain `body` and an HTML `formatted_body`, built together so they never disagree."""
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from html import escape
 from typing import Sequence
@@ -36,6 +37,55 @@ class Reply:
         return content
 
 
+# Shown as escapes: they could break a line, reorder what follows (bidi overrides and isolates, marks),
+# hide text, or make a quote look closed early (the backtick).
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "`": "\\u0060"}
+_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+USER_TEXT_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class Quoted:
+    """Someone else's words, shown so they cannot pass for the bot's own: one line, quoted."""
+    plain: str
+    html: str
+
+    def __str__(self) -> str:
+        return self.plain
+
+
+def _visible(char: str) -> str:
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+        code = ord(char)
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return char
+
+
+def visible_text(text: str, keep: str = "") -> str:
+    """`text` with every character that could break a line, reorder or hide text shown as an escape
+    (except those in `keep`): for the bot's own words that may carry pieces of user text."""
+    return "".join(c if c in keep else _visible(c) for c in text)
+
+
+def quote_user_text(text: str, limit: int = USER_TEXT_LIMIT) -> Quoted:
+    """User text (a command, its arguments, a reason) as `…` in plain text and <code>…</code> in HTML:
+    on one line, control, line-separator, bidi and other invisible format characters (C0/C1, U+2028/9,
+    U+202A–E, U+2066–9, U+200E/F, U+061C, …) shown as escapes like \\u202e, at most `limit` characters
+    (cut with "…")."""
+    shown, used = [], 0
+    for char in text:
+        piece = _visible(char)
+        if used + len(piece) > limit:
+            shown.append("…")
+            break
+        shown.append(piece)
+        used += len(piece)
+    inner = "".join(shown)
+    return Quoted(f"`{inner}`", f"<code>{escape(inner)}</code>")
+
+
 def pill(user_id: str) -> str:
     """An HTML mention link that clients show as a pill."""
     return f'<a href="https://matrix.to/#/{escape(user_id)}">{escape(user_id)}</a>'
@@ -50,8 +100,10 @@ def mention(user_ids: Sequence[str], text: str) -> Reply:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str = "",
           align_right: Sequence[int] = ()) -> Reply:
-    """An aligned plain-text table in `body` and an HTML table in `formatted_body`."""
+    """An aligned plain-text table in `body` and an HTML table in `formatted_body`; Quoted cells are
+    shown quoted in both."""
     cells = [[str(c) for c in row] for row in rows]
+    html_cells = [[c.html if isinstance(c, Quoted) else escape(str(c)) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
@@ -61,7 +113,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str =
     plain = [title] if title else []
     plain += [line(headers)] + [line(r) for r in cells]
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in cells)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in html_cells)
     html = (f"<b>{escape(title)}</b><br>" if title else "") + \
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     return Reply("\n".join(plain), html)

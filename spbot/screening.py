@@ -1,7 +1,9 @@
 """The event filter: which room messages are commands the bot will act on, in the order the checks run.
 
-room allowed → looks like a command → not an edit → not seen before (claimed in SQLite, so a command is
-acted on at most once across restarts) → not older than max_command_age → from an admin → encrypted.
+room allowed → looks like a command → not an edit (in the decrypted payload or its cleartext wrapper) →
+not seen before (claimed in SQLite, so a command is acted on at most once across restarts) → not a
+replayed ciphertext (its Megolm session and index first used by another event, see replay_guard) → not
+older than max_command_age → from an admin → encrypted.
 Anything else is dropped, with at most one short reply saying why where the sender deserves one."""
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from nio import MatrixRoom, RoomMessageText
 from .config import Config
 from .context import Request
 from .logs import get_logger
+from .registry import on_startup
 from .render import Reply
+from .replay_guard import MegolmOrigin, ReplayGuard
 from .store import Store
 
 log = get_logger(__name__)
@@ -32,6 +36,7 @@ class Screen:
         self.store = store
         self.bot_user_id = bot_user_id
         self.first_start = first_start
+        self.replay_guard = ReplayGuard(store, bot_user_id)
 
     def room_allowed(self, room_id: str) -> bool:
         return room_id in self.config.rooms or self.config.allow_any_admin_room
@@ -47,17 +52,22 @@ class Screen:
             return Verdict(reason="room not configured")
         if not self.is_command(event.body or ""):
             return Verdict(reason="not a command")
-        relates = (event.source.get("content") or {}).get("m.relates_to") or {}
-        if relates.get("rel_type") == "m.replace":
+        decrypted = getattr(event, "decrypted", False)
+        origin = self.replay_guard.origin(event.event_id) if decrypted else None
+        if is_edit(event, origin):
             return Verdict(reason="edit of an earlier message")
         if not await self.store.claim_event(event.event_id, room.room_id, time.time()):
             return Verdict(reason="already handled")
+        if decrypted:
+            refused = await self._replay_check(room, event, origin)
+            if refused is not None:
+                return refused
         age = time.time() - event.server_timestamp / 1000
         if age > self.config.max_command_age:
             return self._too_old(event)
         if event.sender not in self.config.admins:
             return await self._stranger(event)
-        if not getattr(event, "decrypted", False):
+        if not decrypted:
             log.warning("unencrypted_command", sender=event.sender, event_id=event.event_id)
             return Verdict(reply=Reply.error(
                 "I did not run this: it was sent unencrypted.",
@@ -67,6 +77,34 @@ class Screen:
         return Verdict(request=Request(event.sender, "", room.room_id, event.event_id,
                                        event.body, event.server_timestamp))
 
+    async def _replay_check(self, room: MatrixRoom, event: RoomMessageText,
+                            origin: MegolmOrigin | None) -> Verdict | None:
+        if origin is None:                  # decrypted outside the guard: it cannot vouch for it
+            log.error("replay_check_unavailable", sender=event.sender, event_id=event.event_id)
+            return Verdict(reply=Reply.error(
+                "I did not run this: I could not check that it is not a replayed message.",
+                "This is a fault in the bot; tell the other admins and check its log."),
+                reason="no replay check")
+        first = await self.replay_guard.claim(origin, event.event_id, room.room_id, event.sender)
+        if first == event.event_id:
+            return None
+        log.warning("replayed_message_refused", sender=event.sender, event_id=event.event_id,
+                    first_event_id=first, session_id=origin.session_id, index=origin.message_index)
+        if not await self._may_tell(f"replay-told:{event.sender}"):
+            return Verdict(reason="replayed ciphertext, already told")
+        return Verdict(reply=Reply.error(
+            "I did not run this: it is a copy of an earlier encrypted message (a replay), "
+            "not a new command.", "To run a command again, type it again."),
+            reason="replayed ciphertext")
+
+    async def _may_tell(self, key: str) -> bool:
+        """At most one such reply per sender per stranger_reply_interval (no reply storms)."""
+        last = await self.store.get(key, 0)
+        if time.time() - last < self.config.stranger_reply_interval:
+            return False
+        await self.store.put(key, time.time())
+        return True
+
     def _too_old(self, event: RoomMessageText) -> Verdict:
         if event.server_timestamp / 1000 < self.first_start or event.sender not in self.config.admins:
             return Verdict(reason="history from before the bot's first start")
@@ -75,11 +113,23 @@ class Screen:
 
     async def _stranger(self, event: RoomMessageText) -> Verdict:
         log.warning("command_from_non_admin", sender=event.sender, event_id=event.event_id)
-        key = f"refused:{event.sender}"
-        last = await self.store.get(key, 0)
-        if time.time() - last < self.config.stranger_reply_interval:
+        if not await self._may_tell(f"refused:{event.sender}"):
             return Verdict(reason="non-admin, already told")
-        await self.store.put(key, time.time())
         return Verdict(reply=Reply.text(
             f"Sorry {event.sender}, I only take commands from this server's admins. "
             "Ask one of them if you need something done."), reason="non-admin")
+
+
+def is_edit(event: RoomMessageText, origin: MegolmOrigin | None) -> bool:
+    """An edit if either layer says so: the decrypted payload, or the cleartext wrapper that Synapse
+    and Element read (nio keeps the wrapper's relation only when the payload has none)."""
+    layers = [(event.source.get("content") or {}).get("m.relates_to")]
+    if origin is not None:
+        layers.append(origin.outer_content.get("m.relates_to"))
+    return any(isinstance(r, dict) and r.get("rel_type") == "m.replace" for r in layers)
+
+
+@on_startup
+async def _guard_decryption(bot) -> None:
+    """Before the first sync: the replay guard takes over nio's in-memory replay check."""
+    await bot.screen.replay_guard.start(bot.connection.client)

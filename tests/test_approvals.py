@@ -46,7 +46,7 @@ async def test_request_message_is_clear_and_offers_reaction_buttons(alice, bot):
     mark = token()
     _, message, rid = await request_for(alice, bot, f"!danger {mark}")
     body = message.body
-    assert f"@alice:localhost wants to run !danger {mark}" in body
+    assert f"@alice:localhost wants to run `!danger {mark}`" in body
     assert "Needs 1 approval(s) from: @bob:localhost, @erin:localhost" in body
     assert f"!approve {rid}" in body and f"!deny {rid}" in body and "Expires" in body
     assert set(message.content["m.mentions"]["user_ids"]) == {"@bob:localhost", "@erin:localhost"}
@@ -117,7 +117,7 @@ async def test_deny_wins(alice, bob, erin, bot):
     _, message, rid = await request_for(alice, bot, f"!danger-two {mark}")
     await erin.react(bot.room_id, message.event_id, "✅")
     await bob.command(bot.room_id, f"!deny {rid} not during dinner", bot.user_id)
-    edit = await final_edit(alice, message, bot, "denied by @bob:localhost: not during dinner")
+    edit = await final_edit(alice, message, bot, "denied by @bob:localhost: `not during dinner`")
     assert "Nothing ran" in edit.content["m.new_content"]["body"]
     late = await erin.command(bot.room_id, f"!approve {rid}", bot.user_id)
     assert late.body == f"request #{rid} is already denied"
@@ -177,7 +177,7 @@ async def test_progress_edits_one_message_and_jobs_lists_it(alice, bob, bot):
     listing = await alice.command(bot.room_id, "!jobs", bot.user_id)
     assert re.search(rf"#{job_id}\s+!danger-slow\s+done\s+@alice:localhost", listing.body)
     audit = await alice.command(bot.room_id, "!audit 30", bot.user_id)
-    assert re.search(r"@alice:localhost \(\w+\)\s+danger-slow seconds=3 token=\w+\s+@bob:localhost\s+ok",
+    assert re.search(r"@alice:localhost \(\w+\)\s+`danger-slow seconds=3 token=\w+`\s+@bob:localhost\s+ok",
                      audit.body), audit.body
 
 
@@ -274,7 +274,7 @@ async def test_a_checkmark_on_an_alert_offer_starts_the_approval_flow(alice, bob
     await bob.react(bot.room_id, alert.event_id, "✅")
     request = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == alert.event_id
                                    and e.body.startswith("🔐 Request #"))
-    assert f"@bob:localhost wants to run !danger {mark}" in request.body
+    assert f"@bob:localhost wants to run `!danger {mark}`" in request.body
     assert mark not in bot.marks(), "the offer itself must not run anything"
     rid = int(re.match(r"🔐 Request #(\d+)", request.body).group(1))
     await erin.command(bot.room_id, f"!approve {rid}", bot.user_id)

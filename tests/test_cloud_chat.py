@@ -499,7 +499,7 @@ async def test_a_full_volume_alert_offers_to_grow_it_and_a_checkmark_starts_the_
     await bob.react(bot.room_id, alert.event_id, "✅")
     request = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == alert.event_id
                                    and e.body.startswith("🔐 Request #"), timeout=30)
-    assert "@bob:localhost wants to run !volume grow /mnt/data +10" in request.body
+    assert "@bob:localhost wants to run `!volume grow /mnt/data +10`" in request.body
     assert f"{size} GB → {size + 10} GB (+10 GB)" in request.body
     rid = int(re.match(r"🔐 Request #(\d+)", request.body).group(1))
     answer = await alice.command(bot.room_id, f"!approve {rid}", bot.user_id)
