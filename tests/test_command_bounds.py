@@ -4,6 +4,7 @@ Synapse, the bot as a real process) each get a reply that is not an internal err
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from datetime import timedelta
@@ -203,3 +204,36 @@ async def test_a_flood_from_one_admin_queues_behind_itself_not_another_admin(ali
     slow_down = [e for e in replies if e.body.startswith("slow down")]
     assert len(slow_down) == 1, "told once, and every command still answered"
     assert "of your commands are waiting; I'll take the rest after them, in order" in slow_down[0].body
+
+
+CRASHING_PLUGIN = '''
+"""Loaded at interpreter start (sitecustomize) by this test's bot only: a command whose policy crashes."""
+from spbot.registry import command
+
+
+def _policy_crashes(args):
+    raise RuntimeError("policy kaboom with secret-ish detail")
+
+
+@command("crash-policy", help="test: its policy crashes before anything runs", hidden=True,
+         policy_when=_policy_crashes)
+async def crash_policy(ctx, token: str = ""):
+    return "must never run"
+'''
+
+
+async def test_a_crash_outside_the_command_body_is_replied_and_audited(alice, make_bot, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(CRASHING_PLUGIN)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path),
+                                                                    os.environ.get("PYTHONPATH")])))
+    crashy = await make_bot("crashy", env=env)
+    reply = await alice.command(crashy.room_id, "!crash-policy t1", crashy.user_id, timeout=30)
+    assert "!crash-policy failed: an internal error (RuntimeError)" in reply.body
+    assert "kaboom" not in reply.body and "Traceback" not in reply.body
+    assert "Traceback" in crashy.log() and "policy kaboom" in crashy.log()
+    with sqlite3.connect(crashy.state_dir / "spbot.db") as db:
+        row = db.execute("SELECT command, result, detail FROM audit WHERE event_id IS NOT NULL "
+                         "ORDER BY id DESC LIMIT 1").fetchone()
+    assert row[0] == "crash-policy" and row[1] == "failed" and row[2].startswith("RuntimeError")
+    again = await alice.command(crashy.room_id, "!ping", crashy.user_id, timeout=30)
+    assert again.body.startswith("pong"), "the bot goes on answering"
