@@ -43,16 +43,19 @@ class Dispatcher:
             await self._refuse_flood(request, lane.waiting, say=admission is Admission.REFUSE_AND_SAY)
             self.lanes.forget_if_idle(request.sender)
             return
-        if admission is Admission.RUN_AND_WARN:
-            await self._safely(self.bot.send_reply(request, Reply.text(
+        warning = None
+        if admission is Admission.RUN_AND_WARN:       # said beside the queueing, which keeps its place
+            warning = asyncio.ensure_future(self._safely(self.bot.send_reply(request, Reply.text(
                 f"slow down: {lane.waiting} of your commands are waiting; I'll take the rest after them, "
-                f"in order (more than {lane.limit} waiting and I refuse new ones).")))
+                f"in order (more than {lane.limit} waiting and I refuse new ones)."))))
         try:
             async with lane.turn():
                 await self._handle_guarded(request)
                 await self._replies_sent()
         finally:
             self.lanes.forget_if_idle(request.sender)
+            if warning is not None:
+                await warning
 
     async def _handle_guarded(self, request: Request) -> None:
         started = time.monotonic()

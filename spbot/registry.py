@@ -367,7 +367,7 @@ def parse_span(word: str, most: float) -> float:
     Digits are bounded before any arithmetic, so no input overflows a float or a timedelta."""
     match = _SPAN.match(word) if len(word) <= _NUMBER_CHARS else None
     if match is None:
-        raise ValueError("give a duration such as 90s, 10m, 12h or 7d")
+        raise ValueError("expected a duration such as 90s, 10m, 2h or 7d")
     seconds = float(match.group(1)) * _SPAN_SECONDS[match.group(2)]
     if seconds > most:
         raise ValueError(f"at most {_span_text(most)}, not {shown(word)}")

@@ -45,8 +45,8 @@ def test_whole_numbers_are_bounded():
 
 def test_durations_are_bounded_and_never_overflow():
     assert refusal("user invite --expires 99999999999d") == "--expires: at most 365d, not '99999999999d'"
-    assert refusal("user invite --expires 1e308d").startswith("--expires: give a duration such as")
-    assert refusal("user invite --expires " + "9" * 400 + "d").startswith("--expires: give a duration")
+    assert refusal("user invite --expires 1e308d").startswith("--expires: expected a duration such as")
+    assert refusal("user invite --expires " + "9" * 400 + "d").startswith("--expires: expected a duration")
     assert parse("user invite --expires 12h")["expires"] == timedelta(hours=12)
     assert parse("user invite --expires never")["expires"] == timedelta(0)
     assert parse_span("2w", 86400 * 30) == 14 * 86400
