@@ -7,7 +7,7 @@ from typing import Literal
 
 from spbot import backups as b
 from spbot.context import Context, UserError
-from spbot.registry import command, on_startup
+from spbot.registry import ONE_OTHER_ADMIN, Policy, command, on_startup
 from spbot.render import Reply
 
 
@@ -81,7 +81,8 @@ async def backup_restore(ctx: Context, snapshot: str, service: str | None = None
     return b.render_restore(report, ctx.config.timezone)
 
 
-@command("backup prune", help="apply the retention quotas to automatic snapshots now", locks={"system"})
+@command("backup prune", help="apply the retention quotas to automatic snapshots now", dangerous=True,
+         locks={"system"})
 async def backup_prune(ctx: Context) -> Reply:
     await ctx.job.progress("forget and prune")
     return b.render_forget(await b.backups_of(ctx.bot).forget())
@@ -93,8 +94,13 @@ async def backup_drill(ctx: Context, *services: str) -> Reply:
     return await b.drill_and_alert(ctx.bot, services)
 
 
+def _b2_needs_approval(args: dict) -> Policy | None:
+    # `b2` replaces the key file the backups use with a key for the bucket named in chat.
+    return ONE_OTHER_ADMIN if args.get("step") == "b2" else None
+
+
 @command("backup setup", help="check the backup set-up; `init` creates the repository; `b2 <bucket>` "
-                              "prepares Backblaze B2")
+                              "prepares Backblaze B2", policy_when=_b2_needs_approval)
 async def backup_setup(ctx: Context, step: Literal["check", "init", "b2"] = "check",
                        bucket: str | None = None) -> Reply:
     backups = b.backups_of(ctx.bot)

@@ -1,13 +1,14 @@
 """!help: generated from the command declarations."""
 from html import escape
+from typing import Annotated
 
 from spbot.context import Context, UserError
-from spbot.registry import command
+from spbot.registry import Arg, command
 from spbot.render import Reply
 
 
 @command("help", help="list the commands, or explain one: !help backup now")
-async def help_(ctx: Context, *topic: str) -> Reply:
+async def help_(ctx: Context, *topic: Annotated[str, Arg(max_length=100)]) -> Reply:
     prefix = ctx.config.command_prefix
     registry = ctx.bot.registry
     if not topic:

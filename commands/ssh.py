@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from spbot.config import Duration, config_section
 from spbot.context import Context, UserError
-from spbot.registry import Arg, command
+from spbot.registry import MAX_LINE_CHARS, Arg, command
 from spbot.render import Reply, table
 from spbot.system.sshkeys import (AuthorizedKey, AuthorizedKeys, SshKeyError, SshKeysParams,
                                   normalize_fingerprint)
@@ -90,7 +90,8 @@ async def add_preview(bot, key: list[str]) -> str:
 
 @command("ssh add", help="authorize a public key for root: ed25519, ecdsa or RSA ≥ 3072 "
          "(needs approval)", dangerous=True, preview=add_preview)
-async def ssh_add(ctx: Context, *key: Annotated[str, Arg(metavar="public key line")]) -> Reply:
+async def ssh_add(ctx: Context, *key: Annotated[str, Arg(metavar="public key line",
+                                                        max_length=MAX_LINE_CHARS)]) -> Reply:
     keys = authorized_keys(ctx.bot)
     line = pasted_key(ctx, "ssh add") or " ".join(key)
     try:

@@ -10,21 +10,22 @@ from typing import Annotated
 
 from providers.synapse_admin import HomeserverUser, RegistrationToken
 from spbot import useradmin
-from spbot.config import parse_duration
 from spbot.context import Context, UserError
-from spbot.registry import Arg, command
+from spbot.registry import ONE_OTHER_ADMIN, Arg, Policy, command, parse_span
 from spbot.render import Reply, table
 from spbot.useradmin import admin_api, explained
 
 
 class Expiry:
-    """`--expires 7d` (also 12h, 30m) or `--expires never`; parsed to a timedelta (0: never)."""
+    """`--expires 7d` (also 12h, 30m) or `--expires never`; parsed to a timedelta (0: never).
+    At most a year: an invite is for someone about to sign up, and `never` says so when meant."""
+    MOST = 365 * 86400.0
 
     @classmethod
     def parse_arg(cls, word: str) -> timedelta:
         if word.lower() == "never":
             return timedelta(0)
-        seconds = parse_duration(word)
+        seconds = parse_span(word, cls.MOST)
         if seconds <= 0:
             raise ValueError("give a duration such as 7d, 12h or 30m, or never")
         return timedelta(seconds=seconds)
@@ -36,7 +37,24 @@ Name = Annotated[str, Arg(metavar="name", help="user name, e.g. grandma or @gran
 # -- !user add -----------------------------------------------------------------------------
 
 
-@command("user add", help="new account with a generated password, sent to you privately")
+def _admin_needs_approval(args: dict) -> Policy | None:
+    # A homeserver admin can reset any password through the admin API: as much power as !user reset.
+    return ONE_OTHER_ADMIN if args.get("admin") else None
+
+
+async def add_preview(bot, name: str, admin: bool = False, display: str | None = None) -> str:
+    async with admin_api(bot) as synapse:
+        try:
+            with explained():
+                user_id = synapse.user_id(name)
+        except UserError as exc:
+            return f"⚠️ {exc.what}"
+    return (f"Creates {user_id} as a homeserver ADMIN: it can reset any account's password and "
+            "deactivate accounts through the admin API. The password goes privately to the requester.")
+
+
+@command("user add", help="new account with a generated password, sent to you privately",
+         policy_when=_admin_needs_approval, preview=add_preview)
 async def user_add(ctx: Context, name: Name, *, admin: bool = False,
                    display: str | None = None) -> Reply:
     localpart = useradmin.check_name(ctx.bot, name)         # no request for a bad name
@@ -177,7 +195,7 @@ async def _describe_target(bot, synapse, name: str, doing: str) -> str:
 
 
 @command("user invite", help="a registration token (invite) for someone to sign up in Element")
-async def user_invite(ctx: Context, *, uses: int | None = None,
+async def user_invite(ctx: Context, *, uses: Annotated[int | None, Arg(max=10_000)] = None,
                       expires: Expiry | None = None) -> Reply:
     chosen = useradmin.settings(ctx.bot)
     uses = chosen.invite_uses if uses is None else uses

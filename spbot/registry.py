@@ -6,13 +6,19 @@ Parameters after `ctx`:
   `*rest: str`                                     → the remaining words
   keyword-only (`*, admin: bool = False`)          → options `--admin`, `--display "Name"`
 Types: str, int, float, bool (options only), Path, Literal[...], Optional[...], or Annotated[T, Arg(...)]
-for help text, a metavar, or `secret=True` (masked in the audit log).
+for help text, a metavar, `secret=True` (masked in the audit log) or bounds (`min`/`max` for numbers,
+`max_length` for words). Every value is bounded even without a declared bound (DEFAULT_* below): a chat
+line is untrusted input, and a huge number or word must end in a clear error, never a crash downstream.
+
+`policy_when` on a declaration makes the policy depend on the arguments (`!user add x --admin` needs
+an approval, `!user add x` does not): the dispatcher applies the stricter of it and the declared policy.
 """
 from __future__ import annotations
 
 import difflib
 import inspect
-import shlex
+import math
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +29,22 @@ class ArgError(Exception):
     """The words after the command do not fit its arguments; the message says which and why."""
 
 
+MAX_LINE_CHARS = 4096            # a command line longer than this is refused before it is read
+DEFAULT_INT_RANGE = (0, 1_000_000_000)
+DEFAULT_FLOAT_RANGE = (0.0, 1e9)
+DEFAULT_MAX_LENGTH = 2048        # one word (str); a path gets MAX_PATH_LENGTH
+MAX_PATH_LENGTH = 1024
+_NUMBER_CHARS = 40               # longer than this is not a number anybody types
+
+
 @dataclass(frozen=True)
 class Arg:
     help: str = ""
     metavar: str = ""
     secret: bool = False
+    min: float | None = None     # numbers: smallest and largest value accepted
+    max: float | None = None
+    max_length: int | None = None   # words and paths: most characters accepted
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,14 @@ class Policy:
     @property
     def needs_request(self) -> bool:
         return self.approvals > 0 or self.confirm
+
+    def stricter(self, other: "Policy | None") -> "Policy":
+        """The policy that asks for at least what either asks for."""
+        if other is None:
+            return self
+        expiries = [e for e in (self.expires, other.expires) if e is not None]
+        return Policy(approvals=max(self.approvals, other.approvals), confirm=self.confirm or other.confirm,
+                      expires=min(expiries) if expiries else None)
 
 
 NO_APPROVAL = Policy()
@@ -57,6 +82,9 @@ class Param:
     help: str = ""
     metavar: str = ""
     secret: bool = False
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = None
 
     @property
     def flag(self) -> str:
@@ -87,6 +115,14 @@ class CommandSpec:
     job: bool = False        # runs as a job: listed in !jobs, cancellable, may report progress
     # async (bot, **args) -> str: the concrete target, cost or size, shown in the approval request
     preview: Callable[..., Awaitable[str]] | None = None
+    # (parsed args) -> Policy | None: a stricter policy for these arguments (e.g. --admin needs approval)
+    policy_when: Callable[[dict[str, Any]], Policy | None] | None = None
+
+    def policy_for(self, args: dict[str, Any], base: Policy | None = None) -> Policy:
+        """The policy for these arguments: `base` (the declared or configured one), made stricter by
+        `policy_when` when it asks for more."""
+        base = base if base is not None else self.policy
+        return base.stricter(self.policy_when(args)) if self.policy_when is not None else base
 
     def usage(self, prefix: str = "!") -> str:
         return " ".join([prefix + self.name] + [p.usage() for p in self.params])
@@ -140,17 +176,19 @@ REGISTRY = Registry()
 
 def command(name: str, *, help: str, dangerous: bool = False, policy: Policy | None = None,
             locks: typing.Iterable[str] = (), hidden: bool = False, job: bool | None = None,
-            preview: Callable[..., Awaitable[str]] | None = None, registry: Registry | None = None):
+            preview: Callable[..., Awaitable[str]] | None = None, registry: Registry | None = None,
+            policy_when: Callable[[dict[str, Any]], Policy | None] | None = None):
     """Declare a chat command. Dangerous commands need one other admin's approval unless `policy`
-    (or the [policies] table of the config) says otherwise. Dangerous commands and commands that
-    take locks run as jobs unless `job=False`."""
+    (or the [policies] table of the config) says otherwise; `policy_when(args)` may ask for more for
+    some arguments. Dangerous commands and commands that take locks run as jobs unless `job=False`."""
     def decorate(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         spec = CommandSpec(
             name=name.lower(), func=func, help=help, params=_params_of(func),
             dangerous=dangerous,
             policy=policy if policy is not None else (ONE_OTHER_ADMIN if dangerous else NO_APPROVAL),
             locks=frozenset(locks), long_help=inspect.getdoc(func) or "", hidden=hidden,
-            job=job if job is not None else bool(dangerous or locks), preview=preview)
+            job=job if job is not None else bool(dangerous or locks), preview=preview,
+            policy_when=policy_when)
         (registry or REGISTRY).add(spec)
         func.spec = spec
         return func
@@ -163,12 +201,80 @@ def on_startup(func: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaita
     return func
 
 
+_BLANK = " \t\r\n"                               # what separates words (as in a POSIX shell)
+_PLAIN = re.compile(r"[^ \t\r\n'\"\\]+")
+_IN_DOUBLE_QUOTES = re.compile(r'[\\"]')
+
+
 def split_words(text: str) -> list[str]:
-    """Shell-like words (quotes group words) but never interpreted by a shell."""
-    try:
-        return shlex.split(text)
-    except ValueError as exc:
-        raise ArgError(f"cannot read the command: {exc} (check your quotes)")
+    """Shell-like words (quotes group words, a backslash escapes) but never interpreted by a shell.
+    Linear in the length of the line, which is bounded (MAX_LINE_CHARS) before anything is read."""
+    if len(text) > MAX_LINE_CHARS:
+        raise ArgError(f"that command is {len(text):,} characters long; the limit is {MAX_LINE_CHARS:,}. "
+                       "Nothing was run.")
+    if "\x00" in text:
+        raise ArgError("the command contains a NUL character; nothing was run.")
+    words: list[str] = []
+    i, end = 0, len(text)
+    while True:
+        while i < end and text[i] in _BLANK:
+            i += 1
+        if i >= end:
+            return words
+        parts: list[str] = []
+        while i < end and text[i] not in _BLANK:
+            i = _read_part(text, i, parts)
+        words.append("".join(parts))
+
+
+def _read_part(text: str, i: int, parts: list[str]) -> int:
+    """Read one piece of a word at `i` (plain text, '…', "…" or an escaped character) into `parts`;
+    returns where the next piece starts."""
+    char = text[i]
+    if char == "'":
+        close = text.find("'", i + 1)
+        if close < 0:
+            raise _unreadable("No closing quotation")
+        parts.append(text[i + 1:close])
+        return close + 1
+    if char == '"':
+        return _read_double_quoted(text, i + 1, parts)
+    if char == "\\":
+        if i + 1 >= len(text):
+            raise _unreadable("No escaped character")
+        parts.append(text[i + 1])
+        return i + 2
+    plain = _PLAIN.match(text, i)
+    parts.append(plain.group())
+    return plain.end()
+
+
+def _read_double_quoted(text: str, i: int, parts: list[str]) -> int:
+    # Inside "…" a backslash escapes only \ and "; before any other character it stays (POSIX shell).
+    while True:
+        stop = _IN_DOUBLE_QUOTES.search(text, i)
+        if stop is None or (text[stop.start()] == "\\" and stop.start() + 1 >= len(text)):
+            raise _unreadable("No closing quotation")
+        parts.append(text[i:stop.start()])
+        if text[stop.start()] == '"':
+            return stop.start() + 1
+        escaped = text[stop.start() + 1]
+        parts.append(escaped if escaped in '\\"' else "\\" + escaped)
+        i = stop.start() + 2
+
+
+def _unreadable(why: str) -> ArgError:
+    return ArgError(f"cannot read the command: {why} (check your quotes)")
+
+
+def clip(text: str, limit: int = 40) -> str:
+    """`text` cut short for a message: a reply never echoes a huge input back."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """`text` quoted (as Python would) and cut short, for an error message."""
+    return repr(clip(text, limit))
 
 
 # --- declaration reading -----------------------------------------------------------------------
@@ -186,7 +292,8 @@ def _params_of(func: Callable) -> list[Param]:
                 inspect.Parameter.KEYWORD_ONLY: "option"}.get(p.kind, "positional")
         required = p.default is inspect.Parameter.empty and kind == "positional"
         default = None if p.default is inspect.Parameter.empty else p.default
-        params.append(Param(p.name, kind, hint, required, default, arg.help, arg.metavar, arg.secret))
+        params.append(Param(p.name, kind, hint, required, default, arg.help, arg.metavar, arg.secret,
+                            arg.min, arg.max, arg.max_length))
     return params
 
 
@@ -200,24 +307,78 @@ def _base_type(hint: Any) -> Any:
 def _convert(param: Param, word: str) -> Any:
     target = _base_type(param.type)
     label = param.flag if param.kind == "option" else f"<{param.metavar or param.name}>"
+    if "\x00" in word:
+        raise ArgError(f"{label} contains a NUL character")
     if get_origin(target) is Literal:
         choices = [str(c) for c in get_args(target)]
         if word.lower() not in choices:
-            raise ArgError(f"{label} must be one of {', '.join(choices)}, not {word!r}")
+            raise ArgError(f"{label} must be one of {', '.join(choices)}, not {shown(word)}")
         return word.lower()
     if target in (int, float):
-        try:
-            return target(word)
-        except ValueError:
-            raise ArgError(f"{label} must be a {'whole ' if target is int else ''}number, not {word!r}")
+        return _number(param, target, word, label)
     if target is Path:
-        return Path(word)
+        return Path(_bounded_word(param, word, label, MAX_PATH_LENGTH))
     if hasattr(target, "parse_arg"):
+        _bounded_word(param, word, label, DEFAULT_MAX_LENGTH)
         try:
             return target.parse_arg(word)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise ArgError(f"{label}: {exc}")
+    return _bounded_word(param, word, label, DEFAULT_MAX_LENGTH)
+
+
+def _bounded_word(param: Param, word: str, label: str, default_length: int) -> str:
+    limit = param.max_length if param.max_length is not None else default_length
+    if len(word) > limit:
+        raise ArgError(f"{label} is {len(word):,} characters long; at most {limit:,} are accepted")
     return word
+
+
+def _number(param: Param, target: type, word: str, label: str) -> int | float:
+    kind = "whole number" if target is int else "number"
+    value: int | float | None = None
+    if len(word) <= _NUMBER_CHARS and word.isascii():
+        try:
+            value = target(word)
+        except ValueError:
+            value = None
+    if value is None or (target is float and not math.isfinite(value)):
+        raise ArgError(f"{label} must be a {kind}, not {shown(word)}")
+    low, high = DEFAULT_INT_RANGE if target is int else DEFAULT_FLOAT_RANGE
+    low = param.min if param.min is not None else low
+    high = param.max if param.max is not None else high
+    if value < low:
+        raise ArgError(f"{label} must be at least {_number_text(low)}, not {shown(word)}")
+    if value > high:
+        raise ArgError(f"{label} must be at most {_number_text(high)}, not {shown(word)}")
+    return value
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+_SPAN = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,9})?)\s*([smhdw]?)\s*$")
+_SPAN_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_span(word: str, most: float) -> float:
+    """'90s', '10m', '2h', '7d', '2w' or seconds → seconds, at most `most`; ValueError otherwise.
+    Digits are bounded before any arithmetic, so no input overflows a float or a timedelta."""
+    match = _SPAN.match(word) if len(word) <= _NUMBER_CHARS else None
+    if match is None:
+        raise ValueError("expected a duration such as 90s, 10m, 2h or 7d")
+    seconds = float(match.group(1)) * _SPAN_SECONDS[match.group(2)]
+    if seconds > most:
+        raise ValueError(f"at most {_span_text(most)}, not {shown(word)}")
+    return seconds
+
+
+def _span_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
@@ -236,8 +397,10 @@ def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
             param = options.get(flag)
             if param is None:
                 known = ", ".join(options) or "none"
-                raise ArgError(f"unknown option {flag} (options: {known})")
+                raise ArgError(f"unknown option {clip(flag)} (options: {known})")
             if _base_type(param.type) is bool:
+                if inline:
+                    raise ArgError(f"{flag} takes no value: write {flag} alone")
                 values[param.name] = True
             else:
                 if not inline:
@@ -253,7 +416,7 @@ def _bind(spec: CommandSpec, words: list[str]) -> dict[str, Any]:
     if missing:
         raise ArgError(f"missing <{missing[0].metavar or missing[0].name}>")
     if len(loose) > len(positional) and rest is None:
-        raise ArgError(f"too many arguments: {' '.join(loose[len(positional):])!r}")
+        raise ArgError(f"too many arguments: {shown(' '.join(loose[len(positional):]), 60)}")
     for param, word in zip(positional, loose):
         values[param.name] = _convert(param, word)
     for param in positional[len(loose):]:

@@ -181,13 +181,16 @@ async def test_list_and_stats(alice, world):
     assert "✅ slow: last success" in stats.body
 
 
-async def test_setup_checks_and_b2_needs_the_account_key(alice, world):
+async def test_setup_checks_and_b2_needs_the_account_key(alice, bob, world):
     bot = world.bot
     check = await alice.command(bot.room_id, "!backup setup", bot.user_id, timeout=30)
     assert "✅ restic found" in check.body and f"✅ repository {world.repo} opens" in check.body
     assert "❌" not in check.body and "Next: !backup now" in check.body
 
-    b2 = await alice.command(bot.room_id, "!backup setup b2 family-backups-3f9a", bot.user_id, timeout=30)
+    # `b2` replaces the key file the backups use: another admin approves it first
+    command_id, _, rid = await request_for(alice, bot, "!backup setup b2 family-backups-3f9a")
+    await bob.command(bot.room_id, f"!approve {rid}", bot.user_id)
+    b2 = await result_reply(alice, command_id, bot, "account key", timeout=30)
     assert "the Backblaze B2 account key is not configured" in b2.body and "[backup.b2]" in b2.body
 
 
@@ -238,7 +241,7 @@ async def test_restore_to_a_directory_leaves_live_data_alone(alice, bob, world):
 # --------------------------------------------------------------------------- retention and drill
 
 
-async def test_prune_applies_quotas_to_automatic_snapshots_only(alice, world):
+async def test_prune_applies_quotas_to_automatic_snapshots_only(alice, bob, world):
     bot = world.bot
     restic = world.restic()
     times = [datetime(2024, 1, 1, 10), datetime(2024, 1, 1, 12), datetime(2024, 1, 2, 9), datetime(2024, 1, 3, 9)]
@@ -246,8 +249,9 @@ async def test_prune_applies_quotas_to_automatic_snapshots_only(alice, world):
                                  time=t)).snapshot_id[:8] for t in times]
     before = {s["short_id"] for s in await restic_snapshots_json(world)}
 
-    reply = await alice.wait_for(from_bot(bot, "retention applied", await alice.send(bot.room_id, "!backup prune")),
-                                 timeout=60)
+    command_id, _, rid = await request_for(alice, bot, "!backup prune")     # it deletes: needs approval
+    await bob.command(bot.room_id, f"!approve {rid}", bot.user_id)
+    reply = await result_reply(alice, command_id, bot, "retention applied", timeout=60)
 
     assert "kept 2, removed 2" in reply.body   # keep_last 1 + keep_daily 2: jan03 and jan02
     after = {s["short_id"] for s in await restic_snapshots_json(world)}

@@ -179,8 +179,11 @@ async def test_add_an_admin_reuses_the_private_room_and_refuses_a_taken_name(
         alice, bob, carol, users_bot, synapse, checker, alice_rooms):
     bot, user_id = users_bot, f"@{name('parent')}:{synapse.server_name}"
     first_room = await private_room(alice, bot)
-    reply = await alice.command(bot.room_id, f"!user add {name('parent')} --admin", bot.user_id,
-                                timeout=TIMEOUT)
+    # a homeserver admin can reset any password: granting it needs another admin's approval
+    command_id, request, rid = await request_for(alice, bot, f"!user add {name('parent')} --admin")
+    assert f"Creates {user_id} as a homeserver ADMIN" in request.body
+    await approve(bob, bot, rid)
+    reply = await result_reply(alice, command_id, bot, "✅ Created", timeout=TIMEOUT)
     assert reply.body.startswith(f"✅ Created {user_id} (a homeserver admin).")
     password, _, room = await password_from(alice, alice_rooms, bot, f"🔑 New account {user_id}",
                                             [bob, carol])
