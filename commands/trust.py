@@ -125,12 +125,31 @@ async def _wait_alone(ctx: Context, user_id: str, pinned_fp: str, key: str) -> R
         "person. At the server, `spbot trust accept` does it at once."))
 
 
-@command("trust pin", hidden=True, dangerous=True, job=False,
-         help="pin exactly this identity key for an admin (what !trust asks the other admins to approve)",
-         preview=lambda bot, user, key: _pin_preview(bot, user, key))
-async def trust_pin(ctx: Context, user: str, key: str) -> Reply:
+class IdentityKey(str):
+    """A master key as the request shows it: 32 bytes in unpadded base64 (checked before anyone is asked)."""
+
+    @classmethod
+    def parse_arg(cls, word: str) -> "IdentityKey":
+        try:
+            valid = len(decode_b64(word)) == 32
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError(f"{word[:60]!r} is not an identity key (43 characters of base64)")
+        return cls(word)
+
+
+async def _pin_preview(bot, user: str, key: str) -> str:
+    pin = await bot.trust.pins.pinned_key(user)
+    return (f"{user}: pinned identity {format_fingerprint(pin)} → new identity {format_fingerprint(key)}. "
+            f"Only this key is pinned. Votes of admins whose own identity is not trusted "
+            f"(including {user}) do not count.")
+
+
+@command("trust pin", hidden=True, dangerous=True, job=False, preview=_pin_preview,
+         help="pin exactly this identity key for an admin (what !trust asks the other admins to approve)")
+async def trust_pin(ctx: Context, user: str, key: IdentityKey) -> Reply:
     user_id = _admin(ctx, user)
-    _check_key(key)
     try:
         fingerprint = await ctx.bot.trust.accept(user_id, expected=key, by="approved in the room")
     except KeyMoved as exc:
@@ -141,13 +160,6 @@ async def trust_pin(ctx: Context, user: str, key: str) -> Reply:
     except CrossSigningError as exc:
         raise UserError(f"could not look up the identity of {user_id}: {exc}", "try again in a minute")
     return Reply.text(f"accepted the new identity of {user_id}: {fingerprint}")
-
-
-async def _pin_preview(bot, user: str, key: str) -> str:
-    pin = await bot.trust.pins.pinned_key(user)
-    return (f"{user}: pinned identity {format_fingerprint(pin)} → new identity {format_fingerprint(key)}. "
-            f"Only this key is pinned. Votes of admins whose own identity is not trusted "
-            f"(including {user}) do not count.")
 
 
 @command("trust cancel", help="cancel a waiting acceptance of an admin's new identity")
@@ -177,15 +189,6 @@ def _admin(ctx: Context, user: str) -> str:
     if not USER_ID.match(user) or user not in ctx.config.admins:
         raise UserError(f"{user} is not one of the admins", "admins: " + ", ".join(ctx.config.admins))
     return user
-
-
-def _check_key(key: str) -> None:
-    try:
-        valid = len(decode_b64(key)) == 32
-    except ValueError:
-        valid = False
-    if not valid:
-        raise UserError(f"{key[:60]!r} is not an identity key (43 characters of base64).")
 
 
 async def _identity(ctx: Context, user_id: str, fresh: bool = False):

@@ -154,6 +154,10 @@ class Trust:
             log.warning("identity_lookup_failed", user_id=user_id, error=str(exc))
             if device_id is None:
                 return self._unbound(user_id, sender_key, None)
+            if self.bot.config.device_policy == "cross-signed":
+                return DeviceVerdict(False, "refused", device_id, Reply.error(
+                    f"I did not run this: I could not check that your device {device_id} is verified "
+                    f"({exc}).", "Send it again in a minute."))
             return self._by_policy(user_id, device_id, cross_signed=False)
         pin = await self.pins.check(user_id, identity)
         if pin.state == "changed":

@@ -5,6 +5,7 @@ which also resolves the identity-change alert there."""
 from __future__ import annotations
 
 import json
+import sys
 
 from nio import AsyncClient
 
@@ -33,8 +34,18 @@ async def accept(config: Config, user_id: str) -> int:
         if not identity.has_identity:
             print(f"{user_id} has no cross-signing identity: there is nothing to accept")
             return 2
-        result = await IdentityPins(store).accept(user_id, identity,
-                                                  by="at the server's console: spbot trust accept")
+        pins = IdentityPins(store)
+        pinned = await pins.pinned_key(user_id)
+        if pinned == identity.master_key:
+            print(f"nothing to accept: the identity of {user_id} ({identity.fingerprint}) is already trusted")
+            return 0
+        print(f"{user_id}: pinned identity {format_fingerprint(pinned)}\n  new identity   {identity.fingerprint}")
+        if sys.stdin.isatty() and input("compare it with them in person; accept it? [y/N] ").strip().lower() \
+                not in ("y", "yes"):
+            print("nothing was accepted")
+            return 1
+        result = await pins.accept(user_id, identity, expected=identity.master_key,
+                                   by="at the server's console: spbot trust accept")
     except CrossSigningError as exc:
         print(f"could not look up {user_id}: {exc}")
         return 1
