@@ -92,19 +92,20 @@ async def trust(ctx: Context, user: str) -> Reply | None:
     except CrossSigningError as exc:
         raise UserError(f"could not look up the other admins' identities: {exc}", "try again in a minute")
     key = identity.master_key
-    if eligible:
-        await _ask_for_approval(ctx, user_id, key, eligible)
+    spec = ctx.bot.registry.commands["trust pin"]
+    policy = ctx.bot.policy_for(spec)
+    if len(eligible) >= max(policy.approvals, 1) or not policy.needs_request:
+        await _ask_for_approval(ctx, spec, policy, user_id, key)
         return None
     return await _wait_alone(ctx, user_id, pin.pinned_fingerprint, key)
 
 
-async def _ask_for_approval(ctx: Context, user_id: str, key: str, eligible: list[str]) -> None:
-    spec = ctx.bot.registry.commands["trust pin"]
+async def _ask_for_approval(ctx: Context, spec, policy, user_id: str, key: str) -> None:
+    """The request is for `!trust pin @user <key>`: what gets approved names the key it pins."""
     text = f"{ctx.config.command_prefix}trust pin {user_id} {key}"
     request = Request(ctx.sender, ctx.request.device_id, ctx.request.room_id, ctx.request.event_id, text,
                       ctx.request.sent_ts_ms)
     args = spec.parse([user_id, key])
-    policy = ctx.bot.policy_for(spec)
     if not policy.needs_request:
         await ctx.bot.dispatcher.run(request, spec, args)
         return
@@ -174,6 +175,7 @@ async def trust_cancel(ctx: Context, user: str) -> Reply:
 @on_startup
 async def _start_ticker(bot) -> None:
     async def tick_forever() -> None:
+        await bot.connection.first_sync_done.wait()     # the rooms to speak in are known
         while True:
             try:
                 await bot.trust.tick()
