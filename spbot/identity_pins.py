@@ -113,10 +113,11 @@ class IdentityPins:
         return ((record or {}).get("pending") or {}).get("master_key")
 
     async def accept(self, user_id: str, identity: Any, expected: str | None = None,
-                     by: str = "") -> PinResult:
+                     by: str = "", announced: bool = True) -> PinResult:
         """Pin this identity's master key (an admin confirmed the change out of band). With `expected`
         (the key an approval request showed) a different key raises KeyMoved and nothing is pinned.
-        `by` says who decided; the room is told about it once (see `unannounced`)."""
+        `by` says who decided; `announced=False` leaves telling the room to the bot (see `unannounced`):
+        an acceptance made where the bot does not run, at the server's console."""
         key = master_key_of(identity)
         if key is None:
             raise ValueError(f"{user_id} has no cross-signing identity to accept")
@@ -129,7 +130,7 @@ class IdentityPins:
                                    "replaced_at": time.time()}])[-HISTORY:]
         await self.store.put(self._key(user_id), {"master_key": key, "pinned_at": time.time(),
                                                   "pending": None, "history": history,
-                                                  "accepted_by": by, "announced": False})
+                                                  "accepted_by": by, "announced": announced})
         return PinResult("pinned", user_id, key, key)
 
     async def unannounced(self, user_id: str) -> dict | None:

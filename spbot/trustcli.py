@@ -45,7 +45,7 @@ async def accept(config: Config, user_id: str) -> int:
             print("nothing was accepted")
             return 1
         result = await pins.accept(user_id, identity, expected=identity.master_key,
-                                   by="at the server's console: spbot trust accept")
+                                   by="at the server's console: spbot trust accept", announced=False)
     except CrossSigningError as exc:
         print(f"could not look up {user_id}: {exc}")
         return 1
