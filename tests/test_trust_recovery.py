@@ -432,3 +432,31 @@ async def test_cross_signing_failure_is_an_alert(synapse, make_bot, tmp_path_fac
         await cy.wait_for(bot_said(bot, "resolved", "cross-signed again"), timeout=60)
     finally:
         await cy.stop()
+
+
+# --- pins: exact keys, and who tells the room -------------------------------------------------------------
+
+async def test_pins_accept_only_the_expected_key_and_remember_who_announces(tmp_path):
+    from spbot.crosssign import Ed25519Key
+    from spbot.identity_pins import IdentityPins, KeyMoved
+    from spbot.store import Store
+    store = await Store(tmp_path / "pins.db").open()
+    try:
+        pins = IdentityPins(store)
+        old, shown, unseen = (Ed25519Key.generate().public_key for _ in range(3))
+        await pins.check("@a:x", old)
+        assert (await pins.check("@a:x", unseen)).state == "changed"
+        with pytest.raises(KeyMoved) as caught:
+            await pins.accept("@a:x", unseen, expected=shown)
+        assert format_fingerprint(shown) in str(caught.value) and format_fingerprint(unseen) in str(caught.value)
+        assert await pins.pinned_key("@a:x") == old, "nothing pinned"
+        await pins.accept("@a:x", shown, expected=shown, by="approved in the room")
+        assert await pins.pinned_key("@a:x") == shown
+        assert await pins.unannounced("@a:x") is None, "the bot announces its own acceptances at once"
+        await pins.accept("@a:x", unseen, by="console", announced=False)
+        assert (await pins.unannounced("@a:x"))["accepted_by"] == "console"
+        await pins.mark_announced("@a:x")
+        assert await pins.unannounced("@a:x") is None
+        assert (await pins.check("@a:x", unseen)).state == "ok"
+    finally:
+        await store.close()
