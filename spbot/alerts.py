@@ -67,8 +67,9 @@ class Alerts:
 
     async def fire(self, key: str, severity: str, text: str, todo: str = "",
                    renotify: float = DEFAULT_RENOTIFY, now: float | None = None,
-                   offer: str | None = None) -> bool:
+                   offer: str | None = None, to: list[str] | None = None) -> bool:
         """The condition is bad now. Notifies when it is new, worse, or due again; True if it did.
+        `to`: the admins to mention (default: all of them), e.g. not the one whose account is suspect.
         `offer` is a command (e.g. "!volume grow /srv +10") that an admin's ✅ on the alert starts, through
         the usual policy and approval flow, as if that admin had sent it."""
         now = time.time() if now is None else now
@@ -88,7 +89,7 @@ class Alerts:
         prefix = f"{ICONS[severity]} {'still: ' if reminder else ''}{text}"
         if offer:
             todo = f"react ✅ to this message to run {offer}" + (f"; or {todo}" if todo else "")
-        ids = await self.bot.notify(mention(self.bot.config.admins,
+        ids = await self.bot.notify(mention(to if to else self.bot.config.admins,
                                             prefix + (f"\nWhat to do: {todo}" if todo else "")))
         for message_id in ids if offer else []:
             await self.store.execute("INSERT OR REPLACE INTO alert_offers(message_id, command, created) "

@@ -297,8 +297,8 @@ class Bot:
                          reason=verdict.reason)
             return
         request = verdict.request
-        request.device_id = await self.devices.identify(event.sender, getattr(event, "sender_key", None))
-        trust = await self.trust.check_device(event.sender, request.device_id)
+        trust = await self.trust.check_sender(event.sender, getattr(event, "sender_key", None))
+        request.device_id = trust.device_id
         if not trust.allowed:
             await self.send_reply(request, trust.reply)
             await self.audit.record(AuditEntry(event.sender, request.device_id, room.room_id,
@@ -306,10 +306,11 @@ class Bot:
                                                f"device {trust.state}"))
             log.warning("device_refused", sender=event.sender, device=request.device_id, state=trust.state)
             return
-        if trust.state == "tofu":
-            announcement = await self.devices.announce_if_new(event.sender, request.device_id)
-            if announcement is not None:
-                await self.outbox.send(room.room_id, announcement.content())
+        announcement = (await self.devices.announce_if_new(event.sender, trust.device_id, trust.cross_signed)
+                        if trust.bound else self.devices.announce_unbound(
+                            event.sender, getattr(event, "sender_key", None)))
+        if announcement is not None:
+            await self.outbox.send(room.room_id, announcement.content())
         await self.start_command(request)
 
     async def on_undecryptable(self, room: MatrixRoom, event: MegolmEvent) -> None:
@@ -358,8 +359,9 @@ class Bot:
     async def on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
         if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:
             return await self.approvals.on_reaction(room, event)     # it logs what it ignores
-        device = await self.devices.identify(event.sender, getattr(event, "sender_key", None))
-        trust = await self.trust.check_device(event.sender, device)
+        trust = await self.trust.check_sender(event.sender, getattr(event, "sender_key", None))
+        device = trust.device_id
+        await self.trust.tell_voter(room.room_id, event, trust)
         if not trust.allowed:
             log.warning("vote_refused", sender=event.sender, device=device, state=trust.state)
             return

@@ -233,6 +233,13 @@ class UserIdentity:
     def device(self, device_id: str) -> DeviceTrust | None:
         return self.devices.get(device_id)
 
+    def device_with_key(self, curve25519: str | None) -> DeviceTrust | None:
+        """The device whose published (and self-signed) Curve25519 key this is, if any."""
+        if not curve25519:
+            return None
+        return next((d for d in self.devices.values() if d.curve25519 == curve25519 and d.self_signed),
+                    None)
+
     @property
     def cross_signed_devices(self) -> list[str]:
         return sorted(d for d, t in self.devices.items() if t.cross_signed)
@@ -355,6 +362,21 @@ async def query_identity(http: httpx.AsyncClient, user_id: str) -> UserIdentity:
     """One user's master key, self-signing key (verified against the master) and devices, each with
     `cross_signed` True only if its JSON carries a valid signature by that self-signing key."""
     return (await query_identities(http, [user_id]))[user_id]
+
+
+async def own_device_replaced(homeserver: str, access_token: str, user_id: str, device_id: str,
+                              own_identity_keys: Mapping[str, str]) -> bool:
+    """True if the homeserver holds other identity keys for this device than the local crypto store
+    (a store restored from an old backup, or wiped: nio then made a new Olm account for the old device
+    id, and the homeserver refuses all its uploads). False if they match or the server has none yet."""
+    async with matrix_http(homeserver, access_token) as http:
+        answer = await query_keys(http, [user_id])
+    device = ((answer.get("device_keys") or {}).get(user_id) or {}).get(device_id)
+    if not isinstance(device, dict):
+        return False
+    keys = device.get("keys") or {}
+    return (keys.get(f"curve25519:{device_id}") != own_identity_keys.get("curve25519")
+            or keys.get(f"ed25519:{device_id}") != own_identity_keys.get("ed25519"))
 
 
 # --- the bot's own identity --------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-"""Which device sent a command, and trust on first use: every admin device is accepted, but the first
-command from a device the bot has not seen before is announced in the room, mentioning its owner."""
+"""Which device sent a command, and what the room is told about it: the first command from each admin
+device the bot has not seen before is announced, mentioning its owner, whatever the device policy; a
+message whose sender key the bot cannot bind to one known device is announced every time (tofu) or
+refused (cross-signed, see spbot.trust)."""
 from __future__ import annotations
 
 import time
@@ -18,6 +20,11 @@ CREATE TABLE IF NOT EXISTS known_devices (
 """
 
 
+def key_label(sender_key: str | None) -> str:
+    """A short public name for a device key that no device id can be given for."""
+    return f"unknown device (key {sender_key[:8]}…)" if sender_key else "unknown device (no key)"
+
+
 class Devices:
     def __init__(self, store: Store, connection: Connection):
         self.store = store
@@ -26,28 +33,42 @@ class Devices:
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
 
-    async def identify(self, user_id: str, sender_key: str | None) -> str:
-        """The device id whose Curve25519 key sent an event; queries keys once if it is not known yet."""
-        device = self._lookup(user_id, sender_key)
+    async def identify(self, user_id: str, sender_key: str | None) -> str | None:
+        """The device id that the local crypto store binds to this Curve25519 sender key (querying keys
+        once if it is not known yet), or None: no known device has this key."""
+        device = self.bound_device(user_id, sender_key)
         if device is None and sender_key:
             await self.connection.refresh_devices(user_id)
-            device = self._lookup(user_id, sender_key)
-        return device or "unknown"
+            device = self.bound_device(user_id, sender_key)
+        return device
 
-    def _lookup(self, user_id: str, sender_key: str | None) -> str | None:
-        store = self.connection.client.device_store
-        for device in store.active_user_devices(user_id):
-            if device.curve25519 == sender_key:
-                return device.id
-        return None
+    def bound_device(self, user_id: str, sender_key: str | None) -> str | None:
+        if not sender_key:
+            return None
+        device = self.connection.client.device_store.device_from_sender_key(user_id, sender_key)
+        return device.id if device is not None else None
 
-    async def announce_if_new(self, user_id: str, device_id: str) -> Reply | None:
+    def bound_key(self, user_id: str, device_id: str) -> str | None:
+        """The Curve25519 key the local crypto store binds messages of this device to."""
+        device = self.connection.client.device_store[user_id].get(device_id)
+        return device.curve25519 if device is not None and not device.deleted else None
+
+    async def announce_if_new(self, user_id: str, device_id: str, cross_signed: bool) -> Reply | None:
         """A notice for the device's first command; None if it was seen before."""
         inserted = await self.store.execute(
             "INSERT OR IGNORE INTO known_devices(user_id, device_id, first_seen) VALUES(?, ?, ?)",
             (user_id, device_id, time.time()))
         if not inserted:
             return None
-        log.info("new_admin_device", user_id=user_id, device_id=device_id)
-        return mention([user_id], f"new device {device_id} of {user_id} sent a command. "
+        log.info("new_admin_device", user_id=user_id, device_id=device_id, cross_signed=cross_signed)
+        how = "verified by their cross-signing identity" if cross_signed else "not verified: trusted on first use"
+        return mention([user_id], f"new device {device_id} of {user_id} ({how}) sent a command. "
+                       "If this was not you, change your password now and tell the other admins.")
+
+    @staticmethod
+    def announce_unbound(user_id: str, sender_key: str | None) -> Reply:
+        """Said every time a command runs from a key that no known device of the sender has (tofu)."""
+        log.warning("unbound_sender_key", user_id=user_id, sender_key=(sender_key or "")[:8])
+        return mention([user_id], f"a command of {user_id} came from a key I cannot bind to any of "
+                       f"their devices ({key_label(sender_key)}). I ran it because device_policy is tofu. "
                        "If this was not you, change your password now and tell the other admins.")

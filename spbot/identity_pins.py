@@ -15,10 +15,20 @@ from typing import Any, Literal, Protocol
 
 from .crosssign import format_fingerprint
 
-__all__ = ["IdentityPins", "PinResult", "PinState", "JSONStore", "format_fingerprint", "master_key_of"]
+__all__ = ["IdentityPins", "KeyMoved", "PinResult", "PinState", "JSONStore", "format_fingerprint",
+           "master_key_of"]
 
 PinState = Literal["pinned", "ok", "changed", "no_identity"]
 HISTORY = 10
+
+
+class KeyMoved(ValueError):
+    """The identity to accept is not the key the approval request showed: nothing was pinned."""
+
+    def __init__(self, user_id: str, shown: str, now: str | None):
+        super().__init__(f"the identity of {user_id} changed again: the request showed "
+                         f"{format_fingerprint(shown)}, it is now {format_fingerprint(now)}")
+        self.user_id, self.shown, self.now = user_id, shown, now
 
 
 class JSONStore(Protocol):
@@ -102,19 +112,37 @@ class IdentityPins:
         record = await self.record(user_id)
         return ((record or {}).get("pending") or {}).get("master_key")
 
-    async def accept(self, user_id: str, identity: Any) -> PinResult:
-        """Pin this identity's master key (an admin confirmed the change out of band)."""
+    async def accept(self, user_id: str, identity: Any, expected: str | None = None,
+                     by: str = "", announced: bool = True) -> PinResult:
+        """Pin this identity's master key (an admin confirmed the change out of band). With `expected`
+        (the key an approval request showed) a different key raises KeyMoved and nothing is pinned.
+        `by` says who decided; `announced=False` leaves telling the room to the bot (see `unannounced`):
+        an acceptance made where the bot does not run, at the server's console."""
         key = master_key_of(identity)
         if key is None:
             raise ValueError(f"{user_id} has no cross-signing identity to accept")
+        if expected is not None and key != expected:
+            raise KeyMoved(user_id, expected, key)
         record = await self.record(user_id)
         history = list((record or {}).get("history") or [])
         if record and record["master_key"] != key:
             history = (history + [{"master_key": record["master_key"], "pinned_at": record.get("pinned_at"),
                                    "replaced_at": time.time()}])[-HISTORY:]
         await self.store.put(self._key(user_id), {"master_key": key, "pinned_at": time.time(),
-                                                  "pending": None, "history": history})
+                                                  "pending": None, "history": history,
+                                                  "accepted_by": by, "announced": announced})
         return PinResult("pinned", user_id, key, key)
+
+    async def unannounced(self, user_id: str) -> dict | None:
+        """The pin record if an acceptance (e.g. `spbot trust accept` at the console) was not yet told
+        to the room."""
+        record = await self.record(user_id)
+        return record if record and record.get("announced") is False else None
+
+    async def mark_announced(self, user_id: str) -> None:
+        record = await self.record(user_id)
+        if record is not None:
+            await self.store.put(self._key(user_id), {**record, "announced": True})
 
     async def forget(self, user_id: str) -> None:
         """Drop the pin (the next check pins whatever it sees)."""

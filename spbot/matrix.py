@@ -73,15 +73,41 @@ class Connection:
                            store_path=str(store), config=client_config)
 
     async def login(self) -> AsyncClient:
-        """Restore the stored device, or log in once with the password and store the token (0600)."""
+        """Restore the stored device, or log in once with the password and store the token (0600).
+
+        A stored device whose keys on the homeserver are not the crypto store's (restored from an old
+        backup, or `crypto/` wiped: nio would make a new Olm account for the old device id, and the
+        homeserver refuses every key it uploads) is replaced by a new device logged in with the password;
+        `replaced_device` then names the old one, which is deleted once the new one is cross-signed."""
+        from .crosssign import CrossSigningError, own_device_replaced
+        self.replaced_device: str | None = None
         saved = self._load_credentials()
         if saved:
             register_secret(saved["access_token"])
             self.client = self._new_client(saved["device_id"])
             self.client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
-            log.info("login_restored", device_id=saved["device_id"])
-            return self.client
-        if self.config.access_token is not None:
+            try:
+                lost = await own_device_replaced(self.config.homeserver, saved["access_token"],
+                                                 saved["user_id"], saved["device_id"],
+                                                 self.client.olm.account.identity_keys)
+            except CrossSigningError as exc:      # unreachable now: the cross-signing check tells later
+                log.warning("device_keys_check_skipped", error=str(exc))
+                lost = False
+            if not lost:
+                log.info("login_restored", device_id=saved["device_id"])
+                return self.client
+            await self.client.close()
+            log.warning("crypto_store_lost", device_id=saved["device_id"])
+            if self.config.password is None:
+                raise LoginFailed(
+                    f"my crypto store ({self.state_dir / 'crypto'}) has no keys for my device "
+                    f"{saved['device_id']}, whose keys the homeserver knows (restored from an old backup, or "
+                    "a wiped crypto folder?). With only an access token I cannot start a new device: log "
+                    "the bot's account in again for a new access token, put it in the access_token file, "
+                    f"delete {self.credentials_path}, start me again, and delete device "
+                    f"{saved['device_id']} (Element: Settings → Sessions). Or configure a password file.")
+            self.replaced_device = saved["device_id"]
+        elif self.config.access_token is not None:
             return await self._adopt_token(self.config.access_token.read())
         password = self.config.password.read()
         register_secret(password)
@@ -93,7 +119,7 @@ class Connection:
                               f"{getattr(response, 'message', response)}; check the password file")
         register_secret(response.access_token)
         self._save_credentials(response.device_id, response.access_token)
-        log.info("login_password", device_id=response.device_id)
+        log.info("login_password", device_id=response.device_id, replaces=self.replaced_device)
         return self.client
 
     async def _adopt_token(self, token: str) -> AsyncClient:

@@ -1,8 +1,11 @@
 """`spbot trust accept @alice` and `spbot trust reset`: trust decisions taken at the server's console,
-for when no other admin can approve in the room (or the bot's own identity must start over)."""
+for when no other admin can approve in the room (or the bot's own identity must start over). An
+acceptance made here is told in the room by the running bot (within seconds, or when it next starts),
+which also resolves the identity-change alert there."""
 from __future__ import annotations
 
 import json
+import sys
 
 from nio import AsyncClient
 
@@ -28,14 +31,28 @@ async def accept(config: Config, user_id: str) -> int:
     try:
         async with matrix_http(config.homeserver, creds["access_token"]) as http:
             identity = await query_identity(http, user_id)
-        result = await IdentityPins(store).accept(user_id, identity)
-        await store.execute("UPDATE alerts SET active = 0 WHERE key = ?", (f"trust:identity:{user_id}",))
+        if not identity.has_identity:
+            print(f"{user_id} has no cross-signing identity: there is nothing to accept")
+            return 2
+        pins = IdentityPins(store)
+        pinned = await pins.pinned_key(user_id)
+        if pinned == identity.master_key:
+            print(f"nothing to accept: the identity of {user_id} ({identity.fingerprint}) is already trusted")
+            return 0
+        print(f"{user_id}: pinned identity {format_fingerprint(pinned)}\n  new identity   {identity.fingerprint}")
+        if sys.stdin.isatty() and input("compare it with them in person; accept it? [y/N] ").strip().lower() \
+                not in ("y", "yes"):
+            print("nothing was accepted")
+            return 1
+        result = await pins.accept(user_id, identity, expected=identity.master_key,
+                                   by="at the server's console: spbot trust accept", announced=False)
     except CrossSigningError as exc:
         print(f"could not look up {user_id}: {exc}")
         return 1
     finally:
         await store.close()
-    print(f"accepted the identity of {user_id}: {format_fingerprint(result.master_key)}")
+    print(f"accepted the identity of {user_id}: {format_fingerprint(result.master_key)}; the bot tells "
+          "the room")
     return 0
 
 
