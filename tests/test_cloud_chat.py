@@ -474,6 +474,34 @@ async def test_dns_sync_with_approval(alice, bob, cloud):
     assert check.body.splitlines()[0].endswith("10 ok, 0 missing, 0 different")
 
 
+async def test_dns_cname_conflict_is_reported_and_replaced_after_approval(alice, bob, cloud):
+    """`git` becomes a CNAME: !dns check calls it a conflict (not "missing"), plain !dns sync
+    would skip it, --replace-cname replaces it in one batch after approval."""
+    bot, fake = cloud.bot, cloud.cloudflare
+    for record in fake.zone_records(DOMAIN):
+        if record["name"] == f"git.{DOMAIN}":
+            del fake.records[record["id"]]
+    fake.add_record(DOMAIN, "CNAME", f"git.{DOMAIN}", "code.example.net")
+    check = await alice.command(bot.room_id, "!dns check", bot.user_id, timeout=JOB_TIMEOUT)
+    assert check.body.splitlines()[0] == (
+        "🌐 DNS of example.org at Cloudflare: 8 ok, 0 missing, 0 different, "
+        "2 in conflict with a CNAME")
+    assert "⛔ git is a CNAME to code.example.net: DNS allows no other record next to it" \
+        in check.body
+    assert "`!dns sync --replace-cname` replaces the CNAME" in check.body
+
+    command_id, message, rid = await request_for(alice, bot, "!dns sync --replace-cname")
+    assert f"• replace the CNAME git → code.example.net with git A {IPV4}" in message.body
+    await approve(bob, bot, rid)
+    reply = await result_reply(alice, command_id, bot, "change(s) made", JOB_TIMEOUT)
+    assert reply.body.splitlines()[:3] == [
+        "✅ DNS of example.org at Cloudflare: 2 change(s) made.",
+        f"• replaced the CNAME (to code.example.net) with git A {IPV4}",
+        f"• replaced the CNAME (to code.example.net) with git AAAA {IPV6}"]
+    git = {r["type"] for r in fake.zone_records(DOMAIN) if r["name"] == f"git.{DOMAIN}"}
+    assert git == {"A", "AAAA"}
+
+
 async def test_no_token_in_the_log(cloud):
     log = cloud.bot.log()
     assert HZ_TOKEN not in log and CF_TOKEN not in log
