@@ -251,6 +251,8 @@ def advice(kind: ResticFailure | None, backups: "Backups | None" = None) -> str:
         ResticFailure.TIMEOUT: "the storage was too slow; try again later, or raise [backup] timeout",
         ResticFailure.KILLED: "restic was stopped (out of memory, or by someone); run !backup now "
                               "again — a stale lock is removed automatically",
+        ResticFailure.INTERRUPTED: "restic was interrupted (the bot or the server was stopping); run "
+                                   "!backup now again — a stale lock is removed automatically",
         ResticFailure.NOT_INSTALLED: "install restic on the server (apt-get install restic)",
         ResticFailure.DAMAGED: "the repository has errors: run `restic check` by hand and ask for help "
                                "before backing up again",

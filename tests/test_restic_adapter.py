@@ -620,3 +620,66 @@ def test_repository_locations_and_credentials_environment(tmp_path):
                         "RESTIC_PASSWORD_FILE", "RESTIC_PROGRESS_FPS", "RESTIC_CACHE_DIR"}
     with pytest.raises(ValueError):
         S3Repository(endpoint="ftp://x", bucket="family", access_key_id="i", secret_access_key="s")
+
+
+# --------------------------------------------------------------------------- error lines across versions
+
+# Captured from Debian's restic 0.14.0 (backup --json of a file the user cannot read) and, for 0.18, the
+# shape of internal/ui/backup/json.go's ErrorUpdate{Error: ErrorObject{Message}} in restic 0.18.
+ERROR_LINE_0_14 = ('{"message_type":"error","error":{"Op":"open","Path":"/srv/x/secret.db","Err":13},'
+                   '"during":"archival","item":"/srv/x/secret.db"}')
+ERROR_LINE_0_18 = ('{"message_type":"error","error":{"message":"open /srv/x/secret.db: permission denied"},'
+                   '"during":"archival","item":"/srv/x/secret.db"}')
+ERROR_LINE_EMPTY = '{"message_type":"error","error":{},"during":"scan","item":"/srv/x/odd"}'
+
+
+def test_backup_error_lines_of_every_version_are_said_in_words():
+    from spbot.system.restic import _readable
+    assert _readable(ERROR_LINE_0_14) == "could not read /srv/x/secret.db: permission denied"
+    assert _readable(ERROR_LINE_0_18) == "could not read /srv/x/secret.db: permission denied"
+    assert _readable(ERROR_LINE_EMPTY) == "could not read /srv/x/odd (while scan); restic gave no reason"
+    assert _readable('{"message_type":"error","error":{"Op":"lstat","Path":"/srv/y","Err":2},'
+                     '"during":"archival","item":"/srv/y"}') == "could not read /srv/y: no such file or directory"
+
+
+def test_exit_code_130_is_an_interruption():
+    failure = classify(_result("", returncode=130))
+    assert failure is ResticFailure.INTERRUPTED
+    from spbot.system.restic import error_from_result
+    message = str(error_from_result("backup", _result("signal interrupt received, cleaning up", 130), []))
+    assert message.startswith("restic backup failed: restic was interrupted (exit code 130")
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0, reason="needs root and setpriv")
+async def test_unreadable_file_is_reported_in_words_by_the_real_restic(template_repo):
+    """restic runs as nobody (a wrapper), so a 0600 root file is really unreadable: exit 3, a snapshot,
+    and the warning in words rather than restic's raw JSON line."""
+    import tempfile
+    with tempfile.TemporaryDirectory(dir="/tmp") as where:
+        await _back_up_an_unreadable_file(template_repo, Path(where))
+
+
+async def _back_up_an_unreadable_file(template_repo: Path, tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)
+    repo = tmp_path / "repo"
+    shutil.copytree(template_repo, repo)
+    source = make_tree(tmp_path / "source")
+    secret = source / "docs" / "secret.db"
+    secret.write_text("only root may read this")
+    secret.chmod(0o600)
+    for path in [tmp_path, repo, *repo.rglob("*"), *source.rglob("*")]:
+        if path != secret and not path.is_symlink():
+            path.chmod(0o777 if path.is_dir() else 0o666)
+    wrapper = tmp_path / "restic-as-nobody"
+    wrapper.write_text('#!/bin/sh\nif [ -n "$RESTIC_PASSWORD_FILE" ]; then RESTIC_PASSWORD="$(cat "$RESTIC_PASSWORD_FILE")"; '
+                       'export RESTIC_PASSWORD; unset RESTIC_PASSWORD_FILE; fi\n'
+                       f'exec setpriv --reuid=65534 --regid=65534 --clear-groups {shutil.which("restic")} '
+                       '--no-cache "$@"\n')
+    wrapper.chmod(0o755)
+    restic = Restic(LocalRepository(path=repo), PASSWORD, binary=str(wrapper), cache_dir=tmp_path / "cache")
+
+    summary = await restic.backup([source])
+
+    assert summary.incomplete and summary.snapshot_id
+    assert f"could not read {secret}: permission denied" in summary.warnings
+    assert not any(w.startswith("{") for w in summary.warnings)

@@ -243,7 +243,7 @@ class Node(_Parsed):
     size: int = 0
     mode: int | None = None
     mtime: datetime | None = None
-    linktarget: str | None = None  # only newer restic versions report it
+    # No link target: `ls --json` (cmd/restic/cmd_ls.go, lsNode) reports none in any version.
 
 
 class Listing(BaseModel):
@@ -324,6 +324,7 @@ class ResticFailure(StrEnum):
     TIMEOUT = "timeout"
     KILLED = "killed"
     NOT_INSTALLED = "not_installed"
+    INTERRUPTED = "interrupted"
     FAILED = "failed"
 
 
@@ -338,6 +339,8 @@ _HEADLINES = {
     "the endpoint address",
     ResticFailure.NO_SPACE: "no space left on device",
     ResticFailure.DAMAGED: "the repository check found errors",
+    ResticFailure.INTERRUPTED: "restic was interrupted (exit code 130: it got SIGINT or SIGTERM "
+    "and stopped before finishing)",
 }
 
 # Checked in this order: a refused connection also prints "Is there a repository ...".
@@ -356,8 +359,10 @@ _PATTERNS: list[tuple[ResticFailure, tuple[str, ...]]] = [
     (ResticFailure.DAMAGED, ("repository contains errors",)),
 ]
 
-# restic >= 0.17 documents exit codes for these.
-_EXIT_CODES = {10: ResticFailure.NO_REPOSITORY, 11: ResticFailure.LOCKED, 12: ResticFailure.WRONG_PASSWORD}
+# restic >= 0.17 documents exit codes for these (doc/075_scripting.rst, "Exit codes"): 10 no
+# repository, 11 lock failed, 12 wrong password (0.17.1), 130 interrupted.
+_EXIT_CODES = {10: ResticFailure.NO_REPOSITORY, 11: ResticFailure.LOCKED, 12: ResticFailure.WRONG_PASSWORD,
+               130: ResticFailure.INTERRUPTED}
 
 
 class ResticError(Exception):
@@ -429,7 +434,7 @@ def _last_lines(stderr: str, count: int = 3, width: int = 300) -> str:
 
 
 def _readable(line: str) -> str:
-    """Newer restic writes errors as JSON in --json mode; show their message."""
+    """restic writes errors as JSON in --json mode; say them in words."""
     line = line.strip()
     if not line.startswith("{"):
         return line
@@ -437,10 +442,59 @@ def _readable(line: str) -> str:
         obj = json.loads(line)
     except ValueError:
         return line
-    error = obj.get("error")
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
+    if not isinstance(obj, dict):
+        return line
+    if obj.get("message_type") == "error" or "error" in obj:
+        return describe_error(obj)
     return str(obj.get("message") or line)
+
+
+# The Go operations behind "could not read": os.PathError's Op for the calls the archiver makes.
+_READ_OPS = {"open", "openat", "read", "readdir", "readdirent", "readlink", "lstat", "stat", "getxattr",
+             "listxattr", "lgetxattr", "llistxattr"}
+_GO_PATH_ERROR = re.compile(r"^(?P<op>[a-z]+) (?P<path>/.*?): (?P<reason>[^:]+)$")
+
+
+def describe_error(obj: dict[str, Any]) -> str:
+    """One `{"message_type": "error", …}` line of `backup --json` in words.
+
+    restic's internal/ui/backup/json.go writes `{"error": <error>, "during", "item"}`. Up to 0.17 the
+    error is the Go error value marshalled as is: `{"Op":"open","Path":"/srv/x","Err":13}` for an
+    os.PathError (Err is the errno) or `{}` for most others; 0.18 writes `{"message": "open /srv/x:
+    permission denied"}`. All become e.g. "could not read /srv/x: permission denied"."""
+    error, item = obj.get("error"), str(obj.get("item") or "")
+    during = str(obj.get("during") or "")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return _from_message(error["message"], item)
+    if isinstance(error, dict) and "Op" in error:
+        path = str(error.get("Path") or item)
+        return f"{_verb(str(error.get('Op')))} {path}: {_reason(error.get('Err'))}"
+    if isinstance(error, str) and error:
+        return _from_message(error, item)
+    where = f" (while {during})" if during and during != "archival" else ""
+    return f"could not read {item or 'an item'}{where}; restic gave no reason"
+
+
+def _from_message(message: str, item: str) -> str:
+    match = _GO_PATH_ERROR.match(message.strip())
+    if match:
+        return f"{_verb(match['op'])} {match['path']}: {match['reason']}"
+    return f"{item}: {message}" if item and item not in message else message
+
+
+def _verb(op: str) -> str:
+    return "could not read" if op in _READ_OPS else f"could not {op}"
+
+
+def _reason(err: Any) -> str:
+    if isinstance(err, int) and not isinstance(err, bool):
+        try:
+            return os.strerror(err).lower().rstrip(".")
+        except ValueError:
+            return f"error {err}"
+    if isinstance(err, dict) and err:
+        return _reason(err.get("Err")) if "Err" in err else json.dumps(err)
+    return str(err) if err else "unknown error"
 
 
 # --------------------------------------------------------------------------- the adapter
