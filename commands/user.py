@@ -185,6 +185,13 @@ async def user_invite(ctx: Context, *, uses: int | None = None,
         expires = timedelta(seconds=chosen.invite_expires)
     async with admin_api(ctx.bot) as synapse:
         with explained():
+            if await synapse.token_registration() is False:
+                raise UserError(
+                    f"{synapse.where} does not let people sign up with an invite, so no invite "
+                    "was made.",
+                    "Set enable_registration: true and registration_requires_token: true in "
+                    "Synapse's homeserver.yaml and restart Synapse; or add the account yourself "
+                    f"with {ctx.config.command_prefix}user add.")
             invite = await synapse.create_registration_token(uses=uses, expires=expires or None)
     return _invite_reply(ctx, invite)
 
