@@ -643,6 +643,14 @@ class Restic:
         return ForgetResult(groups=[ForgetGroup.model_validate(g) for g in groups],
                             pruned=prune and not dry_run)
 
+    async def forget_snapshots(self, snapshot_ids: Sequence[str], *, prune: bool = True,
+                               timeout: float = 4 * 3600) -> None:
+        """Remove these snapshots (full ids), then prune the data only they used."""
+        if not snapshot_ids:
+            return
+        args = ["forget", *(["--prune"] if prune else []), "--", *map(_snapshot_id, snapshot_ids)]
+        await self._run("forget", args, timeout=timeout, max_stdout=64_000_000)
+
     async def restore(
         self,
         snapshot_id: str,
