@@ -126,11 +126,15 @@ class S3RepositorySettings(BaseModel):
 
 
 class B2RepositorySettings(BaseModel):
+    """Backblaze B2, used through its S3-compatible API (see restic.B2Repository). A repository that an
+    older spbot made with restic's native b2: backend opens unchanged; `!backup setup b2` once more
+    records the account's S3 endpoint (or set `endpoint` here)."""
     model_config = ConfigDict(extra="forbid")
     kind: Literal["b2"]
     bucket: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{6,50}$")]
     prefix: str = ""
     key_file: AbsPath | None = None  # written by `!backup setup b2`; default <state_dir>/b2-restic-key.json
+    endpoint: str | None = None      # default: the S3 endpoint `!backup setup b2` stored with the key
 
 
 class B2Settings(BaseModel):
@@ -464,7 +468,14 @@ class Backups:
                                 region=repo.region, access_key_id=repo.access_key_id,
                                 secret_access_key=_read_secret(repo.secret_access_key, "S3 secret key"))
         key = self._b2_key()
-        return B2Repository(bucket=repo.bucket, prefix=repo.prefix, key_id=key["key_id"], key=key["key"])
+        endpoint = repo.endpoint or key.get("s3_endpoint")
+        if not endpoint:
+            raise UserError("the B2 key was made before spbot used B2's S3-compatible API, so its S3 endpoint is "
+                            "not known (the repository itself stays as it is)",
+                            "run !backup setup b2 once more, or set endpoint = \"https://s3.<region>.backblazeb2.com\" "
+                            "under [backup.repository]")
+        return B2Repository(bucket=repo.bucket, prefix=repo.prefix, key_id=key["key_id"], key=key["key"],
+                            endpoint=endpoint)
 
     def b2_key_file(self) -> Path:
         repo = self.settings.repository
@@ -476,7 +487,8 @@ class Backups:
         path = self.b2_key_file()
         try:
             key = json.loads(path.read_text())
-            return {"key_id": str(key["key_id"]), "key": str(key["key"])}
+            return {"key_id": str(key["key_id"]), "key": str(key["key"]),
+                    "s3_endpoint": str(key.get("s3_endpoint") or "")}
         except (OSError, ValueError, KeyError, TypeError):
             raise UserError(f"the Backblaze B2 key for restic is missing or unreadable ({path})",
                             "run !backup setup b2 to create it") from None
@@ -958,11 +970,13 @@ class Backups:
         try:
             info = await provider.ensure_bucket(bucket, keep_deleted_days=b2.keep_deleted_days)
             key = await provider.create_restricted_key(bucket, b2.key_name)
+            endpoint = await provider.s3_endpoint()
         except B2Error as exc:
             raise UserError(str(exc), "fix that and run !backup setup b2 again") from None
         key_file = self.b2_key_file()
         write_private(key_file, json.dumps({"key_id": key.key_id, "key": key.key.get_secret_value(),
-                                            "bucket": bucket, "name": key.name, "created": time.time()}) + "\n")
+                                            "bucket": bucket, "name": key.name, "created": time.time(),
+                                            "s3_endpoint": endpoint}) + "\n")
         return B2Setup(bucket, info.created, b2.keep_deleted_days, key.name, key.key_id, key.capabilities, key_file)
 
     async def check_setup(self) -> list[tuple[str, str]]:

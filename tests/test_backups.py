@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from b2sdk.v2 import B2HttpApiConfig, RawSimulator
+from b2sdk.v2 import B2HttpApiConfig
 from pydantic import ValidationError
 
 from providers.b2 import B2Provider, make_api
@@ -22,6 +22,7 @@ from spbot.context import UserError
 from spbot.store import Store
 from spbot.system.restic import LocalRepository, Restic, ResticFailure
 from tests.fakebin import FakeBin, Rule
+from tests.fakes.b2_simulator import AccountScopedSimulator
 from tests.test_restic_adapter import (AUTO_TIMES, assert_same_tree, cheapen_key, kill_restic, make_big_tree,
                                        make_tree, restic_children)
 
@@ -523,7 +524,7 @@ async def test_digest_is_one_line_per_day(tmp_path, backups):
 
 @pytest.fixture
 def b2_api():
-    return make_api(B2HttpApiConfig(_raw_api_class=RawSimulator))
+    return make_api(B2HttpApiConfig(_raw_api_class=AccountScopedSimulator))
 
 
 async def test_b2_setup_makes_bucket_lifecycle_and_restricted_key_stored_privately(tmp_path, store, b2_api):
@@ -551,8 +552,9 @@ async def test_b2_setup_makes_bucket_lifecycle_and_restricted_key_stored_private
     assert key.bucket_id == bucket.id_ and "writeKeys" not in key.capabilities
     # restic gets the restricted key, never the master key
     repo = backups.repository()
-    assert repo.location() == "b2:family-backups-3f9a:vps"
-    assert repo.environment() == {"B2_ACCOUNT_ID": stored["key_id"], "B2_ACCOUNT_KEY": stored["key"]}
+    assert stored["s3_endpoint"] == b2_api.account_info.get_s3_api_url()   # the account's S3 endpoint
+    assert repo.location() == f"s3:{stored['s3_endpoint']}/family-backups-3f9a/vps"
+    assert repo.environment() == {"AWS_ACCESS_KEY_ID": stored["key_id"], "AWS_SECRET_ACCESS_KEY": stored["key"]}
     from commands.backup import render_b2_setup
     text = render_b2_setup(done, backups)
     assert stored["key"] not in text and master_key not in text and "!backup setup init" in text
@@ -564,6 +566,21 @@ async def test_b2_setup_makes_bucket_lifecycle_and_restricted_key_stored_private
 
     again = await backups.setup_b2()
     assert not again.created
+
+
+async def test_a_key_from_before_the_s3_api_asks_for_setup_again(tmp_path, store):
+    """Migration: a key file written when spbot used restic's native b2: backend has no S3 endpoint."""
+    key_file = tmp_path / "b2-restic-key.json"
+    key_file.write_text(json.dumps({"key_id": "0051234", "key": "K005secret", "bucket": "family-backups-3f9a"}))
+    settings = BackupSettings.model_validate({"repository": {"kind": "b2", "bucket": "family-backups-3f9a",
+                                                             "key_file": str(key_file)}})
+    with pytest.raises(UserError) as caught:
+        Backups(settings, tmp_path, store).repository()
+    assert "S3 endpoint is not known" in caught.value.what and "!backup setup b2" in caught.value.todo
+    pinned = settings.model_copy(update={"repository": settings.repository.model_copy(
+        update={"endpoint": "https://s3.us-west-004.backblazeb2.com"})})
+    repo = Backups(pinned, tmp_path, store).repository()
+    assert repo.location() == "s3:https://s3.us-west-004.backblazeb2.com/family-backups-3f9a"
 
 
 async def test_b2_setup_explains_a_missing_account_key(tmp_path, store):

@@ -578,6 +578,18 @@ async def test_s3_round_trip(s3_endpoint, tmp_path):
     assert (await restic.check()).ok
 
 
+async def test_b2_repository_goes_through_the_s3_api(s3_endpoint, tmp_path):
+    """A B2 repository is opened by restic's S3 backend (an S3 server on loopback stands in for B2's
+    S3-compatible endpoint; no B2 emulator exists)."""
+    repo = B2Repository(bucket="spbot-backups", prefix="b2-vps", key_id="spbot-test-id", key="spbot-test-secret",
+                        endpoint=s3_endpoint)
+    restic = Restic(repo, PASSWORD, cache_dir=tmp_path / "cache")
+    assert await restic.init() is True
+    summary = await restic.backup([make_tree(tmp_path / "source")], tags=["service:files"])
+    [snapshot] = await restic.snapshots()
+    assert snapshot.short_id == summary.snapshot_id[:8]
+
+
 async def test_s3_missing_prefix_is_no_repository(s3_endpoint, tmp_path):
     repo = S3Repository(endpoint=s3_endpoint, bucket="spbot-backups", prefix="never-initialized",
                         access_key_id="spbot-test-id", secret_access_key="spbot-test-secret")
@@ -605,19 +617,23 @@ async def test_unreachable_s3_endpoint_fails_clearly_within_the_timeout(tmp_path
 
 
 def test_repository_locations_and_credentials_environment(tmp_path):
-    b2 = B2Repository(bucket="family-backups-3f9a", prefix="/vps1/", key_id="0051234", key="K005secret")
+    b2 = B2Repository(bucket="family-backups-3f9a", prefix="/vps1/", key_id="0051234", key="K005secret",
+                      endpoint="https://s3.eu-central-003.backblazeb2.com")
     s3 = S3Repository(endpoint="https://s3.eu-central-003.backblazeb2.com/", bucket="family", prefix="",
                       access_key_id="id", secret_access_key="s3secret", region="eu-central-003")
-    assert b2.location() == "b2:family-backups-3f9a:vps1"
+    # B2 through its S3-compatible API, as restic's documentation recommends
+    assert b2.location() == "s3:https://s3.eu-central-003.backblazeb2.com/family-backups-3f9a/vps1"
     assert s3.location() == "s3:https://s3.eu-central-003.backblazeb2.com/family"
     assert "K005secret" not in repr(b2) and "s3secret" not in repr(s3)
 
     env = Restic(b2, PASSWORD, cache_dir=tmp_path)._env(tmp_path / "pw")
-    assert env["B2_ACCOUNT_ID"] == "0051234" and env["B2_ACCOUNT_KEY"] == "K005secret"
-    assert env["RESTIC_REPOSITORY"] == "b2:family-backups-3f9a:vps1"
-    assert not any(k.startswith("AWS_") for k in env)
-    assert set(env) <= {"PATH", "HOME", "LANG", "TMPDIR", "B2_ACCOUNT_ID", "B2_ACCOUNT_KEY", "RESTIC_REPOSITORY",
-                        "RESTIC_PASSWORD_FILE", "RESTIC_PROGRESS_FPS", "RESTIC_CACHE_DIR"}
+    assert env["AWS_ACCESS_KEY_ID"] == "0051234" and env["AWS_SECRET_ACCESS_KEY"] == "K005secret"
+    assert env["AWS_DEFAULT_REGION"] == "eu-central-003"
+    assert env["RESTIC_REPOSITORY"] == b2.location()
+    assert not any(k.startswith("B2_") for k in env)
+    assert set(env) <= {"PATH", "HOME", "LANG", "TMPDIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                        "AWS_DEFAULT_REGION", "RESTIC_REPOSITORY", "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD",
+                        "RESTIC_PROGRESS_FPS", "RESTIC_CACHE_DIR"}
     with pytest.raises(ValueError):
         S3Repository(endpoint="ftp://x", bucket="family", access_key_id="i", secret_access_key="s")
 

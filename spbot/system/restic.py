@@ -98,20 +98,43 @@ class S3Repository(_Repository):
 
 
 class B2Repository(_Repository):
-    """Backblaze B2 through restic's native backend: `b2:<bucket>:<prefix>`."""
+    """Backblaze B2 through its S3-compatible API: `s3:<endpoint>/<bucket>[/<prefix>]`.
+
+    restic's documentation (doc/030_preparing_a_new_repo.rst, "Backblaze B2") recommends B2's
+    S3-compatible API over its native `b2:` backend ("Due to issues with error handling in the current
+    B2 library that restic uses"); a B2 application key is used as the S3 access key pair. Through S3
+    restic's deletes only hide files, so the bucket needs the lifecycle rule `!backup setup b2` sets.
+    A repository made with the native backend (`b2:<bucket>:<prefix>`) has the same layout and opens
+    unchanged through this URL: nothing has to be copied."""
 
     kind: Literal["b2"] = "b2"
     bucket: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{6,50}$")]
     prefix: str = ""
     key_id: str
     key: SecretStr
+    endpoint: str  # the account's S3 endpoint, e.g. https://s3.eu-central-003.backblazeb2.com
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("endpoint must be http(s)://host[:port]")
+        return value.rstrip("/")
 
     def location(self) -> str:
         prefix = self.prefix.strip("/")
-        return f"b2:{self.bucket}:{prefix}" if prefix else f"b2:{self.bucket}"
+        return f"s3:{self.endpoint}/{self.bucket}" + (f"/{prefix}" if prefix else "")
+
+    def region(self) -> str | None:
+        """B2's region is the second label of the S3 host: s3.<region>.backblazeb2.com."""
+        match = re.match(r"^https?://s3\.([a-z0-9-]+)\.backblazeb2\.com", self.endpoint)
+        return match.group(1) if match else None
 
     def environment(self) -> dict[str, str]:
-        return {"B2_ACCOUNT_ID": self.key_id, "B2_ACCOUNT_KEY": self.key.get_secret_value()}
+        env = {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.key.get_secret_value()}
+        if self.region():
+            env["AWS_DEFAULT_REGION"] = self.region()
+        return env
 
     def secrets(self) -> list[str]:
         return [self.key.get_secret_value(), self.key_id]
