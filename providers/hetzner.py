@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import requests
-    from hcloud import APIException, Client
+    from hcloud import Client
 
 
 def _hcloud():

@@ -363,3 +363,15 @@ async def test_no_answer_gives_a_clear_error(settings, fake):
     fake.slow(0.6, times=5)
     with pytest.raises(HetznerError, match=r"did not answer within 0.2 s .* \(tried 2 times\)"):
         await hetzner.server_facts()
+
+
+async def test_a_conflict_answer_is_retried(hetzner, fake):
+    """409 `conflict` ("the resource has changed during the request, please retry") changed
+    nothing, so even a write is sent again."""
+    await hetzner.server_facts()
+    fake.fail(409, "conflict", "The resource has changed during the request, please retry",
+              method="POST", path=r"/actions/reboot$")
+    result = await hetzner.reboot()
+    assert result.status == "success"
+    assert fake.count("POST", r"/v1/servers/42/actions/reboot") == 2
+    assert fake.commands() == ["reboot_server"]
