@@ -521,9 +521,9 @@ class SynapseAdmin:
                                             "see !user invites.", status=404,
                                             errcode="M_NOT_FOUND"))
 
-    async def token_registration(self) -> bool | None:
-        """Whether people can sign up with a registration token: True, False, or None when
-        the homeserver does not say (MAS-delegated or behind a proxy).
+    async def registration_mode(self) -> str | None:
+        """How people can sign up: "token" (with an invite), "open" (anyone, no invite needed),
+        "closed", or None when the homeserver does not say (MAS-delegated or behind a proxy).
 
         An empty POST /register starts user-interactive auth and registers nobody: Synapse
         answers 403 "Registration has been disabled" when enable_registration is off, or 401
@@ -537,12 +537,13 @@ class SynapseAdmin:
             return None
         body = _json(response) or {}
         if response.status_code == 403 and body.get("errcode") == "M_FORBIDDEN":
-            return False
+            return "closed"
         flows = body.get("flows")
         if response.status_code != 401 or not isinstance(flows, list):
             return None
-        return any("m.login.registration_token" in (flow.get("stages") or [])
-                   for flow in flows if isinstance(flow, dict))
+        stages = [flow.get("stages") or [] for flow in flows if isinstance(flow, dict)]
+        return "token" if stages and all("m.login.registration_token" in s for s in stages) \
+            else "open"
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -680,17 +680,20 @@ async def test_list_and_access_check_work_on_a_mas_delegating_homeserver():
 
 
 @pytest.mark.matrix
-async def test_token_registration_is_detected(synapse, admin, tmp_path):
-    assert await admin.token_registration() is True  # the dev homeserver requires tokens
-    closed = Synapse(tmp_path / "closed", free_port())
-    closed.configure()
+async def test_registration_mode_is_detected(synapse, admin, tmp_path):
+    assert await admin.registration_mode() == "token"  # the dev homeserver requires tokens
     import yaml
-    config = yaml.safe_load(closed.config_path.read_text())
-    config["enable_registration"] = False
-    closed.config_path.write_text(yaml.safe_dump(config))
-    closed.start()
-    try:
-        async with SynapseAdmin(closed.url, "no-token-needed", closed.server_name) as hs:
-            assert await hs.token_registration() is False
-    finally:
-        closed.stop()
+    for mode, changes in (("closed", {"enable_registration": False}),
+                          ("open", {"registration_requires_token": False,
+                                    "enable_registration_without_verification": True})):
+        other = Synapse(tmp_path / mode, free_port())
+        other.configure()
+        config = yaml.safe_load(other.config_path.read_text())
+        config.update(changes)
+        other.config_path.write_text(yaml.safe_dump(config))
+        other.start()
+        try:
+            async with SynapseAdmin(other.url, "no-token-needed", other.server_name) as hs:
+                assert await hs.registration_mode() == mode
+        finally:
+            other.stop()
