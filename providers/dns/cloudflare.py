@@ -111,7 +111,9 @@ class CloudflareDns:
                 first, *stale = change.replaces
                 patches.append({"id": first.id, **self._payload(change.record)})
                 deletes.update((r.id, None) for r in stale if r.id)
-        batch: dict[str, list[dict[str, Any]]] = {"deletes": [{"id": i} for i in deletes]}
+        batch: dict[str, list[dict[str, Any]]] = {}
+        if deletes:
+            batch["deletes"] = [{"id": i} for i in deletes]
         if patches:
             batch["patches"] = patches
         if posts:
