@@ -532,3 +532,16 @@ def test_txt_escapes_round_trip():
     assert quote_txt("café", escape_bytes=False) == '"café"'
     odd = "a\udcff b"  # a byte that is not UTF-8 (surrogateescape)
     assert unquote_txt(quote_txt(odd)) == odd
+
+
+def test_the_homeserver_name_in_the_zone_is_managed():
+    from spbot.cloud import DnsConfig, with_homeserver
+    settings = DnsConfig.model_validate({"provider": "desec", "domain": DOMAIN, "ipv4": "203.0.113.10",
+                                         "token": {"env": "UNUSED"}})
+    assert "matrix" in settings.subdomains   # a default name now
+    delegated = with_homeserver(settings, "https://chat.example.org:8448")
+    assert delegated.subdomains[-1] == "chat"
+    names = {r.name for r in expected_records(delegated.domain_config())}
+    assert {"chat", "matrix", "@"} <= names
+    assert with_homeserver(settings, "https://matrix.example.net").subdomains == settings.subdomains
+    assert with_homeserver(settings, "http://127.0.0.1:8008").subdomains == settings.subdomains
