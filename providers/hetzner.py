@@ -301,11 +301,14 @@ class HetznerCloud:
 
     async def resize(self, new_type: str, *, expect_current: str | None = None,
                      on_progress: Progress | None = None) -> ResizeResult:
-        """Shut down, change type keeping the disk, power on again; each action waited for.
+        """Shut down, change type keeping the disk; each action waited for. Hetzner starts the
+        server when the type change finishes: a server that was running is powered on only if it
+        did not come up, one that was off is shut down again.
 
         `expect_current` guards against acting on a stale plan: the server's type must still
         be that. If the guest ignores the shutdown request it is powered off hard after
-        `shutdown_timeout`. A failed type change powers the server back on with its old type.
+        `shutdown_timeout`. After a failed type change a server that was running and is now off
+        is powered on again with its old type.
         """
         plan = await self.plan_resize(new_type)
         if expect_current and plan.current.name != expect_current:
