@@ -81,11 +81,32 @@ async def backup_restore(ctx: Context, snapshot: str, service: str | None = None
     return b.render_restore(report, ctx.config.timezone)
 
 
-@command("backup prune", help="apply the retention quotas to automatic snapshots now", dangerous=True,
-         locks={"system"})
+@command("backup prune", help="apply retention now: quotas for automatic snapshots, the last few manual "
+                              "ones, pre-restore ones for some days", dangerous=True, locks={"system"})
 async def backup_prune(ctx: Context) -> Reply:
     await ctx.job.progress("forget and prune")
     return b.render_forget(await b.backups_of(ctx.bot).forget())
+
+
+async def forget_preview(bot, snapshot: str) -> str:
+    backups = b.backups_of(bot)
+    try:
+        snap, name = await backups.find_snapshot(snapshot, None, backups.restic())
+    except UserError as exc:
+        return f"⚠️ {exc.what}"
+    return (f"Snapshot {snap.short_id} of {name}, {b.local_time(snap.time, bot.config.timezone)} "
+            f"({b.reason_of(snap)}) → REMOVED for good, with the data no other snapshot uses.")
+
+
+@command("backup forget", help="remove one snapshot for good (any reason); needs approval",
+         dangerous=True, locks={"system"}, preview=forget_preview)
+async def backup_forget(ctx: Context, snapshot: str) -> Reply:
+    """Removes the snapshot (its id from !backup list) and prunes the data only it used. Manual and
+    pre-restore snapshots are otherwise kept by their own retention ([backup] keep_manual,
+    keep_pre_restore_days)."""
+    await ctx.job.progress("forget and prune")
+    snap, name = await b.backups_of(ctx.bot).forget_snapshot(snapshot)
+    return b.render_forgotten(snap, name, ctx.config.timezone)
 
 
 @command("backup drill", help="restore sample files and compare them with the live ones", locks={"system"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from providers.dns.diff import RecordCheck, Status, sync_zone
+from providers.dns.diff import RecordCheck, Status, check_zone, conflicts, plan_sync
 from providers.dns.records import DnsRecord, RecordChange
 from spbot import cloud
 from spbot.cloud import dns_settings, explained, provider_label
@@ -12,7 +12,8 @@ from spbot.context import Context
 from spbot.registry import command, on_startup
 from spbot.render import Reply, table
 
-ICONS = {Status.OK: "✅ ok", Status.MISSING: "❌ missing", Status.DIFFERENT: "⚠️ different"}
+ICONS = {Status.OK: "✅ ok", Status.MISSING: "❌ missing", Status.DIFFERENT: "⚠️ different",
+         Status.CONFLICT: "⛔ CNAME conflict"}
 FIRST_CHECK_WITHIN = 60.0  # seconds after start, so a drift is seen soon after a restart
 
 
@@ -25,18 +26,35 @@ async def dns_check(ctx: Context) -> Reply:
     counts = {status: sum(c.status is status for c in checks) for status in Status}
     title = (f"🌐 DNS of {settings.domain} at {provider_label(settings)}: "
              f"{counts[Status.OK]} ok, {counts[Status.MISSING]} missing, "
-             f"{counts[Status.DIFFERENT]} different")
+             f"{counts[Status.DIFFERENT]} different"
+             + (f", {counts[Status.CONFLICT]} in conflict with a CNAME"
+                if counts[Status.CONFLICT] else ""))
     reply = table(["status", "record", "expected", "actual"],
                   [check_row(c) for c in checks], title=title)
     if counts[Status.OK] < len(checks):
         reply += Reply.text("!dns sync writes the missing and different ones (needs approval).")
+    for name, target in conflicted_names(checks).items():
+        reply += Reply.text(conflict_line(name, target))
     return reply
+
+
+def conflicted_names(checks: list[RecordCheck]) -> dict[str, str]:
+    """name -> the CNAME's target, for every name where a CNAME blocks our records."""
+    return {c.expected.name: ", ".join(r.content for r in c.actual) for c in conflicts(checks)}
+
+
+def conflict_line(name: str, target: str) -> str:
+    return (f"⛔ {name} is a CNAME to {target}: DNS allows no other record next to it, so the "
+            f"A/AAAA records cannot be added. `!dns sync --replace-cname` replaces the CNAME "
+            "(needs approval); plain !dns sync leaves the name alone.")
 
 
 def check_row(check: RecordCheck) -> list[str]:
     want = check.expected
     if check.status is Status.OK:
         actual = "same"
+    elif check.status is Status.CONFLICT:
+        actual = "CNAME " + ", ".join(short(r.content) for r in check.actual)
     else:
         actual = ", ".join(short(value(r)) for r in check.actual) or "–"
     return [ICONS[check.status], f"{want.name} {want.type}", short(value(want)), actual]
@@ -51,43 +69,62 @@ def short(text: str, limit: int = 40) -> str:
 
 
 @cloud.tolerant_preview
-async def sync_preview(bot) -> str:
+async def sync_preview(bot, *, replace_cname: bool = False) -> str:
     settings = dns_settings(bot)
     checks = await cloud.check_dns(settings)
-    todo = [c for c in checks if c.status is not Status.OK]
-    if not todo:
-        return f"Nothing to change: every record of {settings.domain} matches."
-    return "\n".join([f"{len(todo)} change(s) at {provider_label(settings)} for "
-                      f"{settings.domain}:"] + [f"• {planned(c)}" for c in todo])
+    todo = [c for c in checks if c.status is not Status.OK
+            and (replace_cname or c.status is not Status.CONFLICT)]
+    lines = ([f"{len(todo)} change(s) at {provider_label(settings)} for {settings.domain}:"]
+             + [f"• {planned(c)}" for c in todo]) if todo else [
+        f"Nothing to change at {settings.domain}."]
+    if not replace_cname:
+        lines += [f"• skip {name}: a CNAME to {target} holds the name (--replace-cname "
+                  "replaces it)" for name, target in conflicted_names(checks).items()]
+    return "\n".join(lines)
 
 
 def planned(check: RecordCheck) -> str:
     if check.status is Status.MISSING:
         return f"create {check.expected.describe()}"
+    if check.status is Status.CONFLICT:
+        was = ", ".join(r.content for r in check.actual)
+        return f"replace the CNAME {check.expected.name} → {was} with {check.expected.describe()}"
     was = ", ".join(short(value(r)) for r in check.actual)
     return f"update {check.expected.describe()} (now {was})"
 
 
-@command("dns sync", help="create or update the DNS records that differ (needs approval)",
-         dangerous=True, locks={"dns"}, preview=sync_preview)
-async def dns_sync(ctx: Context) -> Reply:
+@command("dns sync", help="create or update the DNS records that differ in one atomic write "
+                         "(needs approval); --replace-cname also replaces a CNAME that holds a "
+                         "managed name", dangerous=True, locks={"dns"}, preview=sync_preview)
+async def dns_sync(ctx: Context, *, replace_cname: bool = False) -> Reply:
+    """Writes all changes in one request (Cloudflare's batch, deSEC's bulk PATCH): the zone
+    gets all of them or none. A name held by a CNAME is skipped unless --replace-cname."""
     settings = dns_settings(ctx.bot)
     await ctx.job.progress(f"reading and updating the zone at {provider_label(settings)}")
     with explained():
         async with cloud.dns_zone(settings) as zone:
-            changes = await sync_zone(zone, cloud.expected(settings))
+            checks = await check_zone(zone, cloud.expected(settings))
+            changes = plan_sync(checks, replace_cnames=replace_cname)
+            if changes:
+                await zone.apply(changes)
+    skipped = {} if replace_cname else conflicted_names(checks)
     after = await cloud.check_dns(settings)
     await cloud.report_drift(ctx.bot, settings, after)
     left = cloud.drift_summary(after)
     head = (f"✅ DNS of {settings.domain} at {provider_label(settings)}: "
             + (f"{len(changes)} change(s) made." if changes else "nothing needed changing."))
     lines = [head] + [f"• {done(c)}" for c in changes]
+    lines += [f"• skipped {name}: {conflict_line(name, target).split(': ', 1)[1]}"
+              for name, target in skipped.items()]
     lines.append(f"Still different: {left}." if left else
                  f"All {len(after)} expected records match now.")
     return Reply.text("\n".join(lines))
 
 
 def done(change: RecordChange) -> str:
+    if change.action == "replace":
+        was = ", ".join(short(r.content) for r in change.replaces)
+        return f"replaced the CNAME (to {was}) with {change.record.describe()}"
     if change.action == "create" or not change.replaces:
         return f"created {change.record.describe()}"
     was = ", ".join(short(value(r)) for r in change.replaces)

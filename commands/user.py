@@ -203,8 +203,21 @@ async def user_invite(ctx: Context, *, uses: Annotated[int | None, Arg(max=10_00
         expires = timedelta(seconds=chosen.invite_expires)
     async with admin_api(ctx.bot) as synapse:
         with explained():
+            mode = await synapse.registration_mode()
+            if mode == "closed":
+                raise UserError(
+                    f"{synapse.where} does not let anyone sign up (registration is off), so an "
+                    "invite would not work and none was made.",
+                    "Set enable_registration: true and registration_requires_token: true in "
+                    "Synapse's homeserver.yaml and restart Synapse; or add the account yourself "
+                    f"with {ctx.config.command_prefix}user add.")
             invite = await synapse.create_registration_token(uses=uses, expires=expires or None)
-    return _invite_reply(ctx, invite)
+    reply = _invite_reply(ctx, invite)
+    if mode == "open":
+        reply += Reply.text(f"⚠️ {synapse.where} lets ANYONE sign up without an invite "
+                            "(registration_requires_token is off); set it to true in "
+                            "homeserver.yaml so only invited people can.")
+    return reply
 
 
 def _invite_reply(ctx: Context, invite: RegistrationToken) -> Reply:

@@ -121,6 +121,10 @@ class B2Provider:
         return await self._call("create an application key", self._create_key, bucket_name, key_name,
                                 capabilities, name_prefix, valid_seconds)
 
+    async def s3_endpoint(self) -> str:
+        """The account's S3-compatible endpoint (b2_authorize_account's `s3ApiUrl`), which restic uses."""
+        return await self._call("read the S3 endpoint", self.api.account_info.get_s3_api_url)
+
     async def usage(self, bucket_name: str) -> BucketUsage:
         """Bytes and files in the bucket (lists every file version: one call per 10,000)."""
         return await self._call("read the bucket usage", self._usage, bucket_name)
@@ -144,13 +148,11 @@ class B2Provider:
                           lifecycle_rules=list(bucket.lifecycle_rules))
 
     def _own_bucket(self, name: str):
+        """This account's bucket `name`, or None. b2_list_buckets only ever lists the account's own
+        buckets; a name taken by another account shows when create_bucket answers
+        duplicate_bucket_name (see _explain)."""
         buckets = self.api.list_buckets(bucket_name=name)
-        if not buckets:
-            return None
-        owner = buckets[0].bucket_dict.get("accountId")
-        if owner and owner != self.api.get_account_id():
-            raise _name_taken(name)
-        return buckets[0]
+        return buckets[0] if buckets else None
 
     def _set_lifecycle(self, bucket_name: str, days: int, prefix: str) -> list[dict[str, Any]]:
         bucket = self.api.get_bucket_by_name(bucket_name)

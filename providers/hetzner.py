@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     import requests
-    from hcloud import APIException, Client
+    from hcloud import Client
 
 
 def _hcloud():
@@ -62,7 +62,6 @@ PERIODS: dict[str, tuple[timedelta, int]] = {  # period -> (span, step in second
     "24h": (timedelta(days=1), 600),
     "7d": (timedelta(days=7), 3600),
 }
-RETRY_CODES = {"rate_limit_exceeded", "conflict", "bad_gateway", "timeout"}
 OUTAGE_CODES = {"server_error", "service_error", "unavailable", "maintenance",
                 "resource_unavailable", "bad_gateway", "timeout"}
 VOLUME_BY_ID = re.compile(r"scsi-0HC_Volume_(\d+)(?:-part\d+)?$")
@@ -82,7 +81,8 @@ class RetryPolicy:
     max_retries: int = 5
     backoff_base: float = 1.0  # seconds; doubles per retry
     backoff_cap: float = 30.0
-    rate_limit_max_wait: float = 60.0  # cap on the wait derived from RateLimit-Reset
+    rate_limit_max_wait: float = 60.0  # cap on one wait for the rate limit
+    refill_seconds: float = 1.0  # Hetzner gives back one request per second
 
 
 @dataclass(frozen=True)
@@ -239,8 +239,8 @@ class HetznerCloud:
         self._client = client or hcloud.Client(
             settings.token, api_endpoint=settings.api_endpoint, application_name="spbot",
             poll_interval=settings.poll_interval, timeout=settings.timeout)
-        self._retries = _RetryTuning(settings.retry)
-        self._retries.install(self._client)
+        self._pacing = _Pacing(settings.retry)
+        self._pacing.install(self._client)
         self._server_id: int | None = settings.server if isinstance(settings.server, int) else None
 
     # -- facts -----------------------------------------------------------------------------
@@ -268,7 +268,7 @@ class HetznerCloud:
         """Soft reboot (ACPI) and wait until Hetzner reports the action done."""
         server = await self._server()
         await _tell(on_progress, f"rebooting {server.name}")
-        action = await self._call("requesting a reboot", self._client.servers.reboot, server)
+        action = await self._call("requesting a reboot", self._client.servers.reboot, server, write=True)
         return await self._wait(action, "rebooting the server")
 
     async def create_snapshot(self, description: str | None = None,
@@ -280,7 +280,7 @@ class HetznerCloud:
         description = description or f"spbot snapshot of {server.name}, {when}"
         await _tell(on_progress, f"creating snapshot “{description}”")
         created = await self._call("creating a snapshot", self._client.servers.create_image,
-                                   server, description=description, type="snapshot",
+                                   server, write=True, description=description, type="snapshot",
                                    labels={"created-by": "spbot", **(labels or {})})
         action = await self._wait(created.action, "creating a snapshot")
         image = await self._call("reading the snapshot", self._client.images.get_by_id,
@@ -301,11 +301,14 @@ class HetznerCloud:
 
     async def resize(self, new_type: str, *, expect_current: str | None = None,
                      on_progress: Progress | None = None) -> ResizeResult:
-        """Shut down, change type keeping the disk, power on again; each action waited for.
+        """Shut down, change type keeping the disk; each action waited for. Hetzner starts the
+        server when the type change finishes: a server that was running is powered on only if it
+        did not come up, one that was off is shut down again.
 
         `expect_current` guards against acting on a stale plan: the server's type must still
         be that. If the guest ignores the shutdown request it is powered off hard after
-        `shutdown_timeout`. A failed type change powers the server back on with its old type.
+        `shutdown_timeout`. After a failed type change a server that was running and is now off
+        is powered on again with its old type.
         """
         plan = await self.plan_resize(new_type)
         if expect_current and plan.current.name != expect_current:
@@ -317,11 +320,36 @@ class HetznerCloud:
         was_running = server.status != "off"
         actions = await self._power_off(server, on_progress) if was_running else []
         actions.append(await self._change_type(server, plan, was_running, on_progress))
-        if was_running:
-            await _tell(on_progress, "powering on")
-            action = await self._call("powering on", self._client.servers.power_on, server)
-            actions.append(await self._wait(action, "powering on after the resize"))
+        actions += await self._settle(was_running, on_progress)
         return ResizeResult(plan=plan, actions=tuple(actions), facts=await self.server_facts())
+
+    async def _settle(self, was_running: bool, on_progress: Progress | None) -> list[ActionResult]:
+        """Hetzner starts the server itself when change_type finishes ("This copies the content
+        of its disk, and starts it again", API reference). A server that was running is only
+        powered on if it did not come up; one that was off is shut down again."""
+        server = await self._server()
+        if was_running:
+            if server.status == "off":
+                await _tell(on_progress, "powering on")
+                action = await self._call("powering on", self._client.servers.power_on, server,
+                                          write=True)
+                return [await self._wait(action, "powering on after the resize")]
+            await self._until_status(("running",), "starting after the resize")
+            return []
+        if server.status == "off":
+            return []
+        await _tell(on_progress, "Hetzner started the server after the type change; it was off "
+                                 "before, so shutting it down again")
+        return await self._power_off(server, None)
+
+    async def _until_status(self, wanted: tuple[str, ...], what: str) -> None:
+        deadline = time.monotonic() + self._settings.action_timeout
+        while (await self._server()).status not in wanted:
+            if time.monotonic() > deadline:
+                raise HetznerError(f"The server did not reach {' or '.join(wanted)} within "
+                                   f"{self._settings.action_timeout:.0f} s while {what}; check it "
+                                   "in the Hetzner Cloud Console.")
+            await asyncio.sleep(self._settings.poll_interval)
 
     # -- volumes ---------------------------------------------------------------------------
 
@@ -342,7 +370,7 @@ class HetznerCloud:
                                f"{found.size} GB; ask for more than that.")
         await _tell(on_progress, f"growing volume {found.name} from {found.size} to {size_gb} GB")
         action = await self._call("resizing the volume", self._client.volumes.resize,
-                                  found, size_gb)
+                                  found, size_gb, write=True)
         await self._wait(action, "resizing the volume")
         return await self._volume_info(found.id)
 
@@ -356,12 +384,29 @@ class HetznerCloud:
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one blocking hcloud call in a thread; translate its failures."""
-        try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except (_hcloud()[0].APIException, _hcloud()[1].RequestException) as exc:
-            raise HetznerError(self._scrub(_explain(exc, what, self._settings))) from exc
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, write: bool = False,
+                    **kwargs: Any) -> T:
+        """Run one blocking hcloud call in a thread, with our retry rules; translate failures.
+
+        hcloud's own retry loop is switched off (see _Pacing): it would send a timed-out POST
+        again. Here a 429 waits about a second per request (Hetzner refills one per second),
+        `conflict` is retried (nothing was done), and 5xx answers and timeouts are retried for
+        reads only: a write that may have reached Hetzner is never sent twice."""
+        hcloud, requests = _hcloud()
+        policy = self._settings.retry
+        for attempt in range(policy.max_retries + 1):
+            await self._pacing.before_request()
+            try:
+                return await asyncio.to_thread(self._pacing.run, fn, *args, **kwargs)
+            except (hcloud.APIException, requests.RequestException) as exc:
+                wait = self._pacing.retry_wait(exc, attempt, write)
+                if wait is None or attempt == policy.max_retries:
+                    raise HetznerError(self._scrub(_explain(exc, what, self._settings,
+                                                            attempt))) from exc
+                log.info("Hetzner Cloud API answered %s; retry %d of %d in %.2f s",
+                         self._pacing.describe(exc), attempt + 1, policy.max_retries, wait)
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
 
     def _scrub(self, text: str) -> str:
         token = self._settings.token
@@ -422,12 +467,12 @@ class HetznerCloud:
     async def _power_off(self, server, on_progress: Progress | None) -> list[ActionResult]:
         """Graceful shutdown; a hard power-off if the guest is still up after the timeout."""
         await _tell(on_progress, "shutting down")
-        action = await self._call("shutting down", self._client.servers.shutdown, server)
+        action = await self._call("shutting down", self._client.servers.shutdown, server, write=True)
         done = [await self._wait(action, "shutting down")]
         if await self._is_off_within(self._settings.shutdown_timeout):
             return done
         await _tell(on_progress, "guest did not shut down in time; powering off")
-        action = await self._call("powering off", self._client.servers.power_off, server)
+        action = await self._call("powering off", self._client.servers.power_off, server, write=True)
         done.append(await self._wait(action, "powering off"))
         return done
 
@@ -440,23 +485,68 @@ class HetznerCloud:
                 return False
             await asyncio.sleep(self._settings.poll_interval)
 
-    async def _change_type(self, server, plan: ResizePlan, power_back: bool,
+    async def _change_type(self, server, plan: ResizePlan, was_running: bool,
                            on_progress: Progress | None) -> ActionResult:
-        """change_type keeping the disk; on failure try to bring the server back up."""
+        """change_type keeping the disk; on failure bring a server that was running back up."""
         await _tell(on_progress, f"changing type {plan.current.name} → {plan.new.name}")
         try:
-            action = await self._call(
-                "changing the server type", self._client.servers.change_type, server,
-                server_type=_hcloud()[0].server_types.ServerType(name=plan.new.name), upgrade_disk=False)
+            action = await self._start_once(
+                "changing the server type", "change_server_type", server,
+                self._client.servers.change_type, server,
+                server_type=_hcloud()[0].server_types.ServerType(name=plan.new.name),
+                upgrade_disk=False)
             return await self._wait(action, "changing the server type")
         except HetznerError as exc:
-            if not power_back:
+            if not was_running:
                 raise
-            raise HetznerError(f"{exc} {await self._recover(server)}") from exc
+            raise HetznerError(f"{exc} {await self._recover()}") from exc
 
-    async def _recover(self, server) -> str:
+    async def _start_once(self, what: str, command: str, server, fn: Callable[..., Any],
+                          *args: Any, **kwargs: Any):
+        """Start an action that must not run twice. When the POST timed out or Hetzner says
+        the server is locked, the request may have arrived after all: a running action with
+        this command is then taken as ours instead of failing or sending it again."""
         try:
-            action = await self._call("powering on", self._client.servers.power_on, server)
+            return await self._call(what, fn, *args, write=True, **kwargs)
+        except HetznerError as exc:
+            cause = exc.__cause__
+            hcloud, requests = _hcloud()
+            if not (isinstance(cause, requests.Timeout)
+                    or (isinstance(cause, hcloud.APIException) and cause.code == "locked")):
+                raise
+            found = await self._running_action(server, command, what)
+            if found is None:
+                raise
+            log.info("Hetzner action %s (%s) is already running; waiting for it", command,
+                     found.id)
+            return found
+
+    async def _running_action(self, server, command: str, what: str):
+        """A running action with `command` on the server; a request that timed out may still
+        be processed, so look a few times over three request timeouts."""
+        deadline = time.monotonic() + 3 * self._settings.timeout
+        while True:
+            running = await self._call(f"{what} (looking for the running action)",
+                                       self._client.servers.get_actions, server,
+                                       status=["running"])
+            found = [a for a in running if a.command == command]
+            if found or time.monotonic() > deadline:
+                return found[0] if found else None
+            await asyncio.sleep(max(self._settings.poll_interval, 0.05))
+
+    async def _recover(self) -> str:
+        """After a failed type change: power on only if the server is really off."""
+        try:
+            server = await self._server()
+            if server.status == "running":
+                return "The server is running with its old type."
+            if server.status != "off":
+                await self._until_status(("running", "off"), "waiting after the failed resize")
+                server = await self._server()
+                if server.status == "running":
+                    return "The server is running with its old type."
+            action = await self._call("powering on", self._client.servers.power_on, server,
+                                      write=True)
             await self._wait(action, "powering on again")
         except HetznerError as exc:
             return (f"The server is still off and could not be powered on ({exc}); "
@@ -596,11 +686,10 @@ def volume_id_for_device(device: str | os.PathLike[str],
 # -- errors and retries --------------------------------------------------------------------
 
 
-def _explain(exc: Exception, what: str, settings: HetznerSettings) -> str:
-    """A message for a failed call: what failed, why, and what to do."""
+def _explain(exc: Exception, what: str, settings: HetznerSettings, retries: int) -> str:
+    """A message for a failed call after `retries` retries: what failed, why, what to do."""
     hcloud, requests = _hcloud()
     APIException = hcloud.APIException
-    retries = settings.retry.max_retries
     if isinstance(exc, requests.Timeout):
         return (f"Hetzner Cloud API did not answer within {settings.timeout:g} s while {what} "
                 f"(tried {retries + 1} times); check {STATUS_PAGE} and the server's network, "
@@ -619,7 +708,7 @@ def _explain(exc: Exception, what: str, settings: HetznerSettings) -> str:
         return (f"Hetzner is still rate limiting after {retries} retries while {what} "
                 f"({message}); wait a few minutes and try again.")
     if code in ("locked", "conflict"):
-        return (f"Hetzner is busy with another action on it while {what} "
+        return (f"Hetzner is busy: another action is still running on the server while {what} "
                 f"({message}); try again when that has finished.")
     if code == "not_found" or code == HTTPStatus.NOT_FOUND:
         return f"Hetzner could not find what was needed for {what}: {message}."
@@ -629,61 +718,88 @@ def _explain(exc: Exception, what: str, settings: HetznerSettings) -> str:
     return f"Hetzner refused {what}: {message} ({code})."
 
 
-class _RetryTuning:
-    """Tunes hcloud's own retry loop: back-off from our policy, waits from RateLimit-Reset
-    on 429, and retries of 5xx for reads.
+class _Pacing:
+    """Our retry and rate-limit rules in place of hcloud's.
 
-    hcloud offers no public setting for this; the loop lives in `Client._client`
-    (`hcloud._client.ClientBase`) and reads `_retry_max_retries`, `_retry_interval_func` and
-    `_retry_policy`. A response hook on its requests session tells us the status, method and
-    headers of the failed response, which hcloud's APIException does not carry. State is
-    per thread, as each call runs in its own `to_thread` worker.
+    Hetzner's limit is 3600 requests per hour and project; `RateLimit-Remaining` says what is
+    left and one request comes back every second. `RateLimit-Reset` is when the FULL quota is
+    back (about an hour when empty), so waiting for it would make every 429 cost the whole
+    cap; we wait about a second per request instead, and pause before a request when the last
+    answer said nothing is left (docs.hetzner.cloud, "Rate Limiting").
+
+    hcloud has no public setting for its retry loop (`ClientBase.request`, which also re-sends
+    a timed-out POST); `install` sets its `_retry_max_retries` to 0 and adds a response hook
+    to its `_session`. Both exist in hcloud 2.6 to 2.27; pyproject.toml pins that range.
     """
 
     def __init__(self, policy: RetryPolicy):
         self._policy = policy
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._remaining: int | None = None
+        self._seen_at = 0.0
 
     def install(self, client: Client) -> None:
         base = client._client
-        missing = [a for a in ("_retry_max_retries", "_retry_interval_func", "_retry_policy",
-                               "_session") if not hasattr(base, a)]
+        missing = [a for a in ("_retry_max_retries", "_session") if not hasattr(base, a)]
         if missing:
-            log.warning("hcloud changed its retry internals (%s missing); using its defaults",
-                        ", ".join(missing))
-            return
-        base._retry_max_retries = self._policy.max_retries
-        base._retry_interval_func = self.interval
-        base._retry_policy = self.should_retry
+            raise RuntimeError("this hcloud version lacks " + ", ".join(missing)
+                               + "; install the version pyproject.toml asks for")
+        base._retry_max_retries = 0
         base._session.hooks["response"].append(self.remember)
 
     def remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self._local.last = (response.request.method, response.status_code,
-                            response.headers.get("RateLimit-Reset"))
+        self._local.status = response.status_code
+        value = response.headers.get("RateLimit-Remaining")
+        if value is not None and value.strip().isdigit():
+            with self._lock:
+                self._remaining, self._seen_at = int(value), time.monotonic()
 
-    def should_retry(self, exc: APIException) -> bool:
-        method, status, reset = getattr(self._local, "last", None) or ("", 0, None)
-        self._local.last = None
-        retry = (exc.code in RETRY_CODES or status in (429, 502, 503, 504)
-                 or (status >= 500 and method in ("GET", "HEAD")))
-        self._local.pending = (status, exc.code, reset) if retry else None
-        return retry
-
-    def interval(self, retries: int) -> float:
-        status, code, reset = getattr(self._local, "pending", None) or (0, "timeout", None)
-        self._local.pending = None
-        wait = self._rate_limit_wait(reset) if status == 429 else None
-        if wait is None:
-            wait = min(self._policy.backoff_cap, self._policy.backoff_base * 2 ** retries)
-        log.info("Hetzner Cloud API answered %s (%s); retry %d of %d in %.2f s",
-                 status or "nothing", code, retries + 1, self._policy.max_retries, wait)
-        return wait
-
-    def _rate_limit_wait(self, reset: str | None) -> float | None:
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """In the worker thread: the call, remembering the HTTP status of its last answer."""
+        self._local.status = 0
         try:
-            wait = float(reset) - time.time()
-        except (TypeError, ValueError):
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            exc.spbot_status = self._local.status  # type: ignore[attr-defined]
+            raise
+
+    async def before_request(self) -> None:
+        """When the last answer said no request is left, wait until one has come back."""
+        with self._lock:
+            remaining, seen_at = self._remaining, self._seen_at
+        if remaining is None or remaining >= 1:
+            return
+        wait = self._policy.refill_seconds - (time.monotonic() - seen_at)
+        if wait > 0:
+            log.info("Hetzner Cloud API: no requests left this hour; pacing %.2f s", wait)
+            await asyncio.sleep(min(wait, self._policy.rate_limit_max_wait))
+        with self._lock:
+            if self._seen_at == seen_at:
+                self._remaining = None  # one request has come back since
+
+    def retry_wait(self, exc: Exception, attempt: int, write: bool) -> float | None:
+        """Seconds to wait before retrying, or None to give up now."""
+        hcloud, requests = _hcloud()
+        status = getattr(exc, "spbot_status", 0)
+        backoff = min(self._policy.backoff_cap, self._policy.backoff_base * 2 ** attempt)
+        if isinstance(exc, requests.Timeout):
+            return None if write else backoff
+        if not isinstance(exc, hcloud.APIException):
             return None
-        if wait <= 0:
+        if exc.code == "rate_limit_exceeded" or status == 429:
+            return min(self._policy.rate_limit_max_wait,
+                       self._policy.refill_seconds * (attempt + 1))
+        if exc.code == "conflict":
+            return backoff
+        if write:
             return None
-        return min(wait, self._policy.rate_limit_max_wait)
+        if exc.code in ("bad_gateway", "timeout") or status in (502, 503, 504) or status >= 500:
+            return backoff
+        return None
+
+    @staticmethod
+    def describe(exc: Exception) -> str:
+        status = getattr(exc, "spbot_status", 0)
+        code = getattr(exc, "code", None) or type(exc).__name__
+        return f"{status or 'nothing'} ({code})"

@@ -5,8 +5,18 @@ and element-hq/synapse docs/admin_api/user_admin_api.md, registration_tokens.md:
 
     GET    /_synapse/admin/v2/users/<user_id>           one account, 404 M_NOT_FOUND if none
     PUT    /_synapse/admin/v2/users/<user_id>           create (201), or MODIFY (200) if it exists
-    GET    /_synapse/admin/v2/users?from=&limit=&deactivated=true
+    GET    /_synapse/admin/v2/users?from=&limit=&deactivated=true&locked=true&guests=false
                                                         {"users": [...], "total", "next_token"?}
+    POST   /_matrix/client/v3/register {}               401 with the UIA "flows" (one has the
+                                                        stage m.login.registration_token when
+                                                        invites work), 403 if registration is off
+
+The account list leaves out locked accounts unless `locked=true` and, on a homeserver that
+delegates authentication to MAS (MSC3861), answers 400 M_INVALID_PARAM "The guests parameter is
+not supported when delegating to MAS." unless `guests=false` (synapse/rest/admin/users.py,
+UsersRestServletV2.on_GET: `guests` defaults to true, `locked` to false). The bot always sends
+`locked=true&guests=false`: every account a person can log in to, on every kind of homeserver
+(guest accounts are throw-away sessions without a password, not family members).
     POST   /_synapse/admin/v1/reset_password/<user_id>  {"new_password", "logout_devices"}
     POST   /_synapse/admin/v1/deactivate/<user_id>      {"erase"}
     GET    /_synapse/admin/v1/whois/<user_id>           {"devices": {"": {"sessions": [...]}}}
@@ -48,6 +58,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 30.0
+LIST_FLAGS = {"locked": "true", "guests": "false"}
 PAGE_SIZE = 100
 MAX_PAGES = 1000
 TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]{1,64}")
@@ -314,7 +325,7 @@ class SynapseAdmin:
         """Raise unless the token works and is a homeserver admin's; returns its user ID."""
         me = await self.whoami()
         await self._request("GET", "/_synapse/admin/v2/users", "listing accounts",
-                            params={"limit": 1})
+                            params={"limit": 1, **LIST_FLAGS})
         return me
 
     # -- accounts ---------------------------------------------------------------------------
@@ -431,13 +442,14 @@ class SynapseAdmin:
 
     async def list_users(self, include_deactivated: bool = True,
                          page_size: int = PAGE_SIZE) -> list[HomeserverUser]:
-        """Every local account (guests included), ordered by user ID, all pages."""
+        """Every local account a person can log in to, locked ones included, ordered by user
+        ID, all pages (guests are left out; see the module docstring)."""
         users: list[HomeserverUser] = []
         start: str | None = "0"
         for _ in range(MAX_PAGES):
             if start is None:
                 break
-            params: dict[str, Any] = {"from": start, "limit": page_size}
+            params: dict[str, Any] = {"from": start, "limit": page_size, **LIST_FLAGS}
             if include_deactivated:
                 params["deactivated"] = "true"
             data = await self._request("GET", "/_synapse/admin/v2/users", "listing accounts",
@@ -508,6 +520,30 @@ class SynapseAdmin:
             not_found=lambda: TokenNotFound(f"There is no such invite on {self.where}; "
                                             "see !user invites.", status=404,
                                             errcode="M_NOT_FOUND"))
+
+    async def registration_mode(self) -> str | None:
+        """How people can sign up: "token" (with an invite), "open" (anyone, no invite needed),
+        "closed", or None when the homeserver does not say (MAS-delegated or behind a proxy).
+
+        An empty POST /register starts user-interactive auth and registers nobody: Synapse
+        answers 403 "Registration has been disabled" when enable_registration is off, or 401
+        with the flows, which offer `m.login.registration_token` only when
+        registration_requires_token is on (synapse/rest/client/register.py)."""
+        request = self._client.build_request("POST", "/_matrix/client/v3/register", json={})
+        del request.headers["Authorization"]  # with a token Synapse takes it for an appservice
+        try:
+            response = await self._client.send(request)
+        except httpx.HTTPError:
+            return None
+        body = _json(response) or {}
+        if response.status_code == 403 and body.get("errcode") == "M_FORBIDDEN":
+            return "closed"
+        flows = body.get("flows")
+        if response.status_code != 401 or not isinstance(flows, list):
+            return None
+        stages = [flow.get("stages") or [] for flow in flows if isinstance(flow, dict)]
+        return "token" if stages and all("m.login.registration_token" in s for s in stages) \
+            else "open"
 
     # -- plumbing ---------------------------------------------------------------------------
 

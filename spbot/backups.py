@@ -43,7 +43,7 @@ from spbot.logs import get_logger
 from spbot.render import Reply, human_bytes, human_duration, table
 from spbot.scheduler import cron_trigger
 from spbot.system.proc import ProcError, run
-from spbot.system.restic import (B2Repository, BackupStatus, BackupSummary, ForgetResult, Listing,
+from spbot.system.restic import (B2Repository, BackupStatus, BackupSummary, ForgetGroup, ForgetResult, Listing,
                                  LocalRepository, Node, Repository, Restic, ResticError, ResticFailure,
                                  RetentionPolicy, S3Repository, Snapshot, scrub, verify_restored)
 from spbot.system.services import normalize_unit
@@ -126,11 +126,15 @@ class S3RepositorySettings(BaseModel):
 
 
 class B2RepositorySettings(BaseModel):
+    """Backblaze B2, used through its S3-compatible API (see restic.B2Repository). A repository that an
+    older spbot made with restic's native b2: backend opens unchanged; `!backup setup b2` once more
+    records the account's S3 endpoint (or set `endpoint` here)."""
     model_config = ConfigDict(extra="forbid")
     kind: Literal["b2"]
     bucket: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{6,50}$")]
     prefix: str = ""
     key_file: AbsPath | None = None  # written by `!backup setup b2`; default <state_dir>/b2-restic-key.json
+    endpoint: str | None = None      # default: the S3 endpoint `!backup setup b2` stored with the key
 
 
 class B2Settings(BaseModel):
@@ -157,6 +161,9 @@ class BackupSettings(BaseModel):
     password: Secret | None = None  # default: <state_dir>/restic-password (created for a new local repository)
     services: dict[ServiceName, ServiceSettings] = Field(default_factory=dict)
     retention: RetentionPolicy = RetentionPolicy(keep_daily=7, keep_weekly=4, keep_monthly=6)
+    keep_manual: int = Field(10, ge=1)        # the last N manual snapshots per service
+    keep_pre_restore_days: int = Field(30, ge=1)  # pre-restore snapshots are kept this long
+    same_disk_ok: bool = False                # the admin knows the repository is on this server
     schedule: Cron = "0 3 * * *"              # automatic backups; "off" disables
     misfire_grace: Duration = 3600.0
     retention_schedule: Cron = "30 4 * * *"
@@ -251,6 +258,8 @@ def advice(kind: ResticFailure | None, backups: "Backups | None" = None) -> str:
         ResticFailure.TIMEOUT: "the storage was too slow; try again later, or raise [backup] timeout",
         ResticFailure.KILLED: "restic was stopped (out of memory, or by someone); run !backup now "
                               "again — a stale lock is removed automatically",
+        ResticFailure.INTERRUPTED: "restic was interrupted (the bot or the server was stopping); run "
+                                   "!backup now again — a stale lock is removed automatically",
         ResticFailure.NOT_INSTALLED: "install restic on the server (apt-get install restic)",
         ResticFailure.DAMAGED: "the repository has errors: run `restic check` by hand and ask for help "
                                "before backing up again",
@@ -386,6 +395,24 @@ class DrillResult:
 
 
 @dataclass
+class RetentionReport:
+    """What one retention pass kept and removed, per reason."""
+    auto: ForgetResult
+    manual: ForgetResult
+    pre_restore: ForgetResult
+    keep_manual: int
+    keep_pre_restore_days: int
+
+    @property
+    def kept(self) -> list[Snapshot]:
+        return self.auto.kept + self.manual.kept + self.pre_restore.kept
+
+    @property
+    def removed(self) -> list[Snapshot]:
+        return self.auto.removed + self.manual.removed + self.pre_restore.removed
+
+
+@dataclass
 class StatsReport:
     location: str
     snapshots: int
@@ -396,6 +423,7 @@ class StatsReport:
     b2_usage: BucketUsage | None = None
     b2_error: str = ""
     keep_deleted_days: int | None = None
+    warning: str | None = None   # the repository is on this server / disk
 
 
 @dataclass
@@ -440,7 +468,14 @@ class Backups:
                                 region=repo.region, access_key_id=repo.access_key_id,
                                 secret_access_key=_read_secret(repo.secret_access_key, "S3 secret key"))
         key = self._b2_key()
-        return B2Repository(bucket=repo.bucket, prefix=repo.prefix, key_id=key["key_id"], key=key["key"])
+        endpoint = repo.endpoint or key.get("s3_endpoint")
+        if not endpoint:
+            raise UserError("the B2 key was made before spbot used B2's S3-compatible API, so its S3 endpoint is "
+                            "not known (the repository itself stays as it is)",
+                            "run !backup setup b2 once more, or set endpoint = \"https://s3.<region>.backblazeb2.com\" "
+                            "under [backup.repository]")
+        return B2Repository(bucket=repo.bucket, prefix=repo.prefix, key_id=key["key_id"], key=key["key"],
+                            endpoint=endpoint)
 
     def b2_key_file(self) -> Path:
         repo = self.settings.repository
@@ -452,7 +487,8 @@ class Backups:
         path = self.b2_key_file()
         try:
             key = json.loads(path.read_text())
-            return {"key_id": str(key["key_id"]), "key": str(key["key"])}
+            return {"key_id": str(key["key_id"]), "key": str(key["key"]),
+                    "s3_endpoint": str(key.get("s3_endpoint") or "")}
         except (OSError, ValueError, KeyError, TypeError):
             raise UserError(f"the Backblaze B2 key for restic is missing or unreadable ({path})",
                             "run !backup setup b2 to create it") from None
@@ -497,13 +533,15 @@ class Backups:
             created = await restic.init(timeout=300)
         except ResticError as exc:
             raise _restic_user_error(exc, self) from None
+        warning = self.same_disk_warning()
         if not created:
-            return f"the repository at {_safe_location(restic)} already exists and the password opens it"
+            text = f"the repository at {_safe_location(restic)} already exists and the password opens it"
+            return text + (f"\n{warning}" if warning else "")
         text = f"created a new restic repository at {_safe_location(restic)}"
         if created_password:
             text += (f"; its password is in {self.password_path()} — keep a copy of that file somewhere off "
                      "this server: without it the backups cannot be read")
-        return text
+        return text + (f"\n{warning}" if warning else "")
 
     # ---- services
 
@@ -694,7 +732,7 @@ class Backups:
         last = {name: await self.log.last_success(name) for name in sorted(self.settings.services)}
         report = StatsReport(location=_safe_location(restic), snapshots=len(snapshots),
                              stored_size=dedup.stored_size, restore_size=dedup.restore_size,
-                             dedup_ratio=dedup.ratio, last=last)
+                             dedup_ratio=dedup.ratio, last=last, warning=self.same_disk_warning())
         if isinstance(self.settings.repository, B2RepositorySettings):
             report.keep_deleted_days = self.settings.b2.keep_deleted_days
             try:
@@ -707,14 +745,62 @@ class Backups:
 
     # ---- retention
 
-    async def forget(self, *, dry_run: bool = False) -> ForgetResult:
-        """Apply the retention quotas to automatic snapshots only, per service (host and tags)."""
+    async def forget(self, *, dry_run: bool = False) -> "RetentionReport":
+        """Retention per service (host and tags): the quotas for automatic snapshots, the last
+        `keep_manual` manual ones, pre-restore ones for `keep_pre_restore_days`. Unused data is
+        pruned once, at the end."""
         restic = self.restic()
+        manual_policy = RetentionPolicy(keep_last=self.settings.keep_manual)
+
+        async def apply() -> RetentionReport:
+            old = await self._old_pre_restore(restic)
+            if not dry_run:
+                await restic.forget_snapshots([s.id for s in old], prune=False)
+            manual = await restic.forget(manual_policy, tags=["reason:manual"], group_by=("host", "tags"),
+                                         prune=False, dry_run=dry_run)
+            auto = await restic.forget(self.settings.retention, tags=["reason:auto"],
+                                       group_by=("host", "tags"), dry_run=dry_run)
+            kept = [s for s in await restic.snapshots(tags=["reason:pre-restore"]) if s not in old] \
+                if not dry_run else []
+            pre = ForgetResult(groups=[ForgetGroup(keep=kept, remove=old)], pruned=auto.pruned)
+            return RetentionReport(auto=auto, manual=manual, pre_restore=pre,
+                                   keep_manual=self.settings.keep_manual,
+                                   keep_pre_restore_days=self.settings.keep_pre_restore_days)
         try:
-            return await restic.with_stale_lock_recovery(lambda: restic.forget(
-                self.settings.retention, tags=["reason:auto"], group_by=("host", "tags"), dry_run=dry_run))
+            return await restic.with_stale_lock_recovery(apply)
         except ResticError as exc:
             raise _restic_user_error(exc, self) from None
+
+    async def _old_pre_restore(self, restic: Restic) -> list[Snapshot]:
+        cutoff = time.time() - self.settings.keep_pre_restore_days * 86400
+        return [s for s in await restic.snapshots(tags=["reason:pre-restore"]) if s.time.timestamp() < cutoff]
+
+    async def forget_snapshot(self, ref: str) -> tuple[Snapshot, str]:
+        """Remove one snapshot (any reason) and prune the data only it used; returns it and its service."""
+        restic = self.restic()
+        snapshot, name = await self.find_snapshot(ref, None, restic)
+        try:
+            await restic.with_stale_lock_recovery(lambda: restic.forget_snapshots([snapshot.id]))
+        except ResticError as exc:
+            raise _restic_user_error(exc, self) from None
+        return snapshot, name
+
+    # ---- where the repository is
+
+    def same_disk_warning(self) -> str | None:
+        """A sentence when the repository is a folder on this server (worse: on the same disk as the
+        data), unless the admin said so in the config ([backup] same_disk_ok = true)."""
+        repo = self.settings.repository
+        if not isinstance(repo, LocalRepositorySettings) or self.settings.same_disk_ok:
+            return None
+        path = repo.path or self.state_dir / "restic-repo"
+        data = [p for spec in self.settings.services.values() for p in spec.paths]
+        where = ("on the same disk as the data it protects" if any(_same_device(path, p) for p in data)
+                 else "on this server")
+        return (f"⚠️ The backups are in {path}, {where}: a failed disk, a deleted server or ransomware takes "
+                "the data and its backups together. Set up an off-site copy (!backup setup b2 for Backblaze "
+                "B2, or an S3 repository), or write same_disk_ok = true under [backup] if that is what you "
+                "want.")
 
     # ---- restore
 
@@ -745,22 +831,29 @@ class Backups:
 
     async def restore_to(self, ref: str, service: str | None, target: Path,
                          progress: Progress | None = None) -> RestoreReport:
-        """Restore next to the live data without touching it: into `target` (new or empty)."""
+        """Restore next to the live data without touching it: into `target` (new or empty), as
+        target/<service>/<path below the snapshot's common parent> — one path /srv/data/photos of
+        service `photos` lands in target/photos/photos, not target/srv/data/photos."""
         restic = self.restic()
         snapshot, name = await self.find_snapshot(ref, service, restic)
         _check_target(target, snapshot, self.settings.services.values())
         listing = await self._listing(restic, snapshot)
         report = RestoreReport(snapshot, name, into_place=False)
+        stage = target / f".spbot-restoring-{snapshot.short_id}"
         await _say(progress, f"restoring snapshot {snapshot.short_id} into {target}", None)
         try:
-            await restic.restore(snapshot.id, target, verify=True, timeout=self.settings.timeout)
+            await restic.restore(snapshot.id, stage, verify=True, timeout=self.settings.timeout)
+            places = copy_places(snapshot.paths, target / name)
+            for live, copy in places.items():
+                part = sub_listing(listing, live)
+                files, size = await asyncio.to_thread(_check_restored, part, stage, live)
+                await asyncio.to_thread(_move_into, stage / live.lstrip("/"), copy)
+                report.paths.append(RestoredPath(live, str(copy), files, size))
         except ResticError as exc:
             raise UserError(f"restoring snapshot {snapshot.short_id} into {target} failed: {exc}",
                             advice(exc.kind, self)) from None
-        for live in snapshot.paths:
-            part = sub_listing(listing, live)
-            files, size = await asyncio.to_thread(_check_restored, part, target, live)
-            report.paths.append(RestoredPath(live, str(target / live.lstrip("/")), files, size))
+        finally:
+            await asyncio.to_thread(_remove_all, [stage])
         return report
 
     async def _listing(self, restic: Restic, snapshot: Snapshot) -> Listing:
@@ -877,11 +970,13 @@ class Backups:
         try:
             info = await provider.ensure_bucket(bucket, keep_deleted_days=b2.keep_deleted_days)
             key = await provider.create_restricted_key(bucket, b2.key_name)
+            endpoint = await provider.s3_endpoint()
         except B2Error as exc:
             raise UserError(str(exc), "fix that and run !backup setup b2 again") from None
         key_file = self.b2_key_file()
         write_private(key_file, json.dumps({"key_id": key.key_id, "key": key.key.get_secret_value(),
-                                            "bucket": bucket, "name": key.name, "created": time.time()}) + "\n")
+                                            "bucket": bucket, "name": key.name, "created": time.time(),
+                                            "s3_endpoint": endpoint}) + "\n")
         return B2Setup(bucket, info.created, b2.keep_deleted_days, key.name, key.key_id, key.capabilities, key_file)
 
     async def check_setup(self) -> list[tuple[str, str]]:
@@ -1011,6 +1106,31 @@ def _remove_all(paths: Sequence[Path]) -> None:
     for path in paths:
         if os.path.lexists(path):
             _remove(Path(path))
+
+
+def copy_places(paths: Sequence[str], root: Path) -> dict[str, Path]:
+    """Where each snapshot path goes under `root`: its path below the common parent of all of them."""
+    parent = Path(os.path.commonpath([str(Path(p).parent) for p in paths])) if paths else Path("/")
+    return {p: root / Path(p).relative_to(parent) for p in paths}
+
+
+def _move_into(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(source):
+        os.replace(source, destination)
+
+
+def _same_device(repository: Path, data: Path) -> bool:
+    """Whether two paths (or their nearest existing parents) are on the same filesystem."""
+    def device(path: Path) -> int | None:
+        for candidate in (path, *path.parents):
+            try:
+                return candidate.stat().st_dev
+            except OSError:
+                continue
+        return None
+    first, second = device(repository), device(data)
+    return first is not None and first == second
 
 
 def _check_target(target: Path, snapshot: Snapshot, services: Iterable[ServiceSettings]) -> None:
@@ -1161,6 +1281,8 @@ def render_stats(report: StatsReport, tz: str) -> Reply:
                      f"{report.keep_deleted_days} days")
     elif report.b2_error:
         lines.append(f"⚠️ Backblaze B2 usage unavailable: {report.b2_error}")
+    if report.warning:
+        lines.append(report.warning)
     return Reply.text("\n".join(lines))
 
 
@@ -1169,7 +1291,7 @@ def render_restore(report: RestoreReport, tz: str) -> Reply:
     head = (f"✅ restored {report.service} from snapshot {s.short_id} ({local_time(s.time, tz)}, {reason_of(s)})")
     lines = [head]
     for p in report.paths:
-        where = f"into {p.live}" if report.into_place else f"{p.live} → {p.copy}"
+        where = f"into {p.live}" if report.into_place else f"{p.live} → copied to {p.copy}"
         lines.append(f"   {where}: {p.files:,} files, {human_bytes(p.size)} — verified (file count and sizes "
                      "match the snapshot; restic re-read the content)")
     if report.into_place:
@@ -1200,10 +1322,19 @@ def render_drill(results: list[DrillResult]) -> Reply:
     return Reply.text("🔎 restore drill\n" + "\n".join(lines))
 
 
-def render_forget(result: ForgetResult) -> Reply:
-    kept, removed = len(result.kept), len(result.removed)
-    return Reply.text(f"🧹 retention applied to automatic snapshots: kept {kept}, removed {removed}"
-                      + (" (unused data pruned)" if result.pruned and removed else ""))
+def render_forget(result: RetentionReport) -> Reply:
+    def part(label: str, r: ForgetResult) -> str:
+        return f"{label}: kept {len(r.kept)}, removed {len(r.removed)}"
+    text = " · ".join([part("automatic", result.auto),
+                       part(f"manual (the last {result.keep_manual} per service)", result.manual),
+                       part(f"pre-restore ({result.keep_pre_restore_days} days)", result.pre_restore)])
+    pruned = result.auto.pruned and result.removed
+    return Reply.text(f"🧹 retention applied — {text}" + (" (unused data pruned)" if pruned else ""))
+
+
+def render_forgotten(snapshot: Snapshot, service: str, tz: str) -> Reply:
+    return Reply.text(f"🗑 snapshot {snapshot.short_id} of {service} ({local_time(snapshot.time, tz)}, "
+                      f"{reason_of(snapshot)}) is gone; the data no other snapshot uses was removed.")
 
 
 def render_setup(lines: list[tuple[str, str]]) -> Reply:
@@ -1232,7 +1363,8 @@ async def render_digest(backups: Backups, now: float, tz: str) -> Reply | None:
         if bad:
             text += f", ❌ {len(bad)} failed"
         parts.append(text)
-    return Reply.text("🗄 backups, last 24 h: " + " · ".join(parts))
+    warning = backups.same_disk_warning()
+    return Reply.text("🗄 backups, last 24 h: " + " · ".join(parts) + (f"\n{warning}" if warning else ""))
 
 
 # --------------------------------------------------------------------------- the bot's side

@@ -22,6 +22,7 @@ from decimal import Decimal
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import psutil
@@ -578,7 +579,20 @@ def dns_settings(bot: Bot) -> DnsConfig:
         raise UserError("DNS is not set up for this bot.",
                         'Add [dns] with provider = "cloudflare" or "desec", domain, '
                         'token = {file = "..."} and ipv4 to the config, then restart the bot.')
-    return settings
+    return with_homeserver(settings, bot.config.homeserver)
+
+
+def with_homeserver(settings: DnsConfig, homeserver: str) -> DnsConfig:
+    """The homeserver's own name is managed too when it lies in the zone: a server_name example.org
+    that delegates (.well-known/matrix/server) to chat.example.org needs chat's A/AAAA records."""
+    host = (urlsplit(homeserver).hostname or "").rstrip(".").lower()
+    domain = (settings.domain or "").rstrip(".").lower()
+    if not domain or not host.endswith("." + domain):
+        return settings
+    name = host[: -len(domain) - 1]
+    if name in settings.subdomains:
+        return settings
+    return settings.model_copy(update={"subdomains": [*settings.subdomains, name]})
 
 
 @asynccontextmanager
@@ -623,7 +637,7 @@ class DriftWatch:
         self.failures = 0
 
     async def run(self) -> None:
-        settings = self.bot.config.settings("dns")
+        settings = with_homeserver(self.bot.config.settings("dns"), self.bot.config.homeserver)
         try:
             checks = await check_dns(settings)
         except UserError as exc:

@@ -5,13 +5,14 @@ import pytest
 from b2sdk.v2 import B2HttpApiConfig, RawSimulator
 
 from providers.b2 import RESTIC_CAPABILITIES, B2Error, B2Provider, make_api
+from tests.fakes.b2_simulator import AccountScopedSimulator
 
 BUCKET = "family-backups-3f9a"
 
 
 @pytest.fixture
 def api():
-    return make_api(B2HttpApiConfig(_raw_api_class=RawSimulator))
+    return make_api(B2HttpApiConfig(_raw_api_class=AccountScopedSimulator))
 
 
 @pytest.fixture
@@ -52,11 +53,13 @@ async def test_ensure_bucket_refuses_a_public_bucket(master, api):
     assert "Backblaze B2" in str(caught.value) and "private" in str(caught.value)
 
 
-async def test_ensure_bucket_refuses_a_name_taken_by_another_account(master, sim):
+async def test_ensure_bucket_refuses_a_name_taken_by_another_account(master, sim, api):
     bucket_of_another_account(sim, BUCKET)
+    master._authorize()
+    assert api.list_buckets(bucket_name=BUCKET) == []   # as the real API: not our bucket, not listed
 
     with pytest.raises(B2Error) as caught:
-        await master.ensure_bucket(BUCKET)
+        await master.ensure_bucket(BUCKET)   # so create_bucket answers duplicate_bucket_name
 
     assert caught.value.kind == "name_taken"
     assert "taken by another account" in str(caught.value) and "choose another name" in str(caught.value)

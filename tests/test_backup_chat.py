@@ -179,6 +179,7 @@ async def test_list_and_stats(alice, world):
     assert "Repository" in stats.body and "dedup" in stats.body
     assert re.search(r"✅ files: last success .* manual, snapshot " + world.snapshots["files"], stats.body)
     assert "✅ slow: last success" in stats.body
+    assert f"⚠️ The backups are in {world.repo}, on the same disk as the data it protects" in stats.body
 
 
 async def test_setup_checks_and_b2_needs_the_account_key(alice, bob, world):
@@ -233,7 +234,8 @@ async def test_restore_to_a_directory_leaves_live_data_alone(alice, bob, world):
     done = await result_reply(alice, command_id, bot, "restored files", timeout=60)
 
     assert "the live data was not touched" in done.body
-    assert_same_tree(world.root / "original-files", target / str(live).lstrip("/"))
+    assert f"{live} → copied to {target}/files/files" in done.body
+    assert_same_tree(world.root / "original-files", target / "files" / "files")
     assert (live / "docs" / "note.txt").read_text() == "live data that must stay"
     assert world.bins.calls("systemctl") == []
 
@@ -256,6 +258,20 @@ async def test_prune_applies_quotas_to_automatic_snapshots_only(alice, bob, worl
     assert "kept 2, removed 2" in reply.body   # keep_last 1 + keep_daily 2: jan03 and jan02
     after = {s["short_id"] for s in await restic_snapshots_json(world)}
     assert after == before - {auto[0], auto[1]}
+
+
+async def test_forget_one_snapshot_after_approval(alice, bob, world):
+    bot = world.bot
+    made = await alice.wait_for(from_bot(bot, "✅ slow: snapshot", await alice.send(bot.room_id, "!backup now slow")),
+                                timeout=30)
+    victim = snapshot_id(made.body, "slow")
+    command_id, request, rid = await request_for(alice, bot, f"!backup forget {victim}")
+    assert f"Snapshot {victim} of slow" in request.body and "REMOVED for good" in request.body
+    assert victim in {s["short_id"] for s in await restic_snapshots_json(world)}
+    await bob.command(bot.room_id, f"!approve {rid}", bot.user_id)
+    done = await result_reply(alice, command_id, bot, "is gone", timeout=60)
+    assert done.body.startswith(f"🗑 snapshot {victim} of slow (")
+    assert victim not in {s["short_id"] for s in await restic_snapshots_json(world)}
 
 
 async def test_drill_reports_ok_then_alerts_on_a_tampered_live_file(alice, world):
@@ -348,7 +364,8 @@ async def test_scheduled_backups_are_quiet_on_success_and_the_digest_is_one_line
 
     auto = [s for s in await restic_snapshots_json(world) if "reason:auto" in s["tags"]]
     assert auto and all("service:docs" in s["tags"] for s in auto)
-    assert "\n" not in digest.body and digest.content.get("m.mentions") == {}
+    head, warning = digest.body.split("\n")   # one line, plus: the repository is on this disk
+    assert "on the same disk as the data it protects" in warning and digest.content.get("m.mentions") == {}
     said = [e for e in alice.events if e.sender == bot.user_id and e.type == "m.room.message"
             and e.reply_to is None and "🗄" not in e.body and "new device" not in e.body]
     assert said == [], [e.body for e in said]

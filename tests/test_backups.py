@@ -8,20 +8,21 @@ import shutil
 import socket
 import stat
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from b2sdk.v2 import B2HttpApiConfig, RawSimulator
+from b2sdk.v2 import B2HttpApiConfig
 from pydantic import ValidationError
 
 from providers.b2 import B2Provider, make_api
-from spbot.backups import (BackupSettings, Backups, cron_trigger, overdue, render_digest, render_list,
-                           reply_for, restic_pattern)
+from spbot.backups import (BackupSettings, Backups, cron_trigger, overdue, render_digest, render_forget,
+                           render_list, render_stats, reply_for, restic_pattern)
 from spbot.context import UserError
 from spbot.store import Store
 from spbot.system.restic import LocalRepository, Restic, ResticFailure
 from tests.fakebin import FakeBin, Rule
+from tests.fakes.b2_simulator import AccountScopedSimulator
 from tests.test_restic_adapter import (AUTO_TIMES, assert_same_tree, cheapen_key, kill_restic, make_big_tree,
                                        make_tree, restic_children)
 
@@ -175,8 +176,10 @@ async def test_round_trip_with_pre_and_post_commands(tmp_path, repo, live, store
     target = tmp_path / "restored"
     report = await backups.restore_to(outcome.snapshot_id, None, target)
     (live / "files" / "cache.skip").unlink()
-    assert_same_tree(live / "files", target / str(live / "files").lstrip("/"))
+    assert_same_tree(live / "files", target / "files" / "files")   # target/<service>/<path>
     assert report.paths[0].files == 7 and not report.into_place
+    assert report.paths[0].copy == str(target / "files" / "files")
+    assert sorted(p.name for p in target.iterdir()) == ["files"]
 
 
 async def test_pre_command_failure_makes_no_snapshot_but_post_runs(tmp_path, repo, live, store):
@@ -381,10 +384,88 @@ async def test_retention_keeps_exactly_the_quotas_and_only_automatic_snapshots(t
 
     # per service: last feb15; daily feb15, jan10, jan03; monthly feb15 (Feb), jan10 (Jan)
     keep = {made[(s, k)] for s in ("files", "mail") for k in ("feb15", "jan10", "jan03")}
-    assert {s.short_id for s in result.kept} == keep and len(result.removed) == 6
+    assert {s.short_id for s in result.auto.kept} == keep and len(result.auto.removed) == 6
+    # the one manual snapshot stays (the last 10 per service); the pre-restore one is past 30 days
+    assert [s.short_id for s in result.manual.kept] == [manual.snapshot_id[:8]]
+    assert [s.short_id for s in result.pre_restore.removed] == [pre.snapshot_id[:8]]
     remaining = {s.short_id for s in await restic.snapshots()}
-    assert remaining == keep | {manual.snapshot_id[:8], pre.snapshot_id[:8]}
+    assert remaining == keep | {manual.snapshot_id[:8]}
     assert (await restic.check()).ok
+
+
+async def test_manual_and_pre_restore_snapshots_have_their_own_retention(tmp_path, repo, live, store):
+    settings = settings_for(tmp_path, repo, keep_manual=2, keep_pre_restore_days=7)
+    backups = Backups(settings, tmp_path / "state", store)
+    restic = restic_of(backups)
+    now = datetime.now()
+
+    async def snap(service: str, reason: str, days_ago: float) -> str:
+        made = await restic.backup([live / service], tags=[f"service:{service}", f"reason:{reason}"],
+                                   host="testhost", time=now - timedelta(days=days_ago))
+        return made.snapshot_id[:8]
+
+    files_manual = [await snap("files", "manual", d) for d in (30, 20, 10)]
+    mail_manual = await snap("mail", "manual", 40)
+    old_pre, new_pre = await snap("files", "pre-restore", 8), await snap("files", "pre-restore", 1)
+
+    result = await backups.forget()
+
+    remaining = {s.short_id for s in await restic.snapshots()}
+    assert remaining == {files_manual[1], files_manual[2], mail_manual, new_pre}
+    assert {s.short_id for s in result.manual.removed} == {files_manual[0]}
+    assert [s.short_id for s in result.pre_restore.removed] == [old_pre]
+    text = render_forget(result).body
+    assert "manual (the last 2 per service): kept 3, removed 1" in text
+    assert "pre-restore (7 days): kept 1, removed 1" in text
+
+
+async def test_forget_one_snapshot(tmp_path, backups):
+    [files, mail] = await backups.run()
+    gone, service = await backups.forget_snapshot(files.snapshot_id[:8])
+    assert (gone.short_id, service) == (files.snapshot_id[:8], "files")
+    assert [s.short_id for s in await backups.snapshots()] == [mail.snapshot_id[:8]]
+    for bad in ("--prune", "zzzz", files.snapshot_id[:8]):
+        with pytest.raises(UserError):
+            await backups.forget_snapshot(bad)
+    assert (await restic_of(backups).check()).ok
+
+
+async def test_restore_to_keeps_several_paths_apart_under_the_service(tmp_path, repo, live, store):
+    (live / "conf").mkdir()
+    (live / "conf" / "app.ini").write_text("[app]\n")
+    settings = settings_for(tmp_path, repo, services={
+        "app": {"paths": [str(live / "files" / "docs"), str(live / "conf")]}})
+    backups = Backups(settings, tmp_path / "state", store)
+    [outcome] = await backups.run()
+    target = tmp_path / "copy"
+    report = await backups.restore_to(outcome.snapshot_id, None, target)
+    # common parent of the paths is live/ → target/app/files/docs and target/app/conf
+    assert (target / "app" / "conf" / "app.ini").read_text() == "[app]\n"
+    assert_same_tree(live / "files" / "docs", target / "app" / "files" / "docs")
+    assert {p.copy for p in report.paths} == {str(target / "app" / "files" / "docs"),
+                                              str(target / "app" / "conf")}
+    assert sorted(p.name for p in target.iterdir()) == ["app"]
+
+
+async def test_a_repository_on_this_server_is_said_until_acknowledged(tmp_path, live, store, repo):
+    default = Backups(BackupSettings.model_validate({"services": {"mail": {"paths": [str(live / "mail")]}}}),
+                      tmp_path / "state", store)
+    warning = default.same_disk_warning()
+    assert warning.startswith(f"⚠️ The backups are in {tmp_path / 'state' / 'restic-repo'}, on the same disk "
+                              "as the data it protects")
+    said = await default.init()
+    assert warning in said
+    await default.run(["mail"], "auto")
+    assert warning in (await render_digest(default, time.time(), "UTC")).body
+    assert warning in render_stats(await default.stats(), "UTC").body
+
+    known = Backups(BackupSettings.model_validate({"services": {"mail": {"paths": [str(live / "mail")]}},
+                                                   "same_disk_ok": True}), tmp_path / "state", store)
+    assert known.same_disk_warning() is None
+    offsite = Backups(settings_for(tmp_path, {"kind": "s3", "endpoint": "http://127.0.0.1:9", "bucket": "family",
+                                              "access_key_id": "i", "secret_access_key": {"env": "NOPE"}}),
+                      tmp_path / "state", store)
+    assert offsite.same_disk_warning() is None
 
 
 # --------------------------------------------------------------------------- drill
@@ -434,7 +515,8 @@ async def test_digest_is_one_line_per_day(tmp_path, backups):
     await backups.run(["files"], "auto")
     reply = await render_digest(backups, time.time(), "UTC")
     assert reply.body.startswith("🗄 backups, last 24 h: files ✅ 1×") and "mail ⚠️ no backup" in reply.body
-    assert "\n" not in reply.body
+    first, warning = reply.body.split("\n")   # one line, and the local-repository warning
+    assert warning.startswith("⚠️ The backups are in") and "on the same disk" in warning
 
 
 # --------------------------------------------------------------------------- Backblaze B2 (b2sdk simulator)
@@ -442,7 +524,7 @@ async def test_digest_is_one_line_per_day(tmp_path, backups):
 
 @pytest.fixture
 def b2_api():
-    return make_api(B2HttpApiConfig(_raw_api_class=RawSimulator))
+    return make_api(B2HttpApiConfig(_raw_api_class=AccountScopedSimulator))
 
 
 async def test_b2_setup_makes_bucket_lifecycle_and_restricted_key_stored_privately(tmp_path, store, b2_api):
@@ -470,8 +552,9 @@ async def test_b2_setup_makes_bucket_lifecycle_and_restricted_key_stored_private
     assert key.bucket_id == bucket.id_ and "writeKeys" not in key.capabilities
     # restic gets the restricted key, never the master key
     repo = backups.repository()
-    assert repo.location() == "b2:family-backups-3f9a:vps"
-    assert repo.environment() == {"B2_ACCOUNT_ID": stored["key_id"], "B2_ACCOUNT_KEY": stored["key"]}
+    assert stored["s3_endpoint"] == b2_api.account_info.get_s3_api_url()   # the account's S3 endpoint
+    assert repo.location() == f"s3:{stored['s3_endpoint']}/family-backups-3f9a/vps"
+    assert repo.environment() == {"AWS_ACCESS_KEY_ID": stored["key_id"], "AWS_SECRET_ACCESS_KEY": stored["key"]}
     from commands.backup import render_b2_setup
     text = render_b2_setup(done, backups)
     assert stored["key"] not in text and master_key not in text and "!backup setup init" in text
@@ -483,6 +566,21 @@ async def test_b2_setup_makes_bucket_lifecycle_and_restricted_key_stored_private
 
     again = await backups.setup_b2()
     assert not again.created
+
+
+async def test_a_key_from_before_the_s3_api_asks_for_setup_again(tmp_path, store):
+    """Migration: a key file written when spbot used restic's native b2: backend has no S3 endpoint."""
+    key_file = tmp_path / "b2-restic-key.json"
+    key_file.write_text(json.dumps({"key_id": "0051234", "key": "K005secret", "bucket": "family-backups-3f9a"}))
+    settings = BackupSettings.model_validate({"repository": {"kind": "b2", "bucket": "family-backups-3f9a",
+                                                             "key_file": str(key_file)}})
+    with pytest.raises(UserError) as caught:
+        Backups(settings, tmp_path, store).repository()
+    assert "S3 endpoint is not known" in caught.value.what and "!backup setup b2" in caught.value.todo
+    pinned = settings.model_copy(update={"repository": settings.repository.model_copy(
+        update={"endpoint": "https://s3.us-west-004.backblazeb2.com"})})
+    repo = Backups(pinned, tmp_path, store).repository()
+    assert repo.location() == "s3:https://s3.us-west-004.backblazeb2.com/family-backups-3f9a"
 
 
 async def test_b2_setup_explains_a_missing_account_key(tmp_path, store):

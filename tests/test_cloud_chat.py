@@ -241,7 +241,7 @@ async def test_token_rejected(alice, cloud):
 
 async def test_rate_limit_is_waited_out(alice, cloud):
     bot, fake = cloud.bot, cloud.hetzner
-    fake.rate_limit(times=2, reset_in=1)
+    fake.rate_limit(times=2)
     reply = await alice.command(bot.room_id, "!server", bot.user_id, timeout=JOB_TIMEOUT)
     assert reply.body.startswith("🖥 family-server: running")
     assert all(f.times == 0 for f in fake.faults)
@@ -334,7 +334,8 @@ async def test_resize_with_approval(alice, bob, cloud):
         "✅ family-server is now a cx32 (was cx22): 4 vCPU, 8 GB RAM, 40 GB disk (the type "
         "offers 80 GB).")
     assert "Status: running." in reply.body
-    assert fake.commands()[-3:] == ["shutdown_server", "change_server_type", "start_server"]
+    # Hetzner starts the server itself after change_type: no power-on is sent
+    assert fake.commands()[-2:] == ["shutdown_server", "change_server_type"]
     server = fake.server()
     assert (server["server_type"]["name"], server["primary_disk_size"], server["status"]) == (
         "cx32", 40, "running")
@@ -472,6 +473,34 @@ async def test_dns_sync_with_approval(alice, bob, cloud):
         "✅ resolved: DNS of example.org matches the configuration again"), JOB_TIMEOUT)
     check = await alice.command(bot.room_id, "!dns check", bot.user_id, timeout=JOB_TIMEOUT)
     assert check.body.splitlines()[0].endswith("10 ok, 0 missing, 0 different")
+
+
+async def test_dns_cname_conflict_is_reported_and_replaced_after_approval(alice, bob, cloud):
+    """`git` becomes a CNAME: !dns check calls it a conflict (not "missing"), plain !dns sync
+    would skip it, --replace-cname replaces it in one batch after approval."""
+    bot, fake = cloud.bot, cloud.cloudflare
+    for record in fake.zone_records(DOMAIN):
+        if record["name"] == f"git.{DOMAIN}":
+            del fake.records[record["id"]]
+    fake.add_record(DOMAIN, "CNAME", f"git.{DOMAIN}", "code.example.net")
+    check = await alice.command(bot.room_id, "!dns check", bot.user_id, timeout=JOB_TIMEOUT)
+    assert check.body.splitlines()[0] == (
+        "🌐 DNS of example.org at Cloudflare: 8 ok, 0 missing, 0 different, "
+        "2 in conflict with a CNAME")
+    assert "⛔ git is a CNAME to code.example.net: DNS allows no other record next to it" \
+        in check.body
+    assert "`!dns sync --replace-cname` replaces the CNAME" in check.body
+
+    command_id, message, rid = await request_for(alice, bot, "!dns sync --replace-cname")
+    assert f"• replace the CNAME git → code.example.net with git A {IPV4}" in message.body
+    await approve(bob, bot, rid)
+    reply = await result_reply(alice, command_id, bot, "change(s) made", JOB_TIMEOUT)
+    assert reply.body.splitlines()[:3] == [
+        "✅ DNS of example.org at Cloudflare: 2 change(s) made.",
+        f"• replaced the CNAME (to code.example.net) with git A {IPV4}",
+        f"• replaced the CNAME (to code.example.net) with git AAAA {IPV6}"]
+    git = {r["type"] for r in fake.zone_records(DOMAIN) if r["name"] == f"git.{DOMAIN}"}
+    assert git == {"A", "AAAA"}
 
 
 async def test_no_token_in_the_log(cloud):

@@ -69,6 +69,7 @@ def test_expected_records_follow_selfprivacy():
     assert ("_dmarc", "TXT", "v=DMARC1; p=none", None) in records
     assert ("selector._domainkey", "TXT", DKIM, None) in records
     assert len(records) == 4 * 2 + 4
+    assert "matrix" in DomainConfig(domain=DOMAIN, ipv4="203.0.113.10").subdomains
 
     plain = DomainConfig(domain=DOMAIN, ipv4="203.0.113.10", subdomains=("cloud",), mail=False)
     assert [(r.name, r.type) for r in expected_records(plain)] == [("@", "A"), ("cloud", "A")]
@@ -159,14 +160,14 @@ async def test_cloudflare_sync_applies_only_differences(cloudflare, cf_fake):
     untouched = {r["id"]: r["modified_on"] for r in cf_fake.zone_records(DOMAIN)}
     applied = await sync_zone(cloudflare, expected_records(CONFIG))
     assert len(applied) == 3
-    assert cf_fake.count("POST", r".*/dns_records") == 1
-    assert cf_fake.count("PUT", r".*/dns_records/\w+") == 2
-    assert cf_fake.count("DELETE", r".*/dns_records/\w+") == 0
+    assert cf_fake.count("POST", r".*/dns_records/batch") == 1
+    (batch,) = cf_fake.batches
+    assert "deletes" not in batch and (len(batch["patches"]), len(batch["posts"])) == (2, 1)
 
     zone = {(r["name"], r["type"], r["content"]) for r in cf_fake.zone_records(DOMAIN)}
     assert ("git.example.org", "A", "203.0.113.10") in zone
     assert ("cloud.example.org", "A", "203.0.113.10") in zone
-    assert ("example.org", "TXT", "v=spf1 a mx ip4:203.0.113.10 -all") in zone
+    assert ("example.org", "TXT", '"v=spf1 a mx ip4:203.0.113.10 -all"') in zone
     assert ("example.org", "TXT", FOREIGN_TXT) in zone
     assert ("www.example.org", "CNAME", DOMAIN) in zone
     assert not any(OLD_IP in content for _, _, content in zone)
@@ -177,7 +178,7 @@ async def test_cloudflare_sync_applies_only_differences(cloudflare, cf_fake):
     assert all(c.status is Status.OK for c in await check_zone(cloudflare,
                                                                expected_records(CONFIG)))
     assert await sync_zone(cloudflare, expected_records(CONFIG)) == []
-    assert cf_fake.count("POST", r".*/dns_records") == 1
+    assert cf_fake.count("POST", r".*/dns_records/batch") == 1
 
 
 async def test_cloudflare_sync_removes_a_stale_duplicate(cloudflare, cf_fake):
@@ -186,7 +187,7 @@ async def test_cloudflare_sync_removes_a_stale_duplicate(cloudflare, cf_fake):
     cloud = [r["content"] for r in cf_fake.zone_records(DOMAIN)
              if (r["name"], r["type"]) == ("cloud.example.org", "A")]
     assert cloud == ["203.0.113.10"]
-    assert cf_fake.count("DELETE", r".*/dns_records/\w+") == 1
+    assert len(cf_fake.batches[0].get("deletes", [])) == 1
 
 
 async def test_cloudflare_token_rejected(cf_fake):
@@ -194,7 +195,8 @@ async def test_cloudflare_token_rejected(cf_fake):
         with pytest.raises(DnsError) as failure:
             await dns.list_records()
     message = str(failure.value)
-    assert message.startswith("Cloudflare rejected the API token (10000 Authentication error).")
+    assert message.startswith("Cloudflare refused looking up the zone (10000 Authentication "
+                              "error): the token is wrong, or it lacks a permission")
     assert "DNS → Edit for example.org" in message and "wrong-token" not in message
 
 
@@ -209,7 +211,7 @@ async def test_cloudflare_error_envelope_becomes_a_clear_error(cloudflare, cf_fa
     with pytest.raises(DnsError) as failure:
         await sync_zone(cloudflare, expected_records(CONFIG))
     assert str(failure.value) == (
-        "Cloudflare refused creating git A 203.0.113.10: 1004 DNS Validation Error.")
+        "Cloudflare refused writing 3 change(s): 1004 DNS Validation Error.")
 
 
 async def test_cloudflare_rate_limit_and_server_errors_are_retried(cloudflare, cf_fake, caplog):
@@ -355,3 +357,191 @@ async def test_desec_refuses_a_next_link_to_another_host(desec, desec_fake):
     desec_fake.add_fault(Fault(200, [], headers={"Link": link}))
     with pytest.raises(DnsError, match="another host"):
         await desec.list_records()
+
+
+# -- real-service behaviour: CNAME conflicts, atomic writes, TXT escapes, kept fields --------
+
+
+CNAME_TARGET = "hosting.example.net"
+
+
+def with_cname_on_cloud(records: list[DnsRecord]) -> list[DnsRecord]:
+    """The drifted zone where `cloud` is a CNAME (as a hosting provider once asked for)."""
+    kept = [r for r in records if r.name != "cloud"]
+    return kept + [DnsRecord(name="cloud", type="CNAME", content=CNAME_TARGET)]
+
+
+async def test_cloudflare_fake_refuses_an_address_next_to_a_cname(cf_fake):
+    cf_fake.add_record(DOMAIN, "CNAME", "shop.example.org", CNAME_TARGET)
+    async with CloudflareDns(DOMAIN, CF_TOKEN, base_url=cf_fake.url, policy=FAST) as dns:
+        with pytest.raises(DnsError) as failure:
+            await dns._request("POST", f"/zones/{await dns.zone_id()}/dns_records", "creating",
+                               json={"type": "A", "name": "shop.example.org",
+                                     "content": "203.0.113.10", "ttl": 3600})
+    assert "81054 A CNAME record with that host already exists" in str(failure.value)
+
+
+@pytest.fixture
+def cf_cname_fake():
+    with FakeCloudflare(token=CF_TOKEN, max_per_page=3) as fake:
+        fake.add_zone(DOMAIN)
+        for r in with_cname_on_cloud(drifted_zone()):
+            fake.add_record(DOMAIN, r.type, r.fqdn(DOMAIN), r.content, r.ttl, r.priority)
+        yield fake
+
+
+async def test_cloudflare_cname_is_a_conflict_skipped_or_replaced(cf_cname_fake):
+    async with CloudflareDns(DOMAIN, CF_TOKEN, base_url=cf_cname_fake.url, policy=FAST) as dns:
+        checks = by_key(await check_zone(dns, expected_records(CONFIG)))
+        assert checks[("cloud", "A", "")].status is Status.CONFLICT
+        assert checks[("cloud", "AAAA", "")].actual[0].content == CNAME_TARGET
+
+        applied = await sync_zone(dns, expected_records(CONFIG))  # skips cloud, no 400
+        assert {(c.record.name, c.record.type) for c in applied} == {("git", "A"),
+                                                                      ("@", "TXT")}
+        zone = {(r["name"], r["type"]) for r in cf_cname_fake.zone_records(DOMAIN)}
+        assert ("cloud.example.org", "CNAME") in zone and ("git.example.org", "A") in zone
+
+        replaced = await sync_zone(dns, expected_records(CONFIG), replace_cnames=True)
+        assert [c.action for c in replaced] == ["replace", "replace"]
+        assert cf_cname_fake.batches[-1]["deletes"] and len(cf_cname_fake.batches[-1]["posts"]) == 2
+        cloud = {r["type"]: r["content"] for r in cf_cname_fake.zone_records(DOMAIN)
+                 if r["name"] == "cloud.example.org"}
+        assert cloud == {"A": "203.0.113.10", "AAAA": "2001:db8:1234::1"}
+        assert all(c.status is Status.OK for c in await check_zone(dns, expected_records(CONFIG)))
+
+
+async def test_cloudflare_sync_is_all_or_nothing(cloudflare, cf_fake):
+    """A CNAME appears at `git` between the check and the write: Cloudflare refuses the
+    batch and none of its other changes (the cloud A and SPF updates) lands."""
+    before = {r["id"]: r["content"] for r in cf_fake.zone_records(DOMAIN)}
+    checks = await check_zone(cloudflare, expected_records(CONFIG))
+    cf_fake.add_record(DOMAIN, "CNAME", "git.example.org", CNAME_TARGET)
+    with pytest.raises(DnsError) as failure:
+        await cloudflare.apply(plan_sync(checks))
+    assert "81054" in str(failure.value) and "Nothing was changed" in str(failure.value)
+    after = {r["id"]: r["content"] for r in cf_fake.zone_records(DOMAIN) if r["type"] != "CNAME"
+             or r["name"] != "git.example.org"}
+    assert after == before
+
+
+async def test_cloudflare_sync_keeps_comment_and_tags(cf_fake):
+    cloud = next(r for r in cf_fake.zone_records(DOMAIN) if r["name"] == "cloud.example.org"
+                 and r["type"] == "A")
+    cf_fake.records[cloud["id"]].update(comment="Nextcloud, do not touch by hand",
+                                        tags=["owner:dad"])
+    async with CloudflareDns(DOMAIN, CF_TOKEN, base_url=cf_fake.url, policy=FAST) as dns:
+        await sync_zone(dns, expected_records(CONFIG))
+    after = next(r for r in cf_fake.zone_records(DOMAIN) if r["id"] == cloud["id"])
+    assert after["content"] == "203.0.113.10"
+    assert (after["comment"], after["tags"]) == ("Nextcloud, do not touch by hand", ["owner:dad"])
+
+
+async def test_cloudflare_fake_put_wipes_comment_and_tags(cf_fake):
+    """The real PUT replaces the whole record; the fake must too, or a PUT-based sync
+    would look harmless."""
+    record_id = cf_fake.add_record(DOMAIN, "A", "shop.example.org", OLD_IP, comment="mine",
+                                   tags=["a:b"])
+    async with CloudflareDns(DOMAIN, CF_TOKEN, base_url=cf_fake.url, policy=FAST) as dns:
+        await dns._request("PUT", f"/zones/{await dns.zone_id()}/dns_records/{record_id}", "put",
+                           json={"type": "A", "name": "shop.example.org",
+                                 "content": "203.0.113.10", "ttl": 3600})
+    after = next(r for r in cf_fake.zone_records(DOMAIN) if r["id"] == record_id)
+    assert (after["comment"], after["tags"]) == (None, [])
+
+
+async def test_cloudflare_txt_is_sent_quoted(cloudflare, cf_fake):
+    await sync_zone(cloudflare, expected_records(CONFIG))
+    sent = [p["content"] for p in cf_fake.batches[0]["patches"] if p["type"] == "TXT"]
+    assert sent == ['"v=spf1 a mx ip4:203.0.113.10 -all"']
+    long = quote_txt(DKIM, escape_bytes=False)
+    assert long.startswith('"v=DKIM1') and long.count('" "') == len(DKIM) // 255
+
+
+async def test_cloudflare_missing_permission_is_named(cf_fake):
+    cf_fake.read_only_tokens.add("read-only-token")
+    async with CloudflareDns(DOMAIN, "read-only-token", base_url=cf_fake.url,
+                             policy=FAST) as dns:
+        assert len(await dns.list_records()) == 13
+        with pytest.raises(DnsError) as failure:
+            await sync_zone(dns, expected_records(CONFIG))
+    message = str(failure.value)
+    assert "10000 Authentication error" in message and "lacks a permission" in message
+    assert "Zone → DNS → Edit for example.org" in message
+
+
+@pytest.fixture
+def desec_cname_fake():
+    with FakeDesec(token=DESEC_TOKEN, page_size=3) as fake:
+        fake.add_domain(DOMAIN)
+        for (subname, rtype), values in desec_rrsets(with_cname_on_cloud(drifted_zone())).items():
+            fake.add_rrset(DOMAIN, subname, rtype, values)
+        yield fake
+
+
+async def test_desec_fake_refuses_an_rrset_next_to_a_cname(desec_cname_fake):
+    async with DesecDns(DOMAIN, DESEC_TOKEN, base_url=desec_cname_fake.url, policy=FAST) as dns:
+        with pytest.raises(DnsError) as failure:
+            await dns._request("PATCH", f"/domains/{DOMAIN}/rrsets/", "patching",
+                               json=[{"subname": "git", "type": "A", "ttl": 3600,
+                                      "records": ["203.0.113.10"]},
+                                     {"subname": "cloud", "type": "A", "ttl": 3600,
+                                      "records": ["203.0.113.10"]}])
+    assert str(failure.value) == (
+        "deSEC refused patching: RRset 2: non_field_errors: RRset with conflicting type "
+        "present: database (CNAME). (No other RRsets are allowed alongside CNAME.).")
+    assert ("git", "A") not in desec_cname_fake.rrsets[DOMAIN]  # atomic: nothing written
+
+
+async def test_desec_cname_is_a_conflict_skipped_or_replaced(desec_cname_fake):
+    async with DesecDns(DOMAIN, DESEC_TOKEN, base_url=desec_cname_fake.url, policy=FAST) as dns:
+        checks = by_key(await check_zone(dns, expected_records(CONFIG)))
+        assert checks[("cloud", "A", "")].status is Status.CONFLICT
+        applied = await sync_zone(dns, expected_records(CONFIG))
+        assert {(c.record.name, c.record.type) for c in applied} == {("git", "A"),
+                                                                      ("@", "TXT")}
+        rrsets = desec_cname_fake.rrsets[DOMAIN]
+        assert rrsets[("git", "A")]["records"] == ["203.0.113.10"]  # the rest was synced
+        assert rrsets[("cloud", "CNAME")]["records"] == [CNAME_TARGET + "."]
+
+        await sync_zone(dns, expected_records(CONFIG), replace_cnames=True)
+        assert ("cloud", "CNAME") not in rrsets
+        assert rrsets[("cloud", "AAAA")]["records"] == ["2001:db8:1234::1"]
+        assert desec_cname_fake.count("PATCH", f"/api/v1/domains/{DOMAIN}/rrsets/") == 2
+
+
+async def test_desec_foreign_txt_with_non_ascii_survives_a_sync(desec, desec_fake):
+    """deSEC stores `"café ☕"` as `"caf\\195\\169 \\226\\152\\149"`; a sync that rewrites the
+    apex TXT RRset (SPF drift) must send the foreign value back unchanged."""
+    foreign = "site owner: Zoë Café ☕"
+    desec_fake.add_rrset(DOMAIN, "", "TXT", ['"v=spf1 a mx ip4:198.51.100.7 -all"',
+                                             f'"{foreign}"'], ttl=18000)
+    stored = next(r for r in desec_fake.rrsets[DOMAIN][("", "TXT")]["records"] if "Zo" in r)
+    assert stored == '"site owner: Zo\\195\\171 Caf\\195\\169 \\226\\152\\149"'
+    records = await desec.list_records()
+    assert DnsRecord(name="@", type="TXT", content=foreign).content in {
+        r.content for r in records if r.type == "TXT"}
+    await sync_zone(desec, expected_records(CONFIG))
+    after = desec_fake.rrsets[DOMAIN][("", "TXT")]["records"]
+    assert stored in after and '"v=spf1 a mx ip4:203.0.113.10 -all"' in after
+
+
+def test_txt_escapes_round_trip():
+    assert unquote_txt('"caf\\195\\169" "\\"x\\" \\\\ y"') == 'café"x" \\ y'
+    assert quote_txt("café") == '"caf\\195\\169"'
+    assert quote_txt("café", escape_bytes=False) == '"café"'
+    odd = "a\udcff b"  # a byte that is not UTF-8 (surrogateescape)
+    assert unquote_txt(quote_txt(odd)) == odd
+
+
+def test_the_homeserver_name_in_the_zone_is_managed():
+    from spbot.cloud import DnsConfig, with_homeserver
+    settings = DnsConfig.model_validate({"provider": "desec", "domain": DOMAIN, "ipv4": "203.0.113.10",
+                                         "token": {"env": "UNUSED"}})
+    assert "matrix" in settings.subdomains   # a default name now
+    delegated = with_homeserver(settings, "https://chat.example.org:8448")
+    assert delegated.subdomains[-1] == "chat"
+    names = {r.name for r in expected_records(delegated.domain_config())}
+    assert {"chat", "matrix", "@"} <= names
+    assert with_homeserver(settings, "https://matrix.example.net").subdomains == settings.subdomains
+    assert with_homeserver(settings, "http://127.0.0.1:8008").subdomains == settings.subdomains

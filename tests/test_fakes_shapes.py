@@ -184,15 +184,37 @@ def test_hetzner_error_envelope_and_rate_limit_headers(hetzner):
     missing = client.get("/servers/999")
     assert missing.status_code == 404
     assert_shape(missing.json()["error"], {"code": str, "message": str, "details": dict})
-    fake.rate_limit(times=1, reset_in=5)
+    fake.rate_limit(times=1)
     limited = client.get("/servers")
     assert limited.status_code == 429
     assert limited.json()["error"]["code"] == "rate_limit_exceeded"
     assert limited.headers["RateLimit-Limit"] == "3600"
     assert limited.headers["RateLimit-Remaining"] == "0"
-    assert 0 < int(limited.headers["RateLimit-Reset"]) - time.time() <= 5
+    assert 3590 < int(limited.headers["RateLimit-Reset"]) - time.time() <= 3600
     ok = client.get("/servers")
     assert int(ok.headers["RateLimit-Remaining"]) < 3600
+
+
+def test_hetzner_quota_refills_one_request_per_second_and_reset_is_the_full_quota(hetzner):
+    """docs.hetzner.cloud "Rate Limiting": Reset is when ALL requests are back; one per second."""
+    fake, client = hetzner
+    fake.exhaust(left=1)
+    last = client.get("/servers")
+    assert last.status_code == 200 and last.headers["RateLimit-Remaining"] == "0"
+    assert 3595 <= int(last.headers["RateLimit-Reset"]) - time.time() <= 3601
+    assert client.get("/servers").status_code == 429
+    time.sleep(1.05)
+    assert client.get("/servers").status_code == 200
+
+
+def test_hetzner_second_action_while_one_runs_is_locked(hetzner):
+    fake, client = hetzner
+    first = client.post("/servers/42/actions/reboot")
+    assert first.status_code == 201
+    again = client.post("/servers/42/actions/reboot")
+    assert again.status_code == 423 and again.json()["error"]["code"] == "locked"
+    running = client.get("/servers/42/actions", params={"status": "running"}).json()["actions"]
+    assert [a["command"] for a in running] == ["reboot_server"]
 
 
 def test_hetzner_faults(hetzner):

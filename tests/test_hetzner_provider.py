@@ -1,6 +1,7 @@
 """providers.hetzner with the real hcloud client against the local fake Hetzner Cloud API."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -152,20 +153,67 @@ async def test_resize_shuts_down_changes_type_keeps_disk_powers_on(hetzner, fake
         said.append(message)
 
     result = await hetzner.resize("cx32", expect_current="cx22", on_progress=progress)
-    assert fake.commands() == ["shutdown_server", "change_server_type", "start_server"]
-    assert [a.status for a in result.actions] == ["success"] * 3
+    # Hetzner starts the server when change_type finishes: no needless power-on
+    assert fake.commands() == ["shutdown_server", "change_server_type"]
+    assert [a.status for a in result.actions] == ["success"] * 2
     server = fake.server()
     assert (server["server_type"]["name"], server["primary_disk_size"], server["status"]) == (
         "cx32", 40, "running")
     assert result.facts.server_type.name == "cx32" and result.facts.disk_gb == 40
-    assert said == ["shutting down", "changing type cx22 → cx32", "powering on"]
+    assert said == ["shutting down", "changing type cx22 → cx32"]
+
+
+async def test_resize_of_a_server_that_was_off_leaves_it_off(hetzner, fake):
+    fake.server()["status"] = "off"
+    said = []
+
+    async def progress(message):
+        said.append(message)
+
+    await hetzner.resize("cx32", on_progress=progress)
+    assert fake.commands() == ["change_server_type", "shutdown_server"]
+    assert (fake.server()["status"], fake.server()["server_type"]["name"]) == ("off", "cx32")
+    assert "it was off before, so shutting it down again" in said[-1]
+
+
+async def test_resize_powers_on_only_when_the_server_did_not_come_up(hetzner, fake, monkeypatch):
+    original = fake._apply
+
+    def stays_off(command, effect):
+        original(command, effect)
+        if command == "change_server_type":
+            fake.server()["status"] = "off"
+    monkeypatch.setattr(fake, "_apply", stays_off)
+    await hetzner.resize("cx32")
+    assert fake.commands() == ["shutdown_server", "change_server_type", "start_server"]
+    assert fake.server()["status"] == "running"
+
+
+async def test_a_resize_sent_twice_after_a_timeout_runs_once(settings, fake):
+    """The change_type POST answers too late: whether the client gives up or sends it again,
+    Hetzner starts one action (a second is `locked`) and the provider waits for that one."""
+    hetzner = HetznerCloud(dataclasses.replace(settings, timeout=0.3))
+    await hetzner.server_facts()
+    fake.slow(0.6, times=1, method="POST", path=r"/actions/change_type$")
+    result = await hetzner.resize("cx32")
+    assert fake.commands().count("change_server_type") == 1
+    assert fake.server()["server_type"]["name"] == "cx32"
+    assert result.facts.status == "running"
+
+
+async def test_a_second_action_while_one_runs_is_reported_busy(hetzner, fake):
+    server = await hetzner.server_facts()
+    fake._new_action("create_image", [{"id": server.id, "type": "server"}], image_id=1)
+    with pytest.raises(HetznerError) as failure:
+        await hetzner.reboot()
+    assert "Hetzner is busy: another action is still running on the server" in str(failure.value)
+    assert fake.commands() == ["create_image"]
 
 
 async def test_resize_powers_off_a_guest_that_ignores_shutdown(hetzner, fake):
     fake.ignore_shutdown = True
     await hetzner.resize("cx32")
-    assert fake.commands() == ["shutdown_server", "stop_server", "change_server_type",
-                               "start_server"]
+    assert fake.commands() == ["shutdown_server", "stop_server", "change_server_type"]
 
 
 async def test_resize_refuses_a_stale_plan(hetzner, fake):
@@ -235,20 +283,35 @@ async def test_token_rejected(settings):
     assert "Security → API tokens" in message and "not-the-token" not in message
 
 
-async def test_rate_limit_waits_for_reset_and_recovers(hetzner, fake, caplog):
-    fake.rate_limit(times=1, reset_in=1)
+async def test_rate_limit_waits_a_second_not_until_reset(settings, fake, caplog):
+    """Reset is when the whole quota is back (an hour when empty): a 429 costs about a second,
+    not the 60 s cap."""
+    hetzner = HetznerCloud(dataclasses.replace(settings, retry=RetryPolicy(max_retries=3)))
+    fake.exhaust()
     started = time.monotonic()
-    assert (await hetzner.server_facts()).name == "family-server"
-    (wait,) = waits_logged(caplog)
-    assert 0 < wait <= 1.0
-    assert time.monotonic() - started >= wait
+    facts = await asyncio.wait_for(hetzner.server_facts(), 10)
+    assert facts.name == "family-server"
+    assert time.monotonic() - started < 3.5
+    assert all(wait <= 2.0 for wait in waits_logged(caplog))
     assert "answered 429 (rate_limit_exceeded)" in caplog.text
+
+
+async def test_requests_are_paced_by_remaining(settings, fake, caplog):
+    """With two requests left the provider slows down to one per second instead of running
+    into 429s."""
+    hetzner = HetznerCloud(dataclasses.replace(settings, retry=RetryPolicy(max_retries=3)))
+    fake.exhaust(left=2)
+    started = time.monotonic()
+    await asyncio.wait_for(hetzner.plan_resize("cx32"), 15)
+    assert fake.throttled == 0
+    assert time.monotonic() - started >= 1.0
+    assert "no requests left this hour; pacing" in caplog.text
 
 
 async def test_rate_limit_wait_is_bounded(settings, fake, caplog):
     capped = dataclasses.replace(settings.retry, rate_limit_max_wait=0.05)
     hetzner = HetznerCloud(dataclasses.replace(settings, retry=capped))
-    fake.rate_limit(times=2, reset_in=3600)
+    fake.rate_limit(times=2)
     await hetzner.server_facts()
     assert waits_logged(caplog) == [0.05, 0.05]
 
@@ -256,7 +319,7 @@ async def test_rate_limit_wait_is_bounded(settings, fake, caplog):
 async def test_rate_limit_gives_up_after_the_retries(settings, fake):
     capped = dataclasses.replace(settings.retry, rate_limit_max_wait=0.01)
     hetzner = HetznerCloud(dataclasses.replace(settings, retry=capped))
-    fake.rate_limit(times=10, reset_in=3600)
+    fake.rate_limit(times=10)
     with pytest.raises(HetznerError, match="still rate limiting after 3 retries"):
         await hetzner.server_facts()
     assert fake.count("GET", "/v1/servers") == 4
@@ -300,3 +363,15 @@ async def test_no_answer_gives_a_clear_error(settings, fake):
     fake.slow(0.6, times=5)
     with pytest.raises(HetznerError, match=r"did not answer within 0.2 s .* \(tried 2 times\)"):
         await hetzner.server_facts()
+
+
+async def test_a_conflict_answer_is_retried(hetzner, fake):
+    """409 `conflict` ("the resource has changed during the request, please retry") changed
+    nothing, so even a write is sent again."""
+    await hetzner.server_facts()
+    fake.fail(409, "conflict", "The resource has changed during the request, please retry",
+              method="POST", path=r"/actions/reboot$")
+    result = await hetzner.reboot()
+    assert result.status == "success"
+    assert fake.count("POST", r"/v1/servers/42/actions/reboot") == 2
+    assert fake.commands() == ["reboot_server"]

@@ -587,6 +587,18 @@ async def test_s3_round_trip(s3_endpoint, tmp_path):
     assert (await restic.check()).ok
 
 
+async def test_b2_repository_goes_through_the_s3_api(s3_endpoint, tmp_path):
+    """A B2 repository is opened by restic's S3 backend (an S3 server on loopback stands in for B2's
+    S3-compatible endpoint; no B2 emulator exists)."""
+    repo = B2Repository(bucket="spbot-backups", prefix="b2-vps", key_id="spbot-test-id", key="spbot-test-secret",
+                        endpoint=s3_endpoint)
+    restic = Restic(repo, PASSWORD, cache_dir=tmp_path / "cache")
+    assert await restic.init() is True
+    summary = await restic.backup([make_tree(tmp_path / "source")], tags=["service:files"])
+    [snapshot] = await restic.snapshots()
+    assert snapshot.short_id == summary.snapshot_id[:8]
+
+
 async def test_s3_missing_prefix_is_no_repository(s3_endpoint, tmp_path):
     repo = S3Repository(endpoint=s3_endpoint, bucket="spbot-backups", prefix="never-initialized",
                         access_key_id="spbot-test-id", secret_access_key="spbot-test-secret")
@@ -614,19 +626,23 @@ async def test_unreachable_s3_endpoint_fails_clearly_within_the_timeout(tmp_path
 
 
 def test_repository_locations_and_credentials_environment(tmp_path):
-    b2 = B2Repository(bucket="family-backups-3f9a", prefix="/vps1/", key_id="0051234", key="K005secret")
+    b2 = B2Repository(bucket="family-backups-3f9a", prefix="/vps1/", key_id="0051234", key="K005secret",
+                      endpoint="https://s3.eu-central-003.backblazeb2.com")
     s3 = S3Repository(endpoint="https://s3.eu-central-003.backblazeb2.com/", bucket="family", prefix="",
                       access_key_id="id", secret_access_key="s3secret", region="eu-central-003")
-    assert b2.location() == "b2:family-backups-3f9a:vps1"
+    # B2 through its S3-compatible API, as restic's documentation recommends
+    assert b2.location() == "s3:https://s3.eu-central-003.backblazeb2.com/family-backups-3f9a/vps1"
     assert s3.location() == "s3:https://s3.eu-central-003.backblazeb2.com/family"
     assert "K005secret" not in repr(b2) and "s3secret" not in repr(s3)
 
     env = Restic(b2, PASSWORD, cache_dir=tmp_path)._env(tmp_path / "pw")
-    assert env["B2_ACCOUNT_ID"] == "0051234" and env["B2_ACCOUNT_KEY"] == "K005secret"
-    assert env["RESTIC_REPOSITORY"] == "b2:family-backups-3f9a:vps1"
-    assert not any(k.startswith("AWS_") for k in env)
-    assert set(env) <= {"PATH", "HOME", "LANG", "TMPDIR", "B2_ACCOUNT_ID", "B2_ACCOUNT_KEY", "RESTIC_REPOSITORY",
-                        "RESTIC_PASSWORD_FILE", "RESTIC_PROGRESS_FPS", "RESTIC_CACHE_DIR"}
+    assert env["AWS_ACCESS_KEY_ID"] == "0051234" and env["AWS_SECRET_ACCESS_KEY"] == "K005secret"
+    assert env["AWS_DEFAULT_REGION"] == "eu-central-003"
+    assert env["RESTIC_REPOSITORY"] == b2.location()
+    assert not any(k.startswith("B2_") for k in env)
+    assert set(env) <= {"PATH", "HOME", "LANG", "TMPDIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                        "AWS_DEFAULT_REGION", "RESTIC_REPOSITORY", "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD",
+                        "RESTIC_PROGRESS_FPS", "RESTIC_CACHE_DIR"}
     with pytest.raises(ValueError):
         S3Repository(endpoint="ftp://x", bucket="family", access_key_id="i", secret_access_key="s")
 
@@ -657,3 +673,66 @@ asyncio.run(main())
     result = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", code], capture_output=True,
                                      text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0 and "snapshots: 0" in result.stdout, result.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- error lines across versions
+
+# Captured from Debian's restic 0.14.0 (backup --json of a file the user cannot read) and, for 0.18, the
+# shape of internal/ui/backup/json.go's ErrorUpdate{Error: ErrorObject{Message}} in restic 0.18.
+ERROR_LINE_0_14 = ('{"message_type":"error","error":{"Op":"open","Path":"/srv/x/secret.db","Err":13},'
+                   '"during":"archival","item":"/srv/x/secret.db"}')
+ERROR_LINE_0_18 = ('{"message_type":"error","error":{"message":"open /srv/x/secret.db: permission denied"},'
+                   '"during":"archival","item":"/srv/x/secret.db"}')
+ERROR_LINE_EMPTY = '{"message_type":"error","error":{},"during":"scan","item":"/srv/x/odd"}'
+
+
+def test_backup_error_lines_of_every_version_are_said_in_words():
+    from spbot.system.restic import _readable
+    assert _readable(ERROR_LINE_0_14) == "could not read /srv/x/secret.db: permission denied"
+    assert _readable(ERROR_LINE_0_18) == "could not read /srv/x/secret.db: permission denied"
+    assert _readable(ERROR_LINE_EMPTY) == "could not read /srv/x/odd (while scan); restic gave no reason"
+    assert _readable('{"message_type":"error","error":{"Op":"lstat","Path":"/srv/y","Err":2},'
+                     '"during":"archival","item":"/srv/y"}') == "could not read /srv/y: no such file or directory"
+
+
+def test_exit_code_130_is_an_interruption():
+    failure = classify(_result("", returncode=130))
+    assert failure is ResticFailure.INTERRUPTED
+    from spbot.system.restic import error_from_result
+    message = str(error_from_result("backup", _result("signal interrupt received, cleaning up", 130), []))
+    assert message.startswith("restic backup failed: restic was interrupted (exit code 130")
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0, reason="needs root and setpriv")
+async def test_unreadable_file_is_reported_in_words_by_the_real_restic(template_repo):
+    """restic runs as nobody (a wrapper), so a 0600 root file is really unreadable: exit 3, a snapshot,
+    and the warning in words rather than restic's raw JSON line."""
+    import tempfile
+    with tempfile.TemporaryDirectory(dir="/tmp") as where:
+        await _back_up_an_unreadable_file(template_repo, Path(where))
+
+
+async def _back_up_an_unreadable_file(template_repo: Path, tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)
+    repo = tmp_path / "repo"
+    shutil.copytree(template_repo, repo)
+    source = make_tree(tmp_path / "source")
+    secret = source / "docs" / "secret.db"
+    secret.write_text("only root may read this")
+    secret.chmod(0o600)
+    for path in [tmp_path, repo, *repo.rglob("*"), *source.rglob("*")]:
+        if path != secret and not path.is_symlink():
+            path.chmod(0o777 if path.is_dir() else 0o666)
+    wrapper = tmp_path / "restic-as-nobody"
+    wrapper.write_text('#!/bin/sh\nif [ -n "$RESTIC_PASSWORD_FILE" ]; then RESTIC_PASSWORD="$(cat "$RESTIC_PASSWORD_FILE")"; '
+                       'export RESTIC_PASSWORD; unset RESTIC_PASSWORD_FILE; fi\n'
+                       f'exec setpriv --reuid=65534 --regid=65534 --clear-groups {shutil.which("restic")} '
+                       '--no-cache "$@"\n')
+    wrapper.chmod(0o755)
+    restic = Restic(LocalRepository(path=repo), PASSWORD, binary=str(wrapper), cache_dir=tmp_path / "cache")
+
+    summary = await restic.backup([source])
+
+    assert summary.incomplete and summary.snapshot_id
+    assert f"could not read {secret}: permission denied" in summary.warnings
+    assert not any(w.startswith("{") for w in summary.warnings)

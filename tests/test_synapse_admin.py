@@ -624,3 +624,76 @@ def test_generated_passwords_are_strong_readable_and_different():
     assert len(generate_password(groups=6)) == 29
     with pytest.raises(ValueError):
         generate_password(groups=2)
+
+
+# -- the account list as Synapse really filters it -----------------------------------------
+
+@pytest.mark.matrix
+async def test_list_shows_locked_accounts(synapse, admin):
+    """Synapse leaves locked accounts out of GET /v2/users unless locked=true."""
+    locked = await admin.create_user(name("locked"), "locked password 123")
+    await admin._request("PUT", f"/_synapse/admin/v2/users/{locked.user_id}", "locking",
+                         json={"locked": True})
+    everyone = {u.user_id: u for u in await admin.list_users()}
+    assert locked.user_id in everyone and everyone[locked.user_id].locked is True
+    active = {u.user_id for u in await admin.list_users(include_deactivated=False)}
+    assert locked.user_id in active
+
+
+def mas_delegating_synapse() -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """Synapse with auth delegated to MAS (MSC3861) cannot run here; this double answers the
+    account list as synapse/rest/admin/users.py UsersRestServletV2.on_GET does there:
+    `guests` defaults to true and is refused with 400 M_INVALID_PARAM."""
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/_matrix/client/v3/account/whoami":
+            return httpx.Response(200, json={"user_id": "@bot:example.org"})
+        if request.url.path == "/_synapse/admin/v2/users/@mom:example.org":
+            return httpx.Response(200, json={"name": "@mom:example.org", "admin": True,
+                                             "deactivated": False, "locked": False})
+        if request.url.path == "/_synapse/admin/v2/users":
+            if request.url.params.get("guests", "true").lower() != "false":
+                return httpx.Response(400, json={
+                    "errcode": "M_INVALID_PARAM",
+                    "error": "The guests parameter is not supported when delegating to MAS."})
+            return httpx.Response(200, json={"users": [
+                {"name": "@mom:example.org", "admin": True, "deactivated": False,
+                 "locked": False, "is_guest": False},
+                {"name": "@bot:example.org", "admin": True, "deactivated": False,
+                 "locked": False, "is_guest": False}], "total": 2})
+        return httpx.Response(404, json={"errcode": "M_UNRECOGNIZED", "error": "Unrecognized"})
+
+    return httpx.MockTransport(handle), seen
+
+
+async def test_list_and_access_check_work_on_a_mas_delegating_homeserver():
+    transport, seen = mas_delegating_synapse()
+    async with SynapseAdmin("http://hs.invalid", "tok", "example.org", transport=transport) as hs:
+        assert await hs.check_access() == "@bot:example.org"
+        assert [u.user_id for u in await hs.list_users()] == ["@mom:example.org", "@bot:example.org"]
+        with pytest.raises(Refused, match="last homeserver admin"):
+            await hs.check_deactivate("mom")
+    listed = [r for r in seen if r.url.path == "/_synapse/admin/v2/users"]
+    assert all(r.url.params["guests"] == "false" and r.url.params["locked"] == "true" for r in listed)
+
+
+@pytest.mark.matrix
+async def test_registration_mode_is_detected(synapse, admin, tmp_path):
+    assert await admin.registration_mode() == "token"  # the dev homeserver requires tokens
+    import yaml
+    for mode, changes in (("closed", {"enable_registration": False}),
+                          ("open", {"registration_requires_token": False,
+                                    "enable_registration_without_verification": True})):
+        other = Synapse(tmp_path / mode, free_port())
+        other.configure()
+        config = yaml.safe_load(other.config_path.read_text())
+        config.update(changes)
+        other.config_path.write_text(yaml.safe_dump(config))
+        other.start()
+        try:
+            async with SynapseAdmin(other.url, "no-token-needed", other.server_name) as hs:
+                assert await hs.registration_mode() == mode
+        finally:
+            other.stop()

@@ -3,8 +3,13 @@
 Every answer is the envelope `{"success", "errors": [{"code", "message"}], "messages",
 "result", "result_info": {page, per_page, count, total_count, total_pages}}`. The zone is
 found by name (`GET /zones?name=`), its records are read page by page
-(`GET /zones/{id}/dns_records?page=&per_page=`) and written one by one (POST to create,
-PUT to overwrite, DELETE). Records are never proxied: mail and SSH need the real address.
+(`GET /zones/{id}/dns_records?page=&per_page=`). A sync is one
+`POST /zones/{id}/dns_records/batch` ({deletes, patches, puts, posts}, run by Cloudflare in
+one database transaction, in that order): either every change lands or none does, and a
+CNAME can be deleted and replaced by A/AAAA in the same call. Existing records are changed
+by PATCH, which keeps the `comment` and `tags` a person set (PUT would wipe them).
+TXT content is sent quoted, as Cloudflare's API and dashboard ask. Records are never
+proxied: mail and SSH need the real address.
 """
 from __future__ import annotations
 
@@ -14,13 +19,16 @@ from typing import Any
 import httpx
 
 from . import DnsError, HttpPolicy, send
-from .records import DnsRecord, RecordChange, relative_name
+from .records import DnsRecord, RecordChange, quote_txt, relative_name
 
 __all__ = ["CloudflareDns"]
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 STATUS_PAGE = "https://www.cloudflarestatus.com"
-AUTH_CODES = {6003, 6111, 9106, 9109, 10000, 10001}
+AUTH_CODES = {6003, 6111, 9106, 9109, 10001}
+# 10000 "Authentication error" is also what a valid token without the needed permission gets
+PERMISSION_CODE = 10000
+CNAME_CODES = {81053, 81054}  # "An A, AAAA, or CNAME record with that host already exists."
 TOKEN_HELP = ("Create an API token with Zone → Zone → Read and Zone → DNS → Edit for {domain} "
               "(Cloudflare dashboard → My Profile → API Tokens) and put it in the bot's "
               "configuration.")
@@ -80,34 +88,37 @@ class CloudflareDns:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def create_record(self, record: DnsRecord) -> DnsRecord:
-        path = f"/zones/{await self.zone_id()}/dns_records"
-        body = await self._request("POST", path, f"creating {record.describe()}",
-                                   json=self._payload(record))
-        return self._record(body["result"])
-
-    async def update_record(self, record_id: str, record: DnsRecord) -> DnsRecord:
-        """Overwrite an existing record (PUT)."""
-        path = f"/zones/{await self.zone_id()}/dns_records/{record_id}"
-        body = await self._request("PUT", path, f"updating {record.describe()}",
-                                   json=self._payload(record))
-        return self._record(body["result"])
-
-    async def delete_record(self, record: DnsRecord) -> None:
-        path = f"/zones/{await self.zone_id()}/dns_records/{record.id}"
-        await self._request("DELETE", path, f"removing stale {record.describe()}")
-
     async def apply(self, changes: Sequence[RecordChange]) -> None:
-        """Create what is missing; overwrite the first record at a differing key and remove
-        the stale rest of that key."""
+        """Everything in one batch: create what is missing, PATCH the first record at a
+        differing key and delete the stale rest of that key, delete a conflicting CNAME
+        and create its replacement."""
+        if not changes:
+            return
+        path = f"/zones/{await self.zone_id()}/dns_records/batch"
+        await self._request("POST", path, f"writing {len(changes)} change(s)",
+                            json=self._batch(changes))
+
+    def _batch(self, changes: Sequence[RecordChange]) -> dict[str, list[dict[str, Any]]]:
+        deletes: dict[str, None] = {}
+        patches, posts = [], []
         for change in changes:
-            if change.action == "create" or not change.replaces:
-                await self.create_record(change.record)
-                continue
-            first, *stale = change.replaces
-            await self.update_record(first.id, change.record)
-            for record in stale:
-                await self.delete_record(record)
+            if change.action == "replace":
+                deletes.update((r.id, None) for r in change.replaces if r.id)
+                posts.append(self._payload(change.record))
+            elif change.action == "create" or not change.replaces:
+                posts.append(self._payload(change.record))
+            else:
+                first, *stale = change.replaces
+                patches.append({"id": first.id, **self._payload(change.record)})
+                deletes.update((r.id, None) for r in stale if r.id)
+        batch: dict[str, list[dict[str, Any]]] = {}
+        if deletes:
+            batch["deletes"] = [{"id": i} for i in deletes]
+        if patches:
+            batch["patches"] = patches
+        if posts:
+            batch["posts"] = posts
+        return batch
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -118,9 +129,10 @@ class CloudflareDns:
                          id=raw.get("id"))
 
     def _payload(self, record: DnsRecord) -> dict[str, Any]:
+        content = (quote_txt(record.content, escape_bytes=False) if record.type == "TXT"
+                   else record.content)
         payload: dict[str, Any] = {"type": record.type, "name": record.fqdn(self.domain),
-                                   "content": record.content, "ttl": record.ttl,
-                                   "proxied": False}
+                                   "content": content, "ttl": record.ttl, "proxied": False}
         if record.priority is not None:
             payload["priority"] = record.priority
         return payload
@@ -142,6 +154,12 @@ class CloudflareDns:
         if status == 401 or codes & AUTH_CODES:
             return (f"Cloudflare rejected the API token ({detail}). "
                     + TOKEN_HELP.format(domain=self.domain))
+        if PERMISSION_CODE in codes:
+            return (f"Cloudflare refused {what} ({detail}): the token is wrong, or it lacks a "
+                    "permission this needs. " + TOKEN_HELP.format(domain=self.domain))
+        if codes & CNAME_CODES:
+            return (f"Cloudflare refused {what} ({detail}): a CNAME cannot share its name with "
+                    "other records. Nothing was changed; send !dns check to see the conflict.")
         if status == 429:
             return (f"Cloudflare is rate limiting the bot while {what} ({detail}); "
                     "try again in a few minutes.")

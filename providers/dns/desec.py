@@ -4,6 +4,13 @@ deSEC speaks in RRsets: `{"subname", "type", "ttl", "records": [...], "name", "d
 "created", "touched"}` with records in zone-file form (MX `10 mx.example.org.`, TXT quoted).
 Listing starts with `?cursor=` and follows the `Link: <...>; rel="next"` header; writes go
 as one atomic bulk PATCH of whole RRsets. Throttled requests (429) carry `Retry-After`.
+
+deSEC refuses any RRset next to a CNAME at the same subname, and with it the whole bulk
+request (api/desecapi/serializers/records.py: "RRset with conflicting type present …
+(No other RRsets are allowed alongside CNAME.)"); an RRset with `records: []` in the same
+request deletes first, so a CNAME is replaced by sending it empty next to the new RRsets.
+TXT values come back in dnspython's canonical form (non-ASCII bytes as `\\DDD`); see
+records.unquote_txt.
 """
 from __future__ import annotations
 
@@ -140,7 +147,9 @@ def _rrsets_for(changes: Sequence[RecordChange], minimum_ttl: int) -> list[dict[
     grouped: dict[tuple[str, str], list[RecordChange]] = {}
     for change in changes:
         grouped.setdefault((change.record.name, change.record.type), []).append(change)
-    rrsets = []
+    rrsets = [{"subname": "" if name == "@" else name, "type": "CNAME", "records": []}
+              for name in dict.fromkeys(c.record.name for c in changes
+                                        if c.action == "replace")]
     for (name, record_type), group in grouped.items():
         ours = {c.record.key for c in group}
         keep = {r.key + (r.content,): r for c in group for r in c.keeps if r.key not in ours}

@@ -1,5 +1,12 @@
-"""Expected records against the zone: what is ok, missing or different, and a sync that
-writes only the differences."""
+"""Expected records against the zone: what is ok, missing, different or in conflict, and a
+sync that writes only the differences.
+
+A CNAME excludes every other record at its name (RFC 1034 §3.6.2, RFC 2181 §10.1): both
+providers refuse an A/AAAA/MX/TXT next to one (Cloudflare 81054, deSEC "No other RRsets are
+allowed alongside CNAME"). So an expected record at a name that holds a CNAME is a
+`conflict`, never "missing": the sync either replaces the CNAME (when asked, after
+approval) or skips the name, and never sends a write the provider would refuse half-way.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -10,13 +17,14 @@ from pydantic import BaseModel, ConfigDict
 from . import DnsProvider
 from .records import DnsRecord, RecordChange
 
-__all__ = ["RecordCheck", "Status", "check_records", "check_zone", "plan_sync", "sync_zone"]
+__all__ = ["RecordCheck", "Status", "check_records", "conflicts", "check_zone", "plan_sync", "sync_zone"]
 
 
 class Status(str, Enum):
     OK = "ok"
     MISSING = "missing"
     DIFFERENT = "different"
+    CONFLICT = "conflict"  # a CNAME holds the name
 
 
 class RecordCheck(BaseModel):
@@ -39,6 +47,10 @@ def check_records(expected: Iterable[DnsRecord],
 
 
 def _check(want: DnsRecord, actual: list[DnsRecord]) -> RecordCheck:
+    if want.type != "CNAME":
+        cnames = tuple(r for r in actual if r.name == want.name and r.type == "CNAME")
+        if cnames:
+            return RecordCheck(expected=want, status=Status.CONFLICT, actual=cnames)
     same_key = tuple(r for r in actual if r.key == want.key)
     others = tuple(r for r in actual
                    if (r.name, r.type) == (want.name, want.type) and r.key != want.key)
@@ -51,11 +63,18 @@ def _check(want: DnsRecord, actual: list[DnsRecord]) -> RecordCheck:
     return RecordCheck(expected=want, status=status, actual=same_key, others=others)
 
 
-def plan_sync(checks: Iterable[RecordCheck]) -> list[RecordChange]:
+def plan_sync(checks: Iterable[RecordCheck], *,
+              replace_cnames: bool = False) -> list[RecordChange]:
     """The changes that make the zone match: a create per missing record, an update per
-    different one. Records that are ok are not touched."""
+    different one, and for a conflict a replace of the CNAME (only with `replace_cnames`;
+    otherwise the name is skipped). Records that are ok are not touched."""
     changes = []
     for check in checks:
+        if check.status is Status.CONFLICT:
+            if replace_cnames:
+                changes.append(RecordChange(action="replace", record=check.expected,
+                                            replaces=check.actual))
+            continue
         if check.status is Status.MISSING:
             changes.append(RecordChange(action="create", record=check.expected,
                                         keeps=check.others))
@@ -71,10 +90,15 @@ async def check_zone(provider: DnsProvider,
     return check_records(expected, await provider.list_records())
 
 
-async def sync_zone(provider: DnsProvider,
-                    expected: Iterable[DnsRecord]) -> list[RecordChange]:
-    """Apply only what differs; returns the changes made (empty when all was ok)."""
-    changes = plan_sync(await check_zone(provider, expected))
+def conflicts(checks: Iterable[RecordCheck]) -> list[RecordCheck]:
+    return [c for c in checks if c.status is Status.CONFLICT]
+
+
+async def sync_zone(provider: DnsProvider, expected: Iterable[DnsRecord], *,
+                    replace_cnames: bool = False) -> list[RecordChange]:
+    """Apply only what differs, in one atomic write; returns the changes made (empty when
+    all was ok). Conflicting names are skipped unless `replace_cnames`."""
+    changes = plan_sync(await check_zone(provider, expected), replace_cnames=replace_cnames)
     if changes:
         await provider.apply(changes)
     return changes

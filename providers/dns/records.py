@@ -24,11 +24,12 @@ SELFPRIVACY_SUBDOMAINS = {
     "bitwarden": "password", "gitea": "git", "jitsi-meet": "meet", "nextcloud": "cloud",
     "ocserv": "vpn", "pleroma": "social", "roundcube": "roundcube",
 }
-DEFAULT_SUBDOMAINS = ("api", "cloud", "git", "meet", "password", "social", "vpn")
+DEFAULT_SUBDOMAINS = ("api", "cloud", "git", "matrix", "meet", "password", "social", "vpn")
 HOST_TTL = 3600
 TXT_TTL = 18000
 TXT_KINDS = (("v=spf1", "spf"), ("v=dmarc1", "dmarc"), ("v=dkim1", "dkim"))
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(r"\\(\d{3}|.)", re.DOTALL)
 
 
 class _Model(BaseModel):
@@ -86,10 +87,11 @@ class RecordChange(_Model):
 
     `replaces` are the records now at that key (with provider ids); `keeps` are other
     records of the same name and type that are not ours and must stay (deSEC writes whole
-    RRsets, so it needs them).
+    RRsets, so it needs them). A `replace` removes the CNAME(s) in `replaces` and creates
+    `record` in the same atomic write.
     """
 
-    action: Literal["create", "update"]
+    action: Literal["create", "update", "replace"]
     record: DnsRecord
     replaces: tuple[DnsRecord, ...] = ()
     keeps: tuple[DnsRecord, ...] = ()
@@ -189,16 +191,66 @@ def txt_kind(content: str) -> str:
 
 
 def unquote_txt(content: str) -> str:
-    """`"v=DKIM1; p=MII" "Bg..."` -> `v=DKIM1; p=MIIBg...`; unquoted text stays as is."""
+    """`"v=DKIM1; p=MII" "Bg..."` -> `v=DKIM1; p=MIIBg...`; unquoted text stays as is.
+
+    Escapes follow RFC 1035 §5.1: `\\X` is X and `\\DDD` is the byte DDD (decimal). deSEC
+    hands TXT back in dnspython's canonical form, every byte outside printable ASCII as
+    `\\DDD`, so `"caf\\195\\169"` is `café`. Bytes that are not UTF-8 survive the round trip
+    through quote_txt (surrogateescape)."""
     content = content.strip()
     if not content.startswith('"'):
         return content
-    parts = _QUOTED.findall(content)
-    return "".join(re.sub(r"\\(.)", r"\1", part) for part in parts)
+    raw = b"".join(_unescape(part) for part in _QUOTED.findall(content))
+    return raw.decode("utf-8", "surrogateescape")
 
 
-def quote_txt(text: str, chunk: int = 255) -> str:
-    """TXT presentation format: quoted strings of at most 255 characters each."""
-    escaped = [text[i: i + chunk] for i in range(0, len(text), chunk)] or [""]
-    return " ".join('"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                    for part in escaped)
+def _unescape(part: str) -> bytes:
+    out = bytearray()
+    position = 0
+    for match in _ESCAPE.finditer(part):
+        out += part[position:match.start()].encode("utf-8", "surrogateescape")
+        escaped = match.group(1)
+        out += bytes([int(escaped)]) if len(escaped) == 3 and escaped.isdigit() and \
+            int(escaped) < 256 else escaped.encode("utf-8", "surrogateescape")
+        position = match.end()
+    out += part[position:].encode("utf-8", "surrogateescape")
+    return bytes(out)
+
+
+def quote_txt(text: str, chunk: int = 255, *, escape_bytes: bool = True) -> str:
+    """TXT presentation format: quoted strings of at most 255 bytes each.
+
+    With `escape_bytes` (deSEC) every byte outside printable ASCII is written `\\DDD`, the
+    form deSEC stores, so what we send equals what it hands back. Without it (Cloudflare)
+    non-ASCII text stays as it is; strings are never cut inside a character."""
+    raw = text.encode("utf-8", "surrogateescape")
+    parts = [raw[i: i + chunk] for i in range(0, len(raw), chunk)] if escape_bytes \
+        else _char_chunks(text, chunk)
+    return " ".join('"' + _escape(part, escape_bytes) + '"' for part in parts or [b""])
+
+
+def _char_chunks(text: str, limit: int) -> list[bytes]:
+    chunks: list[bytes] = []
+    current = b""
+    for char in text:
+        encoded = char.encode("utf-8", "surrogateescape")
+        if len(current) + len(encoded) > limit:
+            chunks.append(current)
+            current = b""
+        current += encoded
+    return chunks + [current] if current or not chunks else chunks
+
+
+def _escape(part: bytes, escape_bytes: bool) -> str:
+    if not escape_bytes:
+        text = part.decode("utf-8", "surrogateescape")
+        return text.replace("\\", "\\\\").replace('"', '\\"')
+    out = []
+    for byte in part:
+        if byte in b'"\\':
+            out.append("\\" + chr(byte))
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03d}")
+    return "".join(out)

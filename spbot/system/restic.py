@@ -100,20 +100,43 @@ class S3Repository(_Repository):
 
 
 class B2Repository(_Repository):
-    """Backblaze B2 through restic's native backend: `b2:<bucket>:<prefix>`."""
+    """Backblaze B2 through its S3-compatible API: `s3:<endpoint>/<bucket>[/<prefix>]`.
+
+    restic's documentation (doc/030_preparing_a_new_repo.rst, "Backblaze B2") recommends B2's
+    S3-compatible API over its native `b2:` backend ("Due to issues with error handling in the current
+    B2 library that restic uses"); a B2 application key is used as the S3 access key pair. Through S3
+    restic's deletes only hide files, so the bucket needs the lifecycle rule `!backup setup b2` sets.
+    A repository made with the native backend (`b2:<bucket>:<prefix>`) has the same layout and opens
+    unchanged through this URL: nothing has to be copied."""
 
     kind: Literal["b2"] = "b2"
     bucket: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{6,50}$")]
     prefix: str = ""
     key_id: str
     key: SecretStr
+    endpoint: str  # the account's S3 endpoint, e.g. https://s3.eu-central-003.backblazeb2.com
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("endpoint must be http(s)://host[:port]")
+        return value.rstrip("/")
 
     def location(self) -> str:
         prefix = self.prefix.strip("/")
-        return f"b2:{self.bucket}:{prefix}" if prefix else f"b2:{self.bucket}"
+        return f"s3:{self.endpoint}/{self.bucket}" + (f"/{prefix}" if prefix else "")
+
+    def region(self) -> str | None:
+        """B2's region is the second label of the S3 host: s3.<region>.backblazeb2.com."""
+        match = re.match(r"^https?://s3\.([a-z0-9-]+)\.backblazeb2\.com", self.endpoint)
+        return match.group(1) if match else None
 
     def environment(self) -> dict[str, str]:
-        return {"B2_ACCOUNT_ID": self.key_id, "B2_ACCOUNT_KEY": self.key.get_secret_value()}
+        env = {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.key.get_secret_value()}
+        if self.region():
+            env["AWS_DEFAULT_REGION"] = self.region()
+        return env
 
     def secrets(self) -> list[str]:
         return [self.key.get_secret_value(), self.key_id]
@@ -245,7 +268,7 @@ class Node(_Parsed):
     size: int = 0
     mode: int | None = None
     mtime: datetime | None = None
-    linktarget: str | None = None  # only newer restic versions report it
+    # No link target: `ls --json` (cmd/restic/cmd_ls.go, lsNode) reports none in any version.
 
 
 class Listing(BaseModel):
@@ -326,6 +349,7 @@ class ResticFailure(StrEnum):
     TIMEOUT = "timeout"
     KILLED = "killed"
     NOT_INSTALLED = "not_installed"
+    INTERRUPTED = "interrupted"
     FAILED = "failed"
 
 
@@ -340,6 +364,8 @@ _HEADLINES = {
     "the endpoint address",
     ResticFailure.NO_SPACE: "no space left on device",
     ResticFailure.DAMAGED: "the repository check found errors",
+    ResticFailure.INTERRUPTED: "restic was interrupted (exit code 130: it got SIGINT or SIGTERM "
+    "and stopped before finishing)",
 }
 
 # Checked in this order: a refused connection also prints "Is there a repository ...".
@@ -358,8 +384,10 @@ _PATTERNS: list[tuple[ResticFailure, tuple[str, ...]]] = [
     (ResticFailure.DAMAGED, ("repository contains errors",)),
 ]
 
-# restic >= 0.17 documents exit codes for these.
-_EXIT_CODES = {10: ResticFailure.NO_REPOSITORY, 11: ResticFailure.LOCKED, 12: ResticFailure.WRONG_PASSWORD}
+# restic >= 0.17 documents exit codes for these (doc/075_scripting.rst, "Exit codes"): 10 no
+# repository, 11 lock failed, 12 wrong password (0.17.1), 130 interrupted.
+_EXIT_CODES = {10: ResticFailure.NO_REPOSITORY, 11: ResticFailure.LOCKED, 12: ResticFailure.WRONG_PASSWORD,
+               130: ResticFailure.INTERRUPTED}
 
 
 class ResticError(Exception):
@@ -431,7 +459,7 @@ def _last_lines(stderr: str, count: int = 3, width: int = 300) -> str:
 
 
 def _readable(line: str) -> str:
-    """Newer restic writes errors as JSON in --json mode; show their message."""
+    """restic writes errors as JSON in --json mode; say them in words."""
     line = line.strip()
     if not line.startswith("{"):
         return line
@@ -439,10 +467,59 @@ def _readable(line: str) -> str:
         obj = json.loads(line)
     except ValueError:
         return line
-    error = obj.get("error")
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
+    if not isinstance(obj, dict):
+        return line
+    if obj.get("message_type") == "error" or "error" in obj:
+        return describe_error(obj)
     return str(obj.get("message") or line)
+
+
+# The Go operations behind "could not read": os.PathError's Op for the calls the archiver makes.
+_READ_OPS = {"open", "openat", "read", "readdir", "readdirent", "readlink", "lstat", "stat", "getxattr",
+             "listxattr", "lgetxattr", "llistxattr"}
+_GO_PATH_ERROR = re.compile(r"^(?P<op>[a-z]+) (?P<path>/.*?): (?P<reason>[^:]+)$")
+
+
+def describe_error(obj: dict[str, Any]) -> str:
+    """One `{"message_type": "error", …}` line of `backup --json` in words.
+
+    restic's internal/ui/backup/json.go writes `{"error": <error>, "during", "item"}`. Up to 0.17 the
+    error is the Go error value marshalled as is: `{"Op":"open","Path":"/srv/x","Err":13}` for an
+    os.PathError (Err is the errno) or `{}` for most others; 0.18 writes `{"message": "open /srv/x:
+    permission denied"}`. All become e.g. "could not read /srv/x: permission denied"."""
+    error, item = obj.get("error"), str(obj.get("item") or "")
+    during = str(obj.get("during") or "")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return _from_message(error["message"], item)
+    if isinstance(error, dict) and "Op" in error:
+        path = str(error.get("Path") or item)
+        return f"{_verb(str(error.get('Op')))} {path}: {_reason(error.get('Err'))}"
+    if isinstance(error, str) and error:
+        return _from_message(error, item)
+    where = f" (while {during})" if during and during != "archival" else ""
+    return f"could not read {item or 'an item'}{where}; restic gave no reason"
+
+
+def _from_message(message: str, item: str) -> str:
+    match = _GO_PATH_ERROR.match(message.strip())
+    if match:
+        return f"{_verb(match['op'])} {match['path']}: {match['reason']}"
+    return f"{item}: {message}" if item and item not in message else message
+
+
+def _verb(op: str) -> str:
+    return "could not read" if op in _READ_OPS else f"could not {op}"
+
+
+def _reason(err: Any) -> str:
+    if isinstance(err, int) and not isinstance(err, bool):
+        try:
+            return os.strerror(err).lower().rstrip(".")
+        except ValueError:
+            return f"error {err}"
+    if isinstance(err, dict) and err:
+        return _reason(err.get("Err")) if "Err" in err else json.dumps(err)
+    return str(err) if err else "unknown error"
 
 
 # --------------------------------------------------------------------------- the adapter
@@ -598,6 +675,14 @@ class Restic:
         groups = _first_json(result.stdout, "forget") or []
         return ForgetResult(groups=[ForgetGroup.model_validate(g) for g in groups],
                             pruned=prune and not dry_run)
+
+    async def forget_snapshots(self, snapshot_ids: Sequence[str], *, prune: bool = True,
+                               timeout: float = 4 * 3600) -> None:
+        """Remove these snapshots (full ids), then prune the data only they used."""
+        if not snapshot_ids:
+            return
+        args = ["forget", *(["--prune"] if prune else []), "--", *map(_snapshot_id, snapshot_ids)]
+        await self._run("forget", args, timeout=timeout, max_stdout=64_000_000)
 
     async def restore(
         self,

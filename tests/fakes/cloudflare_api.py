@@ -5,10 +5,27 @@ RecordResponse, V4PagePaginationArray): every answer is `{"success", "errors", "
 "result", "result_info"}`; records carry id, name (fully qualified), type, content,
 proxiable, proxied, ttl, settings, meta, comment, tags, created_on, modified_on and, for MX,
 priority. `max_per_page` caps page sizes so a small zone still spans several pages.
-A bad token gets 403 with error 10000 "Authentication error".
+A bad token gets 403 with error 10000 "Authentication error"; so does a valid token that
+lacks the permission for a write (`read_only_tokens`), as the real API answers both.
+
+Behaviour that matters for a sync, as the real API has it:
+- PUT "Overwrite DNS Record" replaces the whole record: fields it does not carry fall back
+  to their defaults (`comment` null, `tags` []); PATCH "Update DNS Record" changes only the
+  fields given (developers.cloudflare.com/api/resources/dns/subresources/records/methods/
+  edit and …/update).
+- `POST /zones/{id}/dns_records/batch` {deletes, patches, puts, posts} runs in one database
+  transaction, always in the order deletes, patches, puts, posts (…/records/methods/batch);
+  when one operation fails nothing is applied.
+- A CNAME cannot share its name with A/AAAA/CNAME records (developers.cloudflare.com/dns/
+  manage-dns-records/troubleshooting/records-with-same-name/): an A/AAAA next to a CNAME is
+  400 code 81054 "A CNAME record with that host already exists.", a CNAME next to an
+  A/AAAA/CNAME is 400 code 81053 "An A, AAAA, or CNAME record with that host already
+  exists.".
+- TXT content is stored exactly as sent (quoted or not); the dashboard asks for quotes.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import uuid
@@ -38,9 +55,12 @@ def error(status: int, code: int, message: str) -> Response:
 class FakeCloudflare(FakeServer):
     """The fake API; `url` is the client's base URL (…/client/v4)."""
 
-    def __init__(self, token: str = TOKEN, *, max_per_page: int = 5_000_000):
+    def __init__(self, token: str = TOKEN, *, max_per_page: int = 5_000_000,
+                 read_only_tokens: tuple[str, ...] = ()):
         super().__init__()
         self.token = token
+        self.read_only_tokens = set(read_only_tokens)
+        self.batches: list[dict[str, Any]] = []  # bodies of the batch requests served
         self.max_per_page = max_per_page
         self.zones: dict[str, dict[str, Any]] = {}
         self.records: dict[str, dict[str, Any]] = {}  # id -> record (with its zone id)
@@ -49,6 +69,7 @@ class FakeCloudflare(FakeServer):
         r("GET", r"/client/v4/zones", self._list_zones)
         r("GET", r"/client/v4/zones/(?P<zone>\w+)/dns_records", self._list_records)
         r("POST", r"/client/v4/zones/(?P<zone>\w+)/dns_records", self._create)
+        r("POST", r"/client/v4/zones/(?P<zone>\w+)/dns_records/batch", self._batch)
         r("PUT", r"/client/v4/zones/(?P<zone>\w+)/dns_records/(?P<id>\w+)", self._overwrite)
         r("PATCH", r"/client/v4/zones/(?P<zone>\w+)/dns_records/(?P<id>\w+)", self._patch)
         r("DELETE", r"/client/v4/zones/(?P<zone>\w+)/dns_records/(?P<id>\w+)", self._delete)
@@ -79,11 +100,13 @@ class FakeCloudflare(FakeServer):
         return zone_id
 
     def add_record(self, zone: str, type: str, name: str, content: str, ttl: int = 3600,
-                   priority: int | None = None) -> str:
+                   priority: int | None = None, comment: str | None = None,
+                   tags: list[str] | None = None) -> str:
         """Add a record to the zone named `zone`; `name` is fully qualified."""
         zone_id = self.zone_id(zone)
         record = self._new_record({"type": type, "name": name, "content": content, "ttl": ttl,
-                                   "priority": priority}, zone_id)
+                                   "priority": priority, "comment": comment,
+                                   "tags": tags or []}, zone_id)
         return record["id"]
 
     def zone_id(self, name: str) -> str:
@@ -103,7 +126,11 @@ class FakeCloudflare(FakeServer):
     # -- plumbing --------------------------------------------------------------------------
 
     def authorize(self, request: Request) -> Response | None:
-        if request.header("Authorization") != f"Bearer {self.token}":
+        header = request.header("Authorization") or ""
+        token = header.removeprefix("Bearer ")
+        if token in self.read_only_tokens and request.method != "GET":
+            return error(403, 10000, "Authentication error")
+        if token != self.token and token not in self.read_only_tokens:
             return error(403, 10000, "Authentication error")
         return None
 
@@ -156,18 +183,28 @@ class FakeCloudflare(FakeServer):
                                                 ("type", "name", "content"))
                for r in self.records.values()):
             return error(400, 81058, "An identical record already exists.")
+        conflict = self._cname_conflict(body, zone["id"])
+        if conflict:
+            return conflict
         return Response(200, envelope(self._public(self._new_record(body, zone["id"]))))
 
     def _overwrite(self, request: Request) -> Response:
-        record, zone = self.records.get(request.params["id"]), self._zone(request)
-        if record is None or zone is None or record["_zone"] != zone["id"]:
+        zone = self._zone(request)
+        if zone is None:
             return error(404, 81044, "Record does not exist.")
-        body = request.json() or {}
-        problem = self._invalid(body, zone)
+        return self._put(zone, request.params["id"], request.json() or {})
+
+    def _put(self, zone: dict[str, Any], record_id: str, body: dict[str, Any]) -> Response:
+        record = self.records.get(record_id)
+        if record is None or record["_zone"] != zone["id"]:
+            return error(404, 81044, "Record does not exist.")
+        problem = self._invalid(body, zone) or self._cname_conflict(body, zone["id"], record_id)
         if problem:
             return problem
-        record.update(type=body["type"], name=body["name"], content=body["content"],
-                      ttl=body.get("ttl", 1), proxied=bool(body.get("proxied", False)),
+        record.update(type=body["type"], name=body["name"].rstrip("."),
+                      content=body["content"], ttl=body.get("ttl", 1),
+                      proxied=bool(body.get("proxied", False)),
+                      comment=body.get("comment"), tags=list(body.get("tags") or []),
                       modified_on=iso_now(precise=True))
         record.pop("priority", None)
         if body["type"] == "MX":
@@ -175,14 +212,76 @@ class FakeCloudflare(FakeServer):
         return Response(200, envelope(self._public(record)))
 
     def _patch(self, request: Request) -> Response:
-        record = self.records.get(request.params["id"])
-        if record is None:
+        zone = self._zone(request)
+        if zone is None:
             return error(404, 81044, "Record does not exist.")
-        body = request.json() or {}
+        return self._patch_record(zone, request.params["id"], request.json() or {})
+
+    def _patch_record(self, zone: dict[str, Any], record_id: str,
+                      body: dict[str, Any]) -> Response:
+        record = self.records.get(record_id)
+        if record is None or record["_zone"] != zone["id"]:
+            return error(404, 81044, "Record does not exist.")
+        merged = {**self._public(record), **body}
+        problem = self._invalid(merged, zone) or self._cname_conflict(merged, zone["id"],
+                                                                       record_id)
+        if problem:
+            return problem
         record.update({k: v for k, v in body.items()
-                       if k in ("name", "content", "ttl", "proxied", "priority", "comment")})
+                       if k in ("type", "name", "content", "ttl", "proxied", "priority",
+                                "comment", "tags")})
+        record["name"] = record["name"].rstrip(".")
         record["modified_on"] = iso_now(precise=True)
         return Response(200, envelope(self._public(record)))
+
+    def _batch(self, request: Request) -> Response:
+        """All or nothing, in Cloudflare's order: deletes, patches, puts, posts."""
+        zone = self._zone(request)
+        if zone is None:
+            return error(404, 7003, "Could not route to zone")
+        body = request.json() or {}
+        self.batches.append(body)
+        saved = copy.deepcopy(self.records)
+        result: dict[str, list[Any]] = {"deletes": [], "patches": [], "puts": [], "posts": []}
+        steps = ([("deletes", item) for item in body.get("deletes") or []]
+                 + [("patches", item) for item in body.get("patches") or []]
+                 + [("puts", item) for item in body.get("puts") or []]
+                 + [("posts", item) for item in body.get("posts") or []])
+        for kind, item in steps:
+            answer = self._batch_step(zone, kind, dict(item))
+            if answer.status != 200:
+                self.records = saved
+                return answer
+            result[kind].append(answer.body["result"])
+        return Response(200, envelope(result))
+
+    def _batch_step(self, zone: dict[str, Any], kind: str, item: dict[str, Any]) -> Response:
+        if kind == "deletes":
+            record = self.records.get(item.get("id"))
+            if record is None or record["_zone"] != zone["id"]:
+                return error(404, 81044, "Record does not exist.")
+            return Response(200, envelope(self._public(self.records.pop(item["id"]))))
+        if kind == "patches":
+            return self._patch_record(zone, item.pop("id", ""), item)
+        if kind == "puts":
+            return self._put(zone, item.pop("id", ""), item)
+        problem = self._invalid(item, zone) or self._cname_conflict(item, zone["id"])
+        if problem:
+            return problem
+        return Response(200, envelope(self._public(self._new_record(item, zone["id"]))))
+
+    def _cname_conflict(self, body: dict[str, Any], zone_id: str,
+                        record_id: str | None = None) -> Response | None:
+        """81053/81054: a CNAME and an A/AAAA/CNAME at the same name."""
+        name = str(body.get("name") or "").rstrip(".")
+        others = {r["type"] for r in self.records.values()
+                  if r["_zone"] == zone_id and r["name"] == name and r["id"] != record_id}
+        if body.get("type") == "CNAME" and others & {"A", "AAAA", "CNAME"}:
+            return error(400, 81053, "An A, AAAA, or CNAME record with that host already "
+                                     "exists.")
+        if body.get("type") in ("A", "AAAA") and "CNAME" in others:
+            return error(400, 81054, "A CNAME record with that host already exists.")
+        return None
 
     def _delete(self, request: Request) -> Response:
         if self.records.pop(request.params["id"], None) is None:
@@ -210,7 +309,8 @@ class FakeCloudflare(FakeServer):
                   "type": body["type"], "content": body["content"],
                   "proxiable": body["type"] in ("A", "AAAA", "CNAME"),
                   "proxied": bool(body.get("proxied", False)), "ttl": body.get("ttl", 1),
-                  "settings": {}, "meta": {}, "comment": body.get("comment"), "tags": [],
+                  "settings": {}, "meta": {}, "comment": body.get("comment"),
+                  "tags": list(body.get("tags") or []),
                   "created_on": now, "modified_on": now,
                   "_zone": zone_id, "_order": next(self._order)}
         if body["type"] == "MX":

@@ -8,6 +8,17 @@ is 400 with a `first` link, with it the page carries `Link: <…>; rel="first", 
 rel="prev", <…>; rel="next"`. Bulk POST/PUT/PATCH of RRset lists is atomic, validation
 errors come back as a list with one object per item (`{}` for fine items), `records: []`
 deletes. Errors are `{"detail": …}`; a throttled request gets 429 with `Retry-After`.
+
+As deSEC's api/desecapi/serializers/records.py (RRsetListSerializer.validate) does:
+- No RRset may sit next to a CNAME at the same subname. A bulk item that would is refused
+  with `{"non_field_errors": ["RRset with conflicting type present: database (A). (No other
+  RRsets are allowed alongside CNAME.)"]}` and, the request being atomic, nothing of it is
+  written. RRsets sent with `records: []` in the same request are deleted first and do not
+  count, so a CNAME can be replaced in one request.
+- Record contents are stored in canonical presentation form
+  (models.RR.canonical_presentation_format: dnspython from_text → wire → to_text): for TXT
+  every string is quoted and every byte outside printable ASCII becomes `\\DDD`
+  (dnspython's rdtypes/txtbase.py `_escapify`), so `"café"` is stored `"caf\\195\\169"`.
 """
 from __future__ import annotations
 
@@ -142,6 +153,9 @@ class FakeDesec(FakeServer):
         seen: dict[tuple[str, str], int] = {}
         for position, item in enumerate(items):
             problems = self._item_problems(domain, method, item)
+            conflict = self._cname_conflict(domain, items, position)
+            if conflict:
+                problems.setdefault("non_field_errors", []).append(conflict)
             key = (item.get("subname", ""), item.get("type")) if isinstance(item, dict) else None
             if key in seen:
                 problems.setdefault("non_field_errors", []).append(
@@ -175,6 +189,32 @@ class FakeDesec(FakeServer):
             problems["records"] = [f"Record content for type {item.get('type')} malformed: {r}"
                                    for r in bad]
         return problems
+
+    def _cname_conflict(self, domain: str, items: list[Any], position: int) -> str | None:
+        """deSEC's CNAME exclusivity over the database and the request (empty RRsets in the
+        request are deletions and do not count)."""
+        item = items[position]
+        if not isinstance(item, dict) or item.get("records") == []:
+            return None
+        subname, rtype = item.get("subname", ""), item.get("type")
+        deleted = {i.get("type") for i in items
+                   if isinstance(i, dict) and i.get("subname", "") == subname
+                   and i.get("records") == []}
+        where: dict[str, list[str]] = {}
+        for (sub, other), _ in self.rrsets[domain].items():
+            if sub == subname and other not in deleted and (other == "CNAME") != (rtype == "CNAME"):
+                where.setdefault("database", []).append(other)
+        for index, other in enumerate(items):
+            if (index != position and isinstance(other, dict)
+                    and other.get("subname", "") == subname and other.get("records") != []
+                    and (other.get("type") == "CNAME") != (rtype == "CNAME")):
+                where.setdefault(str(index), []).append(str(other.get("type")))
+        if not where:
+            return None
+        places = ", ".join(f"{place} ({', '.join(sorted(types))})"
+                           for place, types in where.items())
+        return (f"RRset with conflicting type present: {places}. "
+                "(No other RRsets are allowed alongside CNAME.)")
 
     def _write(self, domain: str, method: str, item: dict[str, Any]) -> dict[str, Any] | None:
         key = (item.get("subname", ""), item["type"])
@@ -228,7 +268,45 @@ def _valid(record_type: str | None, record: str) -> bool:
 def _canonical(record_type: str, record: str) -> str:
     if record_type == "AAAA":
         return str(ipaddress.IPv6Address(record))
+    if record_type == "TXT":
+        return " ".join(f'"{_escapify(part)}"' for part in _txt_strings(record))
     return record
+
+
+def _txt_strings(record: str) -> list[bytes]:
+    """The character strings of a quoted TXT presentation (RFC 1035 §5.1 escapes)."""
+    strings = []
+    for quoted in re.findall(r'"((?:[^"\\]|\\.)*)"', record, re.DOTALL):
+        raw = bytearray()
+        index = 0
+        while index < len(quoted):
+            char = quoted[index]
+            if char == "\\" and quoted[index + 1: index + 4].isdigit() \
+                    and len(quoted[index + 1: index + 4]) == 3:
+                raw.append(int(quoted[index + 1: index + 4]))
+                index += 4
+            elif char == "\\":
+                raw += quoted[index + 1].encode()
+                index += 2
+            else:
+                raw += char.encode()
+                index += 1
+        strings.append(bytes(raw))
+    return strings
+
+
+def _escapify(data: bytes) -> str:
+    """dnspython's rdtypes/txtbase.py `_escapify`: printable ASCII as is, `"` and `\\`
+    escaped, every other byte as `\\DDD`."""
+    out = []
+    for byte in data:
+        if byte in b'"\\':
+            out.append("\\" + chr(byte))
+        elif 0x20 <= byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03d}")
+    return "".join(out)
 
 
 def _cursor(offset: int) -> str:

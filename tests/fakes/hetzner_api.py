@@ -6,6 +6,18 @@ per-location prices, volume, image, action, metrics, `meta.pagination`, the erro
 and progress on each `GET /actions/{id}`, ending in `success` (and their effect on the state)
 or in `error` when a failure was injected with `fail_action`.
 
+Behaviour modelled on the API reference (docs.hetzner.cloud, cloud.spec.json):
+- Rate limiting: 3600 requests per hour and project; `RateLimit-Remaining` grows by one per
+  second, `RateLimit-Reset` is the UNIX time at which the FULL limit is available again
+  (now + 3600 s when empty). With nothing left the answer is 429 `rate_limit_exceeded`.
+- "Change the Type of a Server": the server must be off; "This copies the content of its
+  disk, and starts it again" — a successful change_type leaves the server running.
+- Errors: 423 `locked` "The item you are trying to access is locked (there is already an
+  Action running)" for a second action on a server or volume while one runs (so a POST that
+  hcloud sends again after a timeout does not start a second resize); 409 `conflict` "The
+  resource has changed during the request, please retry" (inject with `fail`).
+- `GET /servers/{id}/actions?status=running` lists a server's running actions.
+
 Seeded state: server 42 "family-server" (cx22, fsn1, running) with volume 100 "data"
 attached; volume 101 "archive" on no server; server types cx22, cx32, cx42 and cax11 (arm).
 """
@@ -108,7 +120,9 @@ class FakeHetzner(FakeServer):
         self._action_state: dict[int, dict[str, Any]] = {}
         self._failing_actions: dict[str, tuple[str, str]] = {}
         self._ids = itertools.count(1000)
-        self.remaining = RATE_LIMIT
+        self.remaining: float = RATE_LIMIT
+        self._refilled_at = time.monotonic()
+        self.throttled = 0  # 429 answers given by the rate limiter
         self._seed()
         self._routes_v1()
 
@@ -163,14 +177,19 @@ class FakeHetzner(FakeServer):
         self.add_fault(Fault(status, error_body(code, message), times=times,
                              method=method, path=path))
 
-    def rate_limit(self, times: int = 1, reset_in: int = 1) -> None:
-        """Answer the next `times` requests with 429 and RateLimit headers."""
+    def rate_limit(self, times: int = 1) -> None:
+        """Answer the next `times` requests with 429, headers as for an empty quota."""
         def headers() -> dict[str, str]:
             return {"RateLimit-Limit": str(RATE_LIMIT), "RateLimit-Remaining": "0",
-                    "RateLimit-Reset": str(int(time.time()) + reset_in)}
+                    "RateLimit-Reset": str(int(time.time()) + RATE_LIMIT)}
         self.add_fault(Fault(429, error_body("rate_limit_exceeded",
                                              "limit of 3600 requests per hour reached"),
                              headers=headers, times=times))
+
+    def exhaust(self, left: int = 0) -> None:
+        """Use up the quota: `left` requests remain, then one comes back per second."""
+        with self.lock:
+            self.remaining, self._refilled_at = float(left), time.monotonic()
 
     def fail_action(self, command: str, code: str = "action_failed",
                     message: str = "Action failed") -> None:
@@ -196,13 +215,27 @@ class FakeHetzner(FakeServer):
     def not_found(self, request: Request) -> Response:
         return Response(404, error_body("not_found", f"{request.path} not found"))
 
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.remaining = min(RATE_LIMIT, self.remaining + (now - self._refilled_at))
+        self._refilled_at = now
+
+    def _serve(self, request: Request) -> Response:
+        self._refill()
+        if self.remaining < 1:
+            self.throttled += 1
+            return Response(429, error_body("rate_limit_exceeded",
+                                            "limit of 3600 requests per hour reached"))
+        self.remaining -= 1
+        return super()._serve(request)
+
     def decorate(self, response: Response) -> Response:
-        if response.status != 429:
-            self.remaining = max(0, self.remaining - 1)
-            response.headers.setdefault("RateLimit-Limit", str(RATE_LIMIT))
-            response.headers.setdefault("RateLimit-Remaining", str(self.remaining))
-            response.headers.setdefault("RateLimit-Reset",
-                                        str(int(time.time()) + RATE_LIMIT - self.remaining))
+        with self.lock:
+            remaining = int(self.remaining)
+        response.headers.setdefault("RateLimit-Limit", str(RATE_LIMIT))
+        response.headers.setdefault("RateLimit-Remaining", str(remaining))
+        response.headers.setdefault("RateLimit-Reset",
+                                    str(int(time.time()) + RATE_LIMIT - remaining))
         return response
 
     def _routes_v1(self) -> None:
@@ -210,6 +243,7 @@ class FakeHetzner(FakeServer):
         r("GET", r"/v1/servers", self._list_servers)
         r("GET", r"/v1/servers/(?P<id>\d+)", self._get_server)
         r("GET", r"/v1/servers/(?P<id>\d+)/metrics", self._metrics)
+        r("GET", r"/v1/servers/(?P<id>\d+)/actions", self._list_server_actions)
         r("POST", r"/v1/servers/(?P<id>\d+)/actions/(?P<verb>\w+)", self._server_action)
         r("GET", r"/v1/server_types", self._list_server_types)
         r("GET", r"/v1/server_types/(?P<id>\d+)", self._get_server_type)
@@ -260,7 +294,26 @@ class FakeHetzner(FakeServer):
         starter = starters.get(verb)
         if starter is None:
             return Response(404, error_body("not_found", f"action {verb} not supported"))
+        if self._busy(server["id"], "server"):
+            return self._locked()
         return starter(server, body)
+
+    def _list_server_actions(self, request: Request) -> Response:
+        server_id = int(request.params["id"])
+        wanted = request.query.get("status") or []
+        items = [a for _, a in sorted(self.actions.items())
+                 if {"id": server_id, "type": "server"} in a["resources"]
+                 and (not wanted or a["status"] in wanted)]
+        return self._page(request, "actions", items)
+
+    def _busy(self, resource_id: int, kind: str) -> bool:
+        return any(a["status"] == "running" and {"id": resource_id, "type": kind} in a["resources"]
+                   for a in self.actions.values())
+
+    @staticmethod
+    def _locked() -> Response:
+        return Response(423, error_body("locked", "The item you are trying to access is locked "
+                                                  "(there is already an Action running)"))
 
     def _start_simple(self, command: str):
         def start(server: dict[str, Any], body: dict[str, Any]) -> Response:
@@ -344,6 +397,8 @@ class FakeHetzner(FakeServer):
         volume = self.volumes.get(int(request.params["id"]))
         if volume is None:
             return Response(404, error_body("not_found", "volume not found"))
+        if self._busy(volume["id"], "volume"):
+            return self._locked()
         size = (request.json() or {}).get("size")
         if not isinstance(size, int) or size <= volume["size"]:
             return Response(422, error_body("invalid_input",
@@ -411,7 +466,7 @@ class FakeHetzner(FakeServer):
             server["server_type"] = server_type_json(effect["new_type"])
             if effect["upgrade_disk"]:
                 server["primary_disk_size"] = server["server_type"]["disk"]
-            server["status"] = "off"
+            server["status"] = "running"  # "copies the content of its disk, and starts it again"
         elif command == "create_image":
             self.images[effect["image_id"]].update(status="available", image_size=1.84)
         elif command == "resize_volume":
