@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="up: local Hetzner and DNS API servers behind [hetzner] and [dns]")
     dev.add_argument("--state", type=Path, default=None, help=argparse.SUPPRESS)
     dev.add_argument("--after", type=float, default=0.0, help=argparse.SUPPRESS)
+    dev.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return {"run": _run, "doctor": _doctor, "console": _console, "dev": _dev,
             "trust": _trust}[args.command](args)
@@ -125,7 +126,7 @@ def _dev(args) -> int:
 def _dev_action(args, devup, state: Path) -> int:
     say = (lambda line: print(f"spbot dev: {line}", flush=True))
     if args.action == "up":
-        dev = devup.up(state, sandbox=not args.real_system, simulate_cloud=args.simulate_cloud, say=say)
+        dev = devup.up(state, args.port, sandbox=not args.real_system, simulate_cloud=args.simulate_cloud, say=say)
         print(f"dev stack up: homeserver {dev['homeserver']}, room {dev['room_id']}, "
               f"bot {dev['bot_user_id']}")
         print(f"accounts and passwords: {state / 'dev.json'}")

@@ -230,6 +230,9 @@ def apt_get(argv: list[str], base: str) -> int:
             print(f"Inst {name} [{old}] ({new} Debian:12/stable [amd64])")
         print(f"{len(DEMO_UPGRADES)} upgraded, 0 newly installed, 0 to remove and 0 not upgraded.")
         return 0
+    if {"clean", "autoclean", "autoremove"} & set(words):
+        print(SANDBOX_LINE)
+        return 0
     if "dist-upgrade" in words or "upgrade" in words:
         return _simulated_upgrade(Sandbox.of_bin_dir(base), _pending(base))
     print(f"E: the dev sandbox's apt-get does not simulate {' '.join(words)}", file=sys.stderr)
@@ -237,7 +240,9 @@ def apt_get(argv: list[str], base: str) -> int:
 
 
 def _simulated_upgrade(box: Sandbox, pending: list[tuple[str, str, str]]) -> int:
-    delay = float(os.environ.get("SPBOT_SANDBOX_LINE_DELAY", "0.4"))
+    # A live log worth watching, but a whole simulated upgrade within about 20 seconds.
+    lines = 10 + 4 * len(pending)
+    delay = min(float(os.environ.get("SPBOT_SANDBOX_LINE_DELAY", "0.4")), 20.0 / lines)
 
     def say(line: str) -> None:
         print(line, flush=True)
