@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     trust.add_argument("action", choices=["accept", "reset"])
     trust.add_argument("user", nargs="?", help="the admin whose new identity to accept")
     trust.add_argument("--config", "-c", required=True, type=Path)
-    dev = sub.add_parser("dev", help="the dev stack: up, down, restart (the bot alone), fail-unit, "
-                         "recover-unit")
-    dev.add_argument("action", choices=["up", "down", "restart", "fail-unit", "recover-unit"])
+    dev = sub.add_parser("dev", help="the dev stack: up, down, restart (the bot alone), fail-unit and "
+                         "recover-unit NAME, disk-alert and disk-ok")
+    dev.add_argument("action", choices=["up", "down", "restart", "fail-unit", "recover-unit",
+                                        "disk-alert", "disk-ok"])
     dev.add_argument("unit", nargs="?", help="fail-unit/recover-unit: the sandbox unit")
     dev.add_argument("--real-system", action="store_true",
                      help="up: no sandbox; upgrade, reboot, cleanup, ssh act on this machine")
@@ -140,6 +141,10 @@ def _dev_action(args, devup, state: Path) -> int:
     elif args.action == "restart":
         devup.restart(state, after=args.after)
         print("bot restarted")
+    elif args.action in ("disk-alert", "disk-ok"):
+        mount = devup.disk_alert(state, on=args.action == "disk-alert")
+        print(f"bot restarted with a warning threshold on {mount} just under its use: an alert within "
+              "a minute" if args.action == "disk-alert" else "bot restarted with the usual thresholds")
     else:
         if not args.unit:
             print(f"spbot dev {args.action} needs a unit name", file=sys.stderr)

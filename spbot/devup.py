@@ -38,7 +38,8 @@ STATE = DEV_DIR / "state"
 LOCAL_CONFIG = DEV_DIR / "bot.local.toml"
 PEOPLE = [("alice", True), ("bob", True), ("carol", False)]
 BOT = "spbot"
-NOTICE_PLUGIN = "spbot.devsandbox.notice"    # the "a stand-in answered" line on replies
+# Plugins adding "a stand-in answered" to the replies the sandbox and the simulated cloud produce.
+SYSTEM_NOTICE, CLOUD_NOTICE = "spbot.devsandbox.system_notice", "spbot.devsandbox.cloud_notice"
 BACKUP_SCHEDULE = "0 13 * * *"        # daily at lunchtime, when a dev machine is likely on
 FAMILY_FILES = {"photos/2026-summer/README.txt": "Photos from the summer holiday.\n",
                 "documents/insurance.txt": "Policy 1234-5678, renews every March.\n",
@@ -186,7 +187,7 @@ def _backup_section(state: Path) -> dict:
 def _sandbox_sections(state: Path) -> dict:
     box = Sandbox(state)
     return {
-        "plugins": [NOTICE_PLUGIN],
+        "plugins": [SYSTEM_NOTICE],
         "services": {"units": UNITS},
         "health": {"systemd_dir": str(box.systemd_dir), "failed_units_interval": 30.0},
         "upgrade": {"apt": {"reboot_required_file": str(box.reboot_required),
@@ -212,8 +213,11 @@ def bot_config(state: Path, dev: dict, password_file: Path) -> dict:
         config = merged(config, _sandbox_sections(state))
     info = _cloud_info(state) if dev.get("simulate_cloud") else None
     if info:
-        config = merged(config, {"hetzner": cloudsim.hetzner_section(state, info),
+        config = merged(config, {"plugins": config.get("plugins", []) + [CLOUD_NOTICE],
+                                 "hetzner": cloudsim.hetzner_section(state, info),
                                  "dns": cloudsim.dns_section(state, info)})
+    if dev.get("disk_alert"):
+        config = merged(config, {"disk": _disk_alert_section(state)})
     local = Path(dev.get("local_config") or LOCAL_CONFIG)
     if local.exists():
         config = merged(config, tomllib.loads(local.read_text()))
@@ -306,6 +310,33 @@ def fail_unit(state: Path, unit: str, failed: bool = True) -> str:
     except KeyError:
         raise RuntimeError(f"{name} is not a unit of the dev sandbox; its units: {', '.join(UNITS)}")
     return name
+
+
+def _mount_of(path: Path) -> str:
+    path = path.resolve()
+    while not os.path.ismount(path):
+        path = path.parent
+    return str(path)
+
+
+def _disk_alert_section(state: Path) -> dict:
+    """A warning threshold just under the real use of the filesystem holding the state directory:
+    the bot's next sample raises a real disk alert, without filling anything."""
+    used = psutil.disk_usage(str(state)).percent
+    warn = max(round(used - 1, 1), 0.5)
+    return {"sample_interval": 10.0, "mounts": {_mount_of(state): {
+        "warn_percent": warn, "critical_percent": max(99.9, warn + 0.1) if warn < 99.8 else 100.0}}}
+
+
+def disk_alert(state: Path, on: bool = True) -> str:
+    """`spbot dev disk-alert` / `disk-ok`: provoke (or end) a disk alert, then restart the bot."""
+    dev = _load(state)
+    if not dev:
+        raise RuntimeError(f"no {state / 'dev.json'}: start the dev stack first with deploy/synapse-dev/up")
+    dev["disk_alert"] = on
+    (state / "dev.json").write_text(json.dumps(dev, indent=2))
+    restart(state)
+    return _mount_of(state)
 
 
 def _cloud_info(state: Path) -> dict | None:

@@ -6,6 +6,7 @@ developer's running dev stack."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import re
@@ -20,6 +21,7 @@ import pytest
 
 from spbot import devup
 from spbot.chatclient import ChatClient
+from spbot.devsandbox.notice import NOTICE
 from spbot.devsandbox.standins import SANDBOX_LINE, Sandbox
 from spbot.devsandbox.tomlout import dumps
 from spbot.devstack import free_port
@@ -161,12 +163,13 @@ def test_newcomer_walk_is_real_and_changes_nothing_on_the_host(tmp_path, monkeyp
         devup.down(state)
 
 
-async def test_failed_unit_reaches_the_admins(tmp_path):
+async def test_failed_unit_reaches_the_admins_and_the_cloud_is_simulated(tmp_path):
     """`spbot dev fail-unit` marks a sandbox unit failed: the bot's own check alerts the admins in
-    the room, and !services shows it failed."""
+    the room, and !services shows it failed. With --simulate-cloud, !server and !dns check answer
+    from the project's local Hetzner and Cloudflare fakes, and say so."""
     state = tmp_path / "state"
     try:
-        dev = await asyncio.to_thread(devup.up, state, free_port())
+        dev = await asyncio.to_thread(functools.partial(devup.up, state, free_port(), simulate_cloud=True))
         alice = dev["users"][0]
         client = ChatClient(dev["homeserver"], alice["user_id"], alice["password"], tmp_path / "alice")
         await client.start()
@@ -180,8 +183,10 @@ async def test_failed_unit_reaches_the_admins(tmp_path):
             assert alice["user_id"] in alert.content.get("m.mentions", {}).get("user_ids", [])
         finally:
             await client.stop()
-        out = await asyncio.to_thread(console, state, "!services\n")
+        out = await asyncio.to_thread(console, state, "!services\n!server\n!dns check\n")
         assert re.search(r"nginx.service\s+❌", out), out
+        assert "family-server: running" in out and "❌ missing     git A" in out, out
+        assert out.count(NOTICE) == 3, out
     finally:
         await asyncio.to_thread(devup.down, state)
 

@@ -1,9 +1,10 @@
-"""A plugin the dev stack's config lists: every reply of a command that a stand-in answers ends with one
-line saying so, so nobody mistakes the demo for their server.
+"""Every reply of a command that a stand-in answers ends with one line saying so, so nobody mistakes the
+demo for their server.
 
-Loaded after the built-in commands (`plugins = ["spbot.devsandbox.notice"]`), it wraps the functions of
-the commands whose tools or data are simulated in the dev stack; errors get the line too. Without the
-plugin (a real server, or `spbot dev up --real-system`) nothing changes.
+The dev stack's config lists the plugins that use this (system_notice for the sandboxed system tools,
+cloud_notice for the simulated Hetzner and DNS APIs). Loaded after the built-in commands, they wrap the
+functions of those commands; errors get the line too. Without them (a real server, or
+`spbot dev up --real-system`) nothing changes.
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from spbot.context import UserError
 from spbot.registry import REGISTRY
 from spbot.render import Reply
 
-NOTICE = "🧪 Dev sandbox: a stand-in answered; nothing on this machine was changed."
-# Commands backed by the sandbox's stand-ins (system tools, root's keys, the fake cloud APIs).
-SANDBOXED_GROUPS = ("upgrade", "rollback", "generations", "reboot", "cleanup", "service", "services",
-                    "ssh", "server", "volume", "dns")
+NOTICE = "🧪 Dev sandbox: a stand-in answered; nothing real was changed."
+# Commands backed by the sandbox's stand-ins: system tools and root's keys; the fake cloud APIs.
+SYSTEM_GROUPS = ("upgrade", "rollback", "generations", "reboot", "cleanup", "service", "services", "ssh")
+CLOUD_GROUPS = ("server", "volume", "dns")
 
 
 def _with_notice(func):
@@ -31,14 +32,11 @@ def _with_notice(func):
     return wrapped
 
 
-def install() -> int:
-    """Wrap every sandboxed command once; returns how many were wrapped."""
+def install(groups: tuple[str, ...]) -> int:
+    """Wrap every command of these groups once; returns how many were wrapped."""
     count = 0
     for spec in REGISTRY.commands.values():
-        if spec.name.split()[0] in SANDBOXED_GROUPS and not getattr(spec.func, "sandbox_notice", False):
+        if spec.name.split()[0] in groups and not getattr(spec.func, "sandbox_notice", False):
             spec.func = _with_notice(spec.func)
             count += 1
     return count
-
-
-install()
