@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--state", type=Path, default=None, help=argparse.SUPPRESS)
     dev.add_argument("--after", type=float, default=0.0, help=argparse.SUPPRESS)
     dev.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    dev.add_argument("--no-wait", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return {"run": _run, "doctor": _doctor, "console": _console, "dev": _dev,
             "trust": _trust}[args.command](args)
@@ -139,7 +140,7 @@ def _dev_action(args, devup, state: Path) -> int:
         devup.down(state)
         print("dev stack down")
     elif args.action == "restart":
-        devup.restart(state, after=args.after)
+        devup.restart(state, after=args.after, wait=not args.no_wait)
         print("bot restarted")
     elif args.action in ("disk-alert", "disk-ok"):
         mount = devup.disk_alert(state, on=args.action == "disk-alert")

@@ -220,7 +220,10 @@ def bot_config(state: Path, dev: dict, password_file: Path) -> dict:
         config = merged(config, {"disk": _disk_alert_section(state)})
     local = Path(dev.get("local_config") or LOCAL_CONFIG)
     if local.exists():
-        config = merged(config, tomllib.loads(local.read_text()))
+        try:
+            config = merged(config, tomllib.loads(local.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{local}: {exc}; the bot keeps running as it was") from None
     return config
 
 
@@ -267,8 +270,7 @@ async def _wait_answering(state: Path, dev: dict, bot: BotProcess, timeout: floa
                         state / "console" / "up-check" / alice["user_id"], device_name="spbot dev up")
     await client.start()
     try:
-        if bot.running_pid() is None:
-            raise RuntimeError("the bot stopped:\n" + "\n".join(bot.log_text().splitlines()[-5:]))
+        _check_running(bot, dev)
         await client.wait_joined(dev["room_id"], dev["bot_user_id"], timeout)
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
@@ -276,12 +278,18 @@ async def _wait_answering(state: Path, dev: dict, bot: BotProcess, timeout: floa
                 await client.command(dev["room_id"], "!ping", dev["bot_user_id"], timeout=10)
                 return
             except asyncio.TimeoutError:
-                if bot.running_pid() is None:
-                    raise RuntimeError("the bot stopped:\n" + "\n".join(bot.log_text().splitlines()[-5:]))
+                _check_running(bot, dev)
                 if asyncio.get_running_loop().time() > deadline:
                     raise RuntimeError(f"the bot did not answer; see {state / 'bot.log'}")
     finally:
         await client.stop()
+
+
+def _check_running(bot: BotProcess, dev: dict) -> None:
+    if bot.running_pid() is None:
+        raise RuntimeError("the bot stopped:\n" + "\n".join(bot.log_text().splitlines()[-5:]) +
+                           f"\n(state/bot.toml is generated: put your settings in "
+                           f"{dev.get('local_config') or LOCAL_CONFIG}, then spbot dev restart)")
 
 
 # -- restart, down, fault injection ---------------------------------------------------------
@@ -291,8 +299,8 @@ def restart(state: Path = STATE, after: float = 0.0, wait: bool = True) -> dict:
     """Regenerate the bot's config (picking up bot.local.toml) and restart the bot alone."""
     time.sleep(after)
     dev = _load(state)
-    if not dev:
-        raise RuntimeError(f"no {state / 'dev.json'}: start the dev stack first with deploy/synapse-dev/up")
+    if not dev or running_pid(state / "synapse" / "synapse.pid") is None:
+        raise RuntimeError("the dev stack is not running: start it with deploy/synapse-dev/up")
     _write_config(state, dev)
     bot = _bot(state, dev)
     bot.stop()

@@ -151,6 +151,17 @@ def test_newcomer_walk_is_real_and_changes_nothing_on_the_host(tmp_path, monkeyp
         assert "Added ED25519" in out and str(box.authorized_keys) in out, out
         assert box.authorized_keys.read_text().strip() == key
 
+        starts = (state / "bot.log").read_text().count("spbot.bot started")
+        boot = box.boot_id.read_text()
+        out = approved_by_bob(state, "!reboot\n")
+        assert "Rebooting" in out and NOTICE in out, out
+        deadline = time.monotonic() + 90
+        while (state / "bot.log").read_text().count("spbot.bot started") == starts:
+            assert time.monotonic() < deadline, (state / "bot.log").read_text()[-3000:]
+            time.sleep(0.5)
+        assert box.boot_id.read_text() != boot and [c.argv for c in box.bins.calls("systemctl")
+                                                    if c.argv[0] == "reboot"] == [["reboot"]]
+
         out = console(state, "!services\n")
         for unit in ("matrix-synapse.service", "spbot.service", "nginx.service"):
             assert re.search(rf"{unit}\s+✅ active", out), out

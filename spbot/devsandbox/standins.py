@@ -166,7 +166,7 @@ def _reboot(box: Sandbox) -> int:
     box.reboot_required.unlink(missing_ok=True)
     box.reboot_required_pkgs.unlink(missing_ok=True)
     subprocess.Popen([sys.executable, "-m", "spbot", "dev", "restart", "--state", str(box.state),
-                      "--after", "2"], start_new_session=True, stdout=subprocess.DEVNULL,
+                      "--after", "2", "--no-wait"], start_new_session=True, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     return 0
 
