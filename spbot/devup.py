@@ -149,8 +149,13 @@ def _setup_backups(state: Path) -> None:
         password.chmod(0o600)
     repo = state / "restic-repo"
     if not (repo / "config").exists():
-        subprocess.run(["restic", "init", "--repo", str(repo), "--password-file", str(password)],
-                       check=True, capture_output=True, timeout=120)
+        try:
+            subprocess.run(["restic", "init", "--repo", str(repo), "--password-file", str(password)],
+                           check=True, capture_output=True, text=True, timeout=120)
+        except FileNotFoundError:
+            raise RuntimeError("restic is not installed: run deploy/bootstrap (or apt-get install restic)")
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"restic init {repo} failed: {exc.stderr.strip()[-300:]}")
     family = state / "family-files"
     for name, text in FAMILY_FILES.items():
         path = family / name
