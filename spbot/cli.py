@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     console = sub.add_parser("console", help="talk to the bot from this terminal (dev stack)")
     console.add_argument("--dev-json", type=Path, default=None)
     console.add_argument("--user", default=None, help="admin to log in as (default: the first)")
+    console.add_argument("--timeout", type=float, default=600.0,
+                         help="with piped input: how long to wait for each command's job (seconds)")
     trust = sub.add_parser("trust", help="accept an admin's new identity, or reset the bot's own")
     trust.add_argument("action", choices=["accept", "reset"])
     trust.add_argument("user", nargs="?", help="the admin whose new identity to accept")
@@ -29,8 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     config = sub.add_parser("config", help="print the complete example configuration, or check a file")
     config.add_argument("action", choices=["example", "check"])
     config.add_argument("file", nargs="?", type=Path, help="the file to check (config check)")
-    dev = sub.add_parser("dev", help="the dev stack: up or down")
-    dev.add_argument("action", choices=["up", "down"])
+    dev = sub.add_parser("dev", help="the dev stack: up, down, restart (the bot alone), fail-unit and "
+                         "recover-unit NAME, disk-alert and disk-ok")
+    dev.add_argument("action", choices=["up", "down", "restart", "fail-unit", "recover-unit",
+                                        "disk-alert", "disk-ok"])
+    dev.add_argument("unit", nargs="?", help="fail-unit/recover-unit: the sandbox unit")
+    dev.add_argument("--real-system", action="store_true",
+                     help="up: no sandbox; upgrade, reboot, cleanup, ssh act on this machine")
+    dev.add_argument("--simulate-cloud", action="store_true",
+                     help="up: local Hetzner and DNS API servers behind [hetzner] and [dns]")
+    dev.add_argument("--state", type=Path, default=None, help=argparse.SUPPRESS)
+    dev.add_argument("--after", type=float, default=0.0, help=argparse.SUPPRESS)
+    dev.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    dev.add_argument("--no-wait", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return {"run": _run, "doctor": _doctor, "console": _console, "dev": _dev,
             "trust": _trust, "config": _config}[args.command](args)
@@ -124,17 +137,45 @@ def _config(args) -> int:
 
 def _console(args) -> int:
     from .console import run_console
-    return asyncio.run(run_console(args.dev_json, args.user))
+    return asyncio.run(run_console(args.dev_json, args.user, args.timeout))
 
 
 def _dev(args) -> int:
     from . import devup
+    state = args.state or devup.STATE
+    try:
+        return _dev_action(args, devup, state)
+    except (RuntimeError, ValueError) as exc:
+        print(f"spbot dev {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dev_action(args, devup, state: Path) -> int:
+    say = (lambda line: print(f"spbot dev: {line}", flush=True))
     if args.action == "up":
-        dev = devup.up()
+        dev = devup.up(state, args.port, sandbox=not args.real_system, simulate_cloud=args.simulate_cloud, say=say)
         print(f"dev stack up: homeserver {dev['homeserver']}, room {dev['room_id']}, "
               f"bot {dev['bot_user_id']}")
-        print(f"accounts and passwords: {devup.STATE / 'dev.json'}")
-    else:
-        devup.down()
+        print(f"accounts and passwords: {state / 'dev.json'}")
+        print("system: " + ("sandboxed (stand-ins under state/sandbox; --real-system to act on this "
+                            "machine)" if dev["sandbox"] else "REAL: upgrade, reboot, cleanup and ssh act "
+                            "on this machine"))
+        print(f"your config overrides: {dev['local_config']} (then: spbot dev restart)")
+    elif args.action == "down":
+        devup.down(state)
         print("dev stack down")
+    elif args.action == "restart":
+        devup.restart(state, after=args.after, wait=not args.no_wait)
+        print("bot restarted")
+    elif args.action in ("disk-alert", "disk-ok"):
+        mount = devup.disk_alert(state, on=args.action == "disk-alert")
+        print(f"bot restarted with a warning threshold on {mount} just under its use: an alert within "
+              "a minute" if args.action == "disk-alert" else "bot restarted with the usual thresholds")
+    else:
+        if not args.unit:
+            print(f"spbot dev {args.action} needs a unit name", file=sys.stderr)
+            return 2
+        name = devup.fail_unit(state, args.unit, failed=args.action == "fail-unit")
+        print(f"{name} is now " + ("failed (the bot's next check alerts within a minute)"
+                                   if args.action == "fail-unit" else "running again"))
     return 0
