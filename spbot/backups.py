@@ -516,7 +516,7 @@ class Backups:
         repository, password = self.repository(), self.read_password(create=create_password)
         self.secrets = [password, *repository.secrets()]
         return Restic(repository, password, binary=self.settings.restic, cache_dir=self.settings.cache_dir or self.state_dir / "restic-cache",
-                      password_dir=self.state_dir, progress_fps=self.settings.progress_fps)
+                      progress_fps=self.settings.progress_fps)
 
     def _is_new_default_repository(self) -> bool:
         """The embedded default: a local repository that does not exist yet, password not configured."""
@@ -660,7 +660,7 @@ class Backups:
             if progress is not None:
                 await progress(f"{label}: {what}", None)
             try:
-                result = await run(argv, timeout=self.settings.command_timeout)
+                result = await run(argv, timeout=self.settings.command_timeout, label=what)
             except ProcError as exc:
                 problem = str(exc)
             else:

@@ -182,6 +182,7 @@ class JobRunner:
 
     def _launch(self, job: Job, work: Callable[[], Awaitable[tuple[str, Reply | None]]]) -> None:
         async def lifecycle() -> None:
+            children.current_job.set(job.id)          # the job's programs are recorded under its id
             await self._acquire(job)
             try:
                 await self.store.execute("UPDATE jobs SET state = 'running', started = ? WHERE id = ?",

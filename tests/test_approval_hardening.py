@@ -166,7 +166,7 @@ async def test_hostile_argument_shows_quoted_on_one_line_with_escapes(alice, bob
 
     audit = await alice.command(bot.room_id, "!audit 5", bot.user_id)
     shows_safely(audit.body, audit.content["formatted_body"])
-    assert f"`danger token=x" in audit.body and "<code>danger token=x" in audit.content["formatted_body"]
+    assert "`danger token=x" in audit.body and "<code>danger token=x" in audit.content["formatted_body"]
 
 
 async def test_hostile_argument_in_a_preview_is_quoted(alice, bot):

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import commands
-from spbot.registry import (DEFAULT_MAX_LENGTH, MAX_LINE_CHARS, MAX_PATH_LENGTH, REGISTRY, ArgError,
+from spbot.registry import (DEFAULT_MAX_LENGTH, MAX_PATH_LENGTH, REGISTRY, ArgError,
                             CommandSpec, Param, _base_type, _convert, split_words)
 
 commands.load_all()

@@ -12,9 +12,7 @@ import shutil
 import sys
 import uuid
 
-import httpx
 import pytest
-from nio import AsyncClient, AsyncClientConfig
 
 from spbot.chatclient import ChatClient
 from spbot.config import load_config

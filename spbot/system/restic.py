@@ -546,17 +546,15 @@ class Restic:
         *,
         binary: str = "restic",
         cache_dir: Path | None = None,
-        password_dir: Path | None = None,
         progress_fps: float = 2.0,
     ):
         """`password` is the repository password (read by the caller from its file); each call
-        hands it to restic through a pipe. `password_dir` is ignored: nothing is written any more
-        (older versions wrote a file there; `spbot.system.children` removes what they left)."""
+        hands it to restic through a pipe, so nothing rests on disk (older versions wrote a file:
+        `spbot.system.children` removes what they left)."""
         self.repository = repository
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self.binary = binary
         self.cache_dir = cache_dir
-        self.password_dir = password_dir
         self.progress_fps = progress_fps
 
     def __repr__(self) -> str:
