@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import sys
 
-from nio import AsyncClient
+from nio import AsyncClient, AsyncClientConfig
 
 from .config import Config, ConfigError
+from .cryptokey import ready_pickle_key
 from .crosssign import CrossSigning, CrossSigningError, format_fingerprint, matrix_http, query_identity
 from .identity_pins import IdentityPins
 from .store import Store
@@ -61,8 +62,10 @@ async def reset(config: Config) -> int:
     if config.password is None:
         print("a reset needs the bot account's password: set password = { file = ... } in the config")
         return 2
+    pickle_key = ready_pickle_key(config.state_dir, creds["device_id"])   # the store has a key of its own
     client = AsyncClient(config.homeserver, config.user_id, device_id=creds["device_id"],
-                         store_path=str(config.state_dir / "crypto"))
+                         store_path=str(config.state_dir / "crypto"),
+                         config=AsyncClientConfig(pickle_key=pickle_key))
     client.restore_login(config.user_id, creds["device_id"], creds["access_token"])
     try:
         async with CrossSigning.from_nio(client, password=config.password.read()) as signing:

@@ -374,3 +374,17 @@ async def test_what_a_killed_bot_left_running_is_ended_at_the_next_start_and_tol
     assert gone(sleep.pid, sleep.start), "the next start did not end the leftover"
     assert (f"sh (pid {shell.pid}) was running and ended with the bot; sleep (pid {sleep.pid}), started by "
             "it, was still running and has been stopped") in report.body, report.body
+
+
+async def test_package_managers_get_the_usual_umask_while_other_children_keep_the_bots():
+    """The bot runs with umask 077 (its state is private); apt and nixos-rebuild write system files
+    everyone must read, so they run with 022."""
+    from spbot.system.proc import run
+    old = os.umask(0o077)
+    try:
+        private = await run(["sh", "-c", "umask"], timeout=10)
+        usual = await run(["sh", "-c", "umask"], timeout=10, umask=0o022)
+    finally:
+        os.umask(old)
+    assert private.stdout.strip() == "0077"
+    assert usual.stdout.strip() == "0022"

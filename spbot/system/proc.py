@@ -103,6 +103,7 @@ async def run(
     pass_fds: Sequence[int] = (),
     label: str | None = None,
     if_cut_short: str = "",
+    umask: int = -1,
 ) -> ProcResult:
     """Run argv (no shell) and wait for it; on timeout or cancellation end its whole process group.
 
@@ -110,7 +111,8 @@ async def run(
     `pass_fds` are inherited by the program under the same numbers (e.g. a pipe holding a secret).
     `label` names the program for people ("restic restore"; default: the program's name) and
     `if_cut_short` says what it means if the bot is killed while it runs; both go in the report of
-    the interrupted job at the next start.
+    the interrupted job at the next start. `umask` (default: the bot's own, 077) for tools that write
+    system files others must read (package managers).
     """
     argv = [os.fspath(a) for a in argv]
     started = time.monotonic()
@@ -125,6 +127,7 @@ async def run(
             start_new_session=True,
             preexec_fn=children.die_with_bot(),
             pass_fds=tuple(pass_fds),
+            umask=umask,
             limit=1 << 20,
         )
     except FileNotFoundError as exc:

@@ -237,10 +237,11 @@ class _LineSink:
 
 async def _run_tool(argv: list[str], what: str, timeout: float, env: dict[str, str],
                     sink: _LineSink | None = None, cwd: str | Path | None = None) -> ProcResult:
-    """Run one tool; a missing tool or a timeout becomes an UpgradeError."""
+    """Run one tool; a missing tool or a timeout becomes an UpgradeError. The package managers write
+    system files everyone reads: they run with the usual umask 022, not the bot's private 077."""
     try:
         result = await run(argv, timeout=timeout, env=env, cwd=cwd,
-                           on_stdout_line=sink, on_stderr_line=sink)
+                           on_stdout_line=sink, on_stderr_line=sink, umask=0o022)
     except ProcError as exc:
         raise UpgradeError(f"{what}: {exc}") from exc
     if result.timed_out:
