@@ -108,9 +108,10 @@ class Alerts:
         log.info("alert_cleared", key=key)
         return True
 
-    async def offered_command(self, event_id: str) -> str | None:
-        """The command offered by the alert message with this event id, if any."""
+    async def offered_command(self, event_id: str, room_id: str) -> str | None:
+        """The command offered by the alert message with this event id in this room, if any (a ✅
+        from another room, where the alert was never shown, opens nothing)."""
         row = await self.store.fetchone(
-            "SELECT a.command FROM alert_offers a JOIN outbox o ON o.id = a.message_id WHERE o.event_id = ?",
-            (event_id,))
+            "SELECT a.command FROM alert_offers a JOIN outbox o ON o.id = a.message_id "
+            "WHERE o.event_id = ? AND o.room_id = ?", (event_id, room_id))
         return row["command"] if row else None

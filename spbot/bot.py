@@ -202,7 +202,7 @@ class Bot:
             return await self.on_reaction(room, event)
 
         async def redo() -> bool:    # a vote is idempotent; an offer taken may have started its command
-            return await self.alerts.offered_command(event.reacts_to) is None
+            return await self.alerts.offered_command(event.reacts_to, room.room_id) is None
         if await self.inbox.begin(event.event_id, room.room_id, event.sender, "reaction", redo):
             await self.on_reaction(room, event)
             await self.inbox.finish_if_arrived(event.event_id)
@@ -316,6 +316,10 @@ class Bot:
     async def on_undecryptable(self, room: MatrixRoom, event: MegolmEvent) -> None:
         if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:
             return
+        first = self.screen.replay_guard.refused_replay(event.event_id)
+        if first is not None:             # a re-posted ciphertext (e.g. a ✅): not a key problem
+            log.warning("replayed_event_refused", event_id=event.event_id, sender=event.sender, first=first)
+            return
         log.info("undecryptable", event_id=event.event_id, sender=event.sender, device=event.device_id)
         self._undecrypted[event.event_id] = (room, event, time.monotonic())
         try:
@@ -365,8 +369,9 @@ class Bot:
         if not trust.allowed:
             log.warning("vote_refused", sender=event.sender, device=device, state=trust.state)
             return
-        offered = await self.alerts.offered_command(event.reacts_to)
+        offered = await self.alerts.offered_command(event.reacts_to, room.room_id)
         if offered and event.key in APPROVE_KEYS and getattr(event, "decrypted", False):
+            await self.screen.replay_guard.flush()     # the reaction's ciphertext is spent before it acts
             if await self.store.claim_event(event.event_id, room.room_id, time.time()):
                 request = Request(event.sender, device, room.room_id, event.reacts_to, offered,
                                   int(time.time() * 1000))
