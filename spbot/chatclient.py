@@ -101,7 +101,7 @@ class ChatClient:
 
     async def _sync_once(self, timeout: int, full_state: bool = False) -> None:
         """One sync, read in full (gaps filled); the position moves on only once all is recorded."""
-        self.client.next_batch = self._since or ""       # see Connection._sync
+        self.client.next_batch = ""       # see Connection._sync: never let nio skip a response
         response = await self.client.sync(timeout=timeout, full_state=full_state, since=self._since,
                                           sync_filter=SYNC_FILTER)
         if not isinstance(response, SyncResponse):
