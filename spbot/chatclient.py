@@ -111,6 +111,8 @@ class ChatClient:
         for room, event in batch.invites + batch.events:
             if isinstance(event, Event):
                 await self._record(room, event)
+        for room, event in batch.gap:            # nio ran its callbacks for the timeline only
+            await self.client._on_event(event, room)
         self._since = response.next_batch
         (self.store_dir / "sync_position").write_text(self._since)
 
