@@ -101,7 +101,7 @@ class ChatClient:
 
     async def _sync_once(self, timeout: int, full_state: bool = False) -> None:
         """One sync, read in full (gaps filled); the position moves on only once all is recorded."""
-        self.client.next_batch = self._since or ""       # see Connection._sync
+        self.client.next_batch = ""       # see Connection._sync: never let nio skip a response
         response = await self.client.sync(timeout=timeout, full_state=full_state, since=self._since,
                                           sync_filter=SYNC_FILTER)
         if not isinstance(response, SyncResponse):
@@ -111,6 +111,8 @@ class ChatClient:
         for room, event in batch.invites + batch.events:
             if isinstance(event, Event):
                 await self._record(room, event)
+        for room, event in batch.gap:            # nio ran its callbacks for the timeline only
+            await self.client._on_event(event, room)
         self._since = response.next_batch
         (self.store_dir / "sync_position").write_text(self._since)
 

@@ -179,9 +179,9 @@ class Connection:
     async def _sync(self, since: str | None) -> SyncResponse:
         backoff = 1.0
         while True:
-            # nio skips a response whose next_batch it saw last: after a failed step it must
-            # process the same response again (decrypt, update rooms) rather than drop it.
-            self.client.next_batch = since or ""
+            # nio skips a response whose next_batch equals the one it saw last (a restart with
+            # nothing new, a step tried again): it must always process it (rooms, decryption).
+            self.client.next_batch = ""
             try:
                 response = await self.client.sync(
                     timeout=0 if not self.first_sync_done.is_set() else SYNC_TIMEOUT_MS,

@@ -33,7 +33,11 @@ class Batch:
     next_batch: str
     events: list[tuple[MatrixRoom, object]] = field(default_factory=list)
     invites: list[tuple[MatrixInvitedRoom, object]] = field(default_factory=list)
-    gap_events: int = 0
+    gap: list[tuple[MatrixRoom, object]] = field(default_factory=list)   # also in `events`
+
+    @property
+    def gap_events(self) -> int:
+        return len(self.gap)
 
 
 async def read_batch(client: AsyncClient, response: SyncResponse, since: str | None) -> Batch:
@@ -47,9 +51,9 @@ async def read_batch(client: AsyncClient, response: SyncResponse, since: str | N
             continue
         timeline = info.timeline
         if timeline.limited and since and timeline.prev_batch:
-            gap = await fetch_gap(client, room_id, timeline.prev_batch, since)
-            batch.gap_events += len(gap)
-            batch.events.extend((room, event) for event in gap)
+            gap = [(room, event) for event in await fetch_gap(client, room_id, timeline.prev_batch, since)]
+            batch.gap.extend(gap)
+            batch.events.extend(gap)
         batch.events.extend((room, event) for event in timeline.events)
     for room_id, info in response.rooms.invite.items():
         room = client.invited_rooms.get(room_id)

@@ -111,6 +111,7 @@ async def test_chat_client_that_fell_behind_sees_every_reply(synapse, people, al
         await again.stop()
 
 
+@pytest.mark.timeout(600)
 async def test_kill_while_a_batch_is_handled_loses_nothing_and_runs_nothing_twice(alice, patient):
     """A backlog is being worked through when the bot is killed (-9); after the restart every command
     is answered once, and none ran twice."""
@@ -178,6 +179,7 @@ async def test_storage_error_while_handling_then_every_command_answered_once(ali
     assert "database is locked" in patient.log()
 
 
+@pytest.mark.timeout(600)
 async def test_identity_change_in_the_same_sync_as_a_command_is_applied_first(synapse, make_bot,
                                                                                tmp_path):
     """The bot is paused (SIGSTOP) with an admin's identity fresh in its cache; meanwhile the admin's
@@ -217,3 +219,25 @@ async def test_identity_change_in_the_same_sync_as_a_command_is_applied_first(sy
     finally:
         await new_vic.stop()
         await vic.stop()
+
+
+@pytest.mark.timeout(600)
+async def test_a_vote_just_before_a_kill_is_counted(alice, bob, patient):
+    """✅ on an approval request, then kill -9 a moment later: after the restart the vote counts (the
+    request is approved once), whatever the moment."""
+    for delay in (0.0, 0.02, 0.2):
+        mark = token()
+        command_id = await alice.send(patient.room_id, f"!danger {mark}")
+        message = await alice.wait_for(lambda e: e.sender == patient.user_id and e.reply_to == command_id
+                                       and e.body.startswith("🔐 Request #"), timeout=30)
+        await bob.react(patient.room_id, message.event_id, "✅")
+        await asyncio.sleep(delay)
+        patient.stop(signal.SIGKILL)
+        patient.start()
+        await alice.wait_for(lambda e: e.sender == patient.user_id
+                             and e.relates.get("rel_type") == "m.replace"
+                             and e.relates.get("event_id") == message.event_id
+                             and "approved by @bob:localhost" in e.content["m.new_content"]["body"],
+                             timeout=90)
+        await asyncio.sleep(1)
+        assert patient.marks().count(mark) <= 1, f"ran twice (kill {delay} s after the vote)"
