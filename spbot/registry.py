@@ -273,8 +273,9 @@ def clip(text: str, limit: int = 40) -> str:
 
 
 def shown(text: str, limit: int = 40) -> str:
-    """`text` quoted (as Python would) and cut short, for an error message."""
-    return repr(clip(text, limit))
+    """`text` quoted (as Python would) and cut short, for an error message; the quoted form is cut too,
+    since escapes (\\U0001f600…) can make it ten times longer than the text."""
+    return clip(repr(clip(text, limit)), limit + 20)
 
 
 # --- declaration reading -----------------------------------------------------------------------

@@ -177,7 +177,7 @@ async def test_hostile_lines_each_get_a_clear_reply(alice, bot):
     assert "--expires: at most 365d" in replies[HOSTILE[1]].body
     assert "the limit is 4,096" in replies[HOSTILE[2]].body
     assert "check your quotes" in replies[HOSTILE[4]].body
-    assert "Traceback" not in bot.log()
+    assert "command_handling_crashed" not in bot.log()
 
 
 def log_summary(bot) -> str:
@@ -189,14 +189,14 @@ def log_summary(bot) -> str:
 async def test_a_flood_from_one_admin_queues_behind_itself_not_another_admin(alice, bob, bot):
     # One after the other: a burst of more than 10 between two syncs would hit the sync gap (see report).
     flood = 12
-    sent_ids = [await alice.send(bot.room_id, "!sleep 1") for _ in range(flood)]
+    sent_ids = [await alice.send(bot.room_id, "!sleep 3") for _ in range(flood)]   # a backlog forms
     asked = time.monotonic()
     bob_reply = await bob.command(bot.room_id, "!ping", bot.user_id, timeout=30)
     bob_latency = time.monotonic() - asked
     last = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == sent_ids[-1]
                                 and e.body.startswith("slept"), timeout=60)
     assert bob_reply.body.startswith("pong")
-    assert bob_latency < 4, f"bob waited {bob_latency:.1f}s behind alice's flood"
+    assert bob_latency < 10, f"bob waited {bob_latency:.1f}s behind alice's flood"   # 2 cores, shared
     assert bob_reply.received < last.received - 1, "bob's answer waited for alice's flood"
     await asyncio.sleep(1)
     replies = [e for e in alice.events if e.sender == bot.user_id and e.reply_to in set(sent_ids)]
