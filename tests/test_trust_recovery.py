@@ -211,7 +211,7 @@ async def two(synapse, make_bot, tmp_path_factory):
     tag = suffix()
     admins = [synapse.register(f"{n}{tag}", PASSWORD) for n in ("ann", "ben")]
     bot = await make_bot(f"recover2{tag}", admins=admins, members=admins,
-                         extra='device_policy = "cross-signed"\n[trust]\nsole_admin_wait = "4s"\n')
+                         extra='device_policy = "cross-signed"\n[trust]\nsole_admin_wait = "10s"\n')
     clients = {a: await signed_client(synapse, a, tmp_path_factory) for a in admins}
     await asyncio.sleep(1)
     for client in clients.values():
@@ -252,7 +252,7 @@ async def test_two_admins_wait_cancelled_or_moved_pins_nothing(synapse, two, tmp
         await ann_client.command(bot.room_id, f"!trust {ben}", bot.user_id, timeout=30)
         cancelled = await ann_client.command(bot.room_id, f"!trust cancel {ben}", bot.user_id, timeout=30)
         assert "cancelled" in cancelled.body
-        await asyncio.sleep(6)
+        await asyncio.sleep(12)
         assert "changed" in (await new_ben.command(bot.room_id, "!ping", bot.user_id, timeout=30)).body
         # asked again, then the identity moves during the wait: the unseen key is not pinned
         await ann_client.command(bot.room_id, f"!trust {ben}", bot.user_id, timeout=30)
