@@ -641,7 +641,7 @@ def test_repository_locations_and_credentials_environment(tmp_path):
     assert env["RESTIC_REPOSITORY"] == b2.location()
     assert not any(k.startswith("B2_") for k in env)
     assert set(env) <= {"PATH", "HOME", "LANG", "TMPDIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                        "AWS_DEFAULT_REGION", "RESTIC_REPOSITORY", "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD",
+                        "AWS_DEFAULT_REGION", "RESTIC_REPOSITORY", "RESTIC_PASSWORD_FILE",
                         "RESTIC_PROGRESS_FPS", "RESTIC_CACHE_DIR"}
     with pytest.raises(ValueError):
         S3Repository(endpoint="ftp://x", bucket="family", access_key_id="i", secret_access_key="s")
