@@ -104,7 +104,7 @@ def test_policies_depend_on_the_arguments():
 def test_every_command_that_deletes_data_or_grants_power_needs_approval():
     needs = {name for name, spec in REGISTRY.commands.items() if spec.policy.needs_request}
     assert {"backup prune", "backup restore", "cleanup run", "user deactivate", "user reset",
-            "ssh add", "ssh remove", "trust", "dns sync", "upgrade", "rollback", "reboot",
+            "ssh add", "ssh remove", "trust pin", "dns sync", "upgrade", "rollback", "reboot",
             "server reboot", "server resize", "service restart", "volume grow"} <= needs
 
 
