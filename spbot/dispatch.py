@@ -38,7 +38,7 @@ class Dispatcher:
     async def handle(self, request: Request) -> None:
         """Handle one command in its sender's turn; never raises (except when the bot is stopping)."""
         lane = self.lanes.lane(request.sender)
-        admission = lane.admit()
+        admission = lane.admit(backlog=request.sent_ts_ms / 1000 < self.bot.started)
         if admission in (Admission.REFUSE, Admission.REFUSE_AND_SAY):
             await self._refuse_flood(request, lane.waiting, say=admission is Admission.REFUSE_AND_SAY)
             self.lanes.forget_if_idle(request.sender)

@@ -4,7 +4,9 @@ another admin's.
 
 A lane admits every command; past `warn_at` waiting it says once "slow down" (the commands still run, in
 order); past `limit` waiting it refuses what comes in until the lane is shorter again, and says so once
-per burst (each refused command is audited by the dispatcher). Nothing is dropped without a word."""
+per burst (each refused command is audited by the dispatcher). Nothing is dropped without a word.
+Commands sent while the bot was down (the backlog of an outage) queue the same way but are never
+refused: they are not a flood, they are what the admin asked for while it could not answer."""
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +31,11 @@ class Lane:
         self._warned = False
         self._refusal_said = False
 
-    def admit(self) -> Admission:
+    def admit(self, backlog: bool = False) -> Admission:
+        """`backlog`: a command sent while the bot was not running (after an outage), not by a client
+        flooding now; it queues like the others but is never refused or told to slow down."""
+        if backlog:
+            return Admission.RUN
         if self.waiting >= self.limit:
             if self._refusal_said:
                 return Admission.REFUSE

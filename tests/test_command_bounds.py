@@ -141,6 +141,22 @@ async def test_a_lane_runs_two_at_a_time_warns_once_and_refuses_past_its_limit()
     assert lanes.lane("@a:x") is not lane
 
 
+async def test_a_backlog_from_an_outage_queues_but_is_never_refused_or_told_to_slow_down():
+    lane, gate, verdicts = SenderLanes(concurrent=2, warn_at=3, limit=6).lane("@a:x"), asyncio.Event(), []
+
+    async def command() -> None:
+        verdicts.append(lane.admit(backlog=True))
+        async with lane.turn():
+            await gate.wait()
+
+    tasks = [asyncio.create_task(command()) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    assert lane.waiting == 18 and lane.running == 2, "they still queue, two at a time"
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert verdicts == [Admission.RUN] * 20
+
+
 # --------------------------------------------------------------------------- through the real chat
 
 HOSTILE = [
