@@ -372,7 +372,7 @@ async def test_what_a_killed_bot_left_running_is_ended_at_the_next_start_and_tol
     report = await result_reply(alice, command_id, bot, "was interrupted", timeout=60)
 
     assert gone(sleep.pid, sleep.start), "the next start did not end the leftover"
-    assert (f"sh (pid {shell.pid}) was running and ended with the bot; sleep (pid {sleep.pid}), started by "
+    assert (f"pre command 1 (sh) (pid {shell.pid}) was running and ended with the bot; sleep (pid {sleep.pid}), started by "
             "it, was still running and has been stopped") in report.body, report.body
 
 
