@@ -18,7 +18,7 @@ from spbot.context import Context, Request, UserError
 from spbot.crosssign import CrossSigningError, decode_b64, format_fingerprint
 from spbot.identity_pins import KeyMoved
 from spbot.logs import get_logger
-from spbot.registry import command, on_startup
+from spbot.registry import command, on_startup, shown
 from spbot.render import Reply, human_duration, mention, table
 
 log = get_logger(__name__)
@@ -136,7 +136,7 @@ class IdentityKey(str):
         except ValueError:
             valid = False
         if not valid:
-            raise ValueError(f"{word[:60]!r} is not an identity key (43 characters of base64)")
+            raise ValueError(f"{shown(word)} is not an identity key (43 characters of base64)")
         return cls(word)
 
 

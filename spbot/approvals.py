@@ -79,12 +79,16 @@ class Approvals:
     # --- opening a request ---------------------------------------------------------------------
 
     async def open(self, request: Request, spec: CommandSpec, args: dict[str, Any], policy: Policy) -> None:
-        approvers = [a for a in self.bot.config.admins if a != request.sender]
+        approvers = await self._eligible_approvers(request.sender)
         if policy.approvals > len(approvers):
+            others = len([a for a in self.bot.config.admins if a != request.sender])
+            untrusted = f" ({others - len(approvers)} more whose identity is not trusted now)" \
+                if others > len(approvers) else ""
             await self.bot.send_reply(request, Reply.error(
                 f"{self.prefix}{spec.name} needs {policy.approvals} approvals but there are only "
-                f"{len(approvers)} other admins.",
-                f"Add admins, or lower [policies.\"{spec.name}\"] approvals in the config."))
+                f"{len(approvers)} other admins who can approve{untrusted}.",
+                f"Re-trust them ({self.prefix}trust), add admins, or lower [policies.\"{spec.name}\"] "
+                "approvals in the config."))
             return
         expiry = policy.expires if policy.expires is not None else self.bot.config.approval_expiry
         now = time.time()
@@ -104,6 +108,15 @@ class Approvals:
         await self.bot.outbox.annotate(message_id, "❌")
         await self._audit(row, "requested", preview)
         log.info("approval_requested", request=request_id, command=spec.name, sender=request.sender)
+
+    async def _eligible_approvers(self, requester: str) -> list[str]:
+        """The other admins whose vote can count: an admin whose identity changed is never one (their
+        votes are refused). Without an answer from the homeserver, every other admin is assumed."""
+        try:
+            return await self.bot.trust.eligible_approvers(requester, subject="")
+        except Exception as exc:     # the check must not block the request; their votes are checked anyway
+            log.warning("approvers_unchecked", error=exc.__class__.__name__)
+            return [a for a in self.bot.config.admins if a != requester]
 
     @property
     def prefix(self) -> str:

@@ -249,6 +249,10 @@ async def test_two_admins_wait_cancelled_or_moved_pins_nothing(synapse, two, tmp
     new_ben, key = await reset_identity(synapse, ben, tmp_path_factory)
     try:
         assert "changed" in (await new_ben.command(bot.room_id, "!ping", bot.user_id, timeout=30)).body
+        # meanwhile no dangerous request counts ben as a possible approver: it would only expire
+        danger = await ann_client.command(bot.room_id, f"!danger {suffix()}", bot.user_id, timeout=30)
+        assert "there are only 0 other admins who can approve (1 more whose identity is not trusted now)" \
+            in danger.body, danger.body
         await ann_client.command(bot.room_id, f"!trust {ben}", bot.user_id, timeout=30)
         cancelled = await ann_client.command(bot.room_id, f"!trust cancel {ben}", bot.user_id, timeout=30)
         assert "cancelled" in cancelled.body
