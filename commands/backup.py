@@ -52,6 +52,10 @@ async def backup_stats(ctx: Context) -> Reply:
 
 async def restore_preview(bot, snapshot: str, service: str | None = None, to: Path | None = None) -> str:
     backups = b.backups_of(bot)
+    if _every_service(snapshot, service, to):
+        names = ", ".join(backups.settings.services) or "none configured"
+        return (f"The latest snapshot of every service ({names}) → copied into {to}/<service>; "
+                "the live data is not touched.")
     try:
         snap, name = await backups.find_snapshot(snapshot, service, backups.restic())
     except UserError as exc:
@@ -65,6 +69,11 @@ async def restore_preview(bot, snapshot: str, service: str | None = None, to: Pa
     return f"{head} → REPLACES {paths} after a pre-restore snapshot of the current data{stop}."
 
 
+def _every_service(snapshot: str, service: str | None, to: Path | None) -> bool:
+    """`!backup restore latest --to DIR` without a service: every service's latest, side by side."""
+    return snapshot.strip().lower() == "latest" and service is None and to is not None
+
+
 @command("backup restore", help="restore a snapshot into place (or --to a new directory); needs approval",
          dangerous=True, locks={"system"}, preview=restore_preview)
 async def backup_restore(ctx: Context, snapshot: str, service: str | None = None, *,
@@ -74,6 +83,12 @@ async def backup_restore(ctx: Context, snapshot: str, service: str | None = None
     place and starts them. With --to the copy goes to that (new or empty) directory instead."""
     backups = b.backups_of(ctx.bot)
     await ctx.job.progress("finding the snapshot")
+    if _every_service(snapshot, service, to):
+        reports = await backups.restore_all_to(to, _progress(ctx))
+        missing = [n for n in backups.settings.services if n not in {r.service for r in reports}]
+        lines = [b.render_restore(r, ctx.config.timezone).body for r in reports]
+        lines += [f"ℹ️ {n}: no snapshot yet, nothing restored" for n in missing]
+        return Reply.text("\n".join(lines))
     if to is not None:
         report = await backups.restore_to(snapshot, service, to, _progress(ctx))
     else:

@@ -690,7 +690,7 @@ class Backups:
         """A snapshot by id prefix (or `latest` of a service) and the service it belongs to."""
         ref = ref.strip().lower()
         if ref == "latest" and not service:
-            raise UserError("`latest` needs a service name", "e.g. !backup restore latest nextcloud")
+            raise UserError("`latest` needs a service name", "e.g. !backup restore latest nextcloud (or --to DIR for every service)")
         if ref != "latest" and not re.fullmatch(r"[0-9a-f]{4,64}", ref):
             raise UserError(f"{ref!r} is not a snapshot id", "copy one from !backup list")
         found = await self.snapshots(service if ref == "latest" else None, restic)
@@ -837,6 +837,22 @@ class Backups:
         restic = self.restic()
         snapshot, name = await self.find_snapshot(ref, service, restic)
         _check_target(target, snapshot, self.settings.services.values())
+        return await self._copy_out(restic, snapshot, name, target, progress)
+
+    async def restore_all_to(self, target: Path, progress: Progress | None = None) -> list[RestoreReport]:
+        """The latest snapshot of every configured service, each into target/<service>/… (target new or
+        empty); services without a snapshot yet are left out (the caller says so)."""
+        restic = self.restic()
+        latest = {name: (await self.snapshots(name, restic))[-1:] for name in self.settings.services}
+        chosen = [(snaps[0], name) for name, snaps in latest.items() if snaps]
+        if not chosen:
+            raise UserError("there is no snapshot to restore yet", "run !backup now first")
+        for snapshot, _ in chosen:
+            _check_target(target, snapshot, self.settings.services.values())
+        return [await self._copy_out(restic, snapshot, name, target, progress) for snapshot, name in chosen]
+
+    async def _copy_out(self, restic: Restic, snapshot: Snapshot, name: str, target: Path,
+                        progress: Progress | None) -> RestoreReport:
         listing = await self._listing(restic, snapshot)
         report = RestoreReport(snapshot, name, into_place=False)
         stage = target / f".spbot-restoring-{snapshot.short_id}"

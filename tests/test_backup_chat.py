@@ -240,6 +240,34 @@ async def test_restore_to_a_directory_leaves_live_data_alone(alice, bob, world):
     assert world.bins.calls("systemctl") == []
 
 
+async def test_restore_latest_of_every_service_to_a_directory(alice, bob, world):
+    """`!backup restore latest --to DIR` without a service: each service's latest snapshot lands in
+    DIR/<service>/…, verified, and the live data is left alone."""
+    bot = world.bot
+    target = world.root / "restored-all"
+    in_repo = await restic_snapshots_json(world)
+    latest = {}
+    for snap in sorted(in_repo, key=lambda s: s["time"]):
+        for tag in snap.get("tags") or []:
+            if tag.startswith("service:"):
+                latest[tag.split(":", 1)[1]] = snap["short_id"]
+    world.bins.clear()
+    command_id, request, rid = await request_for(alice, bot, f"!backup restore latest --to {target}")
+    assert "The latest snapshot of every service (files, big, slow)" in request.body
+    assert f"copied into {target}/<service>" in request.body
+    await bob.command(bot.room_id, f"!approve {rid}", bot.user_id)
+    done = await result_reply(alice, command_id, bot, "✅ restored", timeout=120)
+    for service in ("files", "big", "slow"):
+        if service in latest:
+            assert f"✅ restored {service} from snapshot {latest[service]}" in done.body, done.body
+            assert (target / service).is_dir()
+        else:
+            assert f"{service}: no snapshot yet, nothing restored" in done.body, done.body
+    assert "big" in latest, "the big service was backed up by an earlier test"
+    assert_same_tree(world.live("big"), target / "big" / "big")
+    assert world.bins.calls("systemctl") == [], "no unit was stopped: the live data was not touched"
+
+
 # --------------------------------------------------------------------------- retention and drill
 
 
