@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from providers.dns.diff import RecordCheck, Status, check_zone, conflicts, plan_sync
-from providers.dns.records import DnsRecord, RecordChange
+from spbot.providers.dns.diff import RecordCheck, Status, check_zone, conflicts, plan_sync
+from spbot.providers.dns.records import DnsRecord, RecordChange
 from spbot import cloud
 from spbot.cloud import dns_settings, explained, provider_label
 from spbot.context import Context

@@ -6,7 +6,7 @@ import time
 from html import escape
 from typing import Annotated, Literal
 
-from providers.hetzner import MetricSeries, ResizePlan, ServerFacts, ServerMetrics, ServerTypeInfo
+from spbot.providers.hetzner import MetricSeries, ResizePlan, ServerFacts, ServerMetrics, ServerTypeInfo
 from spbot import cloud
 from spbot.cloud import Cost, explained, hetzner, hetzner_settings, runs_on_server
 from spbot.context import Context, UserError

@@ -22,4 +22,5 @@ async def status(ctx: Context) -> Reply:
     ]
     for extra in bot.status_sections:
         lines.extend(await extra(bot))
+    lines.extend(await bot.features.status_lines())
     return Reply.text("\n".join(lines))

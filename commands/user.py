@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from html import escape
 from typing import Annotated
 
-from providers.synapse_admin import HomeserverUser, RegistrationToken
+from spbot.providers.synapse_admin import HomeserverUser, RegistrationToken
 from spbot import useradmin
 from spbot.context import Context, UserError
 from spbot.registry import ONE_OTHER_ADMIN, Arg, Policy, command, parse_span

@@ -1,6 +1,6 @@
 """Strong generated passwords that can be read off a phone and typed on another.
 
-    from providers.passwords import generate_password
+    from spbot.providers.passwords import generate_password
     generate_password()        # 'k7mq-x3vd-p9tr-w4hn-c2jf': 20 characters, about 99 bits
 
 Characters come from `secrets` over 31 lowercase letters and digits without the look-alikes

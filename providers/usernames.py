@@ -9,7 +9,7 @@ the same name can later exist on the server's other services too:
 - not a system account or service name (root, nginx, postgres, …), not starting with
   `systemd` or `nixbld`, and not the bot's own name.
 
-    from providers.usernames import UsernameError, validate_username
+    from spbot.providers.usernames import UsernameError, validate_username
     try:
         localpart = validate_username(raw, bot_localpart="spbot")
     except UsernameError as error:

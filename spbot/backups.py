@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
-from providers.b2 import B2Error, B2Provider, BucketUsage
+from spbot.providers.b2 import B2Error, B2Provider, BucketUsage
 from spbot.config import ConfigError, Duration, Secret, config_section
 from spbot.context import UserError
 from spbot.logs import get_logger

@@ -25,6 +25,7 @@ from .config import Config
 from .context import Request, UserError
 from .devices import Devices
 from .dispatch import Dispatcher
+from .feature import F, Feature, Features
 from .inbox import FAILED_WHILE_RUNNING, NOTHING_RAN as NOTHING_RAN_REPLY, Inbox
 from .jobs import JobRunner
 from .logs import get_logger
@@ -43,7 +44,7 @@ SYNC_POSITION_KEY = "sync_position"
 
 
 class Bot:
-    def __init__(self, config: Config, registry: Registry = REGISTRY):
+    def __init__(self, config: Config, registry: Registry = REGISTRY, features: list[type[Feature]] = ()):
         self.config = config
         self.registry = registry
         self.started = time.time()
@@ -60,6 +61,7 @@ class Bot:
         self.alerts = Alerts(self)
         self.trust = Trust(self)
         self.screen: Screen | None = None
+        self.features = Features(features)
         # Modules add lines to !status here: async (bot) -> list[str].
         self.status_sections: list[Any] = []
         self._undecrypted: dict[str, tuple[MatrixRoom, MegolmEvent, float]] = {}
@@ -114,6 +116,7 @@ class Bot:
         self.spawn(self._after_first_sync(), name="own identity")
         for hook in self.registry.startup_hooks:
             await hook(self)
+        await self.features.start(self)
         log.info("started", version=__version__, device_id=client.device_id,
                  commands=len(self.registry.commands))
 
@@ -124,6 +127,7 @@ class Bot:
 
     async def stop(self) -> None:
         self.scheduler.shutdown(wait=False)
+        await self.features.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -131,6 +135,10 @@ class Bot:
         await self.trust.close()
         await self.connection.close()
         await self.store.close()
+
+    def feature(self, kind: type[F]) -> F:
+        """The running instance of a feature (spbot/features/)."""
+        return self.features.get(kind)
 
     def spawn(self, coro, name: str) -> asyncio.Task:
         """Run work beside the sync loop (a slow command must never hold up the next sync)."""

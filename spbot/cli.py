@@ -54,7 +54,7 @@ def _load(path: Path, with_commands: bool = False):
     printing one line per problem."""
     try:
         if with_commands:
-            from commands import load_all
+            from spbot.commands import load_all
             load_all()                 # the built-in sections first: a typo in one is told with the rest
         config = load_config(path)
         if with_commands:
@@ -83,9 +83,10 @@ def _run(args) -> int:
     setup_logging(config.log_level)
     make_private(config.state_dir)
     from .bot import Bot
+    from .features import all_features
     from .matrix import LoginFailed
     try:
-        asyncio.run(Bot(config).run())
+        asyncio.run(Bot(config, features=all_features()).run())
     except LoginFailed as exc:
         print(f"spbot: {exc}", file=sys.stderr)
         return 3
@@ -119,7 +120,7 @@ def _trust(args) -> int:
 def _config(args) -> int:
     """`config example` prints the generated example; `config check FILE` validates without connecting."""
     if args.action == "example":
-        from commands import load_all
+        from spbot.commands import load_all
         from .config_example import render_example
         load_all()
         print(render_example(), end="")

@@ -28,10 +28,10 @@ from zoneinfo import ZoneInfo
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from providers.dns import DnsError, HttpPolicy, make_provider
-from providers.dns.diff import RecordCheck, Status, check_zone
-from providers.dns.records import DEFAULT_SUBDOMAINS, DnsRecord, DomainConfig, expected_records
-from providers.hetzner import (
+from spbot.providers.dns import DnsError, HttpPolicy, make_provider
+from spbot.providers.dns.diff import RecordCheck, Status, check_zone
+from spbot.providers.dns.records import DEFAULT_SUBDOMAINS, DnsRecord, DomainConfig, expected_records
+from spbot.providers.hetzner import (
     ActionResult, HetznerCloud, HetznerError, HetznerSettings, Price, RetryPolicy, ServerFacts,
     VolumeInfo, volume_id_for_device,
 )

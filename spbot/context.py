@@ -9,6 +9,7 @@ from .render import Reply
 
 if TYPE_CHECKING:
     from .bot import Bot
+    from .feature import F
     from .registry import CommandSpec
 
 
@@ -55,6 +56,10 @@ class Context:
     @property
     def store(self):
         return self.bot.store
+
+    def feature(self, kind: type[F]) -> F:
+        """The running service of a feature, e.g. ctx.feature(Backups)."""
+        return self.bot.feature(kind)
 
     async def say(self, reply: Reply) -> int:
         """Post a message (as a reply to the command) besides the final result; returns its local id."""

@@ -19,6 +19,12 @@ async def run_checks(config: Config) -> int:
     failures = await _check_matrix(config)
     from .backups import doctor_check as backup_check
     failures += await backup_check(config, _line)
+    from .features import all_features
+    for kind in all_features():
+        for check in await kind.doctor(config):
+            _line({"ok": OK, "warn": WARN}.get(check.state, BAD),
+                  check.text + (f": {check.todo}" if check.todo and check.state != "ok" else ""))
+            failures += check.state == "fail"
     return 1 if failures else 0
 
 

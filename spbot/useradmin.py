@@ -21,12 +21,12 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from providers.synapse_admin import SynapseAdmin, SynapseAdminError
+from spbot.providers.synapse_admin import SynapseAdmin, SynapseAdminError
 from spbot.config import ConfigError, Duration, Secret, config_section
 from spbot.context import UserError
 from spbot.logs import get_logger, register_secret
 from spbot.render import Reply, human_duration
-from providers.usernames import UsernameError, validate_username
+from spbot.providers.usernames import UsernameError, validate_username
 
 if TYPE_CHECKING:
     from spbot.bot import Bot

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from b2sdk.v2 import B2HttpApiConfig, RawSimulator
 
-from providers.b2 import RESTIC_CAPABILITIES, B2Error, B2Provider, make_api
+from spbot.providers.b2 import RESTIC_CAPABILITIES, B2Error, B2Provider, make_api
 from tests.fakes.b2_simulator import AccountScopedSimulator
 
 BUCKET = "family-backups-3f9a"

@@ -15,7 +15,7 @@ import pytest
 from b2sdk.v2 import B2HttpApiConfig
 from pydantic import ValidationError
 
-from providers.b2 import B2Provider, make_api
+from spbot.providers.b2 import B2Provider, make_api
 from spbot.backups import (BackupSettings, Backups, cron_trigger, overdue, render_digest, render_forget,
                            render_list, render_stats, reply_for, restic_pattern)
 from spbot.context import UserError
@@ -555,7 +555,7 @@ async def test_b2_setup_makes_bucket_lifecycle_and_restricted_key_stored_private
     assert stored["s3_endpoint"] == b2_api.account_info.get_s3_api_url()   # the account's S3 endpoint
     assert repo.location() == f"s3:{stored['s3_endpoint']}/family-backups-3f9a/vps"
     assert repo.environment() == {"AWS_ACCESS_KEY_ID": stored["key_id"], "AWS_SECRET_ACCESS_KEY": stored["key"]}
-    from commands.backup import render_b2_setup
+    from spbot.commands.backup import render_b2_setup
     text = render_b2_setup(done, backups)
     assert stored["key"] not in text and master_key not in text and "!backup setup init" in text
 

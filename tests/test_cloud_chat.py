@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from providers.dns.records import DomainConfig, expected_records
+from spbot.providers.dns.records import DomainConfig, expected_records
 from spbot.cloud import HetznerConfig, ManagedServer, grow_offer_for
 from spbot.render import human_bytes
 from tests.fakebin import FakeBin, Rule

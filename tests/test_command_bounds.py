@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-import commands
+from spbot import commands
 from spbot.lanes import Admission, SenderLanes
 from spbot.registry import REGISTRY, ArgError, Policy, parse_span, split_words
 

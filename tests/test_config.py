@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import commands
+from spbot import commands
 from spbot.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent

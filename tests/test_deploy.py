@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import commands
+from spbot import commands
 from spbot.config import SECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +63,28 @@ def test_the_venv_has_the_runtime_packages_only(installed):
                                "import spbot; print(spbot.__file__)"], capture_output=True, text=True,
                               cwd=installed).stdout
     assert str(installed / "opt/spbot/.venv") in editable, "a regular install, not the checkout"
+
+
+def test_the_install_puts_one_top_level_package_in_site_packages(installed):
+    site = next((installed / "opt/spbot/.venv/lib").glob("python3*/site-packages"))
+    record = next(site.glob("spbot-*.dist-info")) / "RECORD"
+    tops = {line.split("/")[0] for line in record.read_text().splitlines()}
+    assert {t for t in tops if not t.endswith((".dist-info", ".pth"))} <= {"spbot", "..", "bin"}, tops
+    assert (site / "spbot/commands/backup.py").exists() and (site / "spbot/providers/dns").is_dir()
+    assert not (site / "commands").exists() and not (site / "providers").exists()
+
+
+def test_every_package_folder_is_listed_for_the_wheel():
+    """pyproject lists the packages by hand (commands/ and providers/ install under spbot/): a new
+    feature package that is missing there would be left out of the install."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for top, name in (("spbot", "spbot"), ("commands", "spbot.commands"), ("providers", "spbot.providers")):
+        for init in (ROOT / top).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((name, *rel)))
+    assert found == listed
 
 
 def test_the_installed_example_config_is_accepted(installed):

@@ -265,7 +265,7 @@ async def test_renotify_after_the_configured_interval_across_a_restart(alice, al
 # --------------------------------------------------------------------------- rendering details
 
 def test_table_shows_inodes_only_when_high_and_mounts_that_do_not_answer():
-    from commands.disk import usage_table
+    from spbot.commands.disk import usage_table
     from spbot.diskwatch import DiskSettings
     from spbot.system.disks import MountUsage
 

@@ -1,4 +1,4 @@
-"""providers.dns: the expected record set, the diff, and the real httpx code of the Cloudflare
+"""spbot.providers.dns: the expected record set, the diff, and the real httpx code of the Cloudflare
 and deSEC providers against the local fakes."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from providers.dns import DnsError, HttpPolicy, make_provider
-from providers.dns.cloudflare import CloudflareDns
-from providers.dns.desec import DesecDns
-from providers.dns.diff import Status, check_records, check_zone, plan_sync, sync_zone
-from providers.dns.records import (
+from spbot.providers.dns import DnsError, HttpPolicy, make_provider
+from spbot.providers.dns.cloudflare import CloudflareDns
+from spbot.providers.dns.desec import DesecDns
+from spbot.providers.dns.diff import Status, check_records, check_zone, plan_sync, sync_zone
+from spbot.providers.dns.records import (
     DnsRecord, DomainConfig, expected_records, quote_txt, relative_name, unquote_txt,
 )
 from tests.fakes import Fault

@@ -1,4 +1,4 @@
-"""providers.hetzner with the real hcloud client against the local fake Hetzner Cloud API."""
+"""spbot.providers.hetzner with the real hcloud client against the local fake Hetzner Cloud API."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from providers.hetzner import (
+from spbot.providers.hetzner import (
     HetznerCloud, HetznerError, HetznerSettings, RetryPolicy, volume_id_for_device,
 )
 from tests.fakes.hetzner_api import FakeHetzner

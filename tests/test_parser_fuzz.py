@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import commands
+from spbot import commands
 from spbot.registry import (DEFAULT_MAX_LENGTH, MAX_PATH_LENGTH, REGISTRY, ArgError,
                             CommandSpec, Param, _base_type, _convert, split_words)
 

@@ -17,14 +17,14 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from providers.synapse_admin import (
+from spbot.providers.synapse_admin import (
     AccessTokenRejected, AdminApiUnavailable, HomeserverFailed, HomeserverUnreachable,
     InvalidRequest, NotServerAdmin, Refused, RegistrationToken, SynapseAdmin, SynapseAdminError,
     TokenNotFound, UserDeactivated, UserExists, UserNotFound,
 )
 from spbot.devstack import Synapse, free_port
-from providers.passwords import ALPHABET, entropy_bits, generate_password
-from providers.usernames import MAX_LENGTH, UsernameError, is_reserved, validate_username
+from spbot.providers.passwords import ALPHABET, entropy_bits, generate_password
+from spbot.providers.usernames import MAX_LENGTH, UsernameError, is_reserved, validate_username
 
 SUFFIX = secrets.token_hex(3)
 ADMIN_PASSWORD = "synapse admin test password 7"

@@ -24,7 +24,7 @@ python3Packages.buildPythonApplication {
 
   # the suite needs a homeserver and network-free services of its own: run it with deploy/test
   doCheck = false;
-  pythonImportsCheck = [ "spbot" "commands" "providers" ];
+  pythonImportsCheck = [ "spbot" "spbot.commands" "spbot.providers" ];
 
   meta = {
     description = "A Matrix bot that runs a family's self-hosted server from an end-to-end encrypted room";

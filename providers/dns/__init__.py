@@ -1,8 +1,8 @@
 """DNS providers (Cloudflare, deSEC): the interface they share and their HTTP discipline.
 
-    from providers.dns import make_provider
-    from providers.dns.records import DomainConfig, expected_records
-    from providers.dns.diff import check_zone, sync_zone
+    from spbot.providers.dns import make_provider
+    from spbot.providers.dns.records import DomainConfig, expected_records
+    from spbot.providers.dns.diff import check_zone, sync_zone
 
     async with make_provider("desec", "example.org", token) as dns:
         checks = await check_zone(dns, expected_records(config))   # ok / missing / different

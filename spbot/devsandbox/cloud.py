@@ -48,7 +48,7 @@ def _seed_zone(cloudflare, expected_records, domain_config) -> None:
 
 def serve(state: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    from providers.dns.records import DomainConfig, expected_records
+    from spbot.providers.dns.records import DomainConfig, expected_records
     from tests.fakes.cloudflare_api import TOKEN as CF_TOKEN
     from tests.fakes.cloudflare_api import FakeCloudflare
     from tests.fakes.hetzner_api import TOKEN as HZ_TOKEN

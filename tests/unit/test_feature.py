@@ -1,0 +1,87 @@
+"""The feature shape: started in list order with their own settings, scheduled work added, status lines
+gathered, stopped in reverse; a command asking for a feature the bot does not run is told so."""
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from spbot.config import Config, config_section
+from spbot.feature import Feature, Features, Scheduled
+from spbot.scheduler import make_scheduler
+
+
+@config_section("unit_sample")
+class SampleSettings(BaseModel):
+    every: int = 60
+
+
+EVENTS: list[str] = []
+
+
+class Sample(Feature):
+    name = "unit_sample"
+    settings_model = SampleSettings
+
+    async def start(self) -> None:
+        EVENTS.append(f"start sample every={self.settings.every}")
+
+    async def stop(self) -> None:
+        EVENTS.append("stop sample")
+
+    def scheduled(self) -> list[Scheduled]:
+        return [Scheduled("sample-tick", "sample tick", self.tick, interval=self.settings.every),
+                Scheduled("sample-night", "sample night", self.tick, cron="0 3 * * *")]
+
+    async def tick(self) -> None:
+        EVENTS.append("tick")
+
+    async def status_lines(self) -> list[str]:
+        return ["sample: fine"]
+
+
+class Plain(Feature):
+    name = "unit_plain"
+
+    async def start(self) -> None:
+        EVENTS.append(f"start plain settings={self.settings}")
+
+    async def stop(self) -> None:
+        EVENTS.append("stop plain")
+
+
+class Host:
+    def __init__(self, config: Config):
+        self.config = config
+        self.scheduler = make_scheduler(config.timezone)
+
+
+def config(**sections) -> Config:
+    return Config(homeserver="http://127.0.0.1:1", user_id="@bot:localhost", admins=["@a:localhost"],
+                  state_dir="/nonexistent", password={"file": "/nonexistent"},
+                  allow_any_admin_room=True,
+                  timezone="Europe/Berlin", **sections)
+
+
+async def test_features_start_in_order_with_their_settings_and_stop_in_reverse():
+    EVENTS.clear()
+    host = Host(config(unit_sample={"every": 5}))
+    features = Features([Sample, Plain])
+    await features.start(host)
+    assert EVENTS == ["start sample every=5", "start plain settings=None"]
+    jobs = {job.id: job for job in host.scheduler.get_jobs()}
+    assert set(jobs) == {"sample-tick", "sample-night"}
+    assert jobs["sample-tick"].trigger.interval.total_seconds() == 5
+    assert str(jobs["sample-night"].trigger.timezone) == "Europe/Berlin"
+    assert await features.status_lines() == ["sample: fine"]
+    assert features.get(Sample).settings.every == 5
+    await features.stop()
+    assert EVENTS[-2:] == ["stop plain", "stop sample"]
+
+
+async def test_an_absent_section_gives_the_defaults_and_an_unknown_feature_is_named():
+    host = Host(config())
+    features = Features([Sample])
+    await features.start(host)
+    assert features.get(Sample).settings.every == 60
+    with pytest.raises(LookupError, match="Plain is not running"):
+        features.get(Plain)
