@@ -49,6 +49,9 @@ class Alerts:
     def __init__(self, bot: "Bot"):
         self.bot = bot
         self.store = bot.store
+        # Told of each alert as it is posted (first time or worse, not reminders):
+        # async (key, severity, text, message_ids) -> None; e.g. the out-of-band relay.
+        self.listeners: list = []
 
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
@@ -87,6 +90,7 @@ class Alerts:
             "THEN alerts.first_seen ELSE excluded.first_seen END",
             (key, severity, text, now, now))
         prefix = f"{ICONS[severity]} {'still: ' if reminder else ''}{text}"
+        outside = f"{ICONS[severity]} {text}" + (f"\nWhat to do: {todo}" if todo else "")
         if offer:
             todo = f"react ✅ to this message to run {offer}" + (f"; or {todo}" if todo else "")
         ids = await self.bot.notify(mention(to if to else self.bot.config.admins,
@@ -95,6 +99,9 @@ class Alerts:
             await self.store.execute("INSERT OR REPLACE INTO alert_offers(message_id, command, created) "
                                      "VALUES(?, ?, ?)", (message_id, offer, now))
         log.warning("alert", key=key, severity=severity, reminder=reminder)
+        if not reminder:
+            for listener in self.listeners:
+                await listener(key, severity, outside, ids)
         return True
 
     async def clear(self, key: str, text: str, now: float | None = None) -> bool:

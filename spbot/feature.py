@@ -66,6 +66,8 @@ class Host(Protocol):
     store: Any
     scheduler: Any
     alerts: Any
+    outbox: Any                  # undelivered(ids): whether messages reached the homeserver
+    connection: Any              # online / offline: asyncio events of the homeserver connection
 
     async def notify(self, reply: Any, rooms: list[str] | None = None) -> list[int]: ...
     async def direct_message(self, user_id: str, reply: Any, secret: bool = False) -> int: ...

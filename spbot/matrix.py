@@ -51,6 +51,7 @@ class Connection:
         self.client: AsyncClient | None = None
         self.first_sync_done = asyncio.Event()
         self.online = asyncio.Event()
+        self.offline = asyncio.Event()          # set while syncs fail (online's opposite, to wait on)
         self._stopping = False
         self.on_device_changes: Callable[[list[str]], None] | None = None
 
@@ -199,6 +200,7 @@ class Connection:
             if not self.online.is_set():
                 log.info("homeserver_online")
             self.online.set()
+            self.offline.clear()
             return response
 
     async def _until_done(self, step: str, work: Callable[[], Awaitable]):
@@ -219,6 +221,7 @@ class Connection:
                 log.warning("homeserver_unreachable", step=step, error=exc.__class__.__name__,
                             detail=str(exc)[:200], retry_in=backoff)
             self.online.clear()
+            self.offline.set()
         else:
             log.exception("sync_step_failed", step=step, retry_in=backoff)
 

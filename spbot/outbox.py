@@ -125,6 +125,13 @@ class Outbox:
                     await self._sent.wait()
         return await asyncio.wait_for(sent(), timeout)
 
+    async def undelivered(self, message_ids: list[int]) -> list[int]:
+        """Those of these messages that have not reached the homeserver yet."""
+        marks = ",".join("?" * len(message_ids))
+        rows = await self.store.fetchall(f"SELECT id FROM outbox WHERE id IN ({marks}) AND event_id IS NULL",
+                                         list(message_ids)) if message_ids else []
+        return [r["id"] for r in rows]
+
     async def pending(self) -> int:
         row = await self.store.fetchone(
             "SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL AND failed IS NULL")
