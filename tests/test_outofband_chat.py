@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import json
+import re
 import threading
 from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.matrix
 TIMEOUT = 30
+HEARTBEAT_ID = "5f2c1e0a-7d1b-4c39-9a51-0c3e8d1f6b22"
 
 
 class Mailbox:
@@ -42,15 +44,20 @@ class Mailbox:
 
 
 class Receiver:
-    """A local HTTP endpoint (Apprise's json:// posts here); keeps each body."""
+    """A local HTTP endpoint: Apprise's json:// posts to /alerts, the heartbeat pings /ping/…"""
 
     def __init__(self):
         self.bodies: list[dict] = []
-        received = self.bodies
+        self.pings: list[tuple[str, str]] = []
+        receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/ping/"):
+                    receiver.pings.append((self.path, body.decode()))
+                else:
+                    receiver.bodies.append(json.loads(body))
                 self.send_response(200)
                 self.end_headers()
 
@@ -91,6 +98,7 @@ async def oob_bot(make_bot, usage, mailbox, receiver, tmp_path_factory) -> "Test
     (secrets / "email").write_text(f"mailto://127.0.0.1:{mailbox.port}?from=spbot@example.org"
                                    f"&to=alice@example.org&secure=no&smtp=127.0.0.1\n")
     (secrets / "hook").write_text(f"json://127.0.0.1:{receiver.port}/alerts\n")
+    (secrets / "heartbeat").write_text(f"http://127.0.0.1:{receiver.port}/ping/{HEARTBEAT_ID}\n")
     return await make_bot("outofband", extra=f"""
 [disk]
 usage_source = "{usage.path}"
@@ -100,6 +108,10 @@ renotify = "1h"
 [outofband]
 urls = [{{file = "{secrets / 'email'}"}}, {{file = "{secrets / 'hook'}"}}]
 grace = "2s"
+
+[heartbeat]
+url = {{file = "{secrets / 'heartbeat'}"}}
+interval = "1s"
 """)
 
 
@@ -152,3 +164,12 @@ async def test_status_names_the_channels_not_their_urls(alice, oob_bot, mailbox)
     reply = await alice.command(oob_bot.room_id, "!status", oob_bot.user_id, timeout=TIMEOUT)
     assert "out of band: e-mail, web hook for critical alerts after 2s" in reply.body, reply.body
     assert str(mailbox.port) not in reply.body
+
+
+async def test_the_heartbeat_pings_on_its_schedule_without_showing_its_url(alice, oob_bot, receiver):
+    before = len(receiver.pings)
+    await until(lambda: len(receiver.pings) >= before + 2, 10)
+    assert {path for path, _ in receiver.pings} == {f"/ping/{HEARTBEAT_ID}"}
+    reply = await alice.command(oob_bot.room_id, "!status", oob_bot.user_id, timeout=TIMEOUT)
+    assert re.search(r"heartbeat: every 1s, last ping \d+s ago \(ok\)", reply.body), reply.body
+    assert HEARTBEAT_ID not in reply.body and HEARTBEAT_ID not in oob_bot.log()

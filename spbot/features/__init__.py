@@ -7,5 +7,6 @@ from ..feature import Feature
 
 def all_features() -> list[type[Feature]]:
     """Imported on call: the command line and tests that only parse config pay for no feature."""
+    from .heartbeat import HeartbeatFeature
     from .outofband import OutOfBandFeature
-    return [OutOfBandFeature]
+    return [OutOfBandFeature, HeartbeatFeature]
