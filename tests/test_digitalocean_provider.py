@@ -364,3 +364,25 @@ async def test_slow_answer_then_recovery_and_no_answer(settings, fake):
     fake.slow(0.6, times=10, path="/v2/sizes")
     with pytest.raises(DigitalOceanError, match=r"did not answer within 0.2 s .* \(tried 4 times\)"):
         await do.sizes()
+
+
+# -- the fake's wire shapes, as pydo receives them ------------------------------------------
+
+
+def test_the_fake_speaks_the_spec_shapes(fake):
+    """shared/pages.yml (absolute first/prev/next/last, `{}` on one page), shared/meta.yml,
+    shared/models/error.yml and the ratelimit-* headers (shared/headers.yml) on every answer."""
+    import httpx
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    middle = httpx.get(f"{fake.url}/v2/sizes?page=2&per_page=2", headers=auth)
+    body = middle.json()
+    assert set(body) == {"sizes", "links", "meta"} and body["meta"] == {"total": 6}
+    assert set(body["links"]["pages"]) == {"first", "prev", "next", "last"}
+    assert body["links"]["pages"]["next"] == f"{fake.url}/v2/sizes?page=3&per_page=2"
+    assert httpx.get(f"{fake.url}/v2/sizes", headers=auth).json()["links"] == {}
+    missing = httpx.get(f"{fake.url}/v2/droplets/1", headers=auth)
+    assert missing.status_code == 404
+    assert set(missing.json()) == {"id", "message", "request_id"}
+    for answer in (middle, missing):
+        assert {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= set(answer.headers)
+    assert httpx.get(f"{fake.url}/metadata/v1/id").text == str(DROPLET_ID)

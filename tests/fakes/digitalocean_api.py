@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from . import Fault, FakeServer, Request, Response, iso_now
+from .digitalocean_metrics import metrics_answer
 
 TOKEN = "test-token"
 DROPLET_ID = 3164444
@@ -54,8 +55,6 @@ SIZES = {
 DROPLET_ACTIONS = {"enable_backups", "disable_backups", "reboot", "power_cycle", "shutdown",
                    "power_off", "power_on", "restore", "password_reset", "resize", "rebuild",
                    "rename", "change_kernel", "enable_ipv6", "snapshot"}
-CPU_MODES = {"idle": 0.70, "iowait": 0.02, "irq": 0.0, "nice": 0.0, "softirq": 0.01,
-             "steal": 0.02, "system": 0.05, "user": 0.20}  # share of each second, per vCPU
 
 
 def region_json(slug: str) -> dict[str, Any]:
@@ -410,45 +409,4 @@ class FakeDigitalOcean(FakeServer):
     # -- monitoring ------------------------------------------------------------------------
 
     def _metrics(self, request: Request) -> Response:
-        """`data.result[]` of `{metric: labels, values: [[unix, "value"], ...]}` (matrix)."""
-        metric = request.params["metric"]
-        host, start, end = request.arg("host_id"), request.arg("start"), request.arg("end")
-        if not (host and start and end and start.isdigit() and end.isdigit()):
-            return Response(400, error_body("bad_request", "host_id, start and end are required"))
-        droplet = self.droplets.get(int(host)) if host.isdigit() else None
-        t0, t1 = int(start), int(end)
-        step = max(60, (t1 - t0) // 240)
-        stamps = list(range(t0 - t0 % step + step, t1 + 1, step))
-        results = [] if droplet is None else self._results(metric, request, droplet, stamps)
-        if results is None:
-            return self.not_found(request)
-        return Response(200, {"status": "success",
-                              "data": {"resultType": "matrix", "result": results}})
-
-    def _results(self, metric: str, request: Request, droplet: dict[str, Any],
-                 stamps: list[int]) -> list[dict[str, Any]] | None:
-        host = {"host_id": str(droplet["id"])}
-        if metric == "cpu":
-            return [{"metric": {**host, "mode": mode},
-                     "values": [[ts, f"{share * droplet['vcpus'] * (ts - 1.7e9):.2f}"]
-                                for ts in stamps]}
-                    for mode, share in CPU_MODES.items()]
-        if metric == "bandwidth":
-            interface, direction = request.arg("interface"), request.arg("direction")
-            if interface not in ("public", "private") or direction not in ("inbound",
-                                                                           "outbound"):
-                return None
-            base = {"public": 1.5, "private": 0.2}[interface]
-            return [{"metric": {**host, "direction": direction, "interface": interface},
-                     "values": [[ts, str(base + (i % 5) * 0.1)]
-                                for i, ts in enumerate(stamps)]}]
-        if metric in ("filesystem_free", "filesystem_size"):
-            mounts = [("/dev/vda1", "/", droplet["disk"])] + [
-                ("/dev/sda", f"/mnt/{v['name']}", v["size_gigabytes"])
-                for v in self.volumes.values() if droplet["id"] in v["droplet_ids"]]
-            return [{"metric": {**host, "device": device, "fstype": "ext4",
-                                "mountpoint": mount},
-                     "values": [[ts, str(gb * 1024**3 if metric == "filesystem_size"
-                                         else gb * 1024**3 // 2)] for ts in stamps]}
-                    for device, mount, gb in mounts]
-        return None
+        return metrics_answer(request, self.droplets, self.volumes)
