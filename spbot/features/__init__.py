@@ -7,4 +7,9 @@ from ..feature import Feature
 
 def all_features() -> list[type[Feature]]:
     """Imported on call: the command line and tests that only parse config pay for no feature."""
-    return []
+    from .dns import DnsFeature
+    from .server import ServerFeature
+    return [
+        ServerFeature,
+        DnsFeature,
+    ]
