@@ -2,27 +2,28 @@
 that writes only the differences. A scheduled check alerts when the zone drifts."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
+from spbot.context import Context
+from spbot.features.common import tolerant_preview
+from spbot.features.dns import DnsFeature
+from spbot.features.dns.zone import (
+    check_dns, dns_zone, drift_summary, expected, explained, provider_label,
+)
 from spbot.providers.dns.diff import RecordCheck, Status, check_zone, conflicts, plan_sync
 from spbot.providers.dns.records import DnsRecord, RecordChange
-from spbot import cloud
-from spbot.cloud import dns_settings, explained, provider_label
-from spbot.context import Context
-from spbot.registry import command, on_startup
+from spbot.registry import command
 from spbot.render import Reply, table
 
 ICONS = {Status.OK: "✅ ok", Status.MISSING: "❌ missing", Status.DIFFERENT: "⚠️ different",
          Status.CONFLICT: "⛔ CNAME conflict"}
-FIRST_CHECK_WITHIN = 60.0  # seconds after start, so a drift is seen soon after a restart
 
 
 @command("dns check", help="expected DNS records against the zone: ok, missing or different")
 async def dns_check(ctx: Context) -> Reply:
-    settings = dns_settings(ctx.bot)
-    checks = await cloud.check_dns(settings)
+    feature = ctx.feature(DnsFeature)
+    settings = feature.require_settings()
+    checks = await check_dns(settings)
     if all(c.status is Status.OK for c in checks):
-        await cloud.report_drift(ctx.bot, settings, checks)  # clears a drift alert, if any
+        await feature.report_drift(settings, checks)  # clears a drift alert, if any
     counts = {status: sum(c.status is status for c in checks) for status in Status}
     title = (f"🌐 DNS of {settings.domain} at {provider_label(settings)}: "
              f"{counts[Status.OK]} ok, {counts[Status.MISSING]} missing, "
@@ -68,10 +69,10 @@ def short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-@cloud.tolerant_preview
+@tolerant_preview
 async def sync_preview(bot, *, replace_cname: bool = False) -> str:
-    settings = dns_settings(bot)
-    checks = await cloud.check_dns(settings)
+    settings = bot.feature(DnsFeature).require_settings()
+    checks = await check_dns(settings)
     todo = [c for c in checks if c.status is not Status.OK
             and (replace_cname or c.status is not Status.CONFLICT)]
     lines = ([f"{len(todo)} change(s) at {provider_label(settings)} for {settings.domain}:"]
@@ -99,18 +100,19 @@ def planned(check: RecordCheck) -> str:
 async def dns_sync(ctx: Context, *, replace_cname: bool = False) -> Reply:
     """Writes all changes in one request (Cloudflare's batch, deSEC's bulk PATCH): the zone
     gets all of them or none. A name held by a CNAME is skipped unless --replace-cname."""
-    settings = dns_settings(ctx.bot)
+    feature = ctx.feature(DnsFeature)
+    settings = feature.require_settings()
     await ctx.job.progress(f"reading and updating the zone at {provider_label(settings)}")
     with explained():
-        async with cloud.dns_zone(settings) as zone:
-            checks = await check_zone(zone, cloud.expected(settings))
+        async with dns_zone(settings) as zone:
+            checks = await check_zone(zone, expected(settings))
             changes = plan_sync(checks, replace_cnames=replace_cname)
             if changes:
                 await zone.apply(changes)
     skipped = {} if replace_cname else conflicted_names(checks)
-    after = await cloud.check_dns(settings)
-    await cloud.report_drift(ctx.bot, settings, after)
-    left = cloud.drift_summary(after)
+    after = await check_dns(settings)
+    await feature.report_drift(settings, after)
+    left = drift_summary(after)
     head = (f"✅ DNS of {settings.domain} at {provider_label(settings)}: "
             + (f"{len(changes)} change(s) made." if changes else "nothing needed changing."))
     lines = [head] + [f"• {done(c)}" for c in changes]
@@ -129,14 +131,3 @@ def done(change: RecordChange) -> str:
         return f"created {change.record.describe()}"
     was = ", ".join(short(value(r)) for r in change.replaces)
     return f"updated {change.record.describe()} (was {was})"
-
-
-@on_startup
-async def schedule_drift_check(bot) -> None:
-    settings = bot.config.settings("dns")
-    if not settings.configured or not settings.check_interval:
-        return
-    first = min(settings.check_interval, FIRST_CHECK_WITHIN)
-    bot.scheduler.add_job(cloud.DriftWatch(bot).run, "interval", seconds=settings.check_interval,
-                          id="dns-drift", name="DNS drift check", replace_existing=True,
-                          next_run_time=datetime.now(timezone.utc) + timedelta(seconds=first))

@@ -6,16 +6,17 @@ import time
 from html import escape
 from typing import Annotated, Literal
 
-from spbot.providers.hetzner import MetricSeries, ResizePlan, ServerFacts, ServerMetrics, ServerTypeInfo
-from spbot import cloud
-from spbot.cloud import Cost, explained, hetzner, hetzner_settings, runs_on_server
 from spbot.context import Context, UserError
-from spbot.logs import get_logger
-from spbot.registry import Arg, command, on_startup
+from spbot.features.common import progress_steps, tolerant_preview
+from spbot.features.server import ServerFeature
+from spbot.features.server.provider import explained
+from spbot.features.server.render import Cost, euro
+from spbot.providers.cloud_server import (
+    MetricSeries, ResizePlan, ServerFacts, ServerMetrics, ServerTypeInfo,
+)
+from spbot.registry import Arg, command
 from spbot.render import Reply, human_bytes, table
 from spbot.system.forecast import DAY, sparkline
-
-log = get_logger(__name__)
 
 OWN_HOST = ("I run on {name} myself: a resize first powers it off, and I would go down with "
             "it before I could change the type and power it on again, so it would stay off.")
@@ -28,9 +29,10 @@ OWN_HOST_TODO = ("Resize it in the Hetzner Cloud Console (it powers the server o
 
 @command("server", help="the Hetzner server: type, location, addresses, status, traffic, price")
 async def server(ctx: Context) -> Reply:
+    feature = ctx.feature(ServerFeature)
     with explained():
-        facts = await hetzner(ctx.bot).server_facts()
-    own = runs_on_server(hetzner_settings(ctx.bot), facts)
+        facts = await feature.provider().server_facts()
+    own = feature.runs_on_server(facts)
     return facts_reply(f"🖥 {facts.name}: {facts.status}", [
         ("type", type_text(facts.server_type, facts.disk_gb)),
         ("location", f"{facts.location}" + (f" ({facts.city})" if facts.city else "")),
@@ -76,7 +78,7 @@ def traffic_text(facts: ServerFacts) -> str:
 
 @command("server metrics", help="CPU, disk IO and network of the last 1h, 24h or 7d as sparklines")
 async def server_metrics(ctx: Context, period: Literal["1h", "24h", "7d"] = "24h") -> Reply:
-    client = hetzner(ctx.bot)
+    client = ctx.feature(ServerFeature).provider()
     with explained():
         facts = await client.server_facts()
         kinds = await asyncio.gather(*(client.metrics(kind, period)
@@ -130,13 +132,14 @@ def series_sparkline(series: MetricSeries, metrics: ServerMetrics, width: int = 
 # -- !server reboot ------------------------------------------------------------------------
 
 
-@cloud.tolerant_preview
+@tolerant_preview
 async def reboot_preview(bot) -> str:
+    feature = bot.feature(ServerFeature)
     with explained():
-        facts = await hetzner(bot).server_facts()
+        facts = await feature.provider().server_facts()
     lines = [f"Soft reboot of {facts.name} ({facts.server_type.name}, {facts.location}, "
              f"{facts.ipv4}): every service is down for a minute or two."]
-    if runs_on_server(hetzner_settings(bot), facts):
+    if feature.runs_on_server(facts):
         lines.append("I run on this server: I go down with it and report here when I am back.")
     return "\n".join(lines)
 
@@ -144,14 +147,15 @@ async def reboot_preview(bot) -> str:
 @command("server reboot", help="soft reboot of the server through Hetzner (needs approval)",
          dangerous=True, locks={"system", "hetzner"}, preview=reboot_preview)
 async def server_reboot(ctx: Context) -> Reply:
-    client = hetzner(ctx.bot)
+    feature = ctx.feature(ServerFeature)
+    client = feature.provider()
     with explained():
         facts = await client.server_facts()
-    own = runs_on_server(hetzner_settings(ctx.bot), facts)
+    own = feature.runs_on_server(facts)
     await ctx.job.progress(f"asking Hetzner to reboot {facts.name}")
     # Stored before the request: if the reboot takes the bot down, the restarted bot reports.
-    await cloud.remember_reboot(
-        ctx.bot, job_id=ctx.job.id, requester=ctx.sender, room_id=ctx.request.room_id,
+    await feature.remember_reboot(
+        job_id=ctx.job.id, requester=ctx.sender, room_id=ctx.request.room_id,
         event_id=ctx.request.event_id, server=facts.name, own_host=own,
         requested_at=time.time(), action_id=None)
     if own:
@@ -159,34 +163,21 @@ async def server_reboot(ctx: Context) -> Reply:
     try:
         with explained():
             action = await client.start_reboot()
-            await cloud.remember_reboot(ctx.bot, action_id=action.id)
+            await feature.remember_reboot(action_id=action.id)
             await ctx.job.progress("rebooting; I will report here when I am back" if own
                                    else f"rebooting (Hetzner action #{action.id})")
             result = await client.wait_action(action, "rebooting the server")
             after = await client.server_facts()
     except asyncio.CancelledError:
         if ctx.job.cancelled_by:  # an admin stopped the wait; a bot stop keeps the mark
-            await cloud.forget_reboot(ctx.bot)
+            await feature.forget_reboot()
         raise
     except UserError:
-        await cloud.forget_reboot(ctx.bot)
+        await feature.forget_reboot()
         raise
-    await cloud.forget_reboot(ctx.bot)
+    await feature.forget_reboot()
     return Reply.text(f"✅ {after.name} rebooted: Hetzner's reboot action #{result.id} "
                       f"succeeded; the server is {after.status}.")
-
-
-@on_startup
-async def report_reboot(bot) -> None:
-    if bot.config.settings("hetzner").configured:
-        bot.spawn(_report_reboot(bot), name="reboot report")
-
-
-async def _report_reboot(bot) -> None:
-    try:
-        await cloud.report_reboot_after_restart(bot)
-    except Exception:  # a background task: nobody else would see the traceback
-        log.exception("reboot_report_failed")
 
 
 # -- !server snapshot ----------------------------------------------------------------------
@@ -195,10 +186,10 @@ async def _report_reboot(bot) -> None:
 @command("server snapshot", locks={"hetzner"},
          help="snapshot image of the server's disk, with an optional description")
 async def server_snapshot(ctx: Context, *description: str) -> Reply:
-    client = hetzner(ctx.bot)
+    client = ctx.feature(ServerFeature).provider()
     with explained():
         snapshot = await client.create_snapshot(" ".join(description) or None,
-                                                on_progress=cloud.progress_steps(ctx.job, 1))
+                                                on_progress=progress_steps(ctx.job, 1))
     size = (f"{snapshot.image_size_gb:g} GB compressed" if snapshot.image_size_gb is not None
             else "size not known yet")
     disk = f", of a {snapshot.disk_size_gb:g} GB disk" if snapshot.disk_size_gb else ""
@@ -213,15 +204,16 @@ async def server_snapshot(ctx: Context, *description: str) -> Reply:
 TypeName = Annotated[str, Arg(metavar="type", help="the new server type, e.g. cx32")]
 
 
-@cloud.tolerant_preview
+@tolerant_preview
 async def resize_preview(bot, server_type: str) -> str:
-    client = hetzner(bot)
+    feature = bot.feature(ServerFeature)
+    client = feature.provider()
     with explained():
         facts = await client.server_facts()
         plan = await client.plan_resize(server_type)
-    await cloud.remember_shown_type(bot, plan.new.name, plan.current.name)
+    await feature.remember_shown_type(plan.new.name, plan.current.name)
     lines = plan_lines(plan)
-    if runs_on_server(hetzner_settings(bot), facts):
+    if feature.runs_on_server(facts):
         lines.append("⚠️ This will be refused: " + OWN_HOST.format(name=facts.name))
     if plan.problems:
         lines.append("⚠️ Hetzner cannot do this: " + "; ".join(plan.problems) + ".")
@@ -240,26 +232,27 @@ def price_change(plan: ResizePlan) -> str:
     difference = Cost.of(plan.monthly_difference)
     if not (old and new and difference):
         return "Price: unknown for this location; see https://www.hetzner.com/cloud."
-    return (f"Price: {cloud.euro(old.net)} → {cloud.euro(new.net)} per month, "
+    return (f"Price: {euro(old.net)} → {euro(new.net)} per month, "
             f"{difference.text(signed=True)}.")
 
 
 @command("server resize", help="change the server type, keeping the disk (needs approval)",
          dangerous=True, locks={"system", "hetzner"}, preview=resize_preview)
 async def server_resize(ctx: Context, server_type: TypeName) -> Reply:
-    client = hetzner(ctx.bot)
+    feature = ctx.feature(ServerFeature)
+    client = feature.provider()
     with explained():
         facts = await client.server_facts()
-    if runs_on_server(hetzner_settings(ctx.bot), facts):
+    if feature.runs_on_server(facts):
         raise UserError(OWN_HOST.format(name=facts.name), OWN_HOST_TODO)
     with explained():
         plan = await client.plan_resize(server_type)
         if not plan.possible:
             raise UserError("Hetzner cannot resize: " + "; ".join(plan.problems) + ".",
                             "Pick another type; see https://www.hetzner.com/cloud.")
-        shown = await cloud.shown_type(ctx.bot, plan.new.name)
+        shown = await feature.shown_type(plan.new.name)
         result = await client.resize(plan.new.name, expect_current=shown or plan.current.name,
-                                     on_progress=cloud.progress_steps(ctx.job, 3))
+                                     on_progress=progress_steps(ctx.job, 3))
     after = result.facts
     actions = ", ".join(f"{a.command} {a.status}" for a in result.actions)
     return Reply.text("\n".join([

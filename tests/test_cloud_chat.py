@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from spbot.providers.dns.records import DomainConfig, expected_records
-from spbot.cloud import HetznerConfig, ManagedServer, grow_offer_for
+from spbot.features.server.hetzner import HetznerServer
+from spbot.features.server.offer import grow_offer_for
+from spbot.features.server.settings import HetznerConfig
 from spbot.render import human_bytes
 from tests.fakebin import FakeBin, Rule
 from tests.fakes import Request, Response
@@ -409,7 +411,7 @@ async def test_grow_offer_for_disk_alerts(cloud):
     settings = HetznerConfig.model_validate({
         "token": {"file": str(cloud.token_file)}, "server": "family-server",
         "api_endpoint": cloud.hetzner.url, "by_id_dir": str(cloud.by_id), "poll_interval": 0.05})
-    client = ManagedServer(settings.provider_settings(HZ_TOKEN))
+    client = HetznerServer(settings.provider_settings(HZ_TOKEN))
     env = cloud.bins.env()
     size = cloud.hetzner.volumes[100]["size"]
     offer = await grow_offer_for(settings, client, "/mnt/data", env)

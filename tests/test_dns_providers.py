@@ -535,7 +535,7 @@ def test_txt_escapes_round_trip():
 
 
 def test_the_homeserver_name_in_the_zone_is_managed():
-    from spbot.cloud import DnsConfig, with_homeserver
+    from spbot.features.dns.settings import DnsConfig, with_homeserver
     settings = DnsConfig.model_validate({"provider": "desec", "domain": DOMAIN, "ipv4": "203.0.113.10",
                                          "token": {"env": "UNUSED"}})
     assert "matrix" in settings.subdomains   # a default name now

@@ -1,5 +1,5 @@
 """The features this bot runs, in start order (each is one package here; see spbot/feature.py).
-Adding a feature: its package under spbot/features/ and one line in FEATURES."""
+Adding a feature: its package under spbot/features/ and one line in all_features()."""
 from __future__ import annotations
 
 from ..feature import Feature
@@ -7,6 +7,13 @@ from ..feature import Feature
 
 def all_features() -> list[type[Feature]]:
     """Imported on call: the command line and tests that only parse config pay for no feature."""
+    from .dns import DnsFeature
     from .heartbeat import HeartbeatFeature
     from .outofband import OutOfBandFeature
-    return [OutOfBandFeature, HeartbeatFeature]
+    from .server import ServerFeature
+    return [
+        ServerFeature,
+        DnsFeature,
+        OutOfBandFeature,
+        HeartbeatFeature,
+    ]

@@ -1,0 +1,102 @@
+"""The cloud server feature: [hetzner]'s server and volumes for the commands (!server, !volume),
+the reboot report after a restart, and the grow offer for the disk alerts."""
+from __future__ import annotations
+
+import socket
+from ipaddress import ip_address, ip_network
+from typing import Any
+
+import psutil
+
+from spbot.providers.cloud_server import ServerFacts
+
+from ...context import UserError
+from ...feature import Feature
+from ...logs import get_logger
+from ..common import read_token
+from . import marks
+from .hetzner import connect
+from .offer import GrowOffer, grow_offer_for
+from .provider import ServerProvider
+from .reboot import report_reboot_after_restart
+from .settings import HetznerConfig
+
+log = get_logger(__name__)
+
+
+class ServerFeature(Feature):
+    name = "hetzner"
+    settings_model = HetznerConfig
+    settings: HetznerConfig
+
+    def __init__(self, host, settings):
+        super().__init__(host, settings)
+        self._connected: tuple[str, ServerProvider] | None = None
+
+    async def start(self) -> None:
+        if self.settings.configured:
+            self.host.spawn(self._report_reboot(), name="reboot report")
+
+    async def _report_reboot(self) -> None:
+        try:
+            await report_reboot_after_restart(self)
+        except Exception:  # a background task: nobody else would see the traceback
+            log.exception("reboot_report_failed")
+
+    def require_settings(self) -> HetznerConfig:
+        """[hetzner], or a UserError saying how to set it up."""
+        if not self.settings.configured:
+            raise UserError("Hetzner Cloud is not set up for this bot.",
+                            'Add [hetzner] with token = {file = "/path/to/token"} and '
+                            'server = "<server name>" to the config, then restart the bot.')
+        return self.settings
+
+    def provider(self) -> ServerProvider:
+        """The provider's client; made again when the token file changes."""
+        settings = self.require_settings()
+        token = read_token(settings.token, "Hetzner API token")
+        if self._connected is None or self._connected[0] != token:
+            self._connected = (token, connect(settings, token))
+        return self._connected[1]
+
+    def runs_on_server(self, facts: ServerFacts) -> bool:
+        return runs_on_server(self.settings, facts)
+
+    # -- what survives a restart, or lies between an approval request and its run -----------
+
+    async def remember_reboot(self, **mark: Any) -> None:
+        await marks.remember_reboot(self.host.store, **mark)
+
+    async def forget_reboot(self) -> None:
+        await marks.forget_reboot(self.host.store)
+
+    async def remember_shown_type(self, new_type: str, current: str) -> None:
+        await marks.remember_shown_type(self.host.store, new_type, current)
+
+    async def shown_type(self, new_type: str) -> str | None:
+        return await marks.shown_type(self.host.store, new_type, self.host.config.approval_expiry)
+
+    async def grow_offer(self, mount: str) -> GrowOffer | None:
+        """For the disk alerts: the grow offer for `mount`, or None (no Hetzner, not a volume)."""
+        if not self.settings.configured:
+            return None
+        try:
+            provider = self.provider()
+        except UserError:
+            return None
+        return await grow_offer_for(self.settings, provider, mount)
+
+
+def runs_on_server(settings: HetznerConfig, facts: ServerFacts) -> bool:
+    """Is the managed server the machine this bot runs on? (Its public address is local.)"""
+    if settings.bot_runs_on_server is not None:
+        return settings.bot_runs_on_server
+    local = {ip_address(a.address.split("%")[0])
+             for addresses in psutil.net_if_addrs().values() for a in addresses
+             if a.family in (socket.AF_INET, socket.AF_INET6)}
+    if facts.ipv4 and ip_address(facts.ipv4) in local:
+        return True
+    if facts.ipv6:
+        network = ip_network(facts.ipv6, strict=False)
+        return any(a.version == 6 and a in network for a in local)
+    return False

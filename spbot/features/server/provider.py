@@ -1,0 +1,84 @@
+"""What the server feature needs of a cloud provider, whichever it is: `ServerProvider`.
+
+Hetzner Cloud implements it today (spbot/features/server/hetzner.py wraps providers/hetzner/); a
+second provider (DigitalOcean) plugs in by implementing the same methods, returning the models of
+spbot.providers.cloud_server and raising a `CloudError` subclass with what failed and what to do.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+from spbot.providers.cloud_server import (
+    ActionResult, CloudError, MetricKind, Period, Price, Progress, ResizePlan, ResizeResult,
+    ServerFacts, ServerMetrics, Snapshot, VolumeInfo,
+)
+
+from ...context import UserError
+from ...system import proc
+
+
+class ServerProvider(Protocol):
+    """The managed server and the project's volumes at one cloud provider."""
+
+    # -- the server ----------------------------------------------------------------------------
+
+    async def server_facts(self) -> ServerFacts:
+        """Name, type with price, location, addresses, status, traffic, attached volumes."""
+
+    async def metrics(self, kind: MetricKind, period: Period = "24h") -> ServerMetrics:
+        """CPU, disk or network time series over the last hour, day or week."""
+
+    async def start_reboot(self) -> ActionResult:
+        """Ask for a soft reboot and return at once (the action id survives our own restart)."""
+
+    async def wait_action(self, action: ActionResult, what: str) -> ActionResult:
+        """Wait until an action has finished; a failed one raises CloudError."""
+
+    async def action(self, action_id: int) -> ActionResult:
+        """An action as the provider reports it now (status running, success or error)."""
+
+    async def create_snapshot(self, description: str | None = None,
+                              labels: dict[str, str] | None = None,
+                              on_progress: Progress | None = None) -> Snapshot:
+        """An image of the server's disk; waits until it is available."""
+
+    async def plan_resize(self, new_type: str) -> ResizePlan:
+        """Old and new type, the price difference, and anything that prevents the change."""
+
+    async def resize(self, new_type: str, *, expect_current: str | None = None,
+                     on_progress: Progress | None = None) -> ResizeResult:
+        """Power off, change the type keeping the disk, power on again as it was."""
+
+    # -- volumes and prices --------------------------------------------------------------------
+
+    async def list_volumes(self) -> list[VolumeInfo]:
+        """Every volume of the project, with the server each is attached to."""
+
+    async def resize_volume(self, volume: int | str, size_gb: int,
+                            on_progress: Progress | None = None) -> VolumeInfo:
+        """Grow a volume (the filesystem on it is grown by the feature afterwards)."""
+
+    async def volume_for_device(self, device: str | os.PathLike[str],
+                                by_id_dir: Path = Path("/dev/disk/by-id")) -> VolumeInfo | None:
+        """The provider's volume behind a local block device, or None."""
+
+    def volume_id_for_device(self, device: str | os.PathLike[str],
+                             by_id_dir: Path = Path("/dev/disk/by-id")) -> int | None:
+        """The volume id behind a local block device from its udev by-id link, without asking
+        the provider (blocking: it reads the directory); None when it is no volume of theirs."""
+
+    async def volume_price(self) -> Price | None:
+        """Per GB and month, from the provider's price list; None when it cannot be read."""
+
+
+@contextmanager
+def explained() -> Iterator[None]:
+    """Provider and subprocess failures are expected: report them as they are."""
+    try:
+        yield
+    except (CloudError, proc.ProcError) as exc:
+        raise UserError(str(exc)) from exc

@@ -1,0 +1,91 @@
+"""A reboot is reported even when it restarted the bot: the mark stored before the request is
+read after the restart, and the room is told how the reboot ended (retrying while the network of
+a freshly booted machine comes up)."""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import psutil
+
+from ...context import Request, UserError
+from ...logs import get_logger
+from ...render import Reply, human_duration
+from .marks import forget_reboot, reboot_mark
+from .provider import explained
+
+if TYPE_CHECKING:
+    from .feature import ServerFeature
+
+log = get_logger(__name__)
+
+REPORT_ATTEMPTS = 6
+REPORT_RETRY_WAIT = 10.0  # seconds between tries to read the outcome after a restart
+
+
+async def report_reboot_after_restart(server: ServerFeature,
+                                      retry_wait: float = REPORT_RETRY_WAIT) -> None:
+    """A reboot was asked for before the bot stopped: tell the room how it ended. Right after
+    a reboot the network may not be up yet, so failed reads are tried again a few times."""
+    host = server.host
+    mark = await reboot_mark(host.store)
+    if not mark:
+        return
+    for attempt in range(1, REPORT_ATTEMPTS + 1):
+        try:
+            reply = await _reboot_outcome(server, mark)
+            break
+        except UserError as exc:
+            log.info("reboot_report_retry", attempt=attempt, reason=exc.what[:200])
+            reply = Reply.error(f"I could not find out how the reboot of {mark['server']} "
+                                f"(job #{mark['job_id']}) ended: {exc.what}",
+                                "Check the server in the Hetzner Cloud Console.")
+            if attempt < REPORT_ATTEMPTS:
+                await asyncio.sleep(retry_wait)
+    request = Request(mark["requester"], "", mark["room_id"], mark["event_id"], "", 0)
+    await host.send_reply(request, reply)
+    await forget_reboot(host.store)
+    log.info("reboot_reported_after_restart", job=mark["job_id"])
+
+
+async def _reboot_outcome(server: ServerFeature, mark: dict[str, Any]) -> Reply:
+    settings, provider = server.require_settings(), server.provider()
+    with explained():
+        action = await provider.action(mark["action_id"]) if mark.get("action_id") else None
+        deadline = time.monotonic() + settings.action_timeout
+        while action is not None and action.status == "running" and time.monotonic() < deadline:
+            await asyncio.sleep(settings.poll_interval)
+            action = await provider.action(action.id)
+        facts = await provider.server_facts()
+    what = f"The reboot of {facts.name} (job #{mark['job_id']})"
+    if action is not None and action.status == "error":
+        error = action.error or {}
+        return Reply.error(f"{what} failed: Hetzner's reboot action #{action.id} ended in error: "
+                           f"{error.get('message', 'no message')} "
+                           f"({error.get('code', 'unknown')}); the server is {facts.status}.",
+                           "Check the server in the Hetzner Cloud Console.")
+    if action is not None and action.status == "running":
+        return Reply.error(f"{what} is still running at Hetzner (action #{action.id}); the server "
+                           f"is {facts.status}.", "Check it in the Hetzner Cloud Console.")
+    ago = human_duration(time.time() - mark["requested_at"])
+    if action is None:
+        lines = [f"ℹ️ {what}, asked {ago} ago: I stopped before Hetzner confirmed the reboot "
+                 f"request; the server is {facts.status}."]
+    else:
+        lines = [f"✅ {facts.name} rebooted (job #{mark['job_id']}, asked {ago} ago): Hetzner's "
+                 f"reboot action #{action.id} succeeded; the server is {facts.status}."]
+    if mark.get("own_host"):
+        lines.append(_restart_note(server.host.config.timezone, mark["requested_at"]))
+    return Reply.text("\n".join(lines))
+
+
+def _restart_note(timezone: str, requested_at: float) -> str:
+    boot = psutil.boot_time()
+    booted = f"{datetime.fromtimestamp(boot, ZoneInfo(timezone)):%Y-%m-%d %H:%M %Z}"
+    if boot > requested_at:
+        return f"This machine booted at {booted}: the reboot restarted me as well."
+    return (f"I was stopped while waiting for it (this machine is up since {booted}), so the "
+            "note above about the job ending is about that wait.")
