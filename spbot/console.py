@@ -8,6 +8,7 @@ decided (approved and run, denied, or expired); or the timeout passed. So
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import re
 import sys
@@ -33,14 +34,37 @@ def _text(seen: Seen) -> tuple[str | None, str]:
     return None, content.get("body", "")
 
 
-def _show(seen: Seen, me: str) -> None:
-    if seen.sender == me or not seen.type.startswith("m.room.message"):
-        return
-    if seen.type == "m.room.encrypted" and not seen.decrypted:
-        print(f"[{seen.sender}] (a message this device cannot decrypt)", flush=True)
-        return
-    edited, body = _text(seen)
-    print(f"[{seen.sender}] {'✎ ' if edited else ''}{body}", flush=True)
+class Printer:
+    """Prints what others say; an edit prints only its lines that changed (a progress message edited
+    every few seconds would otherwise fill the terminal with copies of itself)."""
+
+    def __init__(self, me: str):
+        self.me = me
+        self.texts: dict[str, str] = {}        # message id -> its text as last printed
+
+    def show(self, seen: Seen) -> None:
+        if seen.sender == self.me or not seen.type.startswith("m.room.message"):
+            return
+        if seen.type == "m.room.encrypted" and not seen.decrypted:
+            print(f"[{seen.sender}] (a message this device cannot decrypt)", flush=True)
+            return
+        edited, body = _text(seen)
+        if edited is None:
+            self.texts[seen.event_id] = body
+            print(f"[{seen.sender}] {body}", flush=True)
+            return
+        before = self.texts.get(edited)
+        self.texts[edited] = body
+        changed = body if before is None else "\n".join(_changed_lines(before, body))
+        if changed:
+            print(f"[{seen.sender}] ✎ {changed}", flush=True)
+
+
+def _changed_lines(before: str, after: str) -> list[str]:
+    old, new = before.splitlines(), after.splitlines()
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    return [line for tag, _, _, j1, j2 in matcher.get_opcodes() if tag in ("replace", "insert")
+            for line in new[j1:j2]]
 
 
 class Tracker:
@@ -93,9 +117,10 @@ async def run_console(dev_json: Path | None, user: str | None, timeout: float = 
                         dev_json.parent / "console" / me["user_id"])
     await client.start()
     trackers: list[Tracker] = []
+    printer = Printer(me["user_id"])
 
     def on_event(seen: Seen) -> None:
-        _show(seen, me["user_id"])
+        printer.show(seen)
         for tracker in trackers:
             tracker.see(seen)
 
