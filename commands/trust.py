@@ -6,7 +6,6 @@ accepting an admin's new cross-signing identity.
 admin (a family of two), the requester alone is enough after `[trust] sole_admin_wait`, announced loudly
 at the start and the end and cancellable with `!trust cancel @bob`. At the server's console,
 `spbot trust accept @bob` does it at once (and the room is told)."""
-import asyncio
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -15,14 +14,10 @@ from pydantic import BaseModel
 
 from spbot.config import USER_ID, Duration, config_section
 from spbot.context import Context, Request, UserError
-from spbot.crosssign import CrossSigningError, decode_b64, format_fingerprint
-from spbot.identity_pins import KeyMoved
-from spbot.logs import get_logger
 from spbot.registry import command, on_startup, shown
 from spbot.render import Reply, human_duration, mention, table
-
-log = get_logger(__name__)
-TICK_SECONDS = 1.0
+from spbot.trust import CrossSigningError, KeyMoved, Trust, format_fingerprint
+from spbot.trust.signing import decode_b64
 
 
 @config_section("trust")
@@ -37,13 +32,14 @@ class TrustSettings(BaseModel):
 async def devices(ctx: Context, user: str | None = None) -> Reply:
     users = [_admin(ctx, user)] if user else list(ctx.config.admins)
     rows = []
+    trust = _trust(ctx)
     for user_id in users:
         identity = await _identity(ctx, user_id)
-        await ctx.bot.connection.refresh_devices(user_id)
-        pinned = await ctx.bot.trust.pins.pinned_key(user_id)
+        await trust.devices.refresh(user_id)
+        pinned = await trust.pins.pinned_key(user_id)
         changed = bool(pinned and identity.master_key and pinned != identity.master_key)
         for device_id, device in sorted(identity.devices.items()):
-            bound = ctx.bot.devices.bound_key(user_id, device_id)
+            bound = trust.devices.bound_key(user_id, device_id)
             state = _state(ctx, device.cross_signed and device.curve25519 == bound, changed)
             rows.append([user_id, device_id, device.display_name or "", _short(device.curve25519), state])
             if bound != device.curve25519:
@@ -81,14 +77,14 @@ async def trust(ctx: Context, user: str) -> Reply | None:
         raise UserError(f"{user_id} has no cross-signing identity, so there is nothing to accept.",
                         "They set one up in their client (Element: Settings → Security & Privacy → "
                         "cross-signing / Secure Backup); the first one I see is pinned by itself.")
-    pin = await ctx.bot.trust.pins.check(user_id, identity)
+    pin = await _trust(ctx).pins.check(user_id, identity)
     if pin.state in ("ok", "pinned"):
         return Reply.text(f"nothing to accept: the identity of {user_id} ({pin.fingerprint}) is the "
                           "one I trust.")
     if user_id == ctx.sender:
         raise UserError("you cannot accept your own new identity.", "Another admin sends !trust for you.")
     try:
-        eligible = await ctx.bot.trust.eligible_approvers(ctx.sender, user_id)
+        eligible = await _trust(ctx).eligible_approvers(ctx.sender, user_id)
     except CrossSigningError as exc:
         raise UserError(f"could not look up the other admins' identities: {exc}", "try again in a minute")
     key = identity.master_key
@@ -114,7 +110,7 @@ async def _ask_for_approval(ctx: Context, spec, policy, user_id: str, key: str) 
 
 async def _wait_alone(ctx: Context, user_id: str, pinned_fp: str, key: str) -> Reply:
     wait = ctx.config.settings("trust").sole_admin_wait
-    record = await ctx.bot.trust.start_waiting(user_id, key, ctx.sender, wait)
+    record = await _trust(ctx).start_waiting(user_id, key, ctx.sender, wait)
     when = datetime.fromtimestamp(record["due"], ZoneInfo(ctx.config.timezone))
     admins = list(ctx.config.admins)
     return mention(admins, (
@@ -152,7 +148,7 @@ async def _pin_preview(bot, user: str, key: str) -> str:
 async def trust_pin(ctx: Context, user: str, key: IdentityKey) -> Reply:
     user_id = _admin(ctx, user)
     try:
-        fingerprint = await ctx.bot.trust.accept(user_id, expected=key, by="approved in the room")
+        fingerprint = await _trust(ctx).accept(user_id, expected=key, by="approved in the room")
     except KeyMoved as exc:
         raise UserError(f"nothing was pinned: {exc}.",
                         f"Check the new key with {user_id} in person, then send !trust {user_id} again.")
@@ -166,7 +162,7 @@ async def trust_pin(ctx: Context, user: str, key: IdentityKey) -> Reply:
 @command("trust cancel", help="cancel a waiting acceptance of an admin's new identity")
 async def trust_cancel(ctx: Context, user: str) -> Reply:
     user_id = _admin(ctx, user)
-    if not await ctx.bot.trust.cancel_waiting(user_id):
+    if not await _trust(ctx).cancel_waiting(user_id):
         return Reply.text(f"no acceptance of {user_id}'s identity is waiting.")
     return mention(list(ctx.config.admins), f"cancelled: the new identity of {user_id} will not be "
                    f"accepted (cancelled by {ctx.sender}).")
@@ -174,18 +170,15 @@ async def trust_cancel(ctx: Context, user: str) -> Reply:
 
 @on_startup
 async def _start_ticker(bot) -> None:
-    async def tick_forever() -> None:
-        await bot.connection.first_sync_done.wait()     # the rooms to speak in are known
-        while True:
-            try:
-                await bot.trust.tick()
-            except Exception:
-                log.exception("trust_tick_failed")
-            await asyncio.sleep(TICK_SECONDS)
-    bot.spawn(tick_forever(), name="trust ticker")
+    bot.spawn(bot.trust.run_ticker(), name="trust ticker")
 
 
 # --- helpers -------------------------------------------------------------------------------------------
+
+def _trust(ctx: Context) -> Trust:
+    """All these commands need of the runtime (besides the approval flow of !trust)."""
+    return ctx.bot.trust
+
 
 def _admin(ctx: Context, user: str) -> str:
     if not USER_ID.match(user) or user not in ctx.config.admins:
@@ -195,6 +188,6 @@ def _admin(ctx: Context, user: str) -> str:
 
 async def _identity(ctx: Context, user_id: str, fresh: bool = False):
     try:
-        return await ctx.bot.trust.identity(user_id, fresh=fresh)
+        return await _trust(ctx).identity(user_id, fresh=fresh)
     except CrossSigningError as exc:
         raise UserError(f"could not look up the devices of {user_id}: {exc}", "try again in a minute")

@@ -17,11 +17,13 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 
 from spbot.chatclient import ChatClient
-from spbot.crosssign import (STATE_FILE, AuthFailed, AuthRequired, CrossSigning, CrossSigningError,
-                             Ed25519Key, OwnKeys, decode_b64, encode_b64, format_fingerprint,
-                             identity_from_query, load_keys, matrix_http, query_identities,
-                             query_identity, save_keys, cross_sign_nio_device, verify_signature)
-from spbot.identity_pins import IdentityPins
+from spbot.trust.errors import AuthFailed, AuthRequired, CrossSigningError
+from spbot.trust.homeserver import matrix_http
+from spbot.trust.identities import identity_from_query, query_identities, query_identity
+from spbot.trust.own_identity import CrossSigning, cross_sign_nio_device
+from spbot.trust.own_keys import STATE_FILE, OwnKeys, load_keys, save_keys
+from spbot.trust.pins import IdentityPins
+from spbot.trust.signing import Ed25519Key, decode_b64, encode_b64, format_fingerprint, verify_signature
 from spbot.store import Store
 
 from .conftest import PASSWORD
@@ -64,7 +66,7 @@ class MemoryKV:
 
 
 class Captured(logging.Handler):
-    """Every record of spbot.crosssign as text, fields included."""
+    """Every record of spbot.trust (cross-signing and the rest of trust) as text, fields included."""
 
     def __init__(self):
         super().__init__(logging.DEBUG)
@@ -74,7 +76,7 @@ class Captured(logging.Handler):
         self.lines.append(record.getMessage() + " " + repr(getattr(record, "fields", {})))
 
     def __enter__(self):
-        self.logger = logging.getLogger("spbot.crosssign")
+        self.logger = logging.getLogger("spbot.trust")
         self.old_level = self.logger.level
         self.logger.setLevel(logging.DEBUG)
         self.logger.addHandler(self)

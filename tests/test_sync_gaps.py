@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from spbot.chatclient import ChatClient
-from spbot.crosssign import CrossSigning, cross_sign_nio_device
+from spbot.trust.own_identity import CrossSigning, cross_sign_nio_device
 from spbot.timeline import TIMELINE_LIMIT
 
 from .conftest import PASSWORD, TestBot, wait_answering

@@ -17,7 +17,7 @@ from nacl.signing import VerifyKey
 from unpaddedbase64 import decode_base64
 
 from spbot.chatclient import ChatClient
-from spbot.crosssign import CrossSigning, cross_sign_nio_device
+from spbot.trust.own_identity import CrossSigning, cross_sign_nio_device
 
 from .conftest import PASSWORD, wait_answering
 

@@ -16,7 +16,10 @@ import pytest
 
 from spbot.chatclient import ChatClient
 from spbot.config import load_config
-from spbot.crosssign import CrossSigning, cross_sign_nio_device, format_fingerprint, query_identity, matrix_http
+from spbot.trust.homeserver import matrix_http
+from spbot.trust.identities import query_identity
+from spbot.trust.own_identity import CrossSigning, cross_sign_nio_device
+from spbot.trust.signing import format_fingerprint
 from spbot.matrix import Connection, LoginFailed
 
 from .conftest import PASSWORD, ROOT, wait_answering
@@ -439,8 +442,8 @@ async def test_cross_signing_failure_is_an_alert(synapse, make_bot, tmp_path_fac
 # --- pins: exact keys, and who tells the room -------------------------------------------------------------
 
 async def test_pins_accept_only_the_expected_key_and_remember_who_announces(tmp_path):
-    from spbot.crosssign import Ed25519Key
-    from spbot.identity_pins import IdentityPins, KeyMoved
+    from spbot.trust.pins import IdentityPins, KeyMoved
+    from spbot.trust.signing import Ed25519Key
     from spbot.store import Store
     store = await Store(tmp_path / "pins.db").open()
     try:

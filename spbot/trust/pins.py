@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .crosssign import format_fingerprint
+from .signing import format_fingerprint
 
 __all__ = ["IdentityPins", "KeyMoved", "PinResult", "PinState", "JSONStore", "format_fingerprint",
            "master_key_of"]

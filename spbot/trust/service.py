@@ -14,25 +14,30 @@ showed), by the only trusted admin alone after `[trust] sole_admin_wait` with a 
 two admins), or by `spbot trust accept` at the server's console; every way is told in the room."""
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Awaitable, Callable
 
-from .approvals import APPROVE_KEYS, DENY_KEYS
-from .crosssign import (CrossSigning, CrossSigningError, CrossSigningStatus, UserIdentity, format_fingerprint,
-                        matrix_http, query_identities, query_identity)
-from .devices import key_label
-from .identity_pins import IdentityPins, KeyMoved
-from .logs import get_logger
-from .render import Reply, mention
-
-if TYPE_CHECKING:
-    from .bot import Bot
+from ..approvals import APPROVE_KEYS, DENY_KEYS
+from ..logs import get_logger
+from ..render import Reply, mention
+from ..store import Store
+from .devices import Devices, key_label
+from .errors import CrossSigningError
+from .homeserver import matrix_http
+from .identities import UserIdentity, query_identities, query_identity
+from .own_device import OwnDevice
+from .pins import IdentityPins, KeyMoved
+from .signing import format_fingerprint
 
 log = get_logger(__name__)
 IDENTITY_CACHE_SECONDS = 300.0
-BOT_SIGNING_ALERT = "trust:bot-cross-signing"
+TICK_SECONDS = 1.0
 WAIT_PREFIX = "trust_wait:"
+
+Notify = Callable[[Reply], Awaitable[Any]]                 # a notice to every admin room
+Send = Callable[[str, dict], Awaitable[Any]]               # (room id, event content): queue one message
 
 
 @dataclass
@@ -48,79 +53,34 @@ class DeviceVerdict:
         return self.state in ("cross-signed", "tofu", "refused")
 
 
+def _parts_of(bot: Any) -> tuple:
+    """The parts of the bot that trust uses, named in this one place."""
+    return bot.config, bot.store, bot.connection, bot.devices, bot.alerts, bot.notify, bot.outbox.send
+
+
 class Trust:
-    def __init__(self, bot: "Bot"):
-        self.bot = bot
-        self.pins = IdentityPins(bot.store)
-        self.own_status: CrossSigningStatus | None = None
+    """`connection` is the Matrix connection (its nio client and token, `first_sync_done`); `alerts` fires
+    and clears alerts; `notify` and `send` are how trust speaks (to every admin room, to one room)."""
+
+    def __init__(self, config: Any, store: Store | None = None, connection: Any = None,
+                 devices: Devices | None = None, alerts: Any = None, notify: Notify | None = None,
+                 send: Send | None = None):
+        if store is None:       # Trust(bot), as spbot/bot.py builds it until it calls Trust.for_bot(self)
+            config, store, connection, devices, alerts, notify, send = _parts_of(config)
+        self.config, self.store, self.connection, self.devices = config, store, connection, devices
+        self.alerts, self.notify, self.send = alerts, notify, send
+        self.pins = IdentityPins(store)
+        self.own_device = OwnDevice(config, connection, alerts, notify)
         self._identities: dict[str, tuple[float, UserIdentity]] = {}
         self._http = None
 
-    # --- the bot's own identity ----------------------------------------------------------------
+    @classmethod
+    def for_bot(cls, bot: Any) -> "Trust":
+        return cls(*_parts_of(bot))
 
     async def setup_own_identity(self) -> None:
-        """After the first sync (device keys uploaded): create or check the bot's cross-signing keys,
-        delete a device the bot replaced, and tell the room about what went wrong or changed."""
-        client = self.bot.connection.client
-        password = self._password()
-        replaced = getattr(self.bot.connection, "replaced_device", None)
-        try:
-            async with CrossSigning.from_nio(client, password=password) as signing:
-                status = await signing.ensure(self.bot.config.state_dir, client.olm.account.identity_keys)
-                self.own_status = status
-                log.info("cross_signing", state=status.state, device_signed=status.device_signed,
-                         fingerprint=status.fingerprint)
-                deleted = []
-                if status.state == "signed_new_device" or (replaced and status.device_signed):
-                    deleted = await self._delete_old_devices(signing, password)
-                if replaced:
-                    await self._tell_device_replaced(replaced, client.device_id, status, deleted)
-                if status.state == "mismatch":
-                    await self.bot.alerts.fire(
-                        "trust:bot-identity", "critical",
-                        f"my cross-signing identity on the homeserver ({status.server_fingerprint}) is not "
-                        f"the one I keep ({status.fingerprint}). Somebody may have reset it.",
-                        "if nobody here did, change the bot account's password; to start over, run "
-                        "`spbot trust reset --config …` on the server (needs the password)")
-                else:
-                    await self.bot.alerts.clear(BOT_SIGNING_ALERT,
-                                                f"my device {client.device_id} is cross-signed again")
-        except CrossSigningError as exc:
-            log.warning("cross_signing_failed", error=exc.__class__.__name__, detail=str(exc))
-            await self.bot.alerts.fire(
-                BOT_SIGNING_ALERT, "critical",
-                f"I could not cross-sign my device {client.device_id}: {exc}. Element shows my messages "
-                "with a red \"unverified device\" shield until this is fixed.",
-                "check the bot's log and the homeserver; `spbot doctor --config …` on the server says more")
-
-    async def _delete_old_devices(self, signing: CrossSigning, password: str | None) -> list[str]:
-        if not password:
-            log.warning("old_devices_kept", reason="no password configured to delete them")
-            return []
-        current = self.bot.connection.client.device_id
-        deleted = []
-        for device in await signing.list_devices():
-            if device["device_id"] != current:
-                await signing.delete_device(device["device_id"], password)
-                log.info("old_device_deleted", device_id=device["device_id"])
-                deleted.append(device["device_id"])
-        return deleted
-
-    async def _tell_device_replaced(self, old: str, new: str, status: CrossSigningStatus,
-                                    deleted: list[str]) -> None:
-        signed = (f"signed it with my cross-signing identity {status.fingerprint}" if status.device_signed
-                  else "could NOT cross-sign it (see the alert)")
-        gone = f"deleted {old}" if old in deleted else f"could not delete {old} (delete it by hand)"
-        await self.bot.notify(mention(self.bot.config.admins, (
-            f"🔑 my encryption keys on disk did not match my device {old} on the homeserver (a restore "
-            f"from an old backup, or a lost crypto folder). I started a new device {new}, {signed}, and "
-            f"{gone}. Commands sent to me just before this could not be read: send them again.")))
-
-    def _password(self) -> str | None:
-        try:
-            return self.bot.config.password.read() if self.bot.config.password else None
-        except Exception:
-            return None
+        """After the first sync: cross-sign the bot's own device (see own_device)."""
+        await self.own_device.set_up()
 
     # --- the admins' identities ----------------------------------------------------------------
 
@@ -131,7 +91,7 @@ class Trust:
 
     def _client_http(self):
         if self._http is None:
-            self._http = matrix_http(self.bot.config.homeserver, self.bot.connection.client.access_token)
+            self._http = matrix_http(self.config.homeserver, self.connection.client.access_token)
         return self._http
 
     async def identity(self, user_id: str, sender_key: str | None = None, fresh: bool = False
@@ -147,14 +107,14 @@ class Trust:
 
     async def check_sender(self, user_id: str, sender_key: str | None) -> DeviceVerdict:
         """May the device behind this sender key give commands and votes now?"""
-        device_id = await self.bot.devices.identify(user_id, sender_key)
+        device_id = await self.devices.identify(user_id, sender_key)
         try:
             identity = await self.identity(user_id, sender_key)
         except CrossSigningError as exc:
             log.warning("identity_lookup_failed", user_id=user_id, error=str(exc))
             if device_id is None:
                 return self._unbound(user_id, sender_key, None)
-            if self.bot.config.device_policy == "cross-signed":
+            if self.config.device_policy == "cross-signed":
                 return DeviceVerdict(False, "refused", device_id, Reply.error(
                     f"I did not run this: I could not check that your device {device_id} is verified "
                     f"({exc}).", "Send it again in a minute."))
@@ -174,7 +134,7 @@ class Trust:
     def _by_policy(self, user_id: str, device_id: str, cross_signed: bool) -> DeviceVerdict:
         if cross_signed:
             return DeviceVerdict(True, "cross-signed", device_id, cross_signed=True)
-        if self.bot.config.device_policy == "tofu":
+        if self.config.device_policy == "tofu":
             return DeviceVerdict(True, "tofu", device_id)
         return DeviceVerdict(False, "refused", device_id, Reply.error(
             f"I did not run this: your device {device_id} is not verified.",
@@ -185,7 +145,7 @@ class Trust:
         label = key_label(sender_key)
         log.warning("sender_key_unbound", user_id=user_id, sender_key=(sender_key or "")[:8],
                     device=claimed)
-        if self.bot.config.device_policy == "tofu":
+        if self.config.device_policy == "tofu":
             return DeviceVerdict(True, "unbound", label)
         where = (f"the homeserver and my own records disagree about the keys of device {claimed}"
                  if claimed else "no device of yours that I know has this key")
@@ -204,18 +164,18 @@ class Trust:
         if verdict.allowed and verdict.bound:
             return
         if verdict.allowed:
-            reply = self.bot.devices.announce_unbound(event.sender, getattr(event, "sender_key", None))
-        elif await self.bot.store.claim_event(event.event_id, room_id, time.time()):
+            reply = self.devices.announce_unbound(event.sender, getattr(event, "sender_key", None))
+        elif await self.store.claim_event(event.event_id, room_id, time.time()):
             reply = mention([event.sender], "your reaction was not counted.") + verdict.reply
         else:
             return
         content = reply.content()
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": event.reacts_to}}
-        await self.bot.outbox.send(room_id, content)
+        await self.send(room_id, content)
 
     async def _identity_changed(self, user_id: str, pin) -> None:
-        others = [a for a in self.bot.config.admins if a != user_id]
-        await self.bot.alerts.fire(
+        others = [a for a in self.config.admins if a != user_id]
+        await self.alerts.fire(
             f"trust:identity:{user_id}", "critical",
             f"the cross-signing identity of {user_id} changed (was {pin.pinned_fingerprint}, now "
             f"{pin.fingerprint}). Their commands and approvals are refused until it is accepted.",
@@ -225,14 +185,14 @@ class Trust:
     async def eligible_approvers(self, requester: str, subject: str) -> list[str]:
         """Admins whose vote on accepting `subject`'s identity counts: not the requester, not the subject,
         and not an admin whose own identity is not trusted now (changed, or none under cross-signed)."""
-        others = [a for a in self.bot.config.admins if a not in (requester, subject)]
+        others = [a for a in self.config.admins if a not in (requester, subject)]
         if not others:
             return []
         identities = await query_identities(self._client_http(), others)
         eligible = []
         for admin in others:
             identity = identities[admin]
-            if self.bot.config.device_policy == "cross-signed" and not identity.cross_signed_devices:
+            if self.config.device_policy == "cross-signed" and not identity.cross_signed_devices:
                 continue
             if (await self.pins.check(admin, identity)).state != "changed":
                 eligible.append(admin)
@@ -244,14 +204,14 @@ class Trust:
         identity = await self.identity(user_id, fresh=True)
         self._identities.pop(user_id, None)
         result = await self.pins.accept(user_id, identity, expected, by)
-        await self.bot.store.put(WAIT_PREFIX + user_id, None)
+        await self.store.put(WAIT_PREFIX + user_id, None)
         await self._announce_accepted(user_id, result.fingerprint, by)
         return result.fingerprint
 
     async def _announce_accepted(self, user_id: str, fingerprint: str, by: str) -> None:
         text = f"the new identity of {user_id} ({fingerprint}) is accepted" + (f" ({by})" if by else "")
-        if not await self.bot.alerts.clear(f"trust:identity:{user_id}", text):
-            await self.bot.notify(Reply.text(f"✅ {text}"))
+        if not await self.alerts.clear(f"trust:identity:{user_id}", text):
+            await self.notify(Reply.text(f"✅ {text}"))
         await self.pins.mark_announced(user_id)
 
     # --- a family of two: the only trusted admin accepts after a wait --------------------------
@@ -263,24 +223,24 @@ class Trust:
             return current
         record = {"master_key": key, "requested_by": requested_by, "requested_at": time.time(),
                   "due": time.time() + wait}
-        await self.bot.store.put(WAIT_PREFIX + user_id, record)
+        await self.store.put(WAIT_PREFIX + user_id, record)
         log.warning("identity_acceptance_waiting", user_id=user_id, requested_by=requested_by, wait=wait)
         return record
 
     async def waiting(self, user_id: str) -> dict | None:
-        record = await self.bot.store.get(WAIT_PREFIX + user_id)
+        record = await self.store.get(WAIT_PREFIX + user_id)
         return record if isinstance(record, dict) else None
 
     async def cancel_waiting(self, user_id: str) -> bool:
         if await self.waiting(user_id) is None:
             return False
-        await self.bot.store.put(WAIT_PREFIX + user_id, None)
+        await self.store.put(WAIT_PREFIX + user_id, None)
         return True
 
     async def tick(self) -> None:
         """Every few seconds: accept waited-out identities, and tell the room about acceptances made at
         the server's console (`spbot trust accept`)."""
-        for user_id in self.bot.config.admins:
+        for user_id in self.config.admins:
             record = await self.pins.unannounced(user_id)
             if record is not None:
                 self._identities.pop(user_id, None)
@@ -295,12 +255,23 @@ class Trust:
         try:
             await self.accept(user_id, expected=waiting["master_key"], by=by)
         except (KeyMoved, ValueError) as exc:
-            await self.bot.store.put(WAIT_PREFIX + user_id, None)
-            await self.bot.notify(mention(self.bot.config.admins, (
+            await self.store.put(WAIT_PREFIX + user_id, None)
+            await self.notify(mention(self.config.admins, (
                 f"⚠️ I did not accept the identity of {user_id}: {exc}. Nothing was pinned; "
                 f"check with {user_id} again and send !trust {user_id}.")))
         except CrossSigningError as exc:
             log.warning("waited_acceptance_postponed", user_id=user_id, error=str(exc))
+
+    async def run_ticker(self) -> None:
+        """`tick` every second, for as long as the bot runs, from the first sync on (the rooms to speak
+        in are known then)."""
+        await self.connection.first_sync_done.wait()
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("trust_tick_failed")
+            await asyncio.sleep(TICK_SECONDS)
 
     async def close(self) -> None:
         if self._http is not None:
