@@ -7,4 +7,9 @@ from ..feature import Feature
 
 def all_features() -> list[type[Feature]]:
     """Imported on call: the command line and tests that only parse config pay for no feature."""
-    return []
+    from .cleanup import CleanupFeature
+    from .disk import DiskFeature
+    from .services import ServicesFeature
+    from .ssh import SshFeature
+    from .users import UsersFeature
+    return [DiskFeature, ServicesFeature, CleanupFeature, SshFeature, UsersFeature]
