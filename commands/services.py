@@ -1,48 +1,25 @@
 """!services: state of the configured systemd units; !service restart <unit>: restart one of them (needs
-approval). Also the failed-units and certificate checks, and the server lines of !status."""
+approval). The settings, the failed-units and certificate checks and the server lines of !status are the
+services feature's (spbot/features/services/)."""
 from __future__ import annotations
 
 import time
-from typing import Annotated, ClassVar
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from spbot import healthwatch
 from spbot.context import Context, UserError
-from spbot.registry import Arg, command, on_startup
+from spbot.features.services import ServicesFeature, UnitName
+from spbot.registry import Arg, command
 from spbot.render import Reply, human_bytes, human_duration, table
-from spbot.system import disks
-from spbot.system.services import (ServiceError, ServicesParams, UnitNameError, UnitState, normalize_unit,
-                                   restart, system_summary, unit_state, unit_states)
+from spbot.system.services import ServiceError, UnitNameError, UnitState, restart, unit_state, unit_states
 
 ICONS = {"active": "✅", "failed": "❌", "inactive": "⏹", "activating": "⏳", "deactivating": "⏳",
          "reloading": "🔄"}
 
 
-class UnitName(str):
-    """A unit name checked when the command is read, so a bad or unlisted unit is refused before
-    anyone is asked to approve it."""
-    configured: ClassVar[ServicesParams | None] = None
-
-    @classmethod
-    def parse_arg(cls, word: str) -> "UnitName":
-        params = cls.configured
-        return cls(params.allowed(word) if params is not None else normalize_unit(word))
-
-
-@on_startup
-async def setup_health(bot) -> None:
-    UnitName.configured = healthwatch.watch_of(bot).services
-    healthwatch.install(bot)
-    bot.status_sections.append(status_lines)
-
-
-def services_of(bot) -> healthwatch.ServicesSettings:
-    return bot.config.settings("services")
-
-
 @command("services", help="state of the configured systemd units: active/failed, since when, memory")
 async def services(ctx: Context) -> Reply:
-    params = services_of(ctx.bot)
+    params = ctx.feature(ServicesFeature).settings
     if not params.units:
         return Reply.text("No services are configured: list them in the bot's config, e.g. "
                           "[services] units = [\"nginx\", \"gitea\"], and restart the bot.")
@@ -80,7 +57,7 @@ def since_text(state: UnitState, zone: ZoneInfo) -> str:
 
 
 async def restart_preview(bot, unit: str) -> str:
-    params = services_of(bot)
+    params = bot.feature(ServicesFeature).settings
     try:
         state = await unit_state(params, unit)
     except (ServiceError, UnitNameError) as exc:
@@ -94,7 +71,7 @@ async def restart_preview(bot, unit: str) -> str:
          dangerous=True, locks={"system"}, preview=restart_preview)
 async def service_restart(ctx: Context, unit: Annotated[UnitName, Arg(help="e.g. nginx", metavar="unit")]
                           ) -> Reply:
-    params = services_of(ctx.bot)
+    params = ctx.feature(ServicesFeature).settings
     await ctx.job.progress(f"restarting {unit}")
     try:
         state = await restart(params, unit)
@@ -108,29 +85,3 @@ async def service_restart(ctx: Context, unit: Annotated[UnitName, Arg(help="e.g.
         return Reply.text(f"✅ {state.unit} restarted: {state.active_state} ({state.sub_state}){since}.")
     return Reply.error(f"{state.unit} was restarted but is now {state_text(state)}",
                        f"read its log on the server: journalctl -u {state.unit} -n 50")
-
-
-# --------------------------------------------------------------------------- !status
-
-async def status_lines(bot) -> list[str]:
-    lines = []
-    try:
-        s = await system_summary()
-        lines.append(f"server: up {human_duration(s.uptime_seconds)} · load {s.load_1:.2f} {s.load_5:.2f} "
-                     f"{s.load_15:.2f} ({s.cpu_count} CPUs) · memory {human_bytes(s.memory_total - s.memory_available)}"
-                     f" of {human_bytes(s.memory_total)} used ({s.memory_percent:.0f}%)")
-    except (disks.ProbeTimeout, OSError) as exc:
-        lines.append(f"server: cannot read uptime, load and memory ({exc})")
-    lines.append("failed units: " + await _failed_text(bot))
-    return lines
-
-
-async def _failed_text(bot) -> str:
-    watch = healthwatch.watch_of(bot)
-    if not watch.systemd_running():
-        return "not checked (systemd does not run this machine)"
-    try:
-        failed = await watch.failed()
-    except ServiceError as exc:
-        return f"cannot check ({exc})"
-    return ", ".join(u.unit for u in failed) + " ❌" if failed else "none"

@@ -1,42 +1,16 @@
-"""!ssh: root's authorized_keys — list, add and remove keys (spbot.system.sshkeys does the file
-work with the real ssh-keygen; this is the chat surface and the [ssh] settings).
-
-    [ssh]
-    authorized_keys = "/root/.ssh/authorized_keys"
-"""
+"""!ssh: root's authorized_keys — list, add and remove keys. This is the chat surface; the [ssh]
+settings are the SSH feature's (spbot/features/ssh/) and spbot.system.sshkeys does the file work with
+the real ssh-keygen."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from spbot.config import Duration, config_section
 from spbot.context import Context, UserError
+from spbot.features.ssh import SshFeature
 from spbot.registry import MAX_LINE_CHARS, Arg, command
 from spbot.render import Reply, table
-from spbot.system.sshkeys import (AuthorizedKey, AuthorizedKeys, SshKeyError, SshKeysParams,
-                                  normalize_fingerprint)
-
-
-@config_section("ssh")
-class SshSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    authorized_keys: Path = Field(
-        Path("/root/.ssh/authorized_keys"),
-        description="The authorized_keys file !ssh manages (root's).")
-    ssh_keygen: str = Field(
-        "ssh-keygen",
-        description="The ssh-keygen program that checks every key before it is added.")
-    min_rsa_bits: int = Field(3072, ge=3072, description="The smallest RSA key accepted.")
-    timeout: Duration = Field(15.0, description="How long one ssh-keygen check may take.")
-
-
-def authorized_keys(bot) -> AuthorizedKeys:
-    chosen: SshSettings = bot.config.settings("ssh")
-    return AuthorizedKeys(SshKeysParams(path=chosen.authorized_keys, ssh_keygen=chosen.ssh_keygen,
-                                        min_rsa_bits=chosen.min_rsa_bits, timeout=chosen.timeout))
+from spbot.system.sshkeys import AuthorizedKey, AuthorizedKeys, SshKeyError, normalize_fingerprint
 
 
 def describe(key: AuthorizedKey) -> str:
@@ -53,7 +27,7 @@ def keys_count(n: int) -> str:
 
 @command("ssh list", help="root's SSH keys: type, bits, fingerprint, comment")
 async def ssh_list(ctx: Context) -> Reply:
-    keys = authorized_keys(ctx.bot)
+    keys = ctx.feature(SshFeature).authorized_keys()
     try:
         found = await keys.list()
     except SshKeyError as exc:
@@ -76,7 +50,7 @@ async def _checked(keys: AuthorizedKeys, line: str) -> AuthorizedKey:
 
 
 async def add_preview(bot, key: list[str]) -> str:
-    keys = authorized_keys(bot)
+    keys = bot.feature(SshFeature).authorized_keys()
     try:
         candidate = await _checked(keys, " ".join(key))
         present = await keys.list()
@@ -92,7 +66,7 @@ async def add_preview(bot, key: list[str]) -> str:
          "(needs approval)", dangerous=True, preview=add_preview)
 async def ssh_add(ctx: Context, *key: Annotated[str, Arg(metavar="public key line",
                                                         max_length=MAX_LINE_CHARS)]) -> Reply:
-    keys = authorized_keys(ctx.bot)
+    keys = ctx.feature(SshFeature).authorized_keys()
     line = pasted_key(ctx, "ssh add") or " ".join(key)
     try:
         added = await keys.add(line)
@@ -116,7 +90,7 @@ def pasted_key(ctx: Context, name: str) -> str:
 
 
 async def remove_preview(bot, fingerprint: str) -> str:
-    keys = authorized_keys(bot)
+    keys = bot.feature(SshFeature).authorized_keys()
     try:
         present = await keys.list()
         wanted = [k for k in present if k.fingerprint == normalize_fingerprint(fingerprint)]
@@ -133,7 +107,7 @@ async def remove_preview(bot, fingerprint: str) -> str:
 @command("ssh remove", help="remove root's SSH key with this SHA256 fingerprint (needs approval)",
          dangerous=True, preview=remove_preview)
 async def ssh_remove(ctx: Context, fingerprint: Annotated[str, Arg(metavar="fingerprint")]) -> Reply:
-    keys = authorized_keys(ctx.bot)
+    keys = ctx.feature(SshFeature).authorized_keys()
     try:
         removed = await keys.remove(fingerprint)
         left = len(await keys.list())

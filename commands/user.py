@@ -1,19 +1,19 @@
 """!user: accounts on the family's Matrix homeserver through Synapse's admin API — add, list,
 reset, deactivate — and invites (registration tokens) for people to sign up themselves.
 
-Passwords go only to the requesting admin, in an encrypted direct room (spbot.useradmin)."""
+Passwords go only to the requesting admin, in an encrypted direct room (spbot/features/users/)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from html import escape
 from typing import Annotated
 
-from spbot.providers.synapse_admin import HomeserverUser, RegistrationToken
-from spbot import useradmin
 from spbot.context import Context, UserError
+from spbot.features.users import UsersFeature, explained
+from spbot.features.users.messages import ELEMENT, ago, delivery_note
+from spbot.providers.synapse_admin import HomeserverUser, RegistrationToken
 from spbot.registry import ONE_OTHER_ADMIN, Arg, Policy, command, parse_span
 from spbot.render import Reply, table
-from spbot.useradmin import admin_api, explained
 
 
 class Expiry:
@@ -43,7 +43,7 @@ def _admin_needs_approval(args: dict) -> Policy | None:
 
 
 async def add_preview(bot, name: str, admin: bool = False, display: str | None = None) -> str:
-    async with admin_api(bot) as synapse:
+    async with bot.feature(UsersFeature).admin_api() as synapse:
         try:
             with explained():
                 user_id = synapse.user_id(name)
@@ -57,20 +57,21 @@ async def add_preview(bot, name: str, admin: bool = False, display: str | None =
          policy_when=_admin_needs_approval, preview=add_preview)
 async def user_add(ctx: Context, name: Name, *, admin: bool = False,
                    display: str | None = None) -> Reply:
-    localpart = useradmin.check_name(ctx.bot, name)         # no request for a bad name
+    accounts = ctx.feature(UsersFeature)
+    localpart = accounts.check_name(name)         # no request for a bad name
     display = _clean_display(display)
-    async with admin_api(ctx.bot) as synapse:
+    async with accounts.admin_api() as synapse:
         with explained():
             account = await synapse.add_user(localpart, admin=admin, displayname=display,
                                              bot_localpart=ctx.config.user_id)
     user = account.user
-    message = useradmin.password_message(ctx.bot, user.user_id, account.password,
-                                         new_account=True, displayname=display)
-    failure = await useradmin.send_password(ctx.bot, ctx.sender, message, account.password)
+    message = accounts.password_message(user.user_id, account.password, new_account=True,
+                                        displayname=display)
+    failure = await accounts.send_password(ctx.sender, message, account.password)
     role = "a homeserver admin" if user.admin else "a regular account"
     return Reply.text(f"✅ Created {user.user_id} ({role}"
                       + (f", shown as “{display}”" if display else "") + ").\n"
-                      + useradmin.delivery_note(ctx.sender, failure, user.localpart))
+                      + delivery_note(ctx.sender, failure, user.localpart))
 
 
 def _clean_display(display: str | None) -> str | None:
@@ -87,14 +88,14 @@ def _clean_display(display: str | None) -> str | None:
 
 @command("user list", help="accounts: admin, deactivated, last seen")
 async def user_list(ctx: Context, *, active: bool = False) -> Reply:
-    async with admin_api(ctx.bot) as synapse:
+    async with ctx.feature(UsersFeature).admin_api() as synapse:
         with explained():
             users = await synapse.list_users(include_deactivated=not active)
     now = datetime.now(timezone.utc)
     rows = [_user_row(ctx, u, now) for u in users]
     admins = sum(1 for u in users if u.admin and not u.deactivated)
     gone = sum(1 for u in users if u.deactivated)
-    title = (f"👥 {len(users)} accounts on {useradmin.server_name(ctx.bot)}: {admins} admins, "
+    title = (f"👥 {len(users)} accounts on {ctx.feature(UsersFeature).server_name()}: {admins} admins, "
              f"{gone} deactivated")
     return table(["account", "name", "admin", "state", "last seen"], rows, title=title)
 
@@ -108,14 +109,14 @@ def _user_row(ctx: Context, user: HomeserverUser, now: datetime) -> list[str]:
     if user.user_id == ctx.config.user_id:
         name = f"{name} (this bot)".strip()
     return [user.user_id, name, "admin" if user.admin else "", state,
-            useradmin.ago(user.last_seen, now)]
+            ago(user.last_seen, now)]
 
 
 # -- !user reset ---------------------------------------------------------------------------
 
 
 async def reset_preview(bot, name: str) -> str:
-    async with admin_api(bot) as synapse:
+    async with bot.feature(UsersFeature).admin_api() as synapse:
         user = await _describe_target(bot, synapse, name, "reset the password of")
     return (f"New password for {user}; all its sessions are signed out. The password goes "
             "privately to the requester.")
@@ -124,17 +125,18 @@ async def reset_preview(bot, name: str) -> str:
 @command("user reset", help="new password for an account, sent to you privately (needs approval)",
          dangerous=True, preview=reset_preview)
 async def user_reset(ctx: Context, name: Name) -> Reply:
-    async with admin_api(ctx.bot) as synapse:
+    accounts = ctx.feature(UsersFeature)
+    async with accounts.admin_api() as synapse:
         with explained():
             user_id = synapse.user_id(name)
-            useradmin.refuse_the_bot(ctx.bot, user_id, "reset the password of")
+            accounts.refuse_the_bot(user_id, "reset the password of")
             refuse_own_reset(ctx, user_id)
             password = await synapse.reset_password(user_id)
-    message = useradmin.password_message(ctx.bot, user_id, password, new_account=False)
-    failure = await useradmin.send_password(ctx.bot, ctx.sender, message, password)
+    message = accounts.password_message(user_id, password, new_account=False)
+    failure = await accounts.send_password(ctx.sender, message, password)
     localpart = user_id[1:].split(":", 1)[0]
     return Reply.text(f"✅ {user_id} has a new password; all its sessions were signed out.\n"
-                      + useradmin.delivery_note(ctx.sender, failure, localpart))
+                      + delivery_note(ctx.sender, failure, localpart))
 
 
 def refuse_own_reset(ctx: Context, user_id: str) -> None:
@@ -149,10 +151,11 @@ def refuse_own_reset(ctx: Context, user_id: str) -> None:
 
 
 async def deactivate_preview(bot, name: str, erase: bool = False) -> str:
-    async with admin_api(bot) as synapse:
+    accounts = bot.feature(UsersFeature)
+    async with accounts.admin_api() as synapse:
         try:
             with explained():
-                useradmin.refuse_the_bot(bot, synapse.user_id(name), "deactivate")
+                accounts.refuse_the_bot(synapse.user_id(name), "deactivate")
                 user = await synapse.check_deactivate(name)
         except UserError as exc:
             return f"⚠️ This will not work as asked: {exc.what}"
@@ -165,9 +168,10 @@ async def deactivate_preview(bot, name: str, erase: bool = False) -> str:
 @command("user deactivate", help="close an account for good; --erase also forgets its messages "
          "(needs approval)", dangerous=True, preview=deactivate_preview)
 async def user_deactivate(ctx: Context, name: Name, *, erase: bool = False) -> Reply:
-    async with admin_api(ctx.bot) as synapse:
+    accounts = ctx.feature(UsersFeature)
+    async with accounts.admin_api() as synapse:
         with explained():
-            useradmin.refuse_the_bot(ctx.bot, synapse.user_id(name), "deactivate")
+            accounts.refuse_the_bot(synapse.user_id(name), "deactivate")
             user = await synapse.deactivate(name, erase=erase)
     erased = " Its messages and profile are erased." if user.erased else ""
     return Reply.text(f"✅ {user.user_id} is deactivated: it cannot sign in any more.{erased}")
@@ -178,7 +182,7 @@ async def _describe_target(bot, synapse, name: str, doing: str) -> str:
     try:
         with explained():
             user_id = synapse.user_id(name)
-            useradmin.refuse_the_bot(bot, user_id, doing)
+            bot.feature(UsersFeature).refuse_the_bot(user_id, doing)
             user = await synapse.get_user(user_id)
     except UserError as exc:
         return f"⚠️ {exc.what}"
@@ -186,7 +190,7 @@ async def _describe_target(bot, synapse, name: str, doing: str) -> str:
         return f"{user_id} (⚠️ no such account: this will fail)"
     if user.deactivated:
         return f"{user_id} (⚠️ deactivated: this will fail)"
-    seen = useradmin.ago(user.last_seen, datetime.now(timezone.utc))
+    seen = ago(user.last_seen, datetime.now(timezone.utc))
     name_part = f"{user.displayname}, " if user.displayname else ""
     return f"{user_id} ({name_part}last seen {seen})"
 
@@ -197,11 +201,12 @@ async def _describe_target(bot, synapse, name: str, doing: str) -> str:
 @command("user invite", help="a registration token (invite) for someone to sign up in Element")
 async def user_invite(ctx: Context, *, uses: Annotated[int | None, Arg(max=10_000)] = None,
                       expires: Expiry | None = None) -> Reply:
-    chosen = useradmin.settings(ctx.bot)
+    accounts = ctx.feature(UsersFeature)
+    chosen = accounts.settings
     uses = chosen.invite_uses if uses is None else uses
     if expires is None:
         expires = timedelta(seconds=chosen.invite_expires)
-    async with admin_api(ctx.bot) as synapse:
+    async with accounts.admin_api() as synapse:
         with explained():
             mode = await synapse.registration_mode()
             if mode == "closed":
@@ -221,12 +226,13 @@ async def user_invite(ctx: Context, *, uses: Annotated[int | None, Arg(max=10_00
 
 
 def _invite_reply(ctx: Context, invite: RegistrationToken) -> Reply:
-    url, prefix = useradmin.public_url(ctx.bot), ctx.config.command_prefix
+    accounts = ctx.feature(UsersFeature)
+    url, prefix = accounts.public_url(), ctx.config.command_prefix
     limits = [f"{invite.uses_allowed} use(s)" if invite.uses_allowed else "unlimited uses",
-              f"valid until {useradmin.when(invite.expires, ctx.bot)}" if invite.expires
+              f"valid until {accounts.when(invite.expires)}" if invite.expires
               else "no expiry"]
     head = f"🎟 Invite ready: {invite.token} ({', '.join(limits)})"
-    steps = [f"Install Element ({useradmin.ELEMENT}) and choose Create account.",
+    steps = [f"Install Element ({ELEMENT}) and choose Create account.",
              f"Edit the homeserver to {url}.",
              "Choose a user name (lowercase letters, digits, _) and a strong password.",
              f"When asked for a registration token, enter {invite.token}."]
@@ -240,13 +246,14 @@ def _invite_reply(ctx: Context, invite: RegistrationToken) -> Reply:
 
 @command("user invites", help="registration tokens: uses left, expiry")
 async def user_invites(ctx: Context) -> Reply:
-    async with admin_api(ctx.bot) as synapse:
+    accounts = ctx.feature(UsersFeature)
+    async with accounts.admin_api() as synapse:
         with explained():
             invites = await synapse.list_registration_tokens()
     if not invites:
         return Reply.text(f"No invites. Make one with {ctx.config.command_prefix}user invite.")
     now = datetime.now(timezone.utc)
-    rows = [[i.token, _uses(i), str(i.pending), useradmin.when(i.expires, ctx.bot),
+    rows = [[i.token, _uses(i), str(i.pending), accounts.when(i.expires),
              _invite_state(i, now)] for i in invites]
     valid = sum(1 for i in invites if i.is_valid(now))
     return table(["token", "used", "pending", "expires", "state"], rows,
@@ -266,7 +273,7 @@ def _invite_state(invite: RegistrationToken, now: datetime) -> str:
 
 @command("user invite revoke", help="revoke an invite so nobody can sign up with it")
 async def user_invite_revoke(ctx: Context, token: str) -> Reply:
-    async with admin_api(ctx.bot) as synapse:
+    async with ctx.feature(UsersFeature).admin_api() as synapse:
         with explained():
             await synapse.delete_registration_token(token)
     return Reply.text(f"✅ Invite {token.strip()} revoked: nobody can sign up with it any more.")

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from spbot.system import cleanup
 from spbot.system.cleanup import (AptCache, CleanupParams, JournalVacuum, NixGarbage, OldRoot,
-                                  RotatedLogs, dry_run, parse_size, remove_tree, run_all, steps)
+                                  RotatedLogs, dry_run, parse_size, run_all, steps)
+from spbot.system.filetree import remove_tree
 from tests.fakebin import FakeBin, Rule
 
 KiB, MiB, GiB = 1024, 1024 ** 2, 1024 ** 3

@@ -265,8 +265,8 @@ async def test_renotify_after_the_configured_interval_across_a_restart(alice, al
 # --------------------------------------------------------------------------- rendering details
 
 def test_table_shows_inodes_only_when_high_and_mounts_that_do_not_answer():
-    from spbot.commands.disk import usage_table
-    from spbot.diskwatch import DiskSettings
+    from spbot.features.disk import DiskSettings
+    from spbot.features.disk.render import usage_table
     from spbot.system.disks import MountUsage
 
     ok = MountUsage(mountpoint="/", device="/dev/sda1", total=100 * GiB, used=40 * GiB, free=60 * GiB,

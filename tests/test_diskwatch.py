@@ -1,5 +1,6 @@
 """The disk rules and the sample history with a real SQLite store and the real Alerts class; only the
-bot around them is a stand-in (it records what would be posted instead of sending it to Matrix)."""
+host around the disk feature is a stand-in (it records what would be posted instead of sending it to
+Matrix)."""
 from __future__ import annotations
 
 import json
@@ -10,8 +11,11 @@ import pytest
 from pydantic import ValidationError
 
 from spbot.alerts import Alerts
-from spbot.diskwatch import (DiskSettings, DiskWatch, SampleStore, UsageUnavailable, forecast_bad, level,
-                             read_usage, read_usage_file, watched)
+from spbot.features.disk import DiskFeature, DiskSettings
+from spbot.features.disk.rules import forecast_bad, level
+from spbot.features.disk.samples import SampleStore
+from spbot.features.disk.usage import UsageUnavailable, read_usage, read_usage_file, watched
+from spbot.features.disk.watch import DiskWatch
 from spbot.render import Reply
 from spbot.store import Store
 from spbot.system.disks import MountUsage
@@ -22,8 +26,9 @@ ADMINS = ["@alice:example.org", "@bob:example.org"]
 T0 = 1_800_000_000.0          # a fixed "now" (2027-01-15)
 
 
-class StandInBot:
-    """What DiskWatch and Alerts use of a bot: the store, the admins, notify()."""
+class StandInHost:
+    """What the disk feature and Alerts use of the host (spbot.feature.Host): the store, the admins,
+    the alerts, notify()."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -43,17 +48,18 @@ async def store(tmp_path):
     await store.close()
 
 
-async def stand_in(store: Store) -> StandInBot:
-    bot = StandInBot(store)
-    await bot.alerts.start()
-    return bot
+async def stand_in(store: Store) -> StandInHost:
+    host = StandInHost(store)
+    await host.alerts.start()
+    return host
 
 
-async def new_watch(store: Store, **settings) -> tuple[StandInBot, DiskWatch]:
-    bot = await stand_in(store)
-    watch = DiskWatch(bot, DiskSettings(**settings))
-    await watch.start()
-    return bot, watch
+async def new_watch(store: Store, **settings) -> tuple[StandInHost, DiskWatch]:
+    """The disk feature as the bot starts it, with these [disk] settings; its sampler and rules."""
+    host = await stand_in(store)
+    feature = DiskFeature(host, DiskSettings(**settings))
+    await feature.start()
+    return host, feature.watch
 
 
 def usage(mount: str, percent: float, total: int = 100 * GiB, **extra) -> MountUsage:
@@ -261,3 +267,19 @@ async def test_compaction_removes_duplicate_rows(store):
         await samples.record([MountUsage(mountpoint="/", total=100, used=50, free=50)], old)
     await samples.compact(T0, history_days=400)
     assert await samples.history("/", 0) == [(old, 50, 100)]
+
+
+# --------------------------------------------------------------------------- the feature
+
+async def test_the_feature_samples_a_second_after_start_and_reports_a_status_line(store, tmp_path):
+    path = tmp_path / "usage.json"
+    path.write_text(json.dumps([{"mountpoint": "/data", "total": 100 * GiB, "used": 96 * GiB,
+                                 "free": 4 * GiB}]))
+    host = await stand_in(store)
+    feature = DiskFeature(host, DiskSettings(usage_source=path, sample_interval="1m"))
+    await feature.start()
+    [work] = feature.scheduled()
+    assert (work.id, work.name, work.interval, work.first_in) == ("disk-sampler", "disk sampler and alerts",
+                                                                  60, 1)
+    assert work.run == feature.watch.tick
+    assert await feature.status_lines() == ["disks: /data 96% (4.0 GiB free) 🚨"]

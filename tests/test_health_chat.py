@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING
 import pytest
 import trustme
 
-from spbot.healthwatch import HealthSettings, parse_target, tls_findings
+from spbot.features.services import HealthSettings
+from spbot.features.services.rules import tls_findings
+from spbot.features.services.settings import parse_target
 from spbot.render import human_bytes
 from spbot.system.tls import CertInfo, CertStatus
 from tests.fakebin import FakeBin, Rule

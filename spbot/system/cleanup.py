@@ -5,24 +5,24 @@ a run reports the bytes freed as measured by the filesystem's free space before 
 what the tool itself reported and, where files are deleted, each file with its size.
 
 Paths and the PATH used to find tools come from `CleanupParams`, so tests point them at temporary
-trees and recording executables. Deleting walks directories by file descriptor and never
-follows a symlink or leaves the filesystem of the configured directory.
+trees and recording executables. Deleting (spbot/system/filetree.py) walks directories by file
+descriptor and never follows a symlink or leaves the filesystem of the configured directory.
 """
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import os
 import re
 import shutil
-import stat
 import time
 from pathlib import Path
-from typing import Awaitable, Callable, ClassVar, Iterator, Literal, TypeVar
+from typing import Awaitable, Callable, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 
 from spbot.system import disks
+from spbot.system.filetree import (FileItem, existing_parent, find_files, free_space, freed_between,
+                                   remove_tree)
 from spbot.system.proc import ProcError, ProcResult, run
 
 T = TypeVar("T")
@@ -83,11 +83,6 @@ class CleanupParams(BaseModel):
         return value
 
 
-class FileItem(BaseModel):
-    path: str
-    bytes: int
-
-
 class Estimate(BaseModel):
     """A dry run: what a step would free. `bytes` None when it cannot be known before running."""
     step: str
@@ -138,137 +133,6 @@ def parse_size(text: str) -> int:
     return round(float(match.group(1)) * 1024 ** _POWERS[match.group(2).upper()])
 
 
-# --------------------------------------------------------------------------- files, safely
-
-def _open_dir(name: str | os.PathLike, dir_fd: int | None = None, follow: bool = False) -> int:
-    flags = os.O_RDONLY | os.O_DIRECTORY | (0 if follow else os.O_NOFOLLOW)
-    return os.open(name, flags, dir_fd=dir_fd)
-
-
-def _walk_files(fd: int, prefix: str, dev: int, max_depth: int = 16
-                ) -> Iterator[tuple[int, str, str, os.stat_result]]:
-    """(dir_fd, name, path, lstat) of every non-directory under fd, same filesystem, no symlinks."""
-    with os.scandir(fd) as it:
-        names = [entry.name for entry in it]
-    for name in names:
-        try:
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        path = os.path.join(prefix, name)
-        if not stat.S_ISDIR(st.st_mode):
-            yield fd, name, path, st
-        elif st.st_dev == dev and max_depth > 0:
-            try:
-                sub = _open_dir(name, fd)
-            except OSError:
-                continue
-            try:
-                if os.fstat(sub).st_ino == st.st_ino:
-                    yield from _walk_files(sub, path, dev, max_depth - 1)
-            finally:
-                os.close(sub)
-
-
-def find_files(root: Path, patterns: list[str], delete: bool = False) -> tuple[list[FileItem], list[str]]:
-    """Regular files under `root` whose names match a pattern; with `delete`, unlink them.
-
-    Returns (files, errors). Only `root` itself may be a symlink (it is the configured place);
-    below it nothing is followed and other filesystems are skipped.
-    """
-    files: list[FileItem] = []
-    errors: list[str] = []
-    try:
-        top = _open_dir(root, follow=True)
-    except FileNotFoundError:
-        return files, errors
-    except OSError as exc:
-        return files, [f"{root}: {exc.strerror}"]
-    try:
-        for dir_fd, name, path, st in _walk_files(top, str(root), os.fstat(top).st_dev):
-            if not stat.S_ISREG(st.st_mode) or not any(fnmatch.fnmatchcase(name, p) for p in patterns):
-                continue
-            if delete:
-                try:
-                    os.unlink(name, dir_fd=dir_fd)
-                except OSError as exc:
-                    errors.append(f"{path}: {exc.strerror}")
-                    continue
-            files.append(FileItem(path=path, bytes=st.st_size))
-    except OSError as exc:
-        errors.append(f"{root}: {exc.strerror or exc}")
-    finally:
-        os.close(top)
-    return files, errors
-
-
-def _remove_contents(fd: int, prefix: str, dev: int, skipped: list[str]) -> int:
-    """Delete everything under fd on filesystem `dev`; returns the number of files removed."""
-    removed = 0
-    with os.scandir(fd) as it:
-        names = [entry.name for entry in it]
-    for name in names:
-        path = os.path.join(prefix, name)
-        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        if not stat.S_ISDIR(st.st_mode):
-            os.unlink(name, dir_fd=fd)
-            removed += 1
-            continue
-        if st.st_dev != dev:
-            skipped.append(path)
-            continue
-        sub = _open_dir(name, fd)
-        try:
-            if os.fstat(sub).st_ino != st.st_ino:
-                skipped.append(path)
-                continue
-            removed += _remove_contents(sub, path, dev, skipped)
-        finally:
-            os.close(sub)
-        if not any(s.startswith(path + "/") for s in skipped):
-            os.rmdir(name, dir_fd=fd)
-    return removed
-
-
-def remove_tree(root: Path) -> tuple[int, list[str]]:
-    """rm -rf --one-file-system root, without following symlinks; returns (files, skipped dirs).
-
-    `root` itself must be a real directory, not a symlink; mounts below it are left alone.
-    """
-    if os.path.normpath(root) == "/":
-        raise ValueError("refusing to remove /")
-    fd = _open_dir(root)
-    skipped: list[str] = []
-    try:
-        removed = _remove_contents(fd, str(root), os.fstat(fd).st_dev, skipped)
-    finally:
-        os.close(fd)
-    if not skipped:
-        os.rmdir(root)
-    return removed, skipped
-
-
-# --------------------------------------------------------------------------- free space
-
-def _existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-async def free_space(paths: list[Path]) -> dict[int, int]:
-    """Free bytes per filesystem (st_dev) holding each path (or its nearest existing parent)."""
-    free: dict[int, int] = {}
-    for path in paths:
-        probe = await disks.in_thread(disks.probe_mount, str(path), timeout=30.0, key=str(path))
-        free[probe.st_dev] = probe.free
-    return free
-
-
-def freed_between(before: dict[int, int], after: dict[int, int]) -> int:
-    return sum(max(0, after.get(dev, free) - free) for dev, free in before.items())
-
-
 # --------------------------------------------------------------------------- steps
 
 class CleanupStep:
@@ -308,7 +172,7 @@ class CleanupStep:
         """
         result = StepResult(step=self.name, title=self.title, ok=True)
         started = time.monotonic()
-        paths = [_existing(p) for p in self.measured_paths()]
+        paths = [existing_parent(p) for p in self.measured_paths()]
         before = await self._guard(result, free_space(paths))
         await self._guard(result, self._run(result))
         if before is not None and (after := await self._guard(result, free_space(paths))) is not None:

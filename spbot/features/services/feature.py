@@ -1,0 +1,65 @@
+"""The services feature: [services] (the units !services shows and !service restart may restart) and
+[health] (the failed-units and certificate checks that alert), and the server lines of !status."""
+from __future__ import annotations
+
+from spbot.feature import Feature, Scheduled
+from spbot.logs import get_logger
+from spbot.render import human_bytes, human_duration
+from spbot.system import disks
+from spbot.system.services import ServiceError, system_summary
+
+from .settings import HealthSettings, ServicesSettings, UnitName
+from .watch import HealthWatch
+
+log = get_logger(__name__)
+SOON = 2.0         # the checks' first run, seconds after start
+
+
+class ServicesFeature(Feature):
+    name = "services"
+    settings_model = ServicesSettings
+    settings: ServicesSettings
+
+    def __init__(self, host, settings: ServicesSettings):
+        super().__init__(host, settings)
+        self.health: HealthSettings = host.config.settings("health")
+        self.watch = HealthWatch(host, self.health, settings)
+
+    async def start(self) -> None:
+        UnitName.configured = self.settings
+        s = self.health
+        if s.failed_units_interval > 0 and not self.watch.systemd_running():
+            log.info("failed_units_not_checked", reason=f"{s.systemd_dir} is missing: systemd does not run "
+                                                        "this machine")
+
+    def scheduled(self) -> list[Scheduled]:
+        s, work = self.health, []
+        if s.failed_units_interval > 0 and self.watch.systemd_running():
+            work.append(Scheduled("health-failed-units", "failed units check", self.watch.check_units,
+                                  interval=s.failed_units_interval, first_in=SOON))
+        if s.tls_domains and s.tls_interval > 0:
+            work.append(Scheduled("health-tls", "certificate check", self.watch.check_tls,
+                                  interval=s.tls_interval, first_in=SOON))
+        return work
+
+    async def status_lines(self) -> list[str]:
+        lines = []
+        try:
+            s = await system_summary()
+            lines.append(f"server: up {human_duration(s.uptime_seconds)} · load {s.load_1:.2f} {s.load_5:.2f} "
+                         f"{s.load_15:.2f} ({s.cpu_count} CPUs) · memory "
+                         f"{human_bytes(s.memory_total - s.memory_available)} of {human_bytes(s.memory_total)} "
+                         f"used ({s.memory_percent:.0f}%)")
+        except (disks.ProbeTimeout, OSError) as exc:
+            lines.append(f"server: cannot read uptime, load and memory ({exc})")
+        lines.append("failed units: " + await self._failed_text())
+        return lines
+
+    async def _failed_text(self) -> str:
+        if not self.watch.systemd_running():
+            return "not checked (systemd does not run this machine)"
+        try:
+            failed = await self.watch.failed()
+        except ServiceError as exc:
+            return f"cannot check ({exc})"
+        return ", ".join(u.unit for u in failed) + " ❌" if failed else "none"
