@@ -7,4 +7,5 @@ from ..feature import Feature
 
 def all_features() -> list[type[Feature]]:
     """Imported on call: the command line and tests that only parse config pay for no feature."""
-    return []
+    from .backup import BackupFeature
+    return [BackupFeature]
