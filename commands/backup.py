@@ -1,19 +1,19 @@
 """!backup: snapshots of the server's services with restic — now, list, stats, restore, prune, drill,
-setup. The work is in spbot/backups.py; this module only declares the commands."""
+setup. The work is in spbot/features/backup/; this module only declares the commands."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from spbot import backups as b
 from spbot.context import Context, UserError
-from spbot.registry import ONE_OTHER_ADMIN, Policy, command, on_startup
+from spbot.features import backup as b
+from spbot.features.backup import BackupFeature
+from spbot.registry import ONE_OTHER_ADMIN, Policy, command
 from spbot.render import Reply
 
 
-@on_startup
-async def setup_backups(bot) -> None:
-    await b.install(bot)
+def _backups(ctx: Context) -> b.Backups:
+    return ctx.feature(BackupFeature).backups
 
 
 def _progress(ctx: Context):
@@ -25,18 +25,19 @@ def _progress(ctx: Context):
 @command("backup now", help="back up all services, or the ones named, with live progress", locks={"system"})
 async def backup_now(ctx: Context, *services: str) -> Reply:
     await ctx.job.progress("starting")
-    several = len(b.backups_of(ctx.bot).select(services)) > 1
+    several = len(_backups(ctx).select(services)) > 1
 
     async def say(outcome: b.Outcome) -> None:
         await ctx.say(Reply.text(outcome.line()))
 
-    outcomes = await b.run_and_alert(ctx.bot, services, "manual", _progress(ctx), say if several else None)
+    outcomes = await ctx.feature(BackupFeature).run_and_alert(services, "manual", _progress(ctx),
+                                                              say if several else None)
     return b.reply_for(outcomes, each_said=several)
 
 
 @command("backup list", help="snapshots per service: time, reason, size")
 async def backup_list(ctx: Context, service: str | None = None) -> Reply:
-    backups = b.backups_of(ctx.bot)
+    backups = _backups(ctx)
     if service:
         backups.select([service])
     restic = backups.restic()
@@ -47,11 +48,11 @@ async def backup_list(ctx: Context, service: str | None = None) -> Reply:
 
 @command("backup stats", help="repository size, dedup ratio, last success per service, B2 usage")
 async def backup_stats(ctx: Context) -> Reply:
-    return b.render_stats(await b.backups_of(ctx.bot).stats(), ctx.config.timezone)
+    return b.render_stats(await _backups(ctx).stats(), ctx.config.timezone)
 
 
 async def restore_preview(bot, snapshot: str, service: str | None = None, to: Path | None = None) -> str:
-    backups = b.backups_of(bot)
+    backups = bot.feature(BackupFeature).backups
     if _every_service(snapshot, service, to):
         names = ", ".join(backups.settings.services) or "none configured"
         return (f"The latest snapshot of every service ({names}) → copied into {to}/<service>; "
@@ -81,7 +82,7 @@ async def backup_restore(ctx: Context, snapshot: str, service: str | None = None
     """Restores into a temporary directory first and verifies it against the snapshot; only then takes a
     pre-restore snapshot of the current data, stops the service's units, moves the restored data into
     place and starts them. With --to the copy goes to that (new or empty) directory instead."""
-    backups = b.backups_of(ctx.bot)
+    backups = _backups(ctx)
     await ctx.job.progress("finding the snapshot")
     if _every_service(snapshot, service, to):
         reports = await backups.restore_all_to(to, _progress(ctx))
@@ -100,11 +101,11 @@ async def backup_restore(ctx: Context, snapshot: str, service: str | None = None
                               "ones, pre-restore ones for some days", dangerous=True, locks={"system"})
 async def backup_prune(ctx: Context) -> Reply:
     await ctx.job.progress("forget and prune")
-    return b.render_forget(await b.backups_of(ctx.bot).forget())
+    return b.render_forget(await _backups(ctx).forget())
 
 
 async def forget_preview(bot, snapshot: str) -> str:
-    backups = b.backups_of(bot)
+    backups = bot.feature(BackupFeature).backups
     try:
         snap, name = await backups.find_snapshot(snapshot, None, backups.restic())
     except UserError as exc:
@@ -120,14 +121,14 @@ async def backup_forget(ctx: Context, snapshot: str) -> Reply:
     pre-restore snapshots are otherwise kept by their own retention ([backup] keep_manual,
     keep_pre_restore_days)."""
     await ctx.job.progress("forget and prune")
-    snap, name = await b.backups_of(ctx.bot).forget_snapshot(snapshot)
+    snap, name = await _backups(ctx).forget_snapshot(snapshot)
     return b.render_forgotten(snap, name, ctx.config.timezone)
 
 
 @command("backup drill", help="restore sample files and compare them with the live ones", locks={"system"})
 async def backup_drill(ctx: Context, *services: str) -> Reply:
     await ctx.job.progress("restoring sample files")
-    return await b.drill_and_alert(ctx.bot, services)
+    return await ctx.feature(BackupFeature).drill_and_alert(services)
 
 
 def _b2_needs_approval(args: dict) -> Policy | None:
@@ -139,22 +140,10 @@ def _b2_needs_approval(args: dict) -> Policy | None:
                               "prepares Backblaze B2", policy_when=_b2_needs_approval)
 async def backup_setup(ctx: Context, step: Literal["check", "init", "b2"] = "check",
                        bucket: str | None = None) -> Reply:
-    backups = b.backups_of(ctx.bot)
+    backups = _backups(ctx)
     if step == "init":
         return Reply.text(f"✅ {await backups.init()}")
     if step == "b2":
         done = await backups.setup_b2(bucket)
-        return Reply.text(render_b2_setup(done, backups))
+        return Reply.text(b.render_b2_setup(done, backups))
     return b.render_setup(await backups.check_setup())
-
-
-def render_b2_setup(done: b.B2Setup, backups: b.Backups) -> str:
-    state = "created" if done.created else "already there"
-    text = (f"✅ Backblaze B2 is ready: private bucket {done.bucket} ({state}); deleted data is kept "
-            f"{done.keep_deleted_days} days; key '{done.key_name}' can use only this bucket and was saved in "
-            f"{done.key_file} (mode 600, not shown here).")
-    repo = backups.settings.repository
-    if getattr(repo, "kind", "") == "b2" and getattr(repo, "bucket", "") == done.bucket:
-        return text + "\nNext: !backup setup init, then !backup now."
-    return text + (f"\nNext: set [backup.repository] kind = \"b2\" and bucket = \"{done.bucket}\" in the config, "
-                   "restart the bot, then !backup setup init.")

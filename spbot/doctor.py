@@ -17,8 +17,6 @@ def _line(mark: str, text: str) -> None:
 async def run_checks(config: Config) -> int:
     """Homeserver and bot account first, then each feature's own set-up checks."""
     failures = await _check_matrix(config)
-    from .backups import doctor_check as backup_check
-    failures += await backup_check(config, _line)
     from .features import all_features
     for kind in all_features():
         for check in await kind.doctor(config):

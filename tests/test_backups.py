@@ -1,4 +1,4 @@
-"""spbot/backups.py against the real restic: local and S3 (moto) repositories, restores that verify
+"""spbot/features/backup/ against the real restic: local and S3 (moto) repositories, restores that verify
 before replacing, retention, the drill, crashes, full disks, and B2 set-up on b2sdk's simulator."""
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from b2sdk.v2 import B2HttpApiConfig
 from pydantic import ValidationError
 
 from spbot.providers.b2 import B2Provider, make_api
-from spbot.backups import (BackupSettings, Backups, cron_trigger, overdue, render_digest, render_forget,
-                           render_list, render_stats, reply_for, restic_pattern)
 from spbot.context import UserError
+from spbot.features.backup import (BackupSettings, Backups, render_digest, render_forget, render_list, render_stats,
+                                   reply_for, restic_pattern)
+from spbot.features.backup.alerting import overdue
+from spbot.scheduler import cron_trigger
 from spbot.store import Store
 from spbot.system.restic import LocalRepository, Restic, ResticFailure
 from tests.fakebin import FakeBin, Rule
@@ -555,7 +557,7 @@ async def test_b2_setup_makes_bucket_lifecycle_and_restricted_key_stored_private
     assert stored["s3_endpoint"] == b2_api.account_info.get_s3_api_url()   # the account's S3 endpoint
     assert repo.location() == f"s3:{stored['s3_endpoint']}/family-backups-3f9a/vps"
     assert repo.environment() == {"AWS_ACCESS_KEY_ID": stored["key_id"], "AWS_SECRET_ACCESS_KEY": stored["key"]}
-    from spbot.commands.backup import render_b2_setup
+    from spbot.features.backup import render_b2_setup
     text = render_b2_setup(done, backups)
     assert stored["key"] not in text and master_key not in text and "!backup setup init" in text
 
@@ -600,23 +602,24 @@ async def test_check_setup_lines(tmp_path, backups):
     assert any("opens (0 snapshots)" in text for _, text in lines)
 
 
-async def test_doctor_check_prints_backup_lines(tmp_path, repo, live):
-    from spbot.backups import doctor_check
+async def test_doctor_checks_give_backup_lines(tmp_path, repo, live):
     from spbot.config import Config
+    from spbot.feature import Check
+    from spbot.features.backup import BackupFeature
     settings = settings_for(tmp_path, repo)
     config = Config(homeserver="http://127.0.0.1:1", user_id="@bot:localhost", password={"env": "X"},
                     admins=["@alice:localhost"], rooms=["!room:localhost"], state_dir=tmp_path / "state",
                     backup=settings.model_dump(mode="json", exclude_defaults=True)
                     | {"password": {"file": str(tmp_path / "restic-password")}})
-    printed: list[tuple[str, str]] = []
 
-    failures = await doctor_check(config, lambda mark, text: printed.append((mark, text)))
+    checks = await BackupFeature.doctor(config)
 
-    assert failures == 0 and printed[0] == ("ok  ", f"backup: restic found at {shutil.which('restic')}")
-    assert any("opens (0 snapshots)" in text for _, text in printed)
+    failures = sum(1 for c in checks if c.state == "fail")
+    assert failures == 0 and checks[0] == Check("ok", f"backup: restic found at {shutil.which('restic')}")
+    assert any("opens (0 snapshots)" in c.text for c in checks)
     (tmp_path / "restic-password").chmod(0o644)
     (tmp_path / "restic-password").write_text("not-the-password-0d1\n")
-    printed.clear()
-    assert await doctor_check(config, lambda mark, text: printed.append((mark, text))) == 1
-    assert printed[1][0] == "warn" and "chmod 600" in printed[1][1]
-    assert any(mark == "FAIL" and "wrong repository password" in text for mark, text in printed), printed
+    checks = await BackupFeature.doctor(config)
+    assert sum(1 for c in checks if c.state == "fail") == 1
+    assert checks[1].state == "warn" and "chmod 600" in checks[1].text
+    assert any(c.state == "fail" and "wrong repository password" in c.text for c in checks), checks

@@ -8,6 +8,7 @@ from ..feature import Feature
 
 def all_features() -> list[type[Feature]]:
     """Imported on call: the command line and tests that only parse config pay for no feature."""
+    from .backup import BackupFeature
     from .cleanup import CleanupFeature
     from .disk import DiskFeature
     from .dns import DnsFeature
@@ -18,6 +19,7 @@ def all_features() -> list[type[Feature]]:
     from .ssh import SshFeature
     from .users import UsersFeature
     return [
+        BackupFeature,
         DiskFeature,
         ServicesFeature,
         CleanupFeature,

@@ -1,0 +1,162 @@
+"""Restores: into place (restored beside the live data, verified, a pre-restore snapshot of the current
+data, the service's units stopped, swapped in, units started) or copied out --to a new directory, one
+service or every service's latest. Nothing live changes before the restored copy is verified."""
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spbot.context import UserError
+from spbot.system.proc import ProcError, run
+from spbot.system.restic import Listing, Restic, ResticError, Snapshot
+
+from .model import Progress, RestoredPath, RestoreReport, advice, restic_user_error
+from .restore_files import (check_restored, check_target, copy_places, move_into, remove_all, restic_pattern,
+                            staging_dir, sub_listing, swap_into_place)
+from .settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from .service import Backups
+
+
+async def into_place(backups: "Backups", ref: str, service: str | None,
+                     progress: Progress | None = None) -> RestoreReport:
+    """Restore to a temporary directory next to the live data, verify, snapshot the current data
+    (reason pre-restore), stop the service's units, swap the restored data in, start the units."""
+    restic = backups.restic()
+    snapshot, name = await backups.find_snapshot(ref, service, restic)
+    spec = backups.settings.services.get(name) or ServiceSettings(paths=[Path(p) for p in snapshot.paths])
+    report = RestoreReport(snapshot, name, into_place=True, units=list(spec.units))
+    listing = await _listing(backups, restic, snapshot)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for live in map(Path, snapshot.paths):
+            stage = staging_dir(live, snapshot)
+            await asyncio.to_thread(remove_all, [stage])  # left by an interrupted restore
+            staged.append((live, stage))
+            await _say(progress, f"restoring {live} into a temporary directory", None)
+            restored = await _restore_path(backups, restic, snapshot, listing, live, stage)
+            report.paths.append(RestoredPath(str(live), str(live), restored[0], restored[1]))
+        await _say(progress, "snapshot of the current data (pre-restore)", None)
+        report.pre_restore = await _pre_restore_snapshot(backups, restic, name, spec, snapshot, report)
+        await _swap_with_units_stopped(backups, spec.units, staged, progress, report)
+    finally:
+        await asyncio.to_thread(remove_all, [stage for _, stage in staged])
+    return report
+
+
+async def to(backups: "Backups", ref: str, service: str | None, target: Path,
+             progress: Progress | None = None) -> RestoreReport:
+    """Restore next to the live data without touching it: into `target` (new or empty), as
+    target/<service>/<path below the snapshot's common parent> — one path /srv/data/photos of
+    service `photos` lands in target/photos/photos, not target/srv/data/photos."""
+    restic = backups.restic()
+    snapshot, name = await backups.find_snapshot(ref, service, restic)
+    check_target(target, snapshot, backups.settings.services.values())
+    return await _copy_out(backups, restic, snapshot, name, target, progress)
+
+
+async def all_to(backups: "Backups", target: Path, progress: Progress | None = None) -> list[RestoreReport]:
+    """The latest snapshot of every configured service, each into target/<service>/… (target new or
+    empty); services without a snapshot yet are left out (the caller says so)."""
+    restic = backups.restic()
+    latest = {name: (await backups.snapshots(name, restic))[-1:] for name in backups.settings.services}
+    chosen = [(snaps[0], name) for name, snaps in latest.items() if snaps]
+    if not chosen:
+        raise UserError("there is no snapshot to restore yet", "run !backup now first")
+    for snapshot, _ in chosen:
+        check_target(target, snapshot, backups.settings.services.values())
+    return [await _copy_out(backups, restic, snapshot, name, target, progress) for snapshot, name in chosen]
+
+
+async def _copy_out(backups: "Backups", restic: Restic, snapshot: Snapshot, name: str, target: Path,
+                    progress: Progress | None) -> RestoreReport:
+    listing = await _listing(backups, restic, snapshot)
+    report = RestoreReport(snapshot, name, into_place=False)
+    stage = target / f".spbot-restoring-{snapshot.short_id}"
+    await _say(progress, f"restoring snapshot {snapshot.short_id} into {target}", None)
+    try:
+        await restic.restore(snapshot.id, stage, verify=True, timeout=backups.settings.timeout)
+        places = copy_places(snapshot.paths, target / name)
+        for live, copy in places.items():
+            part = sub_listing(listing, live)
+            files, size = await asyncio.to_thread(check_restored, part, stage, live)
+            await asyncio.to_thread(move_into, stage / live.lstrip("/"), copy)
+            report.paths.append(RestoredPath(live, str(copy), files, size))
+    except ResticError as exc:
+        raise UserError(f"restoring snapshot {snapshot.short_id} into {target} failed: {exc}",
+                        advice(exc.kind, backups)) from None
+    finally:
+        await asyncio.to_thread(remove_all, [stage])
+    return report
+
+
+async def _listing(backups: "Backups", restic: Restic, snapshot: Snapshot) -> Listing:
+    try:
+        return await restic.ls(snapshot.id)
+    except ResticError as exc:
+        raise restic_user_error(exc, backups) from None
+
+
+async def _restore_path(backups: "Backups", restic: Restic, snapshot: Snapshot, listing: Listing, live: Path,
+                        stage: Path) -> tuple[int, int]:
+    try:
+        await restic.restore(snapshot.id, stage, include=[restic_pattern(str(live))], verify=True,
+                             timeout=backups.settings.timeout)
+    except ResticError as exc:
+        raise UserError(f"restoring {live} from snapshot {snapshot.short_id} failed, nothing live was "
+                        f"changed: {exc}", advice(exc.kind, backups)) from None
+    return await asyncio.to_thread(check_restored, sub_listing(listing, str(live)), stage, str(live))
+
+
+async def _pre_restore_snapshot(backups: "Backups", restic: Restic, name: str, spec: ServiceSettings,
+                                snapshot: Snapshot, report: RestoreReport) -> str:
+    existing = [Path(p) for p in snapshot.paths if os.path.lexists(p)]
+    if not existing:
+        report.warnings.append("there was no live data to snapshot before the restore")
+        return ""
+    outcome = await backups.backup_service(restic, name, spec, "pre-restore", paths=existing)
+    await backups.log.record(outcome)
+    if not outcome.ok:
+        raise UserError(f"the pre-restore snapshot of the current data failed, so nothing was replaced: "
+                        f"{outcome.error}", outcome.todo)
+    return outcome.snapshot_id
+
+
+async def _swap_with_units_stopped(backups: "Backups", units: list[str], staged: list[tuple[Path, Path]],
+                                   progress: Progress | None, report: RestoreReport) -> None:
+    if units:
+        await _say(progress, f"stopping {', '.join(units)}", None)
+        await _systemctl(backups, "stop", units, report, must=True)
+    try:
+        await _say(progress, "moving the restored data into place", None)
+        await asyncio.to_thread(swap_into_place, staged)
+    finally:
+        if units:
+            await _say(progress, f"starting {', '.join(units)}", None)
+            await _systemctl(backups, "start", units, report, must=False)
+
+
+async def _systemctl(backups: "Backups", action: str, units: list[str], report: RestoreReport, *, must: bool) -> None:
+    try:
+        result = await run([backups.settings.systemctl, action, "--", *units],
+                           timeout=backups.settings.command_timeout)
+        problem = "" if result.ok else (f"exit {result.returncode}: {result.tail(2)}" if not result.timed_out
+                                        else f"no answer in {result.duration:.0f} s")
+    except ProcError as exc:
+        problem = str(exc)
+    if not problem:
+        return
+    if must:
+        await _systemctl(backups, "start", units, report, must=False)
+        raise UserError(f"systemctl {action} {' '.join(units)} failed, so nothing was replaced: {problem}",
+                        "check the units with !services or journalctl, then try the restore again")
+    report.warnings.append(f"systemctl {action} {' '.join(units)} failed ({problem}): check them now "
+                           "(journalctl -u <unit>)")
+
+
+async def _say(progress: Progress | None, step: str, fraction: float | None) -> None:
+    if progress is not None:
+        await progress(step, fraction)
