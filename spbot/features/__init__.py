@@ -7,4 +7,7 @@ from ..feature import Feature
 
 def all_features() -> list[type[Feature]]:
     """Imported on call: the command line and tests that only parse config pay for no feature."""
-    return []
+    from .upgrade.feature import UpgradeFeature
+    return [
+        UpgradeFeature,
+    ]
