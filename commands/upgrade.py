@@ -1,48 +1,52 @@
 """!upgrade check, !upgrade, !rollback, !generations, !reboot: system upgrades from the chat.
 
-The flows, settings and schedules live in spbot/upgrades.py; this is the chat surface.
+The flows, settings, schedule and drivers live in the upgrade feature (spbot/features/upgrade/);
+this is the chat surface.
 """
 import socket
 from typing import Annotated
 
-from spbot import upgrades
 from spbot.context import Context, UserError
+from spbot.features.upgrade.drivers.nixos import NixosDriver
+from spbot.features.upgrade.feature import UpgradeFeature
+from spbot.features.upgrade.flows import CHECK_LOCKS, LOCKS, rollback_unavailable
+from spbot.features.upgrade.render import render_check, render_generations, render_rollback, render_upgrade
 from spbot.registry import Arg, command
 from spbot.render import Reply, human_duration
-from spbot.system.upgrade import NixosDriver
 
 
 @command("upgrade check", help="what a system upgrade would change, and whether a reboot is needed",
-         locks=upgrades.CHECK_LOCKS)
+         locks=CHECK_LOCKS)
 async def upgrade_check(ctx: Context, *, cached: Annotated[bool, Arg(
         "skip apt-get update / the channel update and use what the server already knows")] = False
         ) -> Reply:
-    info, result = await upgrades.check(ctx.bot, ctx.job, refresh=not cached)
-    return upgrades.render_check(info, result)
+    info, result = await ctx.feature(UpgradeFeature).flows.check(ctx.job, refresh=not cached)
+    return render_check(info, result)
 
 
 async def preview_upgrade(bot, no_backup: bool = False) -> str:
-    info, tool = upgrades.system_driver(bot)
+    flows = bot.feature(UpgradeFeature).flows
+    info, tool = flows.system()
     if isinstance(tool, NixosDriver):
         how = "nixos-rebuild switch " + (f"--flake {tool.params.flake}" if tool.params.flake else "--upgrade")
     else:
         how = "apt-get dist-upgrade"
-    backup = upgrades.backup_skipped(bot, not no_backup) or "a backup of the services first"
-    return f"{info.pretty_name}: {how}, {backup}. {await upgrades.last_check_line(bot, info)}"
+    backup = flows.backup_skipped(not no_backup) or "a backup of the services first"
+    return f"{info.pretty_name}: {how}, {backup}. {await flows.last_check_line(info)}"
 
 
 @command("upgrade", help="upgrade the system: backup first, live log, summary", dangerous=True,
-         locks=upgrades.LOCKS, preview=preview_upgrade)
+         locks=LOCKS, preview=preview_upgrade)
 async def upgrade(ctx: Context, *, no_backup: Annotated[bool, Arg(
         "do not back up the services before upgrading")] = False) -> Reply:
-    info, result, backup_line = await upgrades.upgrade(ctx.bot, ctx.job, backup=not no_backup)
-    return upgrades.render_upgrade(info, result, backup_line, ctx.job)
+    info, result, backup_line = await ctx.feature(UpgradeFeature).flows.upgrade(ctx.job, backup=not no_backup)
+    return render_upgrade(info, result, backup_line, ctx.job)
 
 
 async def preview_rollback(bot) -> str:
-    info, tool = upgrades.system_driver(bot)
+    info, tool = bot.feature(UpgradeFeature).flows.system()
     if not isinstance(tool, NixosDriver):
-        return f"⚠️ {upgrades.rollback_unavailable(info).what} Approving it does nothing."
+        return f"⚠️ {rollback_unavailable(info).what} Approving it does nothing."
     found = await tool.generations()
     current = next((g for g in found if g.current), None)
     older = [g for g in found if current and g.number < current.number]
@@ -52,22 +56,22 @@ async def preview_rollback(bot) -> str:
 
 
 @command("rollback", help="NixOS: switch back to the previous system generation", dangerous=True,
-         locks=upgrades.LOCKS, preview=preview_rollback)
+         locks=LOCKS, preview=preview_rollback)
 async def rollback(ctx: Context) -> Reply:
-    info, result = await upgrades.rollback(ctx.bot, ctx.job)
-    return upgrades.render_rollback(info, result, ctx.job)
+    info, result = await ctx.feature(UpgradeFeature).flows.rollback(ctx.job)
+    return render_rollback(info, result, ctx.job)
 
 
 @command("generations", help="NixOS: the system generations, newest first")
 async def generations(ctx: Context) -> Reply:
-    info, found = await upgrades.generations(ctx.bot)
+    info, found = await ctx.feature(UpgradeFeature).flows.generations()
     if not found:
         raise UserError("nix-env lists no system generations", "Check the [upgrade.nixos] profile path.")
-    return upgrades.render_generations(info, found)
+    return render_generations(info, found)
 
 
 async def preview_reboot(bot) -> str:
-    up = upgrades.uptime(upgrades.settings_of(bot))
+    up = bot.feature(UpgradeFeature).reboots.uptime()
     since = f", up {human_duration(up)}" if up is not None else ""
     return (f"Reboots {socket.gethostname()}{since}: every service is down for a minute or two. "
             "I post a notice first and say when I am back.")
@@ -77,8 +81,7 @@ async def preview_reboot(bot) -> str:
          dangerous=True, locks={"system"}, preview=preview_reboot)
 async def reboot(ctx: Context) -> Reply:
     request = ctx.request
-    await upgrades.plan_reboot(ctx.bot, ctx.sender, request.room_id, request.event_id)
-    ctx.bot.spawn(upgrades.reboot_when_said(ctx.bot, ctx.job, request.room_id, request.event_id),
-                  name="reboot")
+    await ctx.feature(UpgradeFeature).reboots.reboot_soon(ctx.sender, ctx.job,
+                                                            request.room_id, request.event_id)
     return Reply.text(f"🔄 Rebooting {socket.gethostname()} now (asked by {ctx.sender}). Services will "
                       "be down for a minute or two; I will say here when I am back.")

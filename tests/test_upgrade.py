@@ -14,24 +14,13 @@ from pathlib import Path
 import pytest
 
 from spbot.system.osinfo import parse_os_release
-from spbot.system.upgrade import (
-    ActivationFailed,
-    AptDriver,
-    AptParams,
-    BuildFailed,
-    NixosDriver,
-    NixosParams,
-    PackageManagerBusy,
-    RebootParams,
-    UnsupportedSystem,
-    UpgradeError,
-    clean_line,
-    driver_for,
-    parse_dry_build,
-    parse_generations,
-    parse_simulation,
-    reboot,
-)
+from spbot.features.upgrade.drivers import driver_for
+from spbot.features.upgrade.drivers.apt import AptDriver, AptParams, parse_simulation
+from spbot.features.upgrade.drivers.errors import (ActivationFailed, BuildFailed, PackageManagerBusy,
+                                                   UnsupportedSystem, UpgradeError)
+from spbot.features.upgrade.drivers.nixos import NixosDriver, NixosParams, parse_dry_build, parse_generations
+from spbot.features.upgrade.drivers.systemctl import RebootParams, reboot
+from spbot.features.upgrade.drivers.tools import clean_line
 from tests.fakebin import FakeBin, Rule
 
 # -- real output formats (apt 2.6 / dpkg 1.21 on Debian 12; Nix 2.18 / NixOS 24.05) ------------

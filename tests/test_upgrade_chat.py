@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from spbot.system.osinfo import read_os_info
-from spbot.system.upgrade import AptDriver, AptParams
-from spbot.upgrades import SHOWN_PENDING, render_check
+from spbot.features.upgrade.drivers.apt import AptDriver, AptParams
+from spbot.features.upgrade.render import SHOWN_PENDING, render_check
 from tests.fakebin import FakeBin, Rule
 from tests.test_approvals import final_edit, request_for, result_reply
 from tests.test_osinfo import DEBIAN_12, NIXOS_24_05, UBUNTU_24_04

@@ -17,6 +17,7 @@ def all_features() -> list[type[Feature]]:
     from .server import ServerFeature
     from .services import ServicesFeature
     from .ssh import SshFeature
+    from .upgrade import UpgradeFeature
     from .users import UsersFeature
     return [
         BackupFeature,
@@ -25,6 +26,7 @@ def all_features() -> list[type[Feature]]:
         CleanupFeature,
         SshFeature,
         UsersFeature,
+        UpgradeFeature,
         ServerFeature,
         DnsFeature,
         OutOfBandFeature,
