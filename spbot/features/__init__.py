@@ -17,7 +17,7 @@ def all_features() -> list[type[Feature]]:
     from .server import ServerFeature
     from .services import ServicesFeature
     from .ssh import SshFeature
-    from .upgrade import UpgradeFeature
+    from .upgrade.feature import UpgradeFeature
     from .users import UsersFeature
     return [
         BackupFeature,
