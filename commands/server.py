@@ -1,4 +1,5 @@
-"""!server: the family's Hetzner Cloud server — facts, metrics, reboot, snapshot, resize."""
+"""!server: the family's cloud server (Hetzner or DigitalOcean, as [cloud] says) — facts, metrics,
+reboot, snapshot, resize."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,8 @@ from spbot.context import Context, UserError
 from spbot.features.common import progress_steps, tolerant_preview
 from spbot.features.server import ServerFeature
 from spbot.features.server.provider import explained
-from spbot.features.server.render import Cost, euro
+from spbot.features.server.render import Cost, money
+from spbot.features.server.settings import ServerConfig
 from spbot.providers.cloud_server import (
     MetricSeries, ResizePlan, ServerFacts, ServerMetrics, ServerTypeInfo,
 )
@@ -20,16 +22,19 @@ from spbot.system.forecast import DAY, sparkline
 
 OWN_HOST = ("I run on {name} myself: a resize first powers it off, and I would go down with "
             "it before I could change the type and power it on again, so it would stay off.")
-OWN_HOST_TODO = ("Resize it in the Hetzner Cloud Console (it powers the server on again), or run "
-                 "the bot on another machine and set bot_runs_on_server = false in [hetzner].")
+OWN_HOST_TODO = ("Resize it in {console} (it powers the server on again), or run the bot on "
+                 "another machine and set bot_runs_on_server = false in [{section}].")
+METRICS_NOTE = {"digitalocean": "DigitalOcean reports no disk I/O: the filesystem rows show how "
+                                "full each one is; network is public and private bandwidth."}
 
 
 # -- !server -------------------------------------------------------------------------------
 
 
-@command("server", help="the Hetzner server: type, location, addresses, status, traffic, price")
+@command("server", help="the cloud server: type, location, addresses, status, traffic, price")
 async def server(ctx: Context) -> Reply:
     feature = ctx.feature(ServerFeature)
+    label = feature.require_settings().label
     with explained():
         facts = await feature.provider().server_facts()
     own = feature.runs_on_server(facts)
@@ -38,7 +43,7 @@ async def server(ctx: Context) -> Reply:
         ("location", f"{facts.location}" + (f" ({facts.city})" if facts.city else "")),
         ("IPv4", facts.ipv4 or "none"),
         ("IPv6", facts.ipv6 or "none"),
-        ("traffic", traffic_text(facts)),
+        ("traffic", traffic_text(facts, label)),
         ("price", price_text(facts.server_type)),
         ("volumes", f"{len(facts.volume_ids)} attached (see !volume list)"),
         ("bot", "runs on this server" if own else "runs on another machine"),
@@ -64,9 +69,12 @@ def price_text(server_type: ServerTypeInfo) -> str:
     return price.text() if price else "unknown (the type is not sold in this location)"
 
 
-def traffic_text(facts: ServerFacts) -> str:
+def traffic_text(facts: ServerFacts, label: str = "Hetzner") -> str:
     used = facts.outgoing_traffic_bytes or 0
     included = facts.included_traffic_bytes
+    if facts.outgoing_traffic_bytes is None:
+        allowance = f"{human_bytes(included)} out included per month" if included else "unknown"
+        return f"{allowance}; {label} does not report the traffic used through its API"
     if not included:
         return f"{human_bytes(used)} out this month"
     return (f"{human_bytes(used)} out of {human_bytes(included)} included this month "
@@ -76,9 +84,10 @@ def traffic_text(facts: ServerFacts) -> str:
 # -- !server metrics -----------------------------------------------------------------------
 
 
-@command("server metrics", help="CPU, disk IO and network of the last 1h, 24h or 7d as sparklines")
+@command("server metrics", help="CPU, disk and network of the last 1h, 24h or 7d as sparklines")
 async def server_metrics(ctx: Context, period: Literal["1h", "24h", "7d"] = "24h") -> Reply:
-    client = ctx.feature(ServerFeature).provider()
+    feature = ctx.feature(ServerFeature)
+    client = feature.provider()
     with explained():
         facts = await client.server_facts()
         kinds = await asyncio.gather(*(client.metrics(kind, period)
@@ -86,20 +95,24 @@ async def server_metrics(ctx: Context, period: Literal["1h", "24h", "7d"] = "24h
     rows = [[series_label(s.name), series_sparkline(s, metrics), *series_stats(s)]
             for metrics in kinds for s in metrics.series]
     step = kinds[0].step
-    return table(["", "trend", "min", "avg", "max"], rows, align_right=[2, 3, 4],
-                 title=f"📈 {facts.name}, last {period} (one point per {step / 60:g} min)")
+    reply = table(["", "trend", "min", "avg", "max"], rows, align_right=[2, 3, 4],
+                  title=f"📈 {facts.name}, last {period} (one point per {step / 60:g} min)")
+    note = METRICS_NOTE.get(feature.require_settings().section)
+    return reply + Reply.text(note) if note else reply
 
 
 def series_label(name: str) -> str:
-    """`cpu` → CPU; `disk.0.iops.read` → disk read IO/s; `network.0.bandwidth.in` → network in."""
+    """`cpu` → CPU; `disk.0.iops.read` → disk read IO/s; `network.0.bandwidth.in` → network in;
+    `network.public.bandwidth.in` → network public in."""
     if name == "cpu":
         return "CPU"
     parts = name.split(".")
     if len(parts) != 4:
         return name
-    kind, _, measure, direction = parts
+    kind, device, measure, direction = parts
     unit = {"iops": " IO/s", "pps": " packets/s"}.get(measure, "")
-    return f"{kind} {direction}{unit}"
+    which = "" if device.isdigit() else f" {device}"
+    return f"{kind}{which} {direction}{unit}"
 
 
 def series_stats(series: MetricSeries) -> list[str]:
@@ -144,15 +157,15 @@ async def reboot_preview(bot) -> str:
     return "\n".join(lines)
 
 
-@command("server reboot", help="soft reboot of the server through Hetzner (needs approval)",
+@command("server reboot", help="soft reboot of the server through its provider (needs approval)",
          dangerous=True, locks={"system", "hetzner"}, preview=reboot_preview)
 async def server_reboot(ctx: Context) -> Reply:
     feature = ctx.feature(ServerFeature)
-    client = feature.provider()
+    client, label = feature.provider(), feature.require_settings().label
     with explained():
         facts = await client.server_facts()
     own = feature.runs_on_server(facts)
-    await ctx.job.progress(f"asking Hetzner to reboot {facts.name}")
+    await ctx.job.progress(f"asking {label} to reboot {facts.name}")
     # Stored before the request: if the reboot takes the bot down, the restarted bot reports.
     await feature.remember_reboot(
         job_id=ctx.job.id, requester=ctx.sender, room_id=ctx.request.room_id,
@@ -165,7 +178,7 @@ async def server_reboot(ctx: Context) -> Reply:
             action = await client.start_reboot()
             await feature.remember_reboot(action_id=action.id)
             await ctx.job.progress("rebooting; I will report here when I am back" if own
-                                   else f"rebooting (Hetzner action #{action.id})")
+                                   else f"rebooting ({label} action #{action.id})")
             result = await client.wait_action(action, "rebooting the server")
             after = await client.server_facts()
     except asyncio.CancelledError:
@@ -176,7 +189,7 @@ async def server_reboot(ctx: Context) -> Reply:
         await feature.forget_reboot()
         raise
     await feature.forget_reboot()
-    return Reply.text(f"✅ {after.name} rebooted: Hetzner's reboot action #{result.id} "
+    return Reply.text(f"✅ {after.name} rebooted: {label}'s reboot action #{result.id} "
                       f"succeeded; the server is {after.status}.")
 
 
@@ -186,78 +199,89 @@ async def server_reboot(ctx: Context) -> Reply:
 @command("server snapshot", locks={"hetzner"},
          help="snapshot image of the server's disk, with an optional description")
 async def server_snapshot(ctx: Context, *description: str) -> Reply:
-    client = ctx.feature(ServerFeature).provider()
+    feature = ctx.feature(ServerFeature)
+    client, settings = feature.provider(), feature.require_settings()
     with explained():
         snapshot = await client.create_snapshot(" ".join(description) or None,
                                                 on_progress=progress_steps(ctx.job, 1))
-    size = (f"{snapshot.image_size_gb:g} GB compressed" if snapshot.image_size_gb is not None
+    billed = "compressed" if settings.section == "hetzner" else "billed"
+    size = (f"{snapshot.image_size_gb:g} GB {billed}" if snapshot.image_size_gb is not None
             else "size not known yet")
     disk = f", of a {snapshot.disk_size_gb:g} GB disk" if snapshot.disk_size_gb else ""
     return Reply.text(f"📸 Snapshot #{snapshot.image_id} “{snapshot.description}” is "
                       f"{snapshot.status}: {size}{disk}.\nSnapshots are billed per GB every "
-                      "month; delete old ones in the Hetzner Cloud Console.")
+                      f"month; delete old ones in {settings.console}.")
 
 
 # -- !server resize ------------------------------------------------------------------------
 
 
-TypeName = Annotated[str, Arg(metavar="type", help="the new server type, e.g. cx32")]
+TypeName = Annotated[str, Arg(metavar="type",
+                               help="the new server type, e.g. cx32 or s-4vcpu-8gb")]
 
 
 @tolerant_preview
-async def resize_preview(bot, server_type: str) -> str:
+async def resize_preview(bot, server_type: str, *, grow_disk: bool = False) -> str:
     feature = bot.feature(ServerFeature)
-    client = feature.provider()
+    client, settings = feature.provider(), feature.require_settings()
     with explained():
         facts = await client.server_facts()
-        plan = await client.plan_resize(server_type)
+        plan = await client.plan_resize(server_type, grow_disk)
     await feature.remember_shown_type(plan.new.name, plan.current.name)
-    lines = plan_lines(plan)
+    lines = plan_lines(plan, settings)
     if feature.runs_on_server(facts):
         lines.append("⚠️ This will be refused: " + OWN_HOST.format(name=facts.name))
     if plan.problems:
-        lines.append("⚠️ Hetzner cannot do this: " + "; ".join(plan.problems) + ".")
+        lines.append(f"⚠️ {settings.label} cannot do this: " + "; ".join(plan.problems) + ".")
     return "\n".join(lines)
 
 
-def plan_lines(plan: ResizePlan) -> list[str]:
+def plan_lines(plan: ResizePlan, settings: ServerConfig) -> list[str]:
+    if plan.grow_disk:
+        disk = (f"The disk grows to {plan.disk_gb_after} GB, which cannot be undone: a smaller "
+                "type is no longer possible afterwards. The server is off while the disk "
+                "grows, about a minute per GB of data on it.")
+    else:
+        disk = (f"The disk stays {plan.disk_gb_after} GB, so going back to a smaller type stays "
+                "possible. The server is off for a few minutes.")
     return [f"{plan.server}: {type_text(plan.current)} → {type_text(plan.new)}.",
-            price_change(plan),
-            f"The disk stays {plan.disk_gb_after} GB, so going back to a smaller type stays "
-            "possible. The server is off for a few minutes."]
+            price_change(plan, settings), disk]
 
 
-def price_change(plan: ResizePlan) -> str:
+def price_change(plan: ResizePlan, settings: ServerConfig) -> str:
     old, new = Cost.of(plan.current.monthly_price), Cost.of(plan.new.monthly_price)
     difference = Cost.of(plan.monthly_difference)
     if not (old and new and difference):
-        return "Price: unknown for this location; see https://www.hetzner.com/cloud."
-    return (f"Price: {euro(old.net)} → {euro(new.net)} per month, "
+        return f"Price: unknown for this location; see {settings.types_url}."
+    return (f"Price: {money(old.net, old.currency)} → {money(new.net, new.currency)} per month, "
             f"{difference.text(signed=True)}.")
 
 
-@command("server resize", help="change the server type, keeping the disk (needs approval)",
+@command("server resize", help="change the server type, keeping the disk unless --grow-disk "
+                               "(needs approval)",
          dangerous=True, locks={"system", "hetzner"}, preview=resize_preview)
-async def server_resize(ctx: Context, server_type: TypeName) -> Reply:
+async def server_resize(ctx: Context, server_type: TypeName, *, grow_disk: bool = False) -> Reply:
     feature = ctx.feature(ServerFeature)
-    client = feature.provider()
+    client, settings = feature.provider(), feature.require_settings()
     with explained():
         facts = await client.server_facts()
     if feature.runs_on_server(facts):
-        raise UserError(OWN_HOST.format(name=facts.name), OWN_HOST_TODO)
+        raise UserError(OWN_HOST.format(name=facts.name),
+                        OWN_HOST_TODO.format(console=settings.console, section=settings.section))
     with explained():
-        plan = await client.plan_resize(server_type)
+        plan = await client.plan_resize(server_type, grow_disk)
         if not plan.possible:
-            raise UserError("Hetzner cannot resize: " + "; ".join(plan.problems) + ".",
-                            "Pick another type; see https://www.hetzner.com/cloud.")
+            raise UserError(f"{settings.label} cannot resize: " + "; ".join(plan.problems) + ".",
+                            f"Pick another type; see {settings.types_url}.")
         shown = await feature.shown_type(plan.new.name)
-        result = await client.resize(plan.new.name, expect_current=shown or plan.current.name,
+        result = await client.resize(plan.new.name, grow_disk=grow_disk,
+                                     expect_current=shown or plan.current.name,
                                      on_progress=progress_steps(ctx.job, 3))
     after = result.facts
     actions = ", ".join(f"{a.command} {a.status}" for a in result.actions)
     return Reply.text("\n".join([
         f"✅ {after.name} is now a {after.server_type.name} (was {result.plan.current.name}): "
         f"{type_text(after.server_type, after.disk_gb).partition(': ')[2]}.",
-        price_change(result.plan),
-        f"Status: {after.status}. Hetzner actions: {actions}.",
+        price_change(result.plan, settings),
+        f"Status: {after.status}. {settings.label} actions: {actions}.",
     ]))

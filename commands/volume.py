@@ -1,5 +1,5 @@
-"""!volume: the project's Hetzner volumes, and growing the one behind a mount (volume, then
-filesystem)."""
+"""!volume: the cloud provider's volumes (Hetzner: the project's; DigitalOcean: the droplet's), and
+growing the one behind a mount (volume, then filesystem)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,7 @@ from spbot.features.common import progress_steps, tolerant_preview
 from spbot.features.server import ServerFeature
 from spbot.features.server import volumes as vol
 from spbot.features.server.provider import explained
-from spbot.features.server.settings import HetznerConfig
+from spbot.features.server.settings import ServerConfig
 from spbot.features.server.volumes import GROWABLE, Mount, VolumeMount
 from spbot.registry import Arg, command
 from spbot.render import Reply, human_bytes, table
@@ -18,26 +18,27 @@ from spbot.render import Reply, human_bytes, table
 Size = Annotated[str, Arg(metavar="+GB|GB", help="+10 adds 10 GB, 60 makes it 60 GB")]
 
 
-@command("volume list", help="the project's Hetzner volumes, where they are mounted, how full")
+@command("volume list", help="the cloud volumes, where they are mounted, how full")
 async def volume_list(ctx: Context) -> Reply:
     feature = ctx.feature(ServerFeature)
     settings, client = feature.require_settings(), feature.provider()
     with explained():
         volumes = await client.list_volumes()
     if not volumes:
-        return Reply.text("The Hetzner project has no volumes.")
+        return Reply.text("The Hetzner project has no volumes." if settings.section == "hetzner"
+                          else f"No {settings.label} volume is attached to the server.")
     try:
         found, unknown = await vol.mounts(settings), None
     except UserError as exc:
         found, unknown = [], exc.what
     by_target = {m.target: m for m in found}
-    mounted = {volume_id: by_target[target]
-               for target, volume_id in (await vol.volume_ids_of(client, settings,
-                                                                  found)).items()}
+    linked = (await vol.volume_ids_of(client, settings, found)).items()
     rows = [[f"{v.name} (#{v.id})", f"{v.size_gb} GB", v.server_name or "not attached",
-             v.location, *mount_columns(mounted.get(v.id))] for v in volumes]
+             v.location, *mount_columns(next((by_target[target] for target, key in linked
+                                               if vol.is_linked(v, key)), None))]
+            for v in volumes]
     reply = table(["volume", "size", "server", "location", "mounted at", "filesystem"], rows,
-                  title="💾 Hetzner volumes", align_right=[1])
+                  title=f"💾 {settings.label} volumes", align_right=[1])
     if unknown:
         reply += Reply.text(f"(where they are mounted is unknown: {unknown})")
     return reply
@@ -58,14 +59,15 @@ async def _growth(feature: ServerFeature, mount: Path, size: str) -> tuple[Volum
     problem = vol.grow_problem(found)
     if problem:
         raise UserError(problem[0].upper() + problem[1:] + ".",
-                        "Grow it in the Hetzner Cloud Console and on the server by hand.")
-    return found, vol.new_volume_size(found.volume.size_gb, size)
+                        f"Grow it in {settings.console} and on the server by hand.")
+    return found, vol.new_volume_size(settings, found.volume.size_gb, size)
 
 
 async def _cost_text(feature: ServerFeature, added_gb: int) -> str:
-    price = await vol.volume_cost_per_gb(feature.require_settings(), feature.provider())
+    settings = feature.require_settings()
+    price = await vol.volume_cost_per_gb(settings, feature.provider())
     if price is None:
-        return "price unknown (see https://www.hetzner.com/cloud)"
+        return f"price unknown (see {settings.types_url})"
     return price.times(added_gb).text(signed=True)
 
 
@@ -80,7 +82,7 @@ async def grow_preview(bot, mount: Path, size: str) -> str:
             f"Then {GROWABLE[fs.fstype]} grows the {fs.fstype} filesystem while it stays mounted.")
 
 
-@command("volume grow", help="grow the Hetzner volume behind a mount, then its filesystem "
+@command("volume grow", help="grow the cloud volume behind a mount, then its filesystem "
                              "(needs approval)",
          dangerous=True, locks={"system"}, preview=grow_preview)
 async def volume_grow(ctx: Context, mount: Path, size: Size) -> Reply:
@@ -97,7 +99,7 @@ async def volume_grow(ctx: Context, mount: Path, size: Size) -> Reply:
     problem = await vol.grow_filesystem(settings, found)
     if problem:
         by_hand = " ".join(vol.grow_argv(settings, found))
-        raise UserError(f"Volume “{volume.name}” is now {new_size} GB at Hetzner (billed from "
+        raise UserError(f"Volume “{volume.name}” is now {new_size} GB at {settings.label} (billed from "
                         f"now), but {tool} failed: {problem}",
                         f"Grow the filesystem on the server by hand: {by_hand}")
     after = await _mount_now(settings, fs.target)
@@ -113,7 +115,7 @@ def size_change(before: Mount, after: Mount | None) -> str:
     return f"{human_bytes(before.size)} → {human_bytes(after.size)}"
 
 
-async def _mount_now(settings: HetznerConfig, target: str) -> Mount | None:
+async def _mount_now(settings: ServerConfig, target: str) -> Mount | None:
     try:
         return next((m for m in await vol.mounts(settings) if m.target == target), None)
     except UserError:

@@ -1,7 +1,8 @@
 """A cloud server and its volumes as the bot sees them, whatever the provider: the models every
-server adapter returns (Hetzner today, DigitalOcean next) and the error type they raise.
+server adapter returns (Hetzner, DigitalOcean) and the error type they raise.
 
-Amounts are monthly, in the provider's billing currency (EUR at Hetzner), without and with VAT.
+Amounts are monthly, in the provider's billing currency: EUR without and with VAT at Hetzner, USD
+before tax at DigitalOcean (its API gives no tax-inclusive price; `gross` is None then).
 """
 from __future__ import annotations
 
@@ -32,14 +33,16 @@ class _Model(BaseModel):
 
 
 class Price(_Model):
-    """A monthly price in EUR (Hetzner bills in EUR), without and with VAT."""
+    """A monthly price without and (when the provider says) with tax: EUR net/gross at Hetzner,
+    USD before tax at DigitalOcean."""
 
     net: Decimal
-    gross: Decimal
+    gross: Decimal | None
     currency: str = "EUR"
 
     def __sub__(self, other: Price) -> Price:
-        return Price(net=self.net - other.net, gross=self.gross - other.gross)
+        gross = None if self.gross is None or other.gross is None else self.gross - other.gross
+        return Price(net=self.net - other.net, gross=gross, currency=self.currency)
 
 
 class ServerTypeInfo(_Model):
@@ -54,7 +57,7 @@ class ServerTypeInfo(_Model):
 class ServerFacts(_Model):
     id: int
     name: str
-    status: str  # running, off, starting, stopping, migrating, rebuilding, ...
+    status: str  # Hetzner: running, off, starting, ...; DigitalOcean: active, off, new, archive
     server_type: ServerTypeInfo
     disk_gb: int  # the server's own disk (may be smaller than the type's after a resize)
     location: str
@@ -64,7 +67,7 @@ class ServerFacts(_Model):
     included_traffic_bytes: int | None
     outgoing_traffic_bytes: int | None
     ingoing_traffic_bytes: int | None
-    volume_ids: tuple[int, ...]
+    volume_ids: tuple[int | str, ...]  # Hetzner: numbers; DigitalOcean: uuids
     created: datetime | None
 
 
@@ -74,7 +77,7 @@ class MetricPoint(_Model):
 
 
 class MetricSeries(_Model):
-    name: str  # e.g. "cpu", "disk.0.iops.read", "network.0.bandwidth.in"
+    name: str  # e.g. "cpu", "disk.0.iops.read", "network.0.bandwidth.in", "filesystem./.used"
     unit: str
     points: tuple[MetricPoint, ...]
 
@@ -126,7 +129,8 @@ class ResizePlan(_Model):
     location: str
     current: ServerTypeInfo
     new: ServerTypeInfo
-    disk_gb_after: int  # the disk is kept, so a later downgrade stays possible
+    disk_gb_after: int  # kept unless grow_disk: then a later downgrade is no longer possible
+    grow_disk: bool = False
     monthly_difference: Price | None
     problems: tuple[str, ...]
 
@@ -142,7 +146,7 @@ class ResizeResult(_Model):
 
 
 class VolumeInfo(_Model):
-    id: int
+    id: int | str  # Hetzner: a number; DigitalOcean: a uuid
     name: str
     size_gb: int
     linux_device: str

@@ -1,6 +1,8 @@
 """!server, !volume and !dns through the real path: admins' E2EE clients talk to a real bot process
-whose [hetzner] and [dns] point at the local fakes (hcloud and httpx speak to them over loopback),
-and whose PATH starts with recording findmnt, resize2fs and xfs_growfs."""
+whose server provider and [dns] point at the local fakes, and whose PATH starts with recording
+findmnt, resize2fs and xfs_growfs. Every test runs against both server providers (the `cloud`
+fixture's params): Hetzner through hcloud, DigitalOcean ([cloud] provider = "digitalocean")
+through pydo, each against its local API server; tests/cloud_sides.py holds what differs."""
 from __future__ import annotations
 
 import asyncio
@@ -13,15 +15,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from spbot.providers.dns.records import DomainConfig, expected_records
-from spbot.features.server.hetzner import HetznerServer
 from spbot.features.server.offer import grow_offer_for
-from spbot.features.server.settings import HetznerConfig
+from spbot.providers.dns.records import DomainConfig, expected_records
 from spbot.render import human_bytes
+from tests.cloud_sides import SIDES, DigitalOceanSide, HetznerSide
 from tests.fakebin import FakeBin, Rule
-from tests.fakes import Request, Response
 from tests.fakes.cloudflare_api import FakeCloudflare
-from tests.fakes.hetzner_api import FakeHetzner
 
 from .conftest import wait_answering
 from .test_approvals import request_for, result_reply
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.matrix
 
-HZ_TOKEN = "hz-chat-secret-0123456789"
 CF_TOKEN = "cf-chat-secret-abcdef"
 DOMAIN = "example.org"
 IPV4, IPV6, OLD_IP = "203.0.113.10", "2001:db8:1234::1", "198.51.100.7"
@@ -43,7 +41,7 @@ JOB_TIMEOUT = 30
 @dataclass
 class Cloud:
     bot: TestBot
-    hetzner: FakeHetzner
+    side: HetznerSide | DigitalOceanSide
     cloudflare: FakeCloudflare
     bins: FakeBin
     dev: Path
@@ -82,15 +80,6 @@ class Cloud:
         self.volume_gb = after
 
 
-def pricing(request: Request) -> Response:
-    """GET /pricing, the part of Hetzner's price list the bot reads."""
-    return Response(200, {"pricing": {
-        "currency": "EUR", "vat_rate": "19.00",
-        "volume": {"price_per_gb_month": {"net": "0.0440000000", "gross": "0.0523600000"}},
-        "image": {"price_per_gb_month": {"net": "0.0110000000", "gross": "0.0130900000"}},
-    }})
-
-
 def seed_drifted_zone(fake: FakeCloudflare) -> None:
     """The expected records with `git A` missing and `cloud A` and SPF on an old address,
     plus a TXT record that is not ours."""
@@ -108,15 +97,12 @@ def seed_drifted_zone(fake: FakeCloudflare) -> None:
     fake.add_record(DOMAIN, "TXT", DOMAIN, "google-site-verification=abc123")
 
 
-@pytest.fixture(scope="module")
-async def cloud(make_bot, tmp_path_factory) -> Cloud:
-    root = tmp_path_factory.mktemp("cloud")
-    hetzner, cloudflare = FakeHetzner(token=HZ_TOKEN), FakeCloudflare(token=CF_TOKEN)
-    hetzner.start()
+@pytest.fixture(scope="module", params=sorted(SIDES, reverse=True))
+async def cloud(make_bot, tmp_path_factory, request) -> Cloud:
+    root = tmp_path_factory.mktemp(f"cloud-{request.param}")
+    side, cloudflare = SIDES[request.param](), FakeCloudflare(token=CF_TOKEN)
+    side.start()
     cloudflare.start()
-    hetzner.route("GET", r"/v1/pricing", pricing)
-    hetzner.volumes[101]["server"] = 42  # "archive" is attached too, and mounted as xfs
-    hetzner.server()["volumes"].append(101)
     seed_drifted_zone(cloudflare)
 
     dev, by_id = root / "dev", root / "by-id"
@@ -124,32 +110,19 @@ async def cloud(make_bot, tmp_path_factory) -> Cloud:
     by_id.mkdir()
     for name in ("sda1", "sdb", "sdc"):
         (dev / name).touch()
-    (by_id / "scsi-0HC_Volume_100").symlink_to(dev / "sdb")
-    (by_id / "scsi-0HC_Volume_101").symlink_to(dev / "sdc")
+    for link, disk in side.links().items():
+        (by_id / link).symlink_to(dev / disk)
     (by_id / "scsi-0QEMU_QEMU_HARDDISK_drive-scsi0-part1").symlink_to(dev / "sda1")
-    hz_token, cf_token = root / "hetzner.token", root / "cloudflare.token"
-    hz_token.write_text(HZ_TOKEN + "\n")
+    token, cf_token = root / f"{side.name}.token", root / "cloudflare.token"
+    token.write_text(side.token + "\n")
     cf_token.write_text(CF_TOKEN + "\n")
 
-    state = Cloud(None, hetzner, cloudflare, FakeBin(root), dev, by_id, hz_token)
+    state = Cloud(None, side, cloudflare, FakeBin(root), dev, by_id, token)
     state.install_findmnt()
     usage_file = root / "usage.json"
     write_usage(usage_file, {"/": 40, "/mnt/data": 50})
     extra = f"""
-[hetzner]
-token = {{ file = "{hz_token}" }}
-server = "family-server"
-api_endpoint = "{hetzner.url}"
-timeout = "5s"
-poll_interval = 0.05
-action_timeout = "20s"
-shutdown_timeout = "2s"
-max_retries = 3
-backoff_base = 0.05
-backoff_cap = 0.2
-rate_limit_max_wait = "3s"
-by_id_dir = "{by_id}"
-
+{side.section(token, by_id)}
 [dns]
 provider = "cloudflare"
 domain = "{DOMAIN}"
@@ -167,10 +140,10 @@ usage_source = "{usage_file}"
 sample_interval = "1s"
 forecast_days = 0
 """
-    state.bot = await make_bot("cloud", extra=extra, env=state.bins.env())
+    state.bot = await make_bot(f"cloud-{side.name}", extra=extra, env=state.bins.env())
     yield state
     state.bot.stop()
-    hetzner.stop()
+    side.fake.stop()
     cloudflare.stop()
 
 
@@ -199,17 +172,17 @@ async def until(condition, timeout: float = 20.0) -> None:
 
 
 async def test_server_shows_the_facts(alice, cloud):
-    bot = cloud.bot
+    bot, side = cloud.bot, cloud.side
     reply = await alice.command(bot.room_id, "!server", bot.user_id, timeout=JOB_TIMEOUT)
     body = reply.body
-    assert body.startswith("🖥 family-server: running")
-    assert "type: cx22: 2 vCPU, 4 GB RAM, 40 GB disk" in body
-    assert "location: fsn1 (Falkenstein)" in body
-    assert "IPv4: 203.0.113.10" in body and "IPv6: 2001:db8:1234::/64" in body
-    assert "traffic: 115.0 GiB out of 20.0 TiB included this month (0.6%)" in body
-    assert "price: €3.79/month (€4.51 incl. VAT)" in body
+    assert body.startswith(f"🖥 family-server: {side.running}")
+    assert f"type: {side.expect['type']}" in body
+    assert f"location: {side.expect['location']}" in body
+    assert "IPv4: 203.0.113.10" in body and f"IPv6: {side.expect['ipv6']}" in body
+    assert f"traffic: {side.expect['traffic']}" in body
+    assert f"price: {side.expect['price']}" in body
     assert "volumes: 2 attached" in body and "bot: runs on another machine" in body
-    assert "<b>price</b>: €3.79/month" in reply.content["formatted_body"]
+    assert f"<b>price</b>: {side.expect['price']}" in reply.content["formatted_body"]
 
 
 async def test_server_metrics_as_sparklines(alice, cloud):
@@ -218,138 +191,162 @@ async def test_server_metrics_as_sparklines(alice, cloud):
                                 timeout=JOB_TIMEOUT)
     lines = reply.body.splitlines()
     assert lines[0] == "📈 family-server, last 1h (one point per 1 min)"
-    rows = {line.split("  ")[0].strip(): line for line in lines[2:]}
-    assert set(rows) == {"CPU", "disk read IO/s", "disk write IO/s", "disk read", "disk write",
-                         "network in packets/s", "network out packets/s", "network in",
-                         "network out"}
-    assert "0.0 %" in rows["CPU"] and "13.5 %" in rows["CPU"]
-    assert "B/s" in rows["network in"]
+    if cloud.side.name == "hetzner":
+        rows = {line.split("  ")[0].strip(): line for line in lines[2:]}
+        assert set(rows) == {"CPU", "disk read IO/s", "disk write IO/s", "disk read",
+                             "disk write", "network in packets/s", "network out packets/s",
+                             "network in", "network out"}
+        assert "0.0 %" in rows["CPU"] and "13.5 %" in rows["CPU"]
+    else:  # DigitalOcean has no disk I/O metrics, and says so
+        assert lines[-1] == ("DigitalOcean reports no disk I/O: the filesystem rows show how "
+                             "full each one is; network is public and private bandwidth.")
+        rows = {line.split("  ")[0].strip(): line for line in lines[2:-1]}
+        assert set(rows) == {"CPU", "network public in", "network public out",
+                             "network private in", "network private out", "filesystem / used",
+                             "filesystem /mnt/data used", "filesystem /mnt/archive used"}
+        assert "30.0 %" in rows["CPU"] and "50.0 %" in rows["filesystem / used"]
+    assert "B/s" in rows["network in" if cloud.side.name == "hetzner" else "network public in"]
     assert any(bar in rows["CPU"] for bar in "▂▃▄▅▆▇█")
     assert "<table>" in reply.content["formatted_body"]
 
 
 async def test_token_rejected(alice, cloud):
-    bot, fake = cloud.bot, cloud.hetzner
-    fake.token = "a-token-that-was-revoked"
+    bot, side = cloud.bot, cloud.side
+    side.fake.token = "a-token-that-was-revoked"
     try:
         reply = await alice.command(bot.room_id, "!server", bot.user_id, timeout=JOB_TIMEOUT)
     finally:
-        fake.token = HZ_TOKEN
-    assert reply.body.startswith(
-        "⚠️ Hetzner rejected the API token: unable to authenticate. Create a new Read & Write "
-        "API token in the Hetzner Cloud Console")
-    assert HZ_TOKEN not in reply.body
+        side.fake.token = side.token
+    assert reply.body.startswith(side.expect["token_rejected"])
+    assert side.token not in reply.body
 
 
 async def test_rate_limit_is_waited_out(alice, cloud):
-    bot, fake = cloud.bot, cloud.hetzner
+    bot, fake = cloud.bot, cloud.side.fake
     fake.rate_limit(times=2)
     reply = await alice.command(bot.room_id, "!server", bot.user_id, timeout=JOB_TIMEOUT)
-    assert reply.body.startswith("🖥 family-server: running")
+    assert reply.body.startswith(f"🖥 family-server: {cloud.side.running}")
     assert all(f.times == 0 for f in fake.faults)
-    assert bot.log().count("answered 429 (rate_limit_exceeded)") >= 2
+    assert bot.log().count(cloud.side.expect["rate_limited"]) >= 2
 
 
 async def test_snapshot_and_a_failed_action(alice, cloud):
-    bot, fake = cloud.bot, cloud.hetzner
+    bot, side = cloud.bot, cloud.side
     command_id = await alice.send(bot.room_id, "!server snapshot before the upgrade")
     reply = await result_reply(alice, command_id, bot, "Snapshot #", JOB_TIMEOUT)
-    assert "“before the upgrade” is available: 1.84 GB compressed, of a 40 GB disk." in reply.body
+    assert side.expect["snapshot"] in reply.body
+    assert f"delete old ones in {side.console}." in reply.body
 
-    fake.fail_action("create_image", message="disk is busy")
+    expected = side.fail_snapshot()
     command_id = await alice.send(bot.room_id, "!server snapshot")
-    reply = await result_reply(alice, command_id, bot, "failed", JOB_TIMEOUT)
-    assert reply.body == ("⚠️ Hetzner action “create_image” failed while creating a snapshot: "
-                          "disk is busy (action_failed).")
+    reply = await result_reply(alice, command_id, bot, "⚠️", JOB_TIMEOUT)
+    if side.name == "hetzner":
+        assert reply.body == expected
+    else:  # DigitalOcean's action object carries no reason
+        assert reply.body.startswith("⚠️ DigitalOcean action “snapshot” (") and expected in reply.body
+        assert reply.body.endswith(f"Look at the droplet's history in {side.console}, then try again.")
 
 
 async def test_reboot_with_approval(alice, bob, cloud):
-    bot, fake = cloud.bot, cloud.hetzner
+    bot, side = cloud.bot, cloud.side
     command_id, message, rid = await request_for(alice, bot, "!server reboot")
-    assert "Soft reboot of family-server (cx22, fsn1, 203.0.113.10)" in message.body
+    assert side.expect["reboot_preview"] in message.body
     assert "I run on this server" not in message.body
-    assert "reboot_server" not in fake.commands()
+    assert side.reboot not in side.commands()
     await approve(bob, bot, rid)
     reply = await result_reply(alice, command_id, bot, "rebooted", JOB_TIMEOUT)
-    assert reply.body.startswith("✅ family-server rebooted: Hetzner's reboot action #")
-    assert reply.body.endswith("succeeded; the server is running.")
-    assert fake.commands().count("reboot_server") == 1
+    assert reply.body.startswith(f"✅ family-server rebooted: {side.label}'s reboot action #")
+    assert reply.body.endswith(f"succeeded; the server is {side.running}.")
+    assert side.commands().count(side.reboot) == 1
 
 
 async def test_reboot_of_own_host_is_reported_after_restart(alice, bob, cloud):
-    bot, fake = cloud.bot, cloud.hetzner
-    fake.server()["public_net"]["ipv4"]["ip"] = "127.0.0.1"  # the bot now runs "on" it
+    bot, side = cloud.bot, cloud.side
+    fake = side.fake
+    side.set_ipv4("127.0.0.1")  # the bot now runs "on" it
     fake.action_polls = 10**6  # the reboot never finishes while the bot is up
     try:
         command_id, message, rid = await request_for(alice, bot, "!server reboot")
         assert "I run on this server: I go down with it and report here" in message.body
-        reboots = fake.commands().count("reboot_server")
+        reboots = side.commands().count(side.reboot)
         await approve(bob, bot, rid)
-        await until(lambda: fake.commands().count("reboot_server") == reboots + 1)
+        await until(lambda: side.commands().count(side.reboot) == reboots + 1)
         action_id = max(fake.actions)
-        await until(lambda: fake.count("GET", rf"/v1/actions/{action_id}") > 0)
+        await until(lambda: fake.count("GET", rf"{side.api}/actions/{action_id}") > 0)
         bot.stop()  # as the reboot would
         fake.action_polls = 2
         bot.start()
         await wait_answering(alice, bot)
         reply = await result_reply(alice, command_id, bot, "rebooted (job #", JOB_TIMEOUT)
     finally:
-        fake.server()["public_net"]["ipv4"]["ip"] = IPV4
+        side.set_ipv4(IPV4)
         fake.action_polls = 2
-    assert "Hetzner's reboot action #" in reply.body
-    assert "succeeded; the server is running." in reply.body
+    assert f"{side.label}'s reboot action #{action_id}" in reply.body
+    assert f"succeeded; the server is {side.running}." in reply.body
     assert "note above about the job ending is about that wait" in reply.body  # no real boot
     ended = await result_reply(alice, command_id, bot, "ended when the bot stopped, as expected: "
                                "the server was rebooting, and I run on it")
     assert ended.received < reply.received
     assert "was interrupted" not in " ".join(e.body for e in alice.replies_to(command_id, bot.user_id))
-    assert fake.commands().count("reboot_server") == reboots + 1
+    assert side.commands().count(side.reboot) == reboots + 1
 
 
 async def test_resize_of_own_host_is_refused(alice, bob, cloud):
-    bot, fake = cloud.bot, cloud.hetzner
-    fake.server()["public_net"]["ipv4"]["ip"] = "127.0.0.1"
+    bot, side = cloud.bot, cloud.side
+    side.set_ipv4("127.0.0.1")
+    new_type = side.expect["new_type"]
     try:
-        command_id, message, rid = await request_for(alice, bot, "!server resize cx32")
+        command_id, message, rid = await request_for(alice, bot, f"!server resize {new_type}")
         assert "⚠️ This will be refused: I run on family-server myself" in message.body
         await approve(bob, bot, rid)
-        reply = await result_reply(alice, command_id, bot, "Resize it in the Hetzner Cloud Console",
-                                     JOB_TIMEOUT)
+        reply = await result_reply(alice, command_id, bot, f"Resize it in {side.console}",
+                                   JOB_TIMEOUT)
     finally:
-        fake.server()["public_net"]["ipv4"]["ip"] = IPV4
+        side.set_ipv4(IPV4)
     assert "I would go down with it before I could change the type" in reply.body
-    assert "Resize it in the Hetzner Cloud Console" in reply.body
-    assert "shutdown_server" not in fake.commands()
+    assert f"bot_runs_on_server = false in [{side.name}]" in reply.body
+    assert side.shutdown not in side.commands()
 
 
 async def test_resize_with_approval(alice, bob, cloud):
-    bot, fake = cloud.bot, cloud.hetzner
-    command_id, message, rid = await request_for(alice, bot, "!server resize cx32")
-    assert ("family-server: cx22: 2 vCPU, 4 GB RAM, 40 GB disk → cx32: 4 vCPU, 8 GB RAM, "
-            "80 GB disk.") in message.body
-    assert ("Price: €3.79 → €6.80 per month, +€3.01/month (+€3.58 incl. VAT).") in message.body
-    assert "The disk stays 40 GB" in message.body
-    assert "shutdown_server" not in fake.commands()
+    bot, side = cloud.bot, cloud.side
+    command_id, message, rid = await request_for(alice, bot,
+                                                 f"!server resize {side.expect['new_type']}")
+    assert side.expect["plan"] in message.body
+    assert side.expect["plan_price"] in message.body
+    assert f"The disk stays {side.expect['disk']} GB, so going back to a smaller type stays possible. The server is off for a few " \
+        "minutes." in message.body
+    assert side.shutdown not in side.commands()
     await approve(bob, bot, rid)
     reply = await result_reply(alice, command_id, bot, "is now", JOB_TIMEOUT)
-    assert reply.body.splitlines()[0] == (
-        "✅ family-server is now a cx32 (was cx22): 4 vCPU, 8 GB RAM, 40 GB disk (the type "
-        "offers 80 GB).")
-    assert "Status: running." in reply.body
-    # Hetzner starts the server itself after change_type: no power-on is sent
-    assert fake.commands()[-2:] == ["shutdown_server", "change_server_type"]
-    server = fake.server()
-    assert (server["server_type"]["name"], server["primary_disk_size"], server["status"]) == (
-        "cx32", 40, "running")
+    assert reply.body.splitlines()[0] == side.expect["resized"]
+    assert f"Status: {side.running}. {side.label} actions: " in reply.body
+    assert side.commands()[-len(side.expect["resize_actions"]):] == side.expect["resize_actions"]
+    assert side.server_state() == (side.expect["new_type"], side.expect["disk"], side.running)
+
+
+async def test_resize_growing_the_disk_says_it_cannot_be_undone(alice, bob, cloud):
+    bot, side = cloud.bot, cloud.side
+    new_type, disk = side.expect["grow_type"], side.expect["grown_disk"]
+    command_id, message, rid = await request_for(
+        alice, bot, f"!server resize {new_type} --grow-disk")
+    assert (f"The disk grows to {disk} GB, which cannot be undone: a smaller type is no longer "
+            "possible afterwards. The server is off while the disk grows") in message.body
+    await approve(bob, bot, rid)
+    reply = await result_reply(alice, command_id, bot, "is now", JOB_TIMEOUT)
+    assert reply.body.splitlines()[0].endswith(f"{disk} GB disk.")
+    assert side.server_state() == (new_type, disk, side.running)
 
 
 # -- !volume -------------------------------------------------------------------------------
 
 
 async def test_volume_list(alice, cloud):
-    bot = cloud.bot
+    bot, side = cloud.bot, cloud.side
     reply = await alice.command(bot.room_id, "!volume list", bot.user_id, timeout=JOB_TIMEOUT)
+    assert reply.body.splitlines()[0] == f"💾 {side.label} volumes"
     rows = {line.split()[0]: line for line in reply.body.splitlines()[2:]}
+    assert f"(#{side.volume_id('data')})" in rows["data"]
     assert "50 GB" in rows["data"] and "family-server" in rows["data"]
     assert "/mnt/data" in rows["data"] and "ext4, 40.0 GiB of 49.0 GiB used (82%)" in rows["data"]
     assert "/mnt/archive" in rows["archive"] and "xfs" in rows["archive"]
@@ -358,40 +355,41 @@ async def test_volume_list(alice, cloud):
 
 
 async def test_volume_grow_ext4(alice, bob, cloud):
-    bot, fake = cloud.bot, cloud.hetzner
+    bot, side = cloud.bot, cloud.side
     device = str(cloud.dev / "sdb")
     before = cloud.fs_size("/mnt/data")
     cloud.expect_growth("resize2fs", ["--", device], "/mnt/data", 60)
     command_id, message, rid = await request_for(alice, bot, "!volume grow /mnt/data +10")
-    assert ("Volume “data” (#100) at /mnt/data: 50 GB → 60 GB (+10 GB), "
-            "+€0.44/month (+€0.52 incl. VAT).") in message.body
+    assert (f"Volume “data” (#{side.volume_id('data')}) at /mnt/data: 50 GB → 60 GB (+10 GB), "
+            f"{side.expect['ten_gb']}.") in message.body
     assert "Then resize2fs grows the ext4 filesystem while it stays mounted." in message.body
-    assert fake.volumes[100]["size"] == 50
+    assert side.volume_size("data") == 50
     await approve(bob, bot, rid)
     reply = await result_reply(alice, command_id, bot, "grew", JOB_TIMEOUT)
     assert reply.body.startswith(
-        "✅ /mnt/data: volume “data” grew 50 → 60 GB, +€0.44/month (+€0.52 incl. VAT).")
+        f"✅ /mnt/data: volume “data” grew 50 → 60 GB, {side.expect['ten_gb']}.")
     assert (f"The ext4 filesystem, as the system sees it: {human_bytes(before)} → "
             f"{human_bytes(cloud.fs_size('/mnt/data'))}.") in reply.body
-    assert fake.volumes[100]["size"] == 60
+    assert side.volume_size("data") == 60
     assert [c.argv for c in cloud.bins.calls("resize2fs")] == [["--", device]]
 
 
 async def test_volume_grow_xfs_to_a_total(alice, bob, cloud):
-    bot, fake = cloud.bot, cloud.hetzner
+    bot, side = cloud.bot, cloud.side
     cloud.expect_growth("xfs_growfs", ["--", "/mnt/archive"], "/mnt/archive", 30)
     command_id, message, rid = await request_for(alice, bot, "!volume grow /mnt/archive 30")
-    assert "“archive” (#101) at /mnt/archive: 20 GB → 30 GB (+10 GB)" in message.body
+    assert (f"“archive” (#{side.volume_id('archive')}) at /mnt/archive: 20 GB → 30 GB (+10 GB)"
+            in message.body)
     await approve(bob, bot, rid)
     reply = await result_reply(alice, command_id, bot, "grew", JOB_TIMEOUT)
     assert "volume “archive” grew 20 → 30 GB" in reply.body
     assert "The xfs filesystem, as the system sees it: 19.6 GiB → 29.4 GiB." in reply.body
-    assert fake.volumes[101]["size"] == 30
+    assert side.volume_size("archive") == 30
     assert [c.argv for c in cloud.bins.calls("xfs_growfs")] == [["--", "/mnt/archive"]]
 
 
 async def test_volume_grown_but_filesystem_step_failed(alice, bob, cloud):
-    bot, fake = cloud.bot, cloud.hetzner
+    bot, side = cloud.bot, cloud.side
     device = str(cloud.dev / "sdb")
     cloud.bins.add("resize2fs", [Rule(match=["--", device], exit=1, stderr=(
         "resize2fs 1.47.0 (5-Feb-2023)\n"
@@ -400,26 +398,28 @@ async def test_volume_grown_but_filesystem_step_failed(alice, bob, cloud):
     await approve(bob, bot, rid)
     reply = await result_reply(alice, command_id, bot, "failed", JOB_TIMEOUT)
     assert reply.body.splitlines() == [
-        "⚠️ Volume “data” is now 65 GB at Hetzner (billed from now), but resize2fs failed: "
-        "resize2fs 1.47.0 (5-Feb-2023)",
+        f"⚠️ Volume “data” is now 65 GB at {side.label} (billed from now), but resize2fs "
+        "failed: resize2fs 1.47.0 (5-Feb-2023)",
         "resize2fs: Permission denied to resize filesystem",
         f"Grow the filesystem on the server by hand: resize2fs -- {device}"]
-    assert fake.volumes[100]["size"] == 65
+    assert side.volume_size("data") == 65
 
 
 async def test_grow_offer_for_disk_alerts(cloud):
-    settings = HetznerConfig.model_validate({
-        "token": {"file": str(cloud.token_file)}, "server": "family-server",
-        "api_endpoint": cloud.hetzner.url, "by_id_dir": str(cloud.by_id), "poll_interval": 0.05})
-    client = HetznerServer(settings.provider_settings(HZ_TOKEN))
+    side = cloud.side
+    settings = side.settings(cloud.token_file, cloud.by_id)
+    client = side.connect(settings)
     env = cloud.bins.env()
-    size = cloud.hetzner.volumes[100]["size"]
+    size = side.volume_size("data")
     offer = await grow_offer_for(settings, client, "/mnt/data", env)
     assert offer.command == "!volume grow /mnt/data +10"
     assert offer.text == (
-        f"/mnt/data is Hetzner volume “data” ({size} GB). React ✅ to grow it by 10 GB to "
-        f"{size + 10} GB for +€0.44/month (+€0.52 incl. VAT) (another admin approves), or send "
+        f"/mnt/data is {side.label} volume “data” ({size} GB). React ✅ to grow it by 10 GB to "
+        f"{size + 10} GB for {side.expect['ten_gb']} (another admin approves), or send "
         "!volume grow /mnt/data +10.")
+    assert offer.alert_line == (
+        f"It is {side.label} volume “data” ({size} GB): growing it to {size + 10} GB costs "
+        f"{side.expect['ten_gb']}.")
     assert await grow_offer_for(settings, client, "/", env) is None
     assert await grow_offer_for(settings, client, "/nowhere", env) is None
 
@@ -507,25 +507,26 @@ async def test_dns_cname_conflict_is_reported_and_replaced_after_approval(alice,
 
 async def test_no_token_in_the_log(cloud):
     log = cloud.bot.log()
-    assert HZ_TOKEN not in log and CF_TOKEN not in log
+    assert cloud.side.token not in log and CF_TOKEN not in log
 
 
 # -- disk alert → grow offer ----------------------------------------------------------------
 
 
-async def test_a_full_volume_alert_offers_to_grow_it_and_a_checkmark_starts_the_approval(alice, bob, cloud):
-    bot = cloud.bot
-    size = cloud.hetzner.volumes[100]["size"]
+async def test_a_full_volume_alert_offers_to_grow_it_and_a_checkmark_starts_the_approval(
+        alice, bob, cloud):
+    bot, side = cloud.bot, cloud.side
+    size = side.volume_size("data")
     device = str(cloud.dev / "sdb")
     cloud.expect_growth("resize2fs", ["--", device], "/mnt/data", size + 10)
     write_usage(cloud_usage(cloud), {"/": 40, "/mnt/data": 97})
     alert = await alice.wait_for(lambda e: e.sender == bot.user_id and "/mnt/data is almost full" in e.body,
                                  timeout=30)
-    assert f"It is Hetzner volume “data” ({size} GB): growing it to {size + 10} GB costs +€0.44/month" \
-        in alert.body
+    assert (f"It is {side.label} volume “data” ({size} GB): growing it to {size + 10} GB costs "
+            f"{side.expect['ten_gb']}.") in alert.body
     assert "react ✅ to this message to run !volume grow /mnt/data +10" in alert.body
     assert "@bob:localhost" in alert.content["m.mentions"]["user_ids"]
-    assert "It is Hetzner volume" not in [e.body for e in alice.events
+    assert f"It is {side.label} volume" not in [e.body for e in alice.events
                                          if e.sender == bot.user_id and "/ is almost full" in e.body]
     await bob.react(bot.room_id, alert.event_id, "✅")
     request = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == alert.event_id
@@ -537,7 +538,7 @@ async def test_a_full_volume_alert_offers_to_grow_it_and_a_checkmark_starts_the_
     assert answer.body == f"request #{rid} approved"
     await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == alert.event_id
                          and f"grew {size} → {size + 10} GB" in e.body, timeout=40)
-    assert cloud.hetzner.volumes[100]["size"] == size + 10
+    assert side.volume_size("data") == size + 10
     write_usage(cloud_usage(cloud), {"/": 40, "/mnt/data": 50})
     await alice.wait_for(lambda e: e.sender == bot.user_id and "resolved: /mnt/data is back to 50%" in e.body,
                          timeout=30)

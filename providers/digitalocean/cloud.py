@@ -102,6 +102,26 @@ class DigitalOceanCloud:
         """Hard reset (`power_cycle`): for a droplet that no longer answers a reboot."""
         return await self._droplet_action("power_cycle", "power cycling", on_progress)
 
+    async def start_action(self, kind: str, **params: Any) -> ActionResult:
+        """Start a droplet action (e.g. `reboot`) and return at once: its id is known before the
+        wait, so a caller that the action restarts can still find out how it ended (`action`)."""
+        droplet_id = await self.droplet_id()
+        started = await self._api.call(f"requesting {kind}", self._do.droplet_actions.post,
+                                       droplet_id, {"type": kind, **params}, write=True)
+        return translate.action(started.body["action"])
+
+    async def action(self, action_id: int) -> ActionResult:
+        """An action as DigitalOcean reports it now (GET /v2/actions/{action_id},
+        actions_get.yml)."""
+        answer = await self._api.call("reading the action", self._do.actions.get, action_id)
+        return translate.action(answer.body["action"])
+
+    async def wait_action(self, action_id: int, what: str) -> ActionResult:
+        """Wait for an action started earlier (e.g. by `start_action`) to finish; `errored`
+        raises DigitalOceanError."""
+        answer = await self._api.call(what, self._do.actions.get, action_id)
+        return await self._wait(answer.body["action"], what, self._do.actions.get)
+
     async def create_snapshot(self, name: str | None = None,
                               on_progress: Progress | None = None) -> SnapshotResult:
         """Snapshot of the droplet's disk (`snapshot` action), waited for; the snapshot is then

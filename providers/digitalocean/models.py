@@ -8,12 +8,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ..cloud_server import CloudError
+
 MetricKind = Literal["cpu", "network", "disk"]
 Period = Literal["1h", "24h", "7d"]
 METADATA_ID_URL = "http://169.254.169.254/metadata/v1/id"
 
 
-class DigitalOceanError(Exception):
+class DigitalOceanError(CloudError):
     """A DigitalOcean call failed. `str()` is one chat-ready sentence pair: what happened, then
     what to do. `status` is the HTTP status (0 when there was no answer), `code` the `id` of
     DigitalOcean's error envelope, `request_id` its request id (for a support ticket)."""

@@ -31,8 +31,8 @@ from .models import DigitalOceanError, DigitalOceanSettings
 log = logging.getLogger(__name__)
 
 STATUS_PAGE = "https://status.digitalocean.com"
-TOKEN_HELP = ("Create a personal access token with the scopes the bot needs (see "
-              "spbot.providers.digitalocean) in the DigitalOcean control panel → API → Tokens, "
+TOKEN_HELP = ("Create a personal access token with the scopes the bot needs (listed in the "
+              "README's cloud provider section) in the DigitalOcean control panel → API → Tokens, "
               "and put it in the bot's configuration.")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -213,13 +213,14 @@ class Api:
 
 def _explain(status: int, code: str, message: str, what: str, retries: int) -> DigitalOceanError:
     """What failed and what to do, by status and the envelope's `id`."""
+    message = message.rstrip(".")  # DigitalOcean's messages may end with one; ours add one
     if status == 401:
         return DigitalOceanError(f"DigitalOcean rejected the API token: {message}.", TOKEN_HELP)
     if status == 403:
         return DigitalOceanError(
             f"DigitalOcean refused {what}: {message} ({code}).",
-            "The token lacks a scope this needs; give it the scopes listed in "
-            "spbot.providers.digitalocean, or create a new one.")
+            "The token lacks a scope this needs; give it the scopes listed in the README's "
+            "cloud provider section, or create a new one.")
     if status == 429:
         return DigitalOceanError(
             f"DigitalOcean is still rate limiting after {retries} retries while {what} "

@@ -92,19 +92,21 @@ class HetznerCloud:
                         status=image.status, image_size_gb=image.image_size,
                         disk_size_gb=image.disk_size, action=action)
 
-    async def plan_resize(self, new_type: str) -> ResizePlan:
-        """Old and new type, monthly price difference, and anything that prevents the change."""
+    async def plan_resize(self, new_type: str, grow_disk: bool = False) -> ResizePlan:
+        """Old and new type, monthly price difference, and anything that prevents the change.
+        `grow_disk` also grows the disk to the new type's (then no way back to a smaller type)."""
         server = await self._server()
         target = await self._call(f"looking up server type {new_type}",
                                   self._client.server_types.get_by_name, new_type)
         if target is None:
             raise HetznerError(f"Hetzner has no server type named “{new_type}”; "
                                "see https://www.hetzner.com/cloud for the current names.")
-        return await self._call("planning the resize", to_plan, server, target)
+        return await self._call("planning the resize", to_plan, server, target, grow_disk)
 
-    async def resize(self, new_type: str, *, expect_current: str | None = None,
+    async def resize(self, new_type: str, *, grow_disk: bool = False,
+                     expect_current: str | None = None,
                      on_progress: Progress | None = None) -> ResizeResult:
-        """Shut down, change type keeping the disk; each action waited for. Hetzner starts the
+        """Shut down, change type (keeping the disk unless `grow_disk`); each action waited for. Hetzner starts the
         server when the type change finishes: a server that was running is powered on only if it
         did not come up, one that was off is shut down again.
 
@@ -113,7 +115,7 @@ class HetznerCloud:
         `shutdown_timeout`. After a failed type change a server that was running and is now off
         is powered on again with its old type.
         """
-        plan = await self.plan_resize(new_type)
+        plan = await self.plan_resize(new_type, grow_disk)
         if expect_current and plan.current.name != expect_current:
             raise HetznerError(f"The server is now {plan.current.name}, not {expect_current} "
                                "as planned; look at the new plan before resizing.")
@@ -317,14 +319,14 @@ class HetznerCloud:
 
     async def _change_type(self, server, plan: ResizePlan, was_running: bool,
                            on_progress: Progress | None) -> ActionResult:
-        """change_type keeping the disk; on failure bring a server that was running back up."""
+        """change_type (growing the disk only if planned); on failure bring a server that was running back up."""
         await tell(on_progress, f"changing type {plan.current.name} → {plan.new.name}")
         try:
             action = await self._start_once(
                 "changing the server type", "change_server_type", server,
                 self._client.servers.change_type, server,
                 server_type=load_hcloud()[0].server_types.ServerType(name=plan.new.name),
-                upgrade_disk=False)
+                upgrade_disk=plan.grow_disk)
             return await self._wait(action, "changing the server type")
         except HetznerError as exc:
             if not was_running:

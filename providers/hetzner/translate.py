@@ -61,7 +61,7 @@ def _available_in(server_type, location: str) -> bool:
     return _price_in(server_type, location) is not None
 
 
-def to_plan(server, target) -> ResizePlan:
+def to_plan(server, target, grow_disk: bool = False) -> ResizePlan:
     location = server.location.name
     current = _type_info(server.server_type, location)
     new = _type_info(target, location)
@@ -80,7 +80,8 @@ def to_plan(server, target) -> ResizePlan:
     difference = (new.monthly_price - current.monthly_price
                   if new.monthly_price and current.monthly_price else None)
     return ResizePlan(server=server.name, location=location, current=current, new=new,
-                      disk_gb_after=disk, monthly_difference=difference,
+                      disk_gb_after=max(new.disk_gb, disk) if grow_disk else disk,
+                      grow_disk=grow_disk, monthly_difference=difference,
                       problems=tuple(problems))
 
 

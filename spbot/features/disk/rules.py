@@ -54,17 +54,15 @@ async def grow_offer(host: Any, mount: str) -> Any:
 
 async def apply_finding(host: Any, finding: Finding, renotify: float, now: float | None = None) -> None:
     """Fire the alert of a bad finding, clear (recovery notice if it was active) a good one. When the
-    mount is a Hetzner volume the alert also offers to grow it: an admin's ✅ starts the approval."""
+    mount is a cloud volume the alert also offers to grow it: an admin's ✅ starts the approval."""
     mount = getattr(finding, "grow_mount", None)
-    if finding.severity is None or not mount or "hetzner" not in (getattr(host.config, "model_extra",
-                                                                           None) or {}):
+    sections = set(getattr(host.config, "model_extra", None) or {})
+    if finding.severity is None or not mount or not {"hetzner", "digitalocean"} & sections:
         await report(host.alerts, finding, renotify, now)
         return
     text, offer = finding.text, None
     grow = await grow_offer(host, mount)
     if grow is not None:
-        price = grow.cost.text(signed=True) if grow.cost else "an unknown price"
-        text += (f"\nIt is Hetzner volume “{grow.volume.name}” ({grow.volume.size_gb} GB): growing it to "
-                 f"{grow.new_size_gb} GB costs {price}.")
+        text += "\n" + grow.alert_line
         offer = grow.command
     await report(host.alerts, finding, renotify, now, text=text, offer=offer)

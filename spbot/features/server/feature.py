@@ -1,5 +1,6 @@
-"""The cloud server feature: [hetzner]'s server and volumes for the commands (!server, !volume),
-the reboot report after a restart, and the grow offer for the disk alerts."""
+"""The cloud server feature: the server and volumes of the provider [cloud] names (Hetzner in
+[hetzner], DigitalOcean in [digitalocean]) for the commands (!server, !volume), the reboot report
+after a restart, and the grow offer for the disk alerts."""
 from __future__ import annotations
 
 import socket
@@ -15,23 +16,38 @@ from ...feature import Feature
 from ...logs import get_logger
 from ..common import read_token
 from . import marks
-from .hetzner import connect
 from .offer import GrowOffer, grow_offer_for
 from .provider import ServerProvider
 from .reboot import report_reboot_after_restart
-from .settings import HetznerConfig
+from .settings import DigitalOceanConfig, HetznerConfig, ServerConfig, chosen
 
 log = get_logger(__name__)
+
+
+SETUP = {
+    "hetzner": ('Add [hetzner] with token = {file = "/path/to/token"} and '
+                'server = "<server name>" to the config, then restart the bot.'),
+    "digitalocean": ('Add [digitalocean] with token = {file = "/path/to/token"} (and droplet = '
+                     '"<droplet name>" unless the bot runs on it) to the config, then restart '
+                     'the bot.'),
+}
 
 
 class ServerFeature(Feature):
     name = "hetzner"
     settings_model = HetznerConfig
-    settings: HetznerConfig
+    settings: ServerConfig  # of the provider [cloud] names: HetznerConfig or DigitalOceanConfig
 
-    def __init__(self, host, settings):
+    def __init__(self, host, settings, problem: str | None = None):
         super().__init__(host, settings)
+        self._problem = problem  # why the settings cannot be used
         self._connected: tuple[str, ServerProvider] | None = None
+
+    @classmethod
+    def create(cls, host, config) -> ServerFeature:
+        settings, problem = chosen(config.settings("cloud"), config.settings("hetzner"),
+                                   config.settings("digitalocean"))
+        return cls(host, settings, problem)
 
     async def start(self) -> None:
         if self.settings.configured:
@@ -43,18 +59,21 @@ class ServerFeature(Feature):
         except Exception:  # a background task: nobody else would see the traceback
             log.exception("reboot_report_failed")
 
-    def require_settings(self) -> HetznerConfig:
-        """[hetzner], or a UserError saying how to set it up."""
+    def require_settings(self) -> ServerConfig:
+        """The provider's section, or a UserError saying how to set it up."""
+        if self._problem:
+            raise UserError(self._problem, 'Add [cloud] with provider = "hetzner" or '
+                                           'provider = "digitalocean", then restart the bot.')
         if not self.settings.configured:
-            raise UserError("Hetzner Cloud is not set up for this bot.",
-                            'Add [hetzner] with token = {file = "/path/to/token"} and '
-                            'server = "<server name>" to the config, then restart the bot.')
+            what = ("Hetzner Cloud" if self.settings.section == "hetzner"
+                    else self.settings.label)
+            raise UserError(f"{what} is not set up for this bot.", SETUP[self.settings.section])
         return self.settings
 
     def provider(self) -> ServerProvider:
         """The provider's client; made again when the token file changes."""
         settings = self.require_settings()
-        token = read_token(settings.token, "Hetzner API token")
+        token = read_token(settings.token, f"{settings.label} API token")
         if self._connected is None or self._connected[0] != token:
             self._connected = (token, connect(settings, token))
         return self._connected[1]
@@ -77,7 +96,7 @@ class ServerFeature(Feature):
         return await marks.shown_type(self.host.store, new_type, self.host.config.approval_expiry)
 
     async def grow_offer(self, mount: str) -> GrowOffer | None:
-        """For the disk alerts: the grow offer for `mount`, or None (no Hetzner, not a volume)."""
+        """For the disk alerts: the grow offer for `mount`, or None (no provider, no volume)."""
         if not self.settings.configured:
             return None
         try:
@@ -87,7 +106,17 @@ class ServerFeature(Feature):
         return await grow_offer_for(self.settings, provider, mount)
 
 
-def runs_on_server(settings: HetznerConfig, facts: ServerFacts) -> bool:
+def connect(settings: ServerConfig, token: str) -> ServerProvider:
+    """The provider's client; DigitalOcean's module (and pydo) is imported only when used."""
+    if isinstance(settings, DigitalOceanConfig):
+        from .digitalocean import connect as digitalocean
+        return digitalocean(settings, token)
+    from .hetzner import connect as hetzner
+    assert isinstance(settings, HetznerConfig)
+    return hetzner(settings, token)
+
+
+def runs_on_server(settings: ServerConfig, facts: ServerFacts) -> bool:
     """Is the managed server the machine this bot runs on? (Its public address is local.)"""
     if settings.bot_runs_on_server is not None:
         return settings.bot_runs_on_server

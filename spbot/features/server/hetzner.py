@@ -7,7 +7,6 @@ from pathlib import Path
 
 from spbot.providers import hetzner
 
-from .provider import ServerProvider
 from .settings import HetznerConfig
 
 
@@ -19,5 +18,5 @@ class HetznerServer(hetzner.HetznerCloud):
         return hetzner.volume_id_for_device(device, by_id_dir)
 
 
-def connect(settings: HetznerConfig, token: str) -> ServerProvider:
+def connect(settings: HetznerConfig, token: str) -> HetznerServer:
     return HetznerServer(settings.provider_settings(token))

@@ -11,7 +11,7 @@ from ...context import UserError
 from ...logs import get_logger
 from .provider import ServerProvider
 from .render import Cost
-from .settings import MAX_VOLUME_GB, HetznerConfig
+from .settings import ServerConfig
 from .volumes import grow_problem, volume_at, volume_cost_per_gb
 
 log = get_logger(__name__)
@@ -19,12 +19,14 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class GrowOffer:
-    """What a disk alert can offer for a mount that is a Hetzner volume."""
+    """What a disk alert can offer for a mount that is a volume of the provider (`provider`, as
+    replies name it: Hetzner, DigitalOcean)."""
 
     mount: str
     volume: VolumeInfo
     new_size_gb: int
     cost: Cost | None  # of the added GB per month
+    provider: str = "Hetzner"
 
     @property
     def command(self) -> str:
@@ -34,12 +36,20 @@ class GrowOffer:
     def text(self) -> str:
         step = self.new_size_gb - self.volume.size_gb
         price = f" for {self.cost.text(signed=True)}" if self.cost else ""
-        return (f"{self.mount} is Hetzner volume “{self.volume.name}” ({self.volume.size_gb} GB). "
+        return (f"{self.mount} is {self.provider} volume “{self.volume.name}” ({self.volume.size_gb} GB). "
                 f"React ✅ to grow it by {step} GB to {self.new_size_gb} GB{price} "
                 f"(another admin approves), or send {self.command}.")
 
 
-async def grow_offer_for(settings: HetznerConfig, provider: ServerProvider, mount: str,
+    @property
+    def alert_line(self) -> str:
+        """The line a disk alert adds: which volume it is, and what growing it costs."""
+        price = self.cost.text(signed=True) if self.cost else "an unknown price"
+        return (f"It is {self.provider} volume “{self.volume.name}” ({self.volume.size_gb} GB): "
+                f"growing it to {self.new_size_gb} GB costs {price}.")
+
+
+async def grow_offer_for(settings: ServerConfig, provider: ServerProvider, mount: str,
                          env: Mapping[str, str] | None = None) -> GrowOffer | None:
     """The offer for `mount`, or None when it is no volume the bot can grow. Never raises:
     the alert that asks must go out anyway."""
@@ -47,12 +57,12 @@ async def grow_offer_for(settings: HetznerConfig, provider: ServerProvider, moun
         found = await volume_at(settings, provider, mount, env)
         if grow_problem(found):
             return None
-        size = min(found.volume.size_gb + settings.volume_grow_step_gb, MAX_VOLUME_GB)
+        size = min(found.volume.size_gb + settings.volume_grow_step_gb, settings.max_volume_gb)
         if size <= found.volume.size_gb:
             return None
         price = await volume_cost_per_gb(settings, provider)
         cost = price.times(size - found.volume.size_gb) if price else None
-        return GrowOffer(found.mount.target, found.volume, size, cost)
+        return GrowOffer(found.mount.target, found.volume, size, cost, settings.label)
     except UserError as exc:
         log.info("no_grow_offer", mount=mount, reason=str(exc)[:200])
         return None

@@ -1,8 +1,9 @@
 """What the server feature needs of a cloud provider, whichever it is: `ServerProvider`.
 
-Hetzner Cloud implements it today (spbot/features/server/hetzner.py wraps providers/hetzner/); a
-second provider (DigitalOcean) plugs in by implementing the same methods, returning the models of
+Hetzner Cloud (hetzner.py wraps providers/hetzner/) and DigitalOcean (digitalocean.py wraps
+providers/digitalocean/) implement it: the same methods, returning the models of
 spbot.providers.cloud_server and raising a `CloudError` subclass with what failed and what to do.
+`connect` picks the one [cloud] names.
 """
 from __future__ import annotations
 
@@ -46,17 +47,21 @@ class ServerProvider(Protocol):
                               on_progress: Progress | None = None) -> Snapshot:
         """An image of the server's disk; waits until it is available."""
 
-    async def plan_resize(self, new_type: str) -> ResizePlan:
-        """Old and new type, the price difference, and anything that prevents the change."""
+    async def plan_resize(self, new_type: str, grow_disk: bool = False) -> ResizePlan:
+        """Old and new type, the price difference, and anything that prevents the change;
+        `grow_disk` also grows the disk to the new type's (no way back to a smaller type)."""
 
-    async def resize(self, new_type: str, *, expect_current: str | None = None,
+    async def resize(self, new_type: str, *, grow_disk: bool = False,
+                     expect_current: str | None = None,
                      on_progress: Progress | None = None) -> ResizeResult:
-        """Power off, change the type keeping the disk, power on again as it was."""
+        """Power off, change the type (keeping the disk unless `grow_disk`), power on again as
+        it was."""
 
     # -- volumes and prices --------------------------------------------------------------------
 
     async def list_volumes(self) -> list[VolumeInfo]:
-        """Every volume of the project, with the server each is attached to."""
+        """The volumes the bot may grow (Hetzner: the project's; DigitalOcean: the droplet's),
+        with the server each is attached to."""
 
     async def resize_volume(self, volume: int | str, size_gb: int,
                             on_progress: Progress | None = None) -> VolumeInfo:
@@ -67,9 +72,11 @@ class ServerProvider(Protocol):
         """The provider's volume behind a local block device, or None."""
 
     def volume_id_for_device(self, device: str | os.PathLike[str],
-                             by_id_dir: Path = Path("/dev/disk/by-id")) -> int | None:
-        """The volume id behind a local block device from its udev by-id link, without asking
-        the provider (blocking: it reads the directory); None when it is no volume of theirs."""
+                             by_id_dir: Path = Path("/dev/disk/by-id")) -> int | str | None:
+        """What the udev by-id link of a local block device names, without asking the provider
+        (blocking: it reads the directory): the volume's id at Hetzner (`scsi-0HC_Volume_<id>`),
+        its name at DigitalOcean (`scsi-0DO_Volume_<name>`); None when it is no volume of
+        theirs."""
 
     async def volume_price(self) -> Price | None:
         """Per GB and month, from the provider's price list; None when it cannot be read."""

@@ -42,7 +42,7 @@ async def report_reboot_after_restart(server: ServerFeature,
             log.info("reboot_report_retry", attempt=attempt, reason=exc.what[:200])
             reply = Reply.error(f"I could not find out how the reboot of {mark['server']} "
                                 f"(job #{mark['job_id']}) ended: {exc.what}",
-                                "Check the server in the Hetzner Cloud Console.")
+                                f"Check the server in {server.settings.console}.")
             if attempt < REPORT_ATTEMPTS:
                 await asyncio.sleep(retry_wait)
     request = Request(mark["requester"], "", mark["room_id"], mark["event_id"], "", 0)
@@ -61,21 +61,22 @@ async def _reboot_outcome(server: ServerFeature, mark: dict[str, Any]) -> Reply:
             action = await provider.action(action.id)
         facts = await provider.server_facts()
     what = f"The reboot of {facts.name} (job #{mark['job_id']})"
+    label, console = settings.label, settings.console
     if action is not None and action.status == "error":
         error = action.error or {}
-        return Reply.error(f"{what} failed: Hetzner's reboot action #{action.id} ended in error: "
+        return Reply.error(f"{what} failed: {label}'s reboot action #{action.id} ended in error: "
                            f"{error.get('message', 'no message')} "
                            f"({error.get('code', 'unknown')}); the server is {facts.status}.",
-                           "Check the server in the Hetzner Cloud Console.")
+                           f"Check the server in {console}.")
     if action is not None and action.status == "running":
-        return Reply.error(f"{what} is still running at Hetzner (action #{action.id}); the server "
-                           f"is {facts.status}.", "Check it in the Hetzner Cloud Console.")
+        return Reply.error(f"{what} is still running at {label} (action #{action.id}); the "
+                           f"server is {facts.status}.", f"Check it in {console}.")
     ago = human_duration(time.time() - mark["requested_at"])
     if action is None:
-        lines = [f"ℹ️ {what}, asked {ago} ago: I stopped before Hetzner confirmed the reboot "
+        lines = [f"ℹ️ {what}, asked {ago} ago: I stopped before {label} confirmed the reboot "
                  f"request; the server is {facts.status}."]
     else:
-        lines = [f"✅ {facts.name} rebooted (job #{mark['job_id']}, asked {ago} ago): Hetzner's "
+        lines = [f"✅ {facts.name} rebooted (job #{mark['job_id']}, asked {ago} ago): {label}'s "
                  f"reboot action #{action.id} succeeded; the server is {facts.status}."]
     if mark.get("own_host"):
         lines.append(_restart_note(server.host.config.timezone, mark["requested_at"]))

@@ -18,7 +18,7 @@ from ...render import human_duration
 from ...system import proc
 from .provider import ServerProvider, explained
 from .render import Cost
-from .settings import MAX_VOLUME_GB, HetznerConfig
+from .settings import ServerConfig
 
 GROWABLE = {"ext2": "resize2fs", "ext3": "resize2fs", "ext4": "resize2fs", "xfs": "xfs_growfs"}
 FINDMNT_COLUMNS = "TARGET,SOURCE,FSTYPE,SIZE,USED,AVAIL"
@@ -43,7 +43,7 @@ class VolumeMount:
     whole_disk: bool  # the filesystem is on the volume itself, not on a partition of it
 
 
-async def mounts(settings: HetznerConfig, env: Mapping[str, str] | None = None) -> list[Mount]:
+async def mounts(settings: ServerConfig, env: Mapping[str, str] | None = None) -> list[Mount]:
     """Every mounted filesystem (findmnt --json --bytes --list)."""
     with explained():
         result = await proc.run([settings.findmnt, "--json", "--bytes", "--list", "--output",
@@ -65,19 +65,20 @@ def _mount(entry: dict[str, Any]) -> Mount:
                  avail=number("avail"))
 
 
-async def volume_ids_of(provider: ServerProvider, settings: HetznerConfig,
-                        found: list[Mount]) -> dict[str, int]:
-    """target → volume id, for the mounts that are on one of the provider's volumes."""
-    def lookup() -> dict[str, int]:
+async def volume_ids_of(provider: ServerProvider, settings: ServerConfig,
+                        found: list[Mount]) -> dict[str, int | str]:
+    """target → what the by-id link names (volume id at Hetzner, name at DigitalOcean), for the
+    mounts that are on one of the provider's volumes."""
+    def lookup() -> dict[str, int | str]:
         ids = {m.target: provider.volume_id_for_device(m.source, settings.by_id_dir)
                for m in found if m.source.startswith("/")}
         return {target: volume_id for target, volume_id in ids.items() if volume_id is not None}
     return await asyncio.to_thread(lookup)
 
 
-async def volume_at(settings: HetznerConfig, provider: ServerProvider, mount: str,
+async def volume_at(settings: ServerConfig, provider: ServerProvider, mount: str,
                     env: Mapping[str, str] | None = None) -> VolumeMount:
-    """The Hetzner volume mounted at `mount`; UserError saying why when there is none."""
+    """The provider's volume mounted at `mount`; UserError saying why when there is none."""
     if not mount.startswith("/"):
         raise UserError(f"“{mount}” is not a mount point.", "Give the full path, e.g. /mnt/data.")
     wanted = mount.rstrip("/") or "/"
@@ -86,11 +87,15 @@ async def volume_at(settings: HetznerConfig, provider: ServerProvider, mount: st
         raise UserError(f"Nothing is mounted at {mount}.",
                         "See !volume list for the volumes and where they are mounted.")
     volume_id = (await volume_ids_of(provider, settings, [here])).get(here.target)
+    label = settings.label
     if volume_id is None:
-        raise UserError(f"{mount} ({here.source}) is not a Hetzner volume.",
-                        "Only Hetzner volumes can be grown from here; see !volume list.")
+        raise UserError(f"{mount} ({here.source}) is not a {label} volume.",
+                        f"Only {label} volumes can be grown from here; see !volume list.")
     with explained():
         volume = await provider.volume_for_device(here.source, settings.by_id_dir)
+    if volume is None:
+        raise UserError(f"{mount} is on {label} volume “{volume_id}”, which is not attached to "
+                        "the server.", "See !volume list.")
     disk = os.path.realpath(settings.by_id_dir / Path(volume.linux_device).name)
     return VolumeMount(here, volume, os.path.realpath(here.source) == disk)
 
@@ -106,7 +111,12 @@ def grow_problem(found: VolumeMount) -> str | None:
     return None
 
 
-def new_volume_size(current_gb: int, wanted: str) -> int:
+def is_linked(volume: VolumeInfo, key: int | str) -> bool:
+    """Does a by-id link's key (see volume_ids_of) name this volume?"""
+    return key in (volume.id, volume.name)
+
+
+def new_volume_size(settings: ServerConfig, current_gb: int, wanted: str) -> int:
     """`+10` → current + 10 GB; `60` (or `60GB`) → 60 GB. UserError when it is not a growth."""
     match = re.fullmatch(r"(\+)?(\d+)\s*(?:g|gb)?", wanted.strip().lower())
     if match is None:
@@ -117,20 +127,22 @@ def new_volume_size(current_gb: int, wanted: str) -> int:
     if size <= current_gb:
         raise UserError(f"The volume is {current_gb} GB already; {size} GB would not grow it.",
                         "Volumes can only grow: ask for more than the current size.")
-    if size > MAX_VOLUME_GB:
-        raise UserError(f"{size} GB is more than Hetzner's largest volume ({MAX_VOLUME_GB} GB).")
+    if size > settings.max_volume_gb:
+        raise UserError(f"{size} GB is more than {settings.label}'s largest volume "
+                        f"({settings.max_volume_gb} GB).")
     return size
 
 
-async def volume_cost_per_gb(settings: HetznerConfig, provider: ServerProvider) -> Cost | None:
-    """Per GB and month: Hetzner's price list, else the configured net price, else unknown."""
+async def volume_cost_per_gb(settings: ServerConfig, provider: ServerProvider) -> Cost | None:
+    """Per GB and month: the provider's price list, else the configured price (before tax),
+    else unknown."""
     price = Cost.of(await provider.volume_price())
     if price is None and settings.volume_price_per_gb_month is not None:
-        price = Cost(settings.volume_price_per_gb_month, None)
+        price = Cost(settings.volume_price_per_gb_month, None, settings.currency)
     return price
 
 
-def grow_argv(settings: HetznerConfig, found: VolumeMount) -> list[str]:
+def grow_argv(settings: ServerConfig, found: VolumeMount) -> list[str]:
     """resize2fs on the device (ext*), xfs_growfs on the mount point (xfs); both work online."""
     mount = found.mount
     if GROWABLE[mount.fstype] == "resize2fs":
@@ -138,7 +150,7 @@ def grow_argv(settings: HetznerConfig, found: VolumeMount) -> list[str]:
     return [settings.xfs_growfs, "--", mount.target]
 
 
-async def grow_filesystem(settings: HetznerConfig, found: VolumeMount,
+async def grow_filesystem(settings: ServerConfig, found: VolumeMount,
                           env: Mapping[str, str] | None = None) -> str | None:
     """Grow the filesystem to fill its (already grown) volume; what went wrong, or None."""
     try:
