@@ -23,13 +23,13 @@ T0 = 1_800_000_000.0          # a fixed "now" (2027-01-15)
 
 
 class StandInBot:
-    """What DiskWatch and Alerts use of a bot: the store, the admins, notify()."""
+    """What DiskWatch and Alerts use of a bot (and of the messenger): the store, the admins, notify()."""
 
     def __init__(self, store: Store):
         self.store = store
         self.config = SimpleNamespace(admins=ADMINS)
         self.posted: list[Reply] = []
-        self.alerts = Alerts(self)
+        self.alerts = Alerts(store, self, self.config)
 
     async def notify(self, reply: Reply, rooms=None) -> list[int]:
         self.posted.append(reply)
