@@ -13,7 +13,6 @@ import asyncio
 import json
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
@@ -24,7 +23,8 @@ from .config import Config
 from .logs import get_logger
 from .messenger import Messenger
 from .registry import CommandSpec, Policy, Registry, split_words
-from .render import Quoted, Reply, human_duration, pill, quote_user_text, visible_text
+from .approval_text import Line, Preview, esc
+from .render import Reply, human_duration, pill, quote_user_text
 from .request import Request
 from .store import Store
 
@@ -310,7 +310,7 @@ class Approvals:
             return
         await self.messenger.edit(row["message_id"], self._render(row, await self._approvers(row)))
 
-    def _render(self, row, approvers: list[str], preview: "Preview | None" = None) -> Reply:
+    def _render(self, row, approvers: list[str], preview: Preview | None = None) -> Reply:
         rid, prefix = row["id"], self.prefix
         others = [a for a in self.config.admins if a != row["requester"]]
         when = datetime.fromtimestamp(row["expires"], ZoneInfo(self.config.timezone))
@@ -330,13 +330,13 @@ class Approvals:
             lines.append(self._outcome(row))
         body = head + command.plain + "\n" + "\n".join(str(l) for l in lines)
         mentions = others if state == "pending" and not row["confirm"] else []
-        html = f"<b>{_esc(head)}</b>{command.html}<br>" + "<br>".join(
-            l.html() if isinstance(l, Line) else _esc(l) for l in lines)
+        html = f"<b>{esc(head)}</b>{command.html}<br>" + "<br>".join(
+            l.html() if isinstance(l, Line) else esc(l) for l in lines)
         if mentions:
             html += "<br>" + " ".join(pill(m) for m in mentions)
         return Reply(body, html, mentions)
 
-    def _outcome(self, row) -> "str | Line":
+    def _outcome(self, row) -> str | Line:
         state, by, reason = row["state"], row["decided_by"] or "", row["reason"] or ""
         job = f"job #{row['job_id']}" if row["job_id"] else "the job"
         if state in ("cancelled", "denied") and reason:      # a voter's own words
@@ -363,73 +363,3 @@ class Approvals:
 
 def other_room(request_id: int) -> str:
     return f"request #{request_id} was asked in another room; vote there"
-
-
-class Line:
-    """One line of a request message mixing the bot's words (str) and quoted user text (Quoted)."""
-
-    def __init__(self, parts: list[str | Quoted]):
-        self.parts = parts
-
-    def __str__(self) -> str:
-        return "".join(str(p) for p in self.parts)
-
-    def html(self) -> str:
-        return "".join(p.html if isinstance(p, Quoted) else _esc(p) for p in self.parts)
-
-
-class Preview:
-    """A command's preview (its own words, which may repeat arguments): an argument that would not show
-    as it is (a newline, a bidi override…) is quoted wherever it appears, and what remains of the preview
-    has its invisible characters shown, so an argument cannot draw a line of its own."""
-
-    def __init__(self, text: str, args: dict[str, Any]):
-        self.text = text
-        self.hostile = sorted({v for v in _arg_texts(args) if quote_user_text(v).plain != f"`{v}`"},
-                              key=len, reverse=True)
-
-    def lines(self) -> list[Line]:
-        if not self.text:
-            return []
-        lines, current = [], []
-        for piece, is_user in self._pieces():
-            if is_user:
-                current.append(quote_user_text(piece))
-                continue
-            first, *rest = piece.split("\n")
-            current.append(visible_text(first, keep="`"))
-            for line in rest:
-                lines.append(Line(current))
-                current = [visible_text(line, keep="`")]
-        lines.append(Line(current))
-        return lines
-
-    def _pieces(self) -> list[tuple[str, bool]]:
-        pieces, text = [], self.text
-        while text:
-            found = [(text.find(v), v) for v in self.hostile if v in text]
-            if not found:
-                pieces.append((text, False))
-                break
-            at, value = min(found, key=lambda f: (f[0], -len(f[1])))
-            if at:
-                pieces.append((text[:at], False))
-            pieces.append((value, True))
-            text = text[at + len(value):]
-        return pieces
-
-
-def _arg_texts(args: dict[str, Any]) -> list[str]:
-    texts = []
-    for value in args.values():
-        if isinstance(value, (list, tuple)):
-            items = [str(v) for v in value if isinstance(v, (str, Path))]
-            texts += items + ([" ".join(items)] if len(items) > 1 else [])
-        elif isinstance(value, (str, Path)):
-            texts.append(str(value))
-    return [t for t in texts if t]
-
-
-def _esc(text: str) -> str:
-    from html import escape
-    return escape(text)

@@ -16,10 +16,11 @@ import sqlite3
 import time
 from typing import Any
 
-from nio import (EncryptionError, InviteMemberEvent, MatrixRoom, MegolmEvent, ReactionEvent, RedactionEvent,
-                 RoomGetEventResponse, RoomMessageText)
+from nio import (InviteMemberEvent, MatrixRoom, MegolmEvent, ReactionEvent, RedactionEvent, RoomGetEventResponse,
+                 RoomMessageText)
 
 from . import __version__
+from .accepted import AcceptedCommands
 from .alerts import Alerts
 from .approvals import APPROVE_KEYS, DENY_KEYS, Approvals
 from .audit import AuditEntry, AuditLog
@@ -28,8 +29,9 @@ from .devices import Devices
 from .dispatch import Dispatcher
 from .execute import Executor
 from .feature import F, Feature, Features
-from .inbox import FAILED_WHILE_RUNNING, NOTHING_RAN as NOTHING_RAN_REPLY, Inbox
+from .inbox import Inbox
 from .jobs import JobRunner
+from .late_decryption import LateDecryption
 from .logs import get_logger
 from .matrix import NETWORK_ERRORS, Connection
 from .messenger import Messenger
@@ -73,12 +75,14 @@ class Bot:
         self.jobs.on_finish.append(self.approvals.job_finished)
         self.dispatcher = Dispatcher(self.messenger, self.audit, registry, self.policies, self.approvals,
                                      self.executor, prefix=config.command_prefix, started=self.started)
+        self.accepted = AcceptedCommands(self.inbox, self.store, self.messenger, config, self.dispatcher.handle,
+                                         self.spawn)
         self.trust = Trust(self)             # spbot/trust.py still takes the bot (its own refactor)
-        self.screen: Screen | None = None
+        self.screen: Screen | None = None    # made at start, with the bot's user id
+        self.late: LateDecryption | None = None
         self.features = Features(features)
         # Modules add lines to !status here: async (bot) -> list[str].
         self.status_sections: list[Any] = []
-        self._undecrypted: dict[str, tuple[MatrixRoom, MegolmEvent, float]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
         self._failures: dict[str, int] = {}
@@ -119,6 +123,8 @@ class Bot:
             await self.store.put("first_start", first_start)
         client = await self.connection.login()
         self.screen = Screen(self.config, self.store, client.user_id, first_start)
+        self.late = LateDecryption(self.screen, self.connection, self.store, self.inbox, self.messenger,
+                                   self.config, self._take_message)
         await self.outbox.start()
         await self.approvals.start()          # first: the job runner reports interrupted jobs to it
         await self.jobs.start()
@@ -176,7 +182,7 @@ class Bot:
                     await self._guarded(room, event, self.on_invite)
             await self.after_sync()
         if not self._leftovers_checked:
-            await self._answer_leftovers()
+            await self.accepted.answer_leftovers()
             self._leftovers_checked = True
 
     async def _guarded(self, room: MatrixRoom, event, handler) -> None:
@@ -231,62 +237,16 @@ class Bot:
             await self.inbox.finish_if_arrived(event.event_id)
 
     async def _take_undecryptable(self, room: MatrixRoom, event: MegolmEvent) -> None:
-        await self.on_undecryptable(room, event)
-        if event.event_id in self._undecrypted:
+        await self.late.arrived(room, event)
+        if self.late.waiting_for(event.event_id):
             await self.inbox.set(event.event_id, room.room_id, event.sender, "command", "waiting")
-
-    async def start_command(self, request: Request) -> None:
-        """Run an accepted command beside the sync loop. Recorded first, so that a command whose run
-        never started (the bot was killed) is answered at the next start instead of being lost."""
-        await self.inbox.set(request.event_id, request.room_id, request.sender, "command", "accepted")
-        self.spawn(self._run_command(request), name=f"command {request.event_id}")
-
-    async def _run_command(self, request: Request) -> None:
-        event_id = request.event_id
-        await self._until_stored(lambda: self.inbox.set(event_id, request.room_id, request.sender,
-                                                        "command", "started"))
-        try:
-            await self.dispatcher.handle(request)
-        except asyncio.CancelledError:
-            raise                               # stopping: the next start answers it
-        except Exception:
-            log.exception("command_handling_failed", event_id=event_id)
-            await self._until_stored(lambda: self.send_reply(request, FAILED_WHILE_RUNNING))
-        await self._until_stored(lambda: self.inbox.done(event_id))
-
-    async def _until_stored(self, work) -> None:
-        """A step that must reach the state store: waits out a storage error (1 s doubling to 30 s)."""
-        backoff = 1.0
-        while True:
-            try:
-                return await work()
-            except (sqlite3.Error, OSError) as exc:
-                log.warning("store_unavailable", error=exc.__class__.__name__, detail=str(exc)[:200],
-                            retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
 
     async def _save_position(self, token: str) -> None:
         await self.store.put(SYNC_POSITION_KEY, token)
 
     async def _recover_unfinished(self) -> None:
-        """Commands the previous run accepted or started but never finished get an answer; commands
-        still waiting for their room key wait again."""
-        counts = await self.inbox.recover(self.messenger.reply_to, self._got_through)
-        if any(counts.values()):
-            log.warning("unfinished_commands_answered", **counts)
-        for row in await self.inbox.waiting():
+        for row in await self.accepted.recover():      # commands still waiting for their room key
             self.spawn(self._refetch_undecryptable(row), name=f"refetch {row['event_id']}")
-
-    async def _got_through(self, event_id: str) -> bool:
-        """Whether a started command left a trace that answers it: a job (reported by the job
-        runner), an approval request, or a reply of its own."""
-        for sql in ("SELECT 1 FROM jobs WHERE event_id = ?", "SELECT 1 FROM requests WHERE event_id = ?",
-                    "SELECT 1 FROM outbox WHERE instr(content, ?) > 0"):
-            param = event_id if "instr" not in sql else f'"m.in_reply_to": {{"event_id": "{event_id}"}}'
-            if await self.store.fetchone(sql, (param,)) is not None:
-                return True
-        return False
 
     async def _refetch_undecryptable(self, row) -> None:
         await self.connection.first_sync_done.wait()
@@ -297,15 +257,6 @@ class Bot:
             return await self.inbox.done(row["event_id"])
         async with self._reading:
             await self.on_event(room, response.event)
-
-    async def _answer_leftovers(self) -> None:
-        """After the first batch since start: an event still `arrived` did not come back with it."""
-        for row in await self.inbox.leftovers():
-            await self.store.claim_event(row["event_id"], row["room_id"], time.time())
-            if row["kind"] == "command" and row["sender"] in self.config.admins:
-                await self.messenger.reply_to(row["room_id"], row["event_id"], NOTHING_RAN_REPLY)
-            log.warning("event_never_returned", event_id=row["event_id"], kind=row["kind"])
-            await self.inbox.done(row["event_id"])
 
     async def on_message(self, room: MatrixRoom, event: RoomMessageText) -> None:
         verdict = await self.screen.message(room, event)
@@ -331,26 +282,12 @@ class Bot:
                             event.sender, getattr(event, "sender_key", None)))
         if announcement is not None:
             await self.outbox.send(room.room_id, announcement.content())
-        await self.start_command(request)
-
-    async def on_undecryptable(self, room: MatrixRoom, event: MegolmEvent) -> None:
-        if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:
-            return
-        first = self.screen.replay_guard.refused_replay(event.event_id)
-        if first is not None:             # a re-posted ciphertext (e.g. a ✅): not a key problem
-            log.warning("replayed_event_refused", event_id=event.event_id, sender=event.sender, first=first)
-            return
-        log.info("undecryptable", event_id=event.event_id, sender=event.sender, device=event.device_id)
-        self._undecrypted[event.event_id] = (room, event, time.monotonic())
-        try:
-            await self.connection.client.request_room_key(event)
-        except Exception as exc:  # already requested, or no session to ask with
-            log.debug("room_key_request_skipped", reason=str(exc))
+        await self.accepted.start(request)
 
     async def _undecryptable_ticker(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            if self._undecrypted:
+            if self.late.undecrypted:
                 try:
                     async with self._reading:
                         await self.after_sync()
@@ -358,27 +295,7 @@ class Bot:
                     log.exception("undecryptable_retry_failed")
 
     async def after_sync(self) -> None:
-        """Retry events that could not be decrypted; give up after `undecryptable_wait` and say so."""
-        client = self.connection.client
-        for event_id, (room, event, since) in list(self._undecrypted.items()):
-            try:
-                decrypted = client.decrypt_event(event)
-            except EncryptionError:
-                decrypted = None              # the room key has not arrived (yet)
-            if isinstance(decrypted, RoomMessageText):
-                decrypted.room_id = room.room_id
-                await self._take_message(room, decrypted)
-                del self._undecrypted[event_id]
-                await self.inbox.finish_if_waiting(event_id)
-            elif time.monotonic() - since > self.config.undecryptable_wait:
-                if await self.store.claim_event(event_id, room.room_id, time.time()):
-                    await self.messenger.reply_to(room.room_id, event_id, Reply.error(
-                        f"I could not decrypt your message (from your device {event.device_id}), "
-                        "so I did not run it.",
-                        "Your client has not shared the room key with me. Send the command again; "
-                        "if this keeps happening, sign out and back in on that device, or verify it."))
-                del self._undecrypted[event_id]
-                await self.inbox.finish_if_waiting(event_id)
+        await self.late.retry()
 
     async def on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
         if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:
