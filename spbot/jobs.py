@@ -43,7 +43,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     progress_message INTEGER
 );
 """
-ACTIVE = ("waiting", "running")
 ICONS = {"running": "⏳", "waiting": "⏸", "done": "✅", "failed": "❌", "cancelled": "🛑",
          "interrupted": "⚠️"}
 SCHEDULER = "scheduler"

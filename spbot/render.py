@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Sequence
 
-SPARKS = "▁▂▃▄▅▆▇█"
-
 
 @dataclass
 class Reply:
