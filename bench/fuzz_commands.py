@@ -1,5 +1,5 @@
 """Fuzz the command parse path as the bot runs it: ≥ 100,000 seeded random command lines through the
-real registry (every declared command) and the dispatcher's parse step, then each accepted command's
+real registry (every declared command) and the parse step (spbot/parsing.py), then each accepted command's
 policy. Prints the figures; an internal error (any exception other than a clear refusal) is a bug.
 
     .venv/bin/python bench/fuzz_commands.py [--inputs 100000] [--seed 13]
@@ -14,14 +14,12 @@ import time
 import traceback
 import typing
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import commands  # noqa: E402
-from spbot.context import Request  # noqa: E402
-from spbot.dispatch import Dispatcher  # noqa: E402
+from spbot.parsing import parse_command  # noqa: E402
 from spbot.registry import MAX_LINE_CHARS, REGISTRY, _base_type, split_words  # noqa: E402
 from spbot.render import Reply  # noqa: E402
 
@@ -62,8 +60,6 @@ def random_line(rng: random.Random, specs: list) -> str:
 def main(inputs: int, seed: int) -> int:
     commands.load_all()
     specs = list(REGISTRY.commands.values())
-    bot = SimpleNamespace(config=SimpleNamespace(command_prefix="!"), registry=REGISTRY)
-    dispatcher = Dispatcher(bot)
     rng = random.Random(seed)
     accepted = refused = internal = too_long = 0
     slowest, slowest_line = 0.0, ""
@@ -73,7 +69,7 @@ def main(inputs: int, seed: int) -> int:
         line = random_line(rng, specs)
         one = time.perf_counter()
         try:
-            parsed = dispatcher._parse(Request("@fuzz:x", "DEV", "!r:x", f"$e{n}", line, 0))
+            parsed = parse_command(line, REGISTRY, "!")
             if isinstance(parsed, Reply):
                 refused += 1
                 too_long += "characters long; the limit is" in parsed.body

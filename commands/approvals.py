@@ -9,22 +9,22 @@ from spbot.render import Reply, human_duration, quote_user_text, table
 
 @command("approve", help="approve a pending request: !approve <request id>")
 async def approve(ctx: Context, request_id: int) -> Reply:
-    return Reply.text(await ctx.bot.approvals.vote(request_id, ctx.sender, True,
-                                                   event_id=ctx.request.event_id,
-                                                   room_id=ctx.request.room_id))
+    return Reply.text(await ctx.approvals.vote(request_id, ctx.sender, True,
+                                               event_id=ctx.request.event_id,
+                                               room_id=ctx.request.room_id))
 
 
 @command("deny", help="deny a pending request: !deny <request id> [reason]")
 async def deny(ctx: Context, request_id: int, *reason: str) -> Reply:
-    return Reply.text(await ctx.bot.approvals.vote(request_id, ctx.sender, False, " ".join(reason),
-                                                   event_id=ctx.request.event_id,
-                                                   room_id=ctx.request.room_id))
+    return Reply.text(await ctx.approvals.vote(request_id, ctx.sender, False, " ".join(reason),
+                                               event_id=ctx.request.event_id,
+                                               room_id=ctx.request.room_id))
 
 
 @command("requests", help="pending approval requests asked in this room")
 async def requests(ctx: Context) -> Reply:
-    rows = await ctx.bot.approvals.pending(ctx.request.room_id)
-    elsewhere = len(await ctx.bot.approvals.pending()) - len(rows)
+    rows = await ctx.approvals.pending(ctx.request.room_id)
+    elsewhere = len(await ctx.approvals.pending()) - len(rows)
     if not rows:
         reply = Reply.text("no pending requests here" if elsewhere else "no pending requests")
     else:

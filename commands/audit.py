@@ -10,7 +10,7 @@ from spbot.render import Reply, quote_user_text, table, visible_text
 
 @command("audit", help="the last audit entries: !audit [n]")
 async def audit(ctx: Context, count: int = 10) -> Reply:
-    entries = await ctx.bot.audit.recent(max(1, min(count, 100)))
+    entries = await ctx.audit.recent(max(1, min(count, 100)))
     zone = ZoneInfo(ctx.config.timezone)
     rows = []
     for e in entries:

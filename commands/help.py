@@ -10,7 +10,7 @@ from spbot.render import Reply
 @command("help", help="list the commands, or explain one: !help backup now")
 async def help_(ctx: Context, *topic: Annotated[str, Arg(max_length=100)]) -> Reply:
     prefix = ctx.config.command_prefix
-    registry = ctx.bot.registry
+    registry = ctx.registry
     if not topic:
         return _overview(ctx, prefix)
     words = [w.lstrip(prefix) for w in topic]
@@ -28,14 +28,14 @@ async def help_(ctx: Context, *topic: Annotated[str, Arg(max_length=100)]) -> Re
 
 def _overview(ctx: Context, prefix: str) -> Reply:
     reply = _listing("Commands (send !help <command> for details)".replace("!", prefix),
-                     ctx.bot.registry.visible(), ctx, prefix)
+                     ctx.registry.visible(), ctx, prefix)
     return reply
 
 
 def _listing(title: str, specs, ctx: Context, prefix: str) -> Reply:
     lines, items = [title], []
     for spec in specs:
-        needs = ctx.bot.policy_for(spec).needs_request
+        needs = ctx.policy_for(spec).needs_request
         mark = " (needs approval)" if needs and "approval" not in spec.help else ""
         lines.append(f"{prefix}{spec.name} — {spec.help}{mark}")
         items.append(f"<li><code>{escape(prefix + spec.name)}</code> — {escape(spec.help)}"
@@ -44,7 +44,7 @@ def _listing(title: str, specs, ctx: Context, prefix: str) -> Reply:
 
 
 def _details(ctx: Context, spec, prefix: str) -> Reply:
-    policy = ctx.bot.policy_for(spec)
+    policy = ctx.policy_for(spec)
     lines = [f"usage: {spec.usage(prefix)}", spec.help]
     if spec.long_help:
         lines.append(spec.long_help)

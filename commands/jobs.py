@@ -9,7 +9,7 @@ from spbot.render import Reply, human_duration, quote_user_text, table
 
 @command("jobs", help="running and recent jobs")
 async def jobs(ctx: Context, count: int = 10) -> Reply:
-    rows = await ctx.bot.jobs.recent(max(1, min(count, 50)))
+    rows = await ctx.jobs.recent(max(1, min(count, 50)))
     if not rows:
         return Reply.text("no jobs yet")
     now = time.time()
@@ -25,6 +25,6 @@ async def jobs(ctx: Context, count: int = 10) -> Reply:
 @command("cancel", help="cancel a running job: !cancel <job id>")
 async def cancel(ctx: Context, job_id: int) -> Reply:
     try:
-        return Reply.text(await ctx.bot.jobs.cancel(job_id, ctx.sender))
+        return Reply.text(await ctx.jobs.cancel(job_id, ctx.sender))
     except LookupError as exc:
         raise UserError(str(exc), "see !jobs for what is running")

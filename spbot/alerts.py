@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
+from .config import Config
 from .logs import get_logger
+from .messenger import Messenger
 from .render import Reply, mention
-
-if TYPE_CHECKING:
-    from .bot import Bot
+from .store import Store
 
 log = get_logger(__name__)
 
@@ -46,9 +44,10 @@ class AlertState:
 
 
 class Alerts:
-    def __init__(self, bot: "Bot"):
-        self.bot = bot
-        self.store = bot.store
+    def __init__(self, store: Store, messenger: Messenger, config: Config):
+        self.store = store
+        self.messenger = messenger
+        self.config = config
         # Told of each alert as it is posted (first time or worse, not reminders):
         # async (key, severity, text, message_ids) -> None; e.g. the out-of-band relay.
         self.listeners: list = []
@@ -93,7 +92,7 @@ class Alerts:
         outside = f"{ICONS[severity]} {text}" + (f"\nWhat to do: {todo}" if todo else "")
         if offer:
             todo = f"react ✅ to this message to run {offer}" + (f"; or {todo}" if todo else "")
-        ids = await self.bot.notify(mention(to if to else self.bot.config.admins,
+        ids = await self.messenger.notify(mention(to if to else self.config.admins,
                                             prefix + (f"\nWhat to do: {todo}" if todo else "")))
         for message_id in ids if offer else []:
             await self.store.execute("INSERT OR REPLACE INTO alert_offers(message_id, command, created) "
@@ -111,7 +110,7 @@ class Alerts:
             "UPDATE alerts SET active = 0, cleared = ? WHERE key = ? AND active = 1", (now, key))
         if not changed:
             return False
-        await self.bot.notify(Reply.text(f"✅ resolved: {text}"))
+        await self.messenger.notify(Reply.text(f"✅ resolved: {text}"))
         log.info("alert_cleared", key=key)
         return True
 

@@ -3,27 +3,31 @@
 request runs exactly once as a job. Votes count only in the room the request was asked in. The request's
 words (command, arguments, reasons) are shown quoted, on one line, with invisible and bidi characters
 made visible, so a crafted argument cannot draw a fake line of the bot's own. State lives in SQLite, so a
-restart keeps requests and votes."""
+restart keeps requests and votes.
+
+Approvals know nothing of how a command runs: an approved request is handed to `start` (the runtime's
+job start, spbot/execute.py), and how its job ended comes back through `job_finished`."""
 from __future__ import annotations
 
 import asyncio
 import json
 import time
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from nio import MatrixRoom, ReactionEvent, RedactionEvent
 
-from .audit import AuditEntry
-from .context import Request
+from .votes import APPROVE_KEYS, DENY_KEYS  # noqa: F401  (re-exported: the keys of a vote)
+from .audit import AuditEntry, AuditLog
+from .config import Config
 from .logs import get_logger
-from .registry import CommandSpec, Policy, split_words
-from .render import Quoted, Reply, human_duration, pill, quote_user_text, visible_text
-
-if TYPE_CHECKING:
-    from .bot import Bot
+from .messenger import Messenger
+from .registry import CommandSpec, Policy, Registry, split_words
+from .approval_text import Line, Preview, esc
+from .render import Reply, human_duration, pill, quote_user_text
+from .request import Request
+from .store import Store
 
 log = get_logger(__name__)
 
@@ -57,40 +61,59 @@ CREATE TABLE IF NOT EXISTS votes (
     PRIMARY KEY (request_id, voter)
 );
 """
-APPROVE_KEYS = {"✅", "✔️", "👍"}
-DENY_KEYS = {"❌", "✖️", "👎"}
 JOB_STATE_TO_REQUEST = {"done": "done", "failed": "failed", "cancelled": "cancelled",
                         "interrupted": "interrupted"}
 
 
+# Starts an approved command as a job: (request, spec, args, approvers, request id) -> the job (with
+# its `id`), or None when it was refused (the requester has been told why).
+Start = Callable[[Request, CommandSpec, dict[str, Any], list[str], int], Awaitable[Any]]
+
+
 class Approvals:
-    def __init__(self, bot: "Bot"):
-        self.bot = bot
-        self.store = bot.store
+    def __init__(self, store: Store, messenger: Messenger, audit: AuditLog, config: Config,
+                 registry: Registry, *, start: Start,
+                 eligible_approvers: Callable[[str], Awaitable[list[str]]],
+                 preview: Callable[[CommandSpec, dict[str, Any]], Awaitable[str]],
+                 before_vote: Callable[[], Awaitable[None]],
+                 spawn: Callable[[Awaitable[Any], str], Any]):
+        """`eligible_approvers(requester)`: the other admins whose vote can count now; `preview(spec,
+        args)`: the command's own preview; `before_vote()`: runs before a reaction counts (the replay
+        guard writes down its ciphertext)."""
+        self.store = store
+        self.messenger = messenger
+        self.audit = audit
+        self.config = config
+        self.registry = registry
+        self._start = start
+        self._eligible = eligible_approvers
+        self._previewer = preview
+        self._before_vote = before_vote
+        self._spawn = spawn
         self._lock = asyncio.Lock()      # one vote at a time: counting and starting is atomic
 
     async def start(self) -> None:
+        """Before the job runner starts (it reports interrupted jobs to `job_finished`)."""
         await self.store.ensure_schema(SCHEMA)
         await self.store.execute(
             "UPDATE requests SET state = 'interrupted' WHERE state = 'running' AND job_id IS NULL")
-        self.bot.jobs.on_finish.append(self._job_finished)
-        self.bot.spawn(self._expire_loop(), name="approval expiry")
+        self._spawn(self._expire_loop(), name="approval expiry")
 
     # --- opening a request ---------------------------------------------------------------------
 
     async def open(self, request: Request, spec: CommandSpec, args: dict[str, Any], policy: Policy) -> None:
         approvers = await self._eligible_approvers(request.sender)
         if policy.approvals > len(approvers):
-            others = len([a for a in self.bot.config.admins if a != request.sender])
+            others = len([a for a in self.config.admins if a != request.sender])
             untrusted = f" ({others - len(approvers)} more whose identity is not trusted now)" \
                 if others > len(approvers) else ""
-            await self.bot.send_reply(request, Reply.error(
+            await self.messenger.reply(request, Reply.error(
                 f"{self.prefix}{spec.name} needs {policy.approvals} approvals but there are only "
                 f"{len(approvers)} other admins who can approve{untrusted}.",
                 f"Re-trust them ({self.prefix}trust), add admins, or lower [policies.\"{spec.name}\"] "
                 "approvals in the config."))
             return
-        expiry = policy.expires if policy.expires is not None else self.bot.config.approval_expiry
+        expiry = policy.expires if policy.expires is not None else self.config.approval_expiry
         now = time.time()
         request_id = await self.store.insert(
             "INSERT INTO requests(command, text, args, requester, device_id, room_id, event_id, sent_ts_ms,"
@@ -100,12 +123,10 @@ class Approvals:
              int(policy.confirm and not policy.approvals), now, now + expiry))
         row = await self._row(request_id)
         preview = await self._preview(spec, args)
-        content = self._render(row, [], Preview(preview, args)).content()
-        content["m.relates_to"] = {"m.in_reply_to": {"event_id": request.event_id}}
-        message_id = await self.bot.outbox.send(request.room_id, content)
+        message_id = await self.messenger.reply(request, self._render(row, [], Preview(preview, args)))
         await self.store.execute("UPDATE requests SET message_id = ? WHERE id = ?", (message_id, request_id))
-        await self.bot.outbox.annotate(message_id, "✅")
-        await self.bot.outbox.annotate(message_id, "❌")
+        await self.messenger.annotate(message_id, "✅")
+        await self.messenger.annotate(message_id, "❌")
         await self._audit(row, "requested", preview)
         log.info("approval_requested", request=request_id, command=spec.name, sender=request.sender)
 
@@ -113,20 +134,20 @@ class Approvals:
         """The other admins whose vote can count: an admin whose identity changed is never one (their
         votes are refused). Without an answer from the homeserver, every other admin is assumed."""
         try:
-            return await self.bot.trust.eligible_approvers(requester, subject="")
+            return await self._eligible(requester)
         except Exception as exc:     # the check must not block the request; their votes are checked anyway
             log.warning("approvers_unchecked", error=exc.__class__.__name__)
-            return [a for a in self.bot.config.admins if a != requester]
+            return [a for a in self.config.admins if a != requester]
 
     @property
     def prefix(self) -> str:
-        return self.bot.config.command_prefix
+        return self.config.command_prefix
 
     async def _preview(self, spec: CommandSpec, args: dict[str, Any]) -> str:
         if spec.preview is None:
             return ""
         try:
-            return await spec.preview(self.bot, **args)
+            return await self._previewer(spec, args)
         except Exception as exc:
             log.warning("preview_failed", command=spec.name, error=exc.__class__.__name__)
             return f"(could not work out the details: {exc.__class__.__name__})"
@@ -190,14 +211,14 @@ class Approvals:
     async def _approvers(self, row) -> list[str]:
         rows = await self.store.fetchall(
             "SELECT voter FROM votes WHERE request_id = ? AND approve = 1 ORDER BY ts", (row["id"],))
-        admins = set(self.bot.config.admins)
+        admins = set(self.config.admins)
         return [r["voter"] for r in rows if r["voter"] in admins
                 and (r["voter"] != row["requester"] or row["confirm"])]
 
     # --- reactions -----------------------------------------------------------------------------
 
     async def on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
-        if event.sender == self.bot.connection.client.user_id:
+        if event.sender == self.messenger.user_id:
             return
         if event.key not in APPROVE_KEYS | DENY_KEYS:
             return
@@ -206,17 +227,17 @@ class Approvals:
             (event.reacts_to,))
         if row is None:
             return                                   # a reaction to some other message
-        if not getattr(event, "decrypted", False) or event.sender not in self.bot.config.admins:
+        if not getattr(event, "decrypted", False) or event.sender not in self.config.admins:
             log.warning("reaction_ignored", request=row["id"], sender=event.sender,
-                        reason="not encrypted" if event.sender in self.bot.config.admins else "not an admin")
+                        reason="not encrypted" if event.sender in self.config.admins else "not an admin")
             return
         if not await self.store.claim_event(event.event_id, room.room_id, time.time()):
             return
-        await self.bot.screen.replay_guard.flush()   # its (session, index) on disk before it counts
+        await self._before_vote()                    # its (session, index) on disk before it counts
         result = await self.vote(row["id"], event.sender, event.key in APPROVE_KEYS,
                                  event_id=event.event_id, room_id=room.room_id)
         if result == other_room(row["id"]):
-            await self.bot.outbox.send(room.room_id, Reply.text(f"{event.sender}: {result}").content())
+            await self.messenger.send(room.room_id, Reply.text(f"{event.sender}: {result}"))
         log.info("reaction_vote", request=row["id"], sender=event.sender, result=result)
 
     async def on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
@@ -232,8 +253,8 @@ class Approvals:
             return
         request = Request(row["requester"], row["device_id"], row["room_id"], row["event_id"],
                           row["text"], row["sent_ts_ms"])
-        spec, rest = self.bot.registry.find(split_words(row["text"][len(self.prefix):]))
-        job = await self.bot.dispatcher.start_job(request, spec, spec.parse(rest), approvers, row["id"])
+        spec, rest = self.registry.find(split_words(row["text"][len(self.prefix):]))
+        job = await self._start(request, spec, spec.parse(rest), approvers, row["id"])
         if job is None:
             await self.store.execute("UPDATE requests SET state = 'failed', reason = ? WHERE id = ?",
                                      ("refused: the same work was already running", row["id"]))
@@ -263,7 +284,8 @@ class Approvals:
                 async with self._lock:
                     await self._expire(row)
 
-    async def _job_finished(self, job_id: int, request_id: int | None, state: str) -> None:
+    async def job_finished(self, job_id: int, request_id: int | None, state: str) -> None:
+        """A job ended: the request it ran for (if any) shows how."""
         if request_id is None:
             return
         await self.store.execute("UPDATE requests SET state = ? WHERE id = ? AND state = 'running'",
@@ -285,12 +307,12 @@ class Approvals:
     async def _refresh_message(self, row) -> None:
         if row is None or row["message_id"] is None:
             return
-        await self.bot.outbox.edit(row["message_id"], self._render(row, await self._approvers(row)).content())
+        await self.messenger.edit(row["message_id"], self._render(row, await self._approvers(row)))
 
-    def _render(self, row, approvers: list[str], preview: "Preview | None" = None) -> Reply:
+    def _render(self, row, approvers: list[str], preview: Preview | None = None) -> Reply:
         rid, prefix = row["id"], self.prefix
-        others = [a for a in self.bot.config.admins if a != row["requester"]]
-        when = datetime.fromtimestamp(row["expires"], ZoneInfo(self.bot.config.timezone))
+        others = [a for a in self.config.admins if a != row["requester"]]
+        when = datetime.fromtimestamp(row["expires"], ZoneInfo(self.config.timezone))
         command = quote_user_text(row["text"])
         head = f"🔐 Request #{rid}: {row['requester']} wants to run "
         lines: list[str | Line] = list(preview.lines()) if preview else []
@@ -307,13 +329,13 @@ class Approvals:
             lines.append(self._outcome(row))
         body = head + command.plain + "\n" + "\n".join(str(l) for l in lines)
         mentions = others if state == "pending" and not row["confirm"] else []
-        html = f"<b>{_esc(head)}</b>{command.html}<br>" + "<br>".join(
-            l.html() if isinstance(l, Line) else _esc(l) for l in lines)
+        html = f"<b>{esc(head)}</b>{command.html}<br>" + "<br>".join(
+            l.html() if isinstance(l, Line) else esc(l) for l in lines)
         if mentions:
             html += "<br>" + " ".join(pill(m) for m in mentions)
         return Reply(body, html, mentions)
 
-    def _outcome(self, row) -> "str | Line":
+    def _outcome(self, row) -> str | Line:
         state, by, reason = row["state"], row["decided_by"] or "", row["reason"] or ""
         job = f"job #{row['job_id']}" if row["job_id"] else "the job"
         if state in ("cancelled", "denied") and reason:      # a voter's own words
@@ -331,7 +353,7 @@ class Approvals:
         }.get(state, state)
 
     async def _audit(self, row, result: str, detail: str) -> None:
-        await self.bot.audit.record(AuditEntry(
+        await self.audit.record(AuditEntry(
             row["requester"], row["device_id"], row["room_id"], row["event_id"], row["command"],
             json.loads(row["args"]), result, detail or "", None,
             [v["voter"] for v in await self.store.fetchall(
@@ -340,73 +362,3 @@ class Approvals:
 
 def other_room(request_id: int) -> str:
     return f"request #{request_id} was asked in another room; vote there"
-
-
-class Line:
-    """One line of a request message mixing the bot's words (str) and quoted user text (Quoted)."""
-
-    def __init__(self, parts: list[str | Quoted]):
-        self.parts = parts
-
-    def __str__(self) -> str:
-        return "".join(str(p) for p in self.parts)
-
-    def html(self) -> str:
-        return "".join(p.html if isinstance(p, Quoted) else _esc(p) for p in self.parts)
-
-
-class Preview:
-    """A command's preview (its own words, which may repeat arguments): an argument that would not show
-    as it is (a newline, a bidi override…) is quoted wherever it appears, and what remains of the preview
-    has its invisible characters shown, so an argument cannot draw a line of its own."""
-
-    def __init__(self, text: str, args: dict[str, Any]):
-        self.text = text
-        self.hostile = sorted({v for v in _arg_texts(args) if quote_user_text(v).plain != f"`{v}`"},
-                              key=len, reverse=True)
-
-    def lines(self) -> list[Line]:
-        if not self.text:
-            return []
-        lines, current = [], []
-        for piece, is_user in self._pieces():
-            if is_user:
-                current.append(quote_user_text(piece))
-                continue
-            first, *rest = piece.split("\n")
-            current.append(visible_text(first, keep="`"))
-            for line in rest:
-                lines.append(Line(current))
-                current = [visible_text(line, keep="`")]
-        lines.append(Line(current))
-        return lines
-
-    def _pieces(self) -> list[tuple[str, bool]]:
-        pieces, text = [], self.text
-        while text:
-            found = [(text.find(v), v) for v in self.hostile if v in text]
-            if not found:
-                pieces.append((text, False))
-                break
-            at, value = min(found, key=lambda f: (f[0], -len(f[1])))
-            if at:
-                pieces.append((text[:at], False))
-            pieces.append((value, True))
-            text = text[at + len(value):]
-        return pieces
-
-
-def _arg_texts(args: dict[str, Any]) -> list[str]:
-    texts = []
-    for value in args.values():
-        if isinstance(value, (list, tuple)):
-            items = [str(v) for v in value if isinstance(v, (str, Path))]
-            texts += items + ([" ".join(items)] if len(items) > 1 else [])
-        elif isinstance(value, (str, Path)):
-            texts.append(str(value))
-    return [t for t in texts if t]
-
-
-def _esc(text: str) -> str:
-    from html import escape
-    return escape(text)

@@ -1,5 +1,8 @@
-"""The runtime: wires the connection, the event filter, dispatch, the outbox and the scheduler, and
-reads incoming events in the order sync → filter → parse → policy → run → reply → audit.
+"""The runtime: wires the parts and reads incoming events. A message travels
+sync batch (here) → screen (spbot/screening.py) → trust (spbot/trust.py) → dispatch (spbot/dispatch.py:
+lane, parse, policy) → approvals (spbot/approvals.py) → job (spbot/jobs.py) → execute (spbot/execute.py)
+→ reply (spbot/messenger.py, spbot/outbox.py) → audit (spbot/audit.py). Each part gets what it needs
+when it is built here; none of them knows the bot.
 
 Events are read here from each sync batch, in timeline order, and not through nio's callbacks: nio
 saves its sync token before the callbacks run, so a kill or an error would lose the batch. The batch
@@ -13,31 +16,34 @@ import sqlite3
 import time
 from typing import Any
 
-from nio import (EnableEncryptionBuilder, EncryptionError, RoomCreateResponse, RoomPreset, InviteMemberEvent,
-                 MatrixRoom, MegolmEvent, ReactionEvent, RedactionEvent, RoomGetEventResponse,
+from nio import (InviteMemberEvent, MatrixRoom, MegolmEvent, ReactionEvent, RedactionEvent, RoomGetEventResponse,
                  RoomMessageText)
 
 from . import __version__
+from .accepted import AcceptedCommands
 from .alerts import Alerts
 from .approvals import APPROVE_KEYS, DENY_KEYS, Approvals
 from .audit import AuditEntry, AuditLog
 from .config import Config
-from .context import Request, UserError
-from .devices import Devices
 from .dispatch import Dispatcher
+from .execute import Executor
 from .feature import F, Feature, Features
-from .inbox import FAILED_WHILE_RUNNING, NOTHING_RAN as NOTHING_RAN_REPLY, Inbox
+from .inbox import Inbox
 from .jobs import JobRunner
+from .late_decryption import LateDecryption
 from .logs import get_logger
 from .matrix import NETWORK_ERRORS, Connection
+from .messenger import Messenger
 from .outbox import Outbox
+from .policy import Policies
 from .registry import REGISTRY, CommandSpec, Policy, Registry
 from .render import Reply
+from .request import Request
 from .scheduler import add_heartbeat, make_scheduler
 from .screening import Screen
 from .store import Store
 from .timeline import Batch
-from .trust import Trust
+from .trust import Devices, Trust
 
 log = get_logger(__name__)
 SYNC_POSITION_KEY = "sync_position"
@@ -51,20 +57,32 @@ class Bot:
         self.store = Store(config.state_dir / "spbot.db")
         self.connection = Connection(config)
         self.outbox = Outbox(self.store, self.connection)
+        self.messenger = Messenger(self.outbox, self.store, self.connection, config)
         self.inbox = Inbox(self.store)
         self.audit = AuditLog(self.store)
         self.devices = Devices(self.store, self.connection)
         self.scheduler = make_scheduler(config.timezone)
-        self.dispatcher = Dispatcher(self)
-        self.jobs = JobRunner(self)
-        self.approvals = Approvals(self)
-        self.alerts = Alerts(self)
-        self.trust = Trust(self)
-        self.screen: Screen | None = None
+        self.policies = Policies(config, registry)
+        self.alerts = Alerts(self.store, self.messenger, config)
+        self.jobs = JobRunner(self.store, self.messenger, config, self.spawn)
+        self.executor = Executor(self.messenger, self.audit, self.jobs, config.command_prefix, host=self)
+        self.approvals = Approvals(
+            self.store, self.messenger, self.audit, config, registry, start=self.executor.start_job,
+            eligible_approvers=lambda requester: self.trust.eligible_approvers(requester, subject=""),
+            preview=lambda spec, args: spec.preview(self, **args),
+            before_vote=lambda: self.screen.replay_guard.flush(), spawn=self.spawn)
+        self.jobs.on_finish.append(self.approvals.job_finished)
+        self.dispatcher = Dispatcher(self.messenger, self.audit, registry, self.policies, self.approvals,
+                                     self.executor, prefix=config.command_prefix, started=self.started)
+        self.accepted = AcceptedCommands(self.inbox, self.store, self.messenger, config, self.dispatcher.handle,
+                                         self.spawn)
+        self.trust = Trust(config, self.store, self.connection, self.devices, self.alerts,
+                           self.messenger.notify, self.outbox.send)
+        self.screen: Screen | None = None    # made at start, with the bot's user id
+        self.late: LateDecryption | None = None
         self.features = Features(features)
         # Modules add lines to !status here: async (bot) -> list[str].
         self.status_sections: list[Any] = []
-        self._undecrypted: dict[str, tuple[MatrixRoom, MegolmEvent, float]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
         self._failures: dict[str, int] = {}
@@ -105,15 +123,18 @@ class Bot:
             await self.store.put("first_start", first_start)
         client = await self.connection.login()
         self.screen = Screen(self.config, self.store, client.user_id, first_start)
+        self.late = LateDecryption(self.screen, self.connection, self.store, self.inbox, self.messenger,
+                                   self.config, self._take_message)
         await self.outbox.start()
-        await self.approvals.start()
+        await self.approvals.start()          # first: the job runner reports interrupted jobs to it
         await self.jobs.start()
         await self._recover_unfinished()
-        self._warn_about_policies()
+        self.policies.warn_about_config()
         add_heartbeat(self.scheduler, self.store)
         self.scheduler.start()
         self.connection.on_device_changes = self.trust.forget_cached
         self.spawn(self._after_first_sync(), name="own identity")
+        await self.screen.replay_guard.start(client)     # before the first sync: it checks decryptions
         for hook in self.registry.startup_hooks:
             await hook(self)
         await self.features.start(self)
@@ -161,7 +182,7 @@ class Bot:
                     await self._guarded(room, event, self.on_invite)
             await self.after_sync()
         if not self._leftovers_checked:
-            await self._answer_leftovers()
+            await self.accepted.answer_leftovers()
             self._leftovers_checked = True
 
     async def _guarded(self, room: MatrixRoom, event, handler) -> None:
@@ -180,9 +201,9 @@ class Bot:
             if key == getattr(event, "event_id", None) and await self.inbox.state(key) == "arrived":
                 await self.store.claim_event(event.event_id, room.room_id, time.time())
                 if event.sender in self.config.admins:
-                    await self.outbox.send(room.room_id, _reply_content(event.event_id, Reply.error(
+                    await self.messenger.reply_to(room.room_id, event.event_id, Reply.error(
                         "I could not handle this (an internal error, the details are in my log); "
-                        "nothing ran.", "Send it again; tell the other admins if it keeps failing.")))
+                        "nothing ran.", "Send it again; tell the other admins if it keeps failing."))
                 await self.inbox.done(event.event_id)
 
     async def on_event(self, room: MatrixRoom, event) -> None:
@@ -216,65 +237,16 @@ class Bot:
             await self.inbox.finish_if_arrived(event.event_id)
 
     async def _take_undecryptable(self, room: MatrixRoom, event: MegolmEvent) -> None:
-        await self.on_undecryptable(room, event)
-        if event.event_id in self._undecrypted:
+        await self.late.arrived(room, event)
+        if self.late.waiting_for(event.event_id):
             await self.inbox.set(event.event_id, room.room_id, event.sender, "command", "waiting")
-
-    async def start_command(self, request: Request) -> None:
-        """Run an accepted command beside the sync loop. Recorded first, so that a command whose run
-        never started (the bot was killed) is answered at the next start instead of being lost."""
-        await self.inbox.set(request.event_id, request.room_id, request.sender, "command", "accepted")
-        self.spawn(self._run_command(request), name=f"command {request.event_id}")
-
-    async def _run_command(self, request: Request) -> None:
-        event_id = request.event_id
-        await self._until_stored(lambda: self.inbox.set(event_id, request.room_id, request.sender,
-                                                        "command", "started"))
-        try:
-            await self.dispatcher.handle(request)
-        except asyncio.CancelledError:
-            raise                               # stopping: the next start answers it
-        except Exception:
-            log.exception("command_handling_failed", event_id=event_id)
-            await self._until_stored(lambda: self.send_reply(request, FAILED_WHILE_RUNNING))
-        await self._until_stored(lambda: self.inbox.done(event_id))
-
-    async def _until_stored(self, work) -> None:
-        """A step that must reach the state store: waits out a storage error (1 s doubling to 30 s)."""
-        backoff = 1.0
-        while True:
-            try:
-                return await work()
-            except (sqlite3.Error, OSError) as exc:
-                log.warning("store_unavailable", error=exc.__class__.__name__, detail=str(exc)[:200],
-                            retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
 
     async def _save_position(self, token: str) -> None:
         await self.store.put(SYNC_POSITION_KEY, token)
 
     async def _recover_unfinished(self) -> None:
-        """Commands the previous run accepted or started but never finished get an answer; commands
-        still waiting for their room key wait again."""
-        counts = await self.inbox.recover(self._reply_to_event, self._got_through)
-        if any(counts.values()):
-            log.warning("unfinished_commands_answered", **counts)
-        for row in await self.inbox.waiting():
+        for row in await self.accepted.recover():      # commands still waiting for their room key
             self.spawn(self._refetch_undecryptable(row), name=f"refetch {row['event_id']}")
-
-    async def _reply_to_event(self, room_id: str, event_id: str, reply: Reply) -> None:
-        await self.outbox.send(room_id, _reply_content(event_id, reply))
-
-    async def _got_through(self, event_id: str) -> bool:
-        """Whether a started command left a trace that answers it: a job (reported by the job
-        runner), an approval request, or a reply of its own."""
-        for sql in ("SELECT 1 FROM jobs WHERE event_id = ?", "SELECT 1 FROM requests WHERE event_id = ?",
-                    "SELECT 1 FROM outbox WHERE instr(content, ?) > 0"):
-            param = event_id if "instr" not in sql else f'"m.in_reply_to": {{"event_id": "{event_id}"}}'
-            if await self.store.fetchone(sql, (param,)) is not None:
-                return True
-        return False
 
     async def _refetch_undecryptable(self, row) -> None:
         await self.connection.first_sync_done.wait()
@@ -286,19 +258,10 @@ class Bot:
         async with self._reading:
             await self.on_event(room, response.event)
 
-    async def _answer_leftovers(self) -> None:
-        """After the first batch since start: an event still `arrived` did not come back with it."""
-        for row in await self.inbox.leftovers():
-            await self.store.claim_event(row["event_id"], row["room_id"], time.time())
-            if row["kind"] == "command" and row["sender"] in self.config.admins:
-                await self._reply_to_event(row["room_id"], row["event_id"], NOTHING_RAN_REPLY)
-            log.warning("event_never_returned", event_id=row["event_id"], kind=row["kind"])
-            await self.inbox.done(row["event_id"])
-
     async def on_message(self, room: MatrixRoom, event: RoomMessageText) -> None:
         verdict = await self.screen.message(room, event)
         if verdict.reply is not None:
-            await self.outbox.send(room.room_id, _reply_content(event.event_id, verdict.reply))
+            await self.messenger.reply_to(room.room_id, event.event_id, verdict.reply)
         if verdict.request is None:
             if verdict.reason not in ("own message", "not a command"):
                 log.info("event_dropped", event_id=event.event_id, sender=event.sender,
@@ -319,26 +282,12 @@ class Bot:
                             event.sender, getattr(event, "sender_key", None)))
         if announcement is not None:
             await self.outbox.send(room.room_id, announcement.content())
-        await self.start_command(request)
-
-    async def on_undecryptable(self, room: MatrixRoom, event: MegolmEvent) -> None:
-        if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:
-            return
-        first = self.screen.replay_guard.refused_replay(event.event_id)
-        if first is not None:             # a re-posted ciphertext (e.g. a ✅): not a key problem
-            log.warning("replayed_event_refused", event_id=event.event_id, sender=event.sender, first=first)
-            return
-        log.info("undecryptable", event_id=event.event_id, sender=event.sender, device=event.device_id)
-        self._undecrypted[event.event_id] = (room, event, time.monotonic())
-        try:
-            await self.connection.client.request_room_key(event)
-        except Exception as exc:  # already requested, or no session to ask with
-            log.debug("room_key_request_skipped", reason=str(exc))
+        await self.accepted.start(request)
 
     async def _undecryptable_ticker(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            if self._undecrypted:
+            if self.late.undecrypted:
                 try:
                     async with self._reading:
                         await self.after_sync()
@@ -346,27 +295,7 @@ class Bot:
                     log.exception("undecryptable_retry_failed")
 
     async def after_sync(self) -> None:
-        """Retry events that could not be decrypted; give up after `undecryptable_wait` and say so."""
-        client = self.connection.client
-        for event_id, (room, event, since) in list(self._undecrypted.items()):
-            try:
-                decrypted = client.decrypt_event(event)
-            except EncryptionError:
-                decrypted = None              # the room key has not arrived (yet)
-            if isinstance(decrypted, RoomMessageText):
-                decrypted.room_id = room.room_id
-                await self._take_message(room, decrypted)
-                del self._undecrypted[event_id]
-                await self.inbox.finish_if_waiting(event_id)
-            elif time.monotonic() - since > self.config.undecryptable_wait:
-                if await self.store.claim_event(event_id, room.room_id, time.time()):
-                    await self.outbox.send(room.room_id, _reply_content(event_id, Reply.error(
-                        f"I could not decrypt your message (from your device {event.device_id}), "
-                        "so I did not run it.",
-                        "Your client has not shared the room key with me. Send the command again; "
-                        "if this keeps happening, sign out and back in on that device, or verify it.")))
-                del self._undecrypted[event_id]
-                await self.inbox.finish_if_waiting(event_id)
+        await self.late.retry()
 
     async def on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
         if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:
@@ -405,87 +334,23 @@ class Bot:
         result = await self.connection.client.join(room.room_id)
         log.info("joined", room=room.room_id, inviter=event.sender, result=type(result).__name__)
 
-    # --- outgoing ------------------------------------------------------------------------------
+    # --- what features and commands use of the runtime (spbot/feature.py's Host) ----------------
 
     async def send_reply(self, request: Request, reply: Reply) -> int:
-        return await self.outbox.send(request.room_id, _reply_content(request.event_id, reply))
+        return await self.messenger.reply(request, reply)
 
     async def notify(self, reply: Reply, rooms: list[str] | None = None) -> list[int]:
-        """Speak first (alerts, reports): a notice to every admin room."""
-        targets = rooms or self.admin_rooms()
-        return [await self.outbox.send(room, reply.content()) for room in targets]
+        return await self.messenger.notify(reply, rooms)
 
     async def direct_message(self, user_id: str, reply: Reply, secret: bool = False) -> int:
-        """Send a message only `user_id` can read: an encrypted direct room with them, made once and
-        reused. Messages sent before they join are readable once they accept the invitation.
-        `secret`: the outbox forgets the text once it is sent (a password must not rest on disk)."""
-        room_id = await self._direct_room(user_id)
-        return await self.outbox.send(room_id, reply.content(), secret=secret)
-
-    async def _direct_room(self, user_id: str) -> str:
-        key = f"direct_room:{user_id}"
-        room_id = await self.store.get(key)
-        if room_id and await self._has_member(room_id, user_id, wait=2.0):
-            return room_id
-        if room_id:                               # they left it: a message there would go nowhere
-            log.info("direct_room_replaced", user_id=user_id, room=room_id)
-            await self.connection.client.room_leave(room_id)
-        room_id = await self._create_direct_room(user_id)
-        await self.store.put(key, room_id)
-        return room_id
-
-    async def _create_direct_room(self, user_id: str) -> str:
-        response = await self.connection.client.room_create(
-            is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat,
-            name="spbot (private)", initial_state=[EnableEncryptionBuilder().as_dict()])
-        if not isinstance(response, RoomCreateResponse):
-            raise UserError(f"I could not open a private room with {user_id}: "
-                            f"{getattr(response, 'message', response)}", "try again in a minute")
-        # Until the invitation has synced, a message would be encrypted for the bot alone.
-        if not await self._has_member(response.room_id, user_id, wait=15.0):
-            raise UserError(f"I opened a private room with {user_id}, but the invitation did not show "
-                            "up in time.", "try again in a minute")
-        log.info("direct_room_created", user_id=user_id, room=response.room_id)
-        return response.room_id
-
-    async def _has_member(self, room_id: str, user_id: str, wait: float) -> bool:
-        """Whether the room is encrypted with `user_id` in it (joined or invited), within `wait` s."""
-        deadline = time.monotonic() + wait
-        while True:
-            room = self.connection.client.rooms.get(room_id)
-            if room is not None and room.encrypted and user_id in room.users:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.1)
+        return await self.messenger.direct_message(user_id, reply, secret)
 
     def admin_rooms(self) -> list[str]:
-        if self.config.rooms:
-            return list(self.config.rooms)
-        client = self.connection.client
-        return sorted(client.rooms) if client else []
+        return self.messenger.admin_rooms()
 
     def policy_for(self, spec: CommandSpec) -> Policy:
-        override = self.config.policies.get(spec.name)
-        if override is None:
-            return spec.policy
-        return Policy(approvals=override.approvals, confirm=override.confirm,
-                      expires=override.expires if override.expires is not None else spec.policy.expires)
-
-    def _warn_about_policies(self) -> None:
-        for name in self.config.policies:
-            if name not in self.registry.commands:
-                log.warning("policy_for_unknown_command", command=name)
-        for spec in self.registry.commands.values():
-            if spec.dangerous and not self.policy_for(spec).needs_request:
-                log.warning("dangerous_command_without_approval", command=spec.name,
-                            hint="set by [policies] in the config")
+        return self.policies.configured(spec)
 
     def uptime(self) -> float:
         return time.time() - self.started
 
-
-def _reply_content(event_id: str, reply: Reply) -> dict:
-    content = reply.content()
-    content["m.relates_to"] = {"m.in_reply_to": {"event_id": event_id}}
-    return content

@@ -108,7 +108,7 @@ def _trust(args) -> int:
     config = _load(args.config)
     if config is None:
         return 2
-    from .trustcli import accept, reset
+    from .trust.cli import accept, reset
     if args.action == "accept":
         if not args.user:
             print("spbot trust accept needs the admin's user id", file=sys.stderr)

@@ -49,7 +49,8 @@ async def _check_matrix(config: Config) -> int:
 
 
 async def _check_cross_signing(config: Config, token: str) -> int:
-    from .crosssign import CrossSigning, CrossSigningError
+    from .trust.errors import CrossSigningError
+    from .trust.own_identity import CrossSigning
     creds = json.loads((config.state_dir / "credentials.json").read_text())
     try:
         async with CrossSigning(config.homeserver, config.user_id, token, creds["device_id"]) as signing:

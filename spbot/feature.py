@@ -68,6 +68,10 @@ class Host(Protocol):
     alerts: Any
     outbox: Any                  # undelivered(ids): whether messages reached the homeserver
     connection: Any              # online / offline: asyncio events of the homeserver connection
+    jobs: Any                    # run_scheduled(...): scheduled work as a job, with its locks
+    messenger: Any               # reply, send, edit, notify, direct_message (spbot/messenger.py)
+
+    async def send_reply(self, request: Any, reply: Any) -> int: ...
 
     async def notify(self, reply: Any, rooms: list[str] | None = None) -> list[int]: ...
     async def direct_message(self, user_id: str, reply: Any, secret: bool = False) -> int: ...

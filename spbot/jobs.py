@@ -1,5 +1,7 @@
 """One job runner for chat commands and scheduled work: job ids, named locks, one progress message
-edited in place, `!cancel`, and jobs cut short by a bot stop reported as interrupted (never re-run)."""
+edited in place, `!cancel`, and jobs cut short by a bot stop reported as interrupted (never re-run).
+The runner knows nothing of commands: it is handed the work to run (spbot/execute.py hands it a command's
+run) and tells whoever listens (`on_finish`, e.g. approvals) how each job ended."""
 from __future__ import annotations
 
 import asyncio
@@ -9,13 +11,15 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from .context import Request
+from .config import Config
 from .logs import get_logger
+from .messenger import Messenger
 from .render import Reply, bar, human_duration
+from .request import Request
+from .store import Store
 from .system import children
 
 if TYPE_CHECKING:
-    from .bot import Bot
     from .registry import CommandSpec
 
 log = get_logger(__name__)
@@ -39,7 +43,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     progress_message INTEGER
 );
 """
-ACTIVE = ("waiting", "running")
 ICONS = {"running": "⏳", "waiting": "⏸", "done": "✅", "failed": "❌", "cancelled": "🛑",
          "interrupted": "⚠️"}
 SCHEDULER = "scheduler"
@@ -104,10 +107,17 @@ class Job:
         return Reply(body, html)
 
 
+# What a job runs: given the job (for progress), it returns ("ok" | "failed" | "cancelled", the reply).
+Work = Callable[[Job], Awaitable[tuple[str, Reply | None]]]
+
+
 class JobRunner:
-    def __init__(self, bot: "Bot"):
-        self.bot = bot
-        self.store = bot.store
+    def __init__(self, store: Store, messenger: Messenger, config: Config,
+                 spawn: Callable[[Awaitable[Any], str], asyncio.Task]):
+        self.store = store
+        self.messenger = messenger
+        self.config = config
+        self.spawn = spawn
         self.tasks: dict[int, asyncio.Task] = {}
         self.jobs: dict[int, Job] = {}
         self.held: dict[str, int] = {}
@@ -121,7 +131,7 @@ class JobRunner:
         short with what became of their programs."""
         await self.store.ensure_schema(SCHEMA)
         await self.store.add_columns("jobs", {"expected_stop": "TEXT"})
-        state_dir = self.bot.config.state_dir
+        state_dir = self.config.state_dir
         leftovers = await asyncio.to_thread(children.end_leftovers, state_dir)
         children.start_recording(state_dir)
         await asyncio.to_thread(children.remove_old_password_files, state_dir)
@@ -129,17 +139,15 @@ class JobRunner:
 
     # --- starting work -------------------------------------------------------------------------
 
-    async def run_command(self, request: Request, spec: "CommandSpec", args: dict[str, Any],
-                          approvals: list[str] | None = None, request_id: int | None = None) -> Job:
-        """Start a chat command as a job (in the background); refuses a second copy of locked work."""
-        title = self.bot.config.command_prefix + spec.name
+    async def run_command(self, request: Request, spec: "CommandSpec", args: dict[str, Any], work: Work,
+                          request_id: int | None = None) -> Job:
+        """Start `work` for a chat command as a job (in the background); refuses a second copy of
+        locked work (JobRefused)."""
+        title = self.config.command_prefix + spec.name
         await self._refuse_duplicate(spec.name, spec.locks)
         job = await self._create(title, spec.name, spec.masked(args), request.sender, request.room_id,
                                  request.event_id, spec.locks, request_id)
-
-        async def work() -> tuple[str, Reply | None]:
-            return await self.bot.dispatcher.run(request, spec, args, approvals=approvals, job=job)
-        self._launch(job, work)
+        self._launch(job, lambda: work(job))
         return job
 
     async def run_scheduled(self, name: str, func: Callable[[Job], Awaitable[Reply | None]],
@@ -152,7 +160,7 @@ class JobRunner:
         async def work() -> tuple[str, Reply | None]:
             reply = await func(job)
             if reply is not None:
-                await self.bot.notify(reply, [room_id] if room_id else None)
+                await self.messenger.notify(reply, [room_id] if room_id else None)
             return "ok", reply
         self._launch(job, work)
         return job
@@ -194,7 +202,7 @@ class JobRunner:
                 await self._finish(job, state, summary)
             finally:
                 await self._release(job)
-        task = self.bot.spawn(lifecycle(), name=f"job {job.id}")
+        task = self.spawn(lifecycle(), name=f"job {job.id}")
         self.tasks[job.id] = task
         task.add_done_callback(lambda _: self.tasks.pop(job.id, None))
 
@@ -204,7 +212,7 @@ class JobRunner:
         if job._flush is not None:
             job._flush.cancel()
         if job._message is not None:
-            await self.bot.outbox.edit(job._message, job.render(state, summary).content())
+            await self.messenger.edit(job._message, job.render(state, summary))
         self.jobs.pop(job.id, None)
         log.info("job_ended", job=job.id, title=job.title, state=state)
         for callback in self.on_finish:
@@ -237,15 +245,12 @@ class JobRunner:
     async def show_progress(self, job: Job) -> None:
         if job._message is None:
             job._last_edit = time.monotonic()
-            content = job.render().content()
-            if job.reply_to:
-                content["m.relates_to"] = {"m.in_reply_to": {"event_id": job.reply_to}}
-            rooms = [job.room_id] if job.room_id else self.bot.admin_rooms()[:1]
-            job._message = await self.bot.outbox.send(rooms[0], content)
+            rooms = [job.room_id] if job.room_id else self.messenger.admin_rooms()[:1]
+            job._message = await self.messenger.send(rooms[0], job.render(), in_reply_to=job.reply_to)
             await self.store.execute("UPDATE jobs SET progress_message = ? WHERE id = ?",
                                      (job._message, job.id))
             return
-        wait = self.bot.config.progress_interval - (time.monotonic() - job._last_edit)
+        wait = self.config.progress_interval - (time.monotonic() - job._last_edit)
         if wait <= 0:
             await self._edit(job)
         elif job._flush is None or job._flush.done():
@@ -257,7 +262,7 @@ class JobRunner:
 
     async def _edit(self, job: Job) -> None:
         job._last_edit = time.monotonic()
-        await self.bot.outbox.edit(job._message, job.render().content())
+        await self.messenger.edit(job._message, job.render())
 
     # --- cancel, listing, restart --------------------------------------------------------------
 
@@ -297,18 +302,14 @@ class JobRunner:
                     "Check what it left behind (!status, !jobs) and run it again if it is still needed.")
             if cut:
                 reply = reply + Reply.text("\n".join(cut))
-            content = reply.content()
-            if row["event_id"]:
-                content["m.relates_to"] = {"m.in_reply_to": {"event_id": row["event_id"]}}
-            for room in [row["room_id"]] if row["room_id"] else self.bot.admin_rooms():
-                await self.bot.outbox.send(room, content)
+            for room in [row["room_id"]] if row["room_id"] else self.messenger.admin_rooms():
+                await self.messenger.send(room, reply, in_reply_to=row["event_id"] or None)
             for callback in self.on_finish:
                 await callback(row["id"], row["request_id"], "interrupted")
             if row["progress_message"]:
                 stub = Job(row["id"], row["title"], row["requester"], None, None, frozenset(), self)
                 stub.started = time.monotonic() - (time.time() - (row["started"] or row["created"]))
-                await self.bot.outbox.edit(row["progress_message"],
-                                           stub.render("interrupted", "the bot stopped").content())
+                await self.messenger.edit(row["progress_message"], stub.render("interrupted", "the bot stopped"))
         jobs = {row["id"] for row in rows}
         await self._report_stray_children([left for left in leftovers
                                            if left.job not in jobs and left.was_running])
@@ -320,5 +321,5 @@ class JobRunner:
         lines = [f"• {left.sentence()}" for left in leftovers]
         reply = Reply.error("When the bot stopped, programs it had started outside any job were still "
                             "running; they were found at this start:") + Reply.text("\n".join(lines))
-        for room in self.bot.admin_rooms():
-            await self.bot.outbox.send(room, reply.content())
+        for room in self.messenger.admin_rooms():
+            await self.messenger.send(room, reply)

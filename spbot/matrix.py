@@ -15,7 +15,7 @@ from nio import (AsyncClient, AsyncClientConfig, KeysQueryResponse, LocalProtoco
 from aiohttp import ClientError
 
 from .config import Config
-from .cryptokey import CryptoKeyError, ready_pickle_key
+from .trust.pickle_key import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
 from .timeline import SYNC_FILTER, Batch, GapError, read_batch
 
@@ -80,7 +80,8 @@ class Connection:
         backup, or `crypto/` wiped: nio would make a new Olm account for the old device id, and the
         homeserver refuses every key it uploads) is replaced by a new device logged in with the password;
         `replaced_device` then names the old one, which is deleted once the new one is cross-signed."""
-        from .crosssign import CrossSigningError, own_device_replaced
+        from .trust.errors import CrossSigningError
+        from .trust.own_identity import own_device_replaced
         self.replaced_device: str | None = None
         saved = self._load_credentials()
         if saved:

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Sequence
 
-SPARKS = "▁▂▃▄▅▆▇█"
-
 
 @dataclass
 class Reply:
@@ -30,10 +28,13 @@ class Reply:
         return Reply(f"{self.body}\n{other.body}", f"{self.html}<br>{other.html}",
                      self.mentions + [m for m in other.mentions if m not in self.mentions])
 
-    def content(self, msgtype: str = "m.notice") -> dict:
+    def content(self, msgtype: str = "m.notice", in_reply_to: str | None = None) -> dict:
+        """The event content; `in_reply_to`: the event id it answers (a Matrix reply)."""
         content = {"msgtype": msgtype, "body": self.body, "format": "org.matrix.custom.html",
                    "formatted_body": self.html}
         content["m.mentions"] = {"user_ids": list(self.mentions)} if self.mentions else {}
+        if in_reply_to is not None:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": in_reply_to}}
         return content
 
 

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from nio import MatrixRoom, RoomMessageText
 
 from .config import Config
-from .context import Request
 from .logs import get_logger
-from .registry import on_startup
 from .render import Reply
 from .replay_guard import MegolmOrigin, ReplayGuard
+from .request import Request
 from .store import Store
 
 log = get_logger(__name__)
@@ -128,8 +127,3 @@ def is_edit(event: RoomMessageText, origin: MegolmOrigin | None) -> bool:
         layers.append(origin.outer_content.get("m.relates_to"))
     return any(isinstance(r, dict) and r.get("rel_type") == "m.replace" for r in layers)
 
-
-@on_startup
-async def _guard_decryption(bot) -> None:
-    """Before the first sync: the replay guard takes over nio's in-memory replay check."""
-    await bot.screen.replay_guard.start(bot.connection.client)

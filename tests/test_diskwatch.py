@@ -34,7 +34,7 @@ class StandInHost:
         self.store = store
         self.config = SimpleNamespace(admins=ADMINS)
         self.posted: list[Reply] = []
-        self.alerts = Alerts(self)
+        self.alerts = Alerts(store, self, self.config)
 
     async def notify(self, reply: Reply, rooms=None) -> list[int]:
         self.posted.append(reply)

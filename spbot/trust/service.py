@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from ..approvals import APPROVE_KEYS, DENY_KEYS
+from ..votes import APPROVE_KEYS, DENY_KEYS
 from ..logs import get_logger
 from ..render import Reply, mention
 from ..store import Store
@@ -62,11 +62,8 @@ class Trust:
     """`connection` is the Matrix connection (its nio client and token, `first_sync_done`); `alerts` fires
     and clears alerts; `notify` and `send` are how trust speaks (to every admin room, to one room)."""
 
-    def __init__(self, config: Any, store: Store | None = None, connection: Any = None,
-                 devices: Devices | None = None, alerts: Any = None, notify: Notify | None = None,
-                 send: Send | None = None):
-        if store is None:       # Trust(bot), as spbot/bot.py builds it until it calls Trust.for_bot(self)
-            config, store, connection, devices, alerts, notify, send = _parts_of(config)
+    def __init__(self, config: Any, store: Store, connection: Any, devices: Devices, alerts: Any,
+                 notify: Notify, send: Send):
         self.config, self.store, self.connection, self.devices = config, store, connection, devices
         self.alerts, self.notify, self.send = alerts, notify, send
         self.pins = IdentityPins(store)

@@ -1,0 +1,75 @@
+"""Commands that arrived before their room key: asked for again, retried after each sync, and answered
+with what to do if the key has not come within `undecryptable_wait` (nothing ran). A re-posted ciphertext
+is a replay (spbot/replay_guard.py), not a key problem: it is refused, not retried."""
+from __future__ import annotations
+
+import time
+from typing import Any, Awaitable, Callable
+
+from nio import EncryptionError, MatrixRoom, MegolmEvent, RoomMessageText
+
+from .config import Config
+from .inbox import Inbox
+from .logs import get_logger
+from .matrix import Connection
+from .messenger import Messenger
+from .render import Reply
+from .screening import Screen
+from .store import Store
+
+log = get_logger(__name__)
+
+
+class LateDecryption:
+    def __init__(self, screen: Screen, connection: Connection, store: Store, inbox: Inbox, messenger: Messenger,
+                 config: Config, take_message: Callable[[MatrixRoom, RoomMessageText], Awaitable[Any]]):
+        """`take_message`: where a message goes once it could be decrypted (as if it had just arrived)."""
+        self.screen = screen
+        self.connection = connection
+        self.store = store
+        self.inbox = inbox
+        self.messenger = messenger
+        self.config = config
+        self.take_message = take_message
+        self.undecrypted: dict[str, tuple[MatrixRoom, MegolmEvent, float]] = {}
+
+    def waiting_for(self, event_id: str) -> bool:
+        return event_id in self.undecrypted
+
+    async def arrived(self, room: MatrixRoom, event: MegolmEvent) -> None:
+        """An admin's event the bot could not decrypt: ask for its key and keep it for retries."""
+        if not self.screen.room_allowed(room.room_id) or event.sender not in self.config.admins:
+            return
+        first = self.screen.replay_guard.refused_replay(event.event_id)
+        if first is not None:             # a re-posted ciphertext (e.g. a ✅): not a key problem
+            log.warning("replayed_event_refused", event_id=event.event_id, sender=event.sender, first=first)
+            return
+        log.info("undecryptable", event_id=event.event_id, sender=event.sender, device=event.device_id)
+        self.undecrypted[event.event_id] = (room, event, time.monotonic())
+        try:
+            await self.connection.client.request_room_key(event)
+        except Exception as exc:  # already requested, or no session to ask with
+            log.debug("room_key_request_skipped", reason=str(exc))
+
+    async def retry(self) -> None:
+        """Retry events that could not be decrypted; give up after `undecryptable_wait` and say so."""
+        client = self.connection.client
+        for event_id, (room, event, since) in list(self.undecrypted.items()):
+            try:
+                decrypted = client.decrypt_event(event)
+            except EncryptionError:
+                decrypted = None              # the room key has not arrived (yet)
+            if isinstance(decrypted, RoomMessageText):
+                decrypted.room_id = room.room_id
+                await self.take_message(room, decrypted)
+                del self.undecrypted[event_id]
+                await self.inbox.finish_if_waiting(event_id)
+            elif time.monotonic() - since > self.config.undecryptable_wait:
+                if await self.store.claim_event(event_id, room.room_id, time.time()):
+                    await self.messenger.reply_to(room.room_id, event_id, Reply.error(
+                        f"I could not decrypt your message (from your device {event.device_id}), "
+                        "so I did not run it.",
+                        "Your client has not shared the room key with me. Send the command again; "
+                        "if this keeps happening, sign out and back in on that device, or verify it."))
+                del self.undecrypted[event_id]
+                await self.inbox.finish_if_waiting(event_id)

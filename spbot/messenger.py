@@ -1,0 +1,112 @@
+"""How the bot speaks: a reply to a command (threaded to it), a notice to the admin rooms, a message only
+one user can read, and edits and reactions of its own messages. Everything leaves through the outbox
+(spbot/outbox.py), so a message survives a homeserver outage or a restart."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from nio import EnableEncryptionBuilder, RoomCreateResponse, RoomPreset
+
+from .config import Config
+from .logs import get_logger
+from .matrix import Connection
+from .outbox import Outbox
+from .render import Reply
+from .request import Request, UserError
+from .store import Store
+
+log = get_logger(__name__)
+
+
+class Messenger:
+    def __init__(self, outbox: Outbox, store: Store, connection: Connection, config: Config):
+        self.outbox = outbox
+        self.store = store
+        self.connection = connection
+        self.config = config
+
+    @property
+    def user_id(self) -> str | None:
+        """The bot's own Matrix id (None before login)."""
+        client = self.connection.client
+        return client.user_id if client else None
+
+    async def reply(self, request: Request, reply: Reply) -> int:
+        """Answer a command, as a Matrix reply to it; returns the message's local id."""
+        return await self.reply_to(request.room_id, request.event_id, reply)
+
+    async def reply_to(self, room_id: str, event_id: str, reply: Reply) -> int:
+        return await self.outbox.send(room_id, reply.content(in_reply_to=event_id))
+
+    async def send(self, room_id: str, reply: Reply, in_reply_to: str | None = None) -> int:
+        return await self.outbox.send(room_id, reply.content(in_reply_to=in_reply_to))
+
+    async def edit(self, message_id: int, reply: Reply) -> None:
+        await self.outbox.edit(message_id, reply.content())
+
+    async def annotate(self, message_id: int, key: str) -> None:
+        await self.outbox.annotate(message_id, key)
+
+    async def notify(self, reply: Reply, rooms: list[str] | None = None) -> list[int]:
+        """Speak first (alerts, reports): a notice to every admin room."""
+        targets = rooms or self.admin_rooms()
+        return [await self.outbox.send(room, reply.content()) for room in targets]
+
+    def admin_rooms(self) -> list[str]:
+        if self.config.rooms:
+            return list(self.config.rooms)
+        client = self.connection.client
+        return sorted(client.rooms) if client else []
+
+    async def caught_up(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until what is queued in the outbox now has been sent."""
+        row = await self.store.fetchone("SELECT MAX(id) AS id FROM outbox")
+        if row is not None and row["id"] is not None:
+            await self.outbox.event_id(row["id"], timeout=timeout)
+
+    # --- direct messages -----------------------------------------------------------------------
+
+    async def direct_message(self, user_id: str, reply: Reply, secret: bool = False) -> int:
+        """Send a message only `user_id` can read: an encrypted direct room with them, made once and
+        reused. Messages sent before they join are readable once they accept the invitation.
+        `secret`: the outbox forgets the text once it is sent (a password must not rest on disk)."""
+        room_id = await self._direct_room(user_id)
+        return await self.outbox.send(room_id, reply.content(), secret=secret)
+
+    async def _direct_room(self, user_id: str) -> str:
+        key = f"direct_room:{user_id}"
+        room_id = await self.store.get(key)
+        if room_id and await self._has_member(room_id, user_id, wait=2.0):
+            return room_id
+        if room_id:                               # they left it: a message there would go nowhere
+            log.info("direct_room_replaced", user_id=user_id, room=room_id)
+            await self.connection.client.room_leave(room_id)
+        room_id = await self._create_direct_room(user_id)
+        await self.store.put(key, room_id)
+        return room_id
+
+    async def _create_direct_room(self, user_id: str) -> str:
+        response = await self.connection.client.room_create(
+            is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat,
+            name="spbot (private)", initial_state=[EnableEncryptionBuilder().as_dict()])
+        if not isinstance(response, RoomCreateResponse):
+            raise UserError(f"I could not open a private room with {user_id}: "
+                            f"{getattr(response, 'message', response)}", "try again in a minute")
+        # Until the invitation has synced, a message would be encrypted for the bot alone.
+        if not await self._has_member(response.room_id, user_id, wait=15.0):
+            raise UserError(f"I opened a private room with {user_id}, but the invitation did not show "
+                            "up in time.", "try again in a minute")
+        log.info("direct_room_created", user_id=user_id, room=response.room_id)
+        return response.room_id
+
+    async def _has_member(self, room_id: str, user_id: str, wait: float) -> bool:
+        """Whether the room is encrypted with `user_id` in it (joined or invited), within `wait` s."""
+        deadline = time.monotonic() + wait
+        while True:
+            room = self.connection.client.rooms.get(room_id)
+            if room is not None and room.encrypted and user_id in room.users:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.1)

@@ -1,0 +1,156 @@
+"""The approvals state machine (spbot/approvals.py) on a real store and outbox: a request opens as a reply
+with ✅/❌ buttons; the requester's own vote never counts (unless the policy asks them to confirm), a vote
+counts only in the request's room, one deny ends it, requests expire, an approved request is handed to
+the start callback exactly once, and the job's end shows on the request."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from spbot.approvals import Approvals
+from spbot.registry import Policy
+
+from .pipeline_kit import ALICE, BOB, CAROL, OTHER_ROOM, ROOM, Parts, request, sample_registry, until_sent
+
+
+class Started:
+    """The start callback: records what it is handed and returns a job (or None: refused)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.refuse = False
+
+    async def __call__(self, req, spec, args, approvers, request_id):
+        self.calls.append((req.text, spec.name, args, approvers, request_id))
+        return None if self.refuse else SimpleNamespace(id=40 + len(self.calls))
+
+
+@pytest.fixture
+async def setup(tmp_path):
+    parts = await Parts(tmp_path).start()
+    started = Started()
+    votes_flushed: list[bool] = []
+    registry = sample_registry()
+
+    async def eligible(requester: str) -> list[str]:
+        return [a for a in parts.config.admins if a != requester]
+
+    async def preview(spec, args) -> str:
+        return await spec.preview(None, **args)
+
+    async def before_vote() -> None:
+        votes_flushed.append(True)
+
+    approvals = Approvals(parts.store, parts.messenger, parts.audit, parts.config, registry, start=started,
+                          eligible_approvers=eligible, preview=preview, before_vote=before_vote,
+                          spawn=parts.spawn)
+    await approvals.start()
+    yield SimpleNamespace(parts=parts, approvals=approvals, started=started, registry=registry)
+    await parts.stop()
+
+
+async def open_request(s, text="!wipe sda", policy=Policy(approvals=1), event_id="$cmd") -> int:
+    spec = s.registry.commands["wipe"]
+    await s.approvals.open(request(text, event_id=event_id), spec, {"disk": text.split()[-1]}, policy)
+    row = await s.parts.store.fetchone("SELECT MAX(id) AS id FROM requests")
+    return row["id"]
+
+
+async def state(s, request_id: int) -> dict:
+    return dict(await s.parts.store.fetchone("SELECT * FROM requests WHERE id = ?", (request_id,)))
+
+
+async def settled(parts: Parts) -> list[tuple[str, str, dict]]:
+    for _ in range(200):
+        if await parts.outbox.pending() == 0:
+            return parts.sent
+        await asyncio.sleep(0.01)
+    raise AssertionError("the outbox did not empty")
+
+
+async def test_a_request_is_a_threaded_message_with_buttons(setup):
+    rid = await open_request(setup)
+    sent = await until_sent(setup.parts.connection.client, 3)
+    room, kind, content = sent[0]
+    assert (room, kind) == (ROOM, "m.room.message")
+    assert content["m.relates_to"] == {"m.in_reply_to": {"event_id": "$cmd"}}
+    assert content["body"].startswith(f"🔐 Request #{rid}: {ALICE} wants to run `!wipe sda`\nthis wipes sda\n"
+                                      f"Needs 1 approval(s) from: {BOB}, {CAROL}.\n0/1 approvals\n")
+    assert content["m.mentions"] == {"user_ids": [BOB, CAROL]}
+    assert [(k, c["m.relates_to"]["key"]) for _, k, c in sent[1:]] == [("m.reaction", "✅"), ("m.reaction", "❌")]
+
+
+async def test_the_requesters_own_vote_never_counts_and_another_admin_starts_it_once(setup):
+    rid = await open_request(setup)
+    assert await setup.approvals.vote(rid, ALICE, True, room_id=ROOM) == \
+        "your own approval does not count: another admin has to approve"
+    assert await setup.approvals.vote(rid, BOB, True, room_id=OTHER_ROOM) == \
+        f"request #{rid} was asked in another room; vote there"
+    assert setup.started.calls == []
+    assert await setup.approvals.vote(rid, BOB, True, room_id=ROOM) == f"request #{rid} approved"
+    assert await setup.approvals.vote(rid, CAROL, True, room_id=ROOM) == f"request #{rid} is already running"
+    assert setup.started.calls == [("!wipe sda", "wipe", {"disk": "sda"}, [BOB], rid)]
+    row = await state(setup, rid)
+    assert (row["state"], row["job_id"], row["decided_by"]) == ("running", 41, BOB)
+
+    await setup.approvals.job_finished(41, rid, "done")
+    assert (await state(setup, rid))["state"] == "done"
+    last = [c for _, _, c in await settled(setup.parts) if "m.new_content" in c][-1]
+    assert last["m.new_content"]["body"].endswith(f"✅ approved by {BOB}: job #41 finished.")
+
+
+async def test_one_deny_ends_it_and_nothing_starts(setup):
+    rid = await open_request(setup, policy=Policy(approvals=2))
+    assert await setup.approvals.vote(rid, BOB, True, room_id=ROOM) == "approval counted (1/2)"
+    assert await setup.approvals.vote(rid, CAROL, False, "not today", room_id=ROOM) == f"request #{rid} denied"
+    assert await setup.approvals.vote(rid, BOB, True, room_id=ROOM) == f"request #{rid} is already denied"
+    row = await state(setup, rid)
+    assert (row["state"], row["decided_by"], row["reason"]) == ("denied", CAROL, "not today")
+    assert setup.started.calls == []
+    audit = await setup.parts.audit_rows()
+    assert [a["result"] for a in audit] == ["requested", "denied"]
+
+
+async def test_the_requester_may_withdraw_or_confirm(setup):
+    rid = await open_request(setup)
+    assert await setup.approvals.vote(rid, ALICE, False, room_id=ROOM) == f"request #{rid} withdrawn"
+    assert (await state(setup, rid))["state"] == "cancelled"
+    confirm = await open_request(setup, policy=Policy(confirm=True), event_id="$cmd2")
+    assert await setup.approvals.vote(confirm, ALICE, True, room_id=ROOM) == f"request #{confirm} approved"
+    assert setup.started.calls[-1][3:] == ([ALICE], confirm)
+
+
+async def test_a_request_expires(setup):
+    rid = await open_request(setup, policy=Policy(approvals=1, expires=0.05))
+    await asyncio.sleep(0.1)
+    assert await setup.approvals.vote(rid, BOB, True, room_id=ROOM) == f"request #{rid} has expired"
+    row = await state(setup, rid)
+    assert (row["state"], row["reason"]) == ("expired", "nobody approved in time")
+    assert setup.started.calls == []
+
+
+async def test_not_enough_approvers_is_said_at_once(setup):
+    await open_request(setup, policy=Policy(approvals=3))
+    _, _, content = (await until_sent(setup.parts.connection.client, 1))[0]
+    assert content["body"] == ("⚠️ !wipe needs 3 approvals but there are only 2 other admins who can approve.\n"
+                               "Re-trust them (!trust), add admins, or lower [policies.\"wipe\"] approvals in "
+                               "the config.")
+    assert content["m.relates_to"] == {"m.in_reply_to": {"event_id": "$cmd"}}
+    assert await setup.approvals.pending() == []
+
+
+async def test_a_refused_start_fails_the_request(setup):
+    setup.started.refuse = True
+    rid = await open_request(setup)
+    await setup.approvals.vote(rid, BOB, True, room_id=ROOM)
+    row = await state(setup, rid)
+    assert (row["state"], row["reason"]) == ("failed", "refused: the same work was already running")
+
+
+async def test_a_restart_marks_a_request_whose_job_never_started_interrupted(setup):
+    rid = await open_request(setup)
+    await setup.parts.store.execute("UPDATE requests SET state = 'running' WHERE id = ?", (rid,))
+    await setup.approvals.start()
+    assert (await state(setup, rid))["state"] == "interrupted"

@@ -1,0 +1,72 @@
+"""The outbox (spbot/outbox.py) and the messenger over it, driven through a recording connection: messages
+leave in the order they were queued, wait out an unreachable homeserver without losing or reordering any,
+an edit still waiting is replaced rather than queued behind, and a reply is threaded to its command."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import ClientConnectionError
+
+from spbot.render import Reply
+
+from .pipeline_kit import OTHER_ROOM, ROOM, Parts, request, until_sent
+
+
+@pytest.fixture
+async def parts(tmp_path):
+    parts = await Parts(tmp_path).start()
+    yield parts
+    await parts.stop()
+
+
+async def test_messages_leave_in_the_order_they_were_queued(parts):
+    for n in range(5):
+        await parts.messenger.send(ROOM if n % 2 else OTHER_ROOM, Reply.text(f"message {n}"))
+    sent = await until_sent(parts.connection.client, 5)
+    assert [c["body"] for _, _, c in sent] == [f"message {n}" for n in range(5)]
+    assert [room for room, _, _ in sent] == [OTHER_ROOM, ROOM, OTHER_ROOM, ROOM, OTHER_ROOM]
+
+
+async def test_an_unreachable_homeserver_delays_messages_but_loses_or_reorders_none(parts):
+    client = parts.connection.client
+    client.failures = [ClientConnectionError("down"), ClientConnectionError("still down")]
+    ids = [await parts.messenger.send(ROOM, Reply.text(f"message {n}")) for n in range(3)]
+    sent = await until_sent(client, 3, timeout=10)
+    assert [c["body"] for _, _, c in sent] == ["message 0", "message 1", "message 2"]
+    assert [await parts.outbox.event_id(i, timeout=1) for i in ids] == ["$sent1", "$sent2", "$sent3"]
+    assert await parts.outbox.pending() == 0
+
+
+async def test_a_waiting_edit_is_replaced_not_queued_behind(parts):
+    client = parts.connection.client
+    client.failures = [ClientConnectionError("down")]          # holds the queue for a moment
+    message = await parts.messenger.send(ROOM, Reply.text("step 1"))
+    await parts.messenger.edit(message, Reply.text("step 2"))
+    await parts.messenger.edit(message, Reply.text("step 3"))
+    sent = await until_sent(client, 2, timeout=10)
+    await asyncio.sleep(0.1)
+    assert len(client.sent) == 2
+    original, edit = sent[0][2], sent[1][2]
+    assert original["body"] == "step 1"
+    assert edit["m.new_content"]["body"] == "step 3" and edit["body"] == "* step 3"
+    assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$sent1"}
+
+
+async def test_a_reply_is_threaded_and_a_reaction_points_at_its_message(parts):
+    message = await parts.messenger.reply(request("!ping", event_id="$ping"), Reply.text("pong"))
+    await parts.messenger.annotate(message, "✅")
+    sent = await until_sent(parts.connection.client, 2)
+    assert sent[0][2] == {"msgtype": "m.notice", "body": "pong", "format": "org.matrix.custom.html",
+                          "formatted_body": "pong", "m.mentions": {},
+                          "m.relates_to": {"m.in_reply_to": {"event_id": "$ping"}}}
+    assert sent[1][1:] == ("m.reaction", {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$sent1",
+                                                           "key": "✅"}})
+
+
+async def test_notices_go_to_every_admin_room_and_the_messenger_waits_for_them(parts):
+    ids = await parts.messenger.notify(Reply.text("disk almost full"))
+    assert len(ids) == 2
+    await parts.messenger.caught_up(timeout=5)
+    assert [(room, c["body"]) for room, _, c in parts.sent] == [(ROOM, "disk almost full"),
+                                                                 (OTHER_ROOM, "disk almost full")]
