@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from spbot.config import Duration, config_section
 from spbot.system.services import ServicesParams, normalize_unit
+
+from .enabled import ServiceConfig, parse_tables
 
 
 @config_section("services")
@@ -17,6 +19,21 @@ class ServicesSettings(ServicesParams):
     model_config = ConfigDict(extra="forbid")
     timeout: Duration = Field(15.0, description="How long one systemctl query may take.")
     restart_timeout: Duration = Field(120.0, description="How long !service restart may take.")
+    # [services.<name>] tables: the catalogue services this server runs (spbot/features/services/enabled.py)
+    _enabled: dict[str, ServiceConfig] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _service_tables(cls, data, handler):
+        tables = {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+        settings = handler({k: v for k, v in data.items() if k not in tables} if tables else data)
+        settings._enabled = parse_tables(tables)
+        return settings
+
+    @property
+    def enabled(self) -> dict[str, ServiceConfig]:
+        """The [services.<name>] tables, by name."""
+        return self._enabled
 
 
 @config_section("health")
