@@ -8,7 +8,10 @@ from spbot.render import human_bytes, human_duration
 from spbot.system import disks
 from spbot.system.services import ServiceError, system_summary
 
-from .settings import HealthSettings, ServicesSettings, UnitName
+from .definition import Definition
+from .enabled import resolve
+from .settings import EnabledName, HealthSettings, ServicesSettings, ServiceTarget, UnitName
+from .state import Controller
 from .watch import HealthWatch
 
 log = get_logger(__name__)
@@ -24,9 +27,13 @@ class ServicesFeature(Feature):
         super().__init__(host, settings)
         self.health: HealthSettings = host.config.settings("health")
         self.watch = HealthWatch(host, self.health, settings)
+        self.controller = Controller(settings.tool_path, settings.timeout, settings.restart_timeout)
+        self.services: dict[str, Definition] = {
+            name: resolve(name, config, settings.root / "etc/NIXOS") for name, config in settings.enabled.items()}
 
     async def start(self) -> None:
         UnitName.configured = self.settings
+        ServiceTarget.enabled = EnabledName.enabled = frozenset(self.services)
         s = self.health
         if s.failed_units_interval > 0 and not self.watch.systemd_running():
             log.info("failed_units_not_checked", reason=f"{s.systemd_dir} is missing: systemd does not run "
