@@ -3,7 +3,6 @@ container output, secrets masked; !service restart|stop|start <name>: its units 
 stop need another admin's approval). A configured unit ([services] units) works where a service does."""
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -143,17 +142,7 @@ async def _act(ctx: Context, target: ServiceTarget, action: str) -> Reply:
             else "⚠️"
         return Reply.text(f"{mark} {target} {done}: {service_word(state)}. Start it again with !service start "
                           f"{target}.")
-    state = await _healthy_within(feature, spec, HEALTH_WAIT)
+    state = await feature.controller.healthy_within(spec, HEALTH_WAIT)
     mark = "✅" if state.healthy else "⚠️"
     return Reply.text(f"{mark} {target} {done}: {service_word(state)}; health: {state.health_text()}.")
 
-
-async def _healthy_within(feature: ServicesFeature, spec, seconds: float):
-    """Its state once healthy, or after `seconds` (a service takes a moment to answer after a start)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while True:
-        state = await feature.controller.state(spec)
-        if state.healthy or loop.time() >= end:
-            return state
-        await asyncio.sleep(1.0)

@@ -116,6 +116,8 @@ class RestoreReport:
     pre_restore: str = ""   # short id of the snapshot of the data that was replaced
     units: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    database: str = ""      # what was imported from the snapshot's dump
+    health: str = ""        # the service's check after the restore
 
 
 @dataclass

@@ -19,6 +19,8 @@ class ServicesSettings(ServicesParams):
     model_config = ConfigDict(extra="forbid")
     timeout: Duration = Field(15.0, description="How long one systemctl query may take.")
     restart_timeout: Duration = Field(120.0, description="How long !service restart may take.")
+    check_interval: Duration = Field(60.0, description="How often the enabled services ([services.<name>]) "
+                                                       "are checked for alerts; 0: never.")
     root: Path = Field(Path("/"), description="The machine's root, where !services detect looks for unit files "
                                               "and data (another directory only for tests).")
     # [services.<name>] tables: the catalogue services this server runs (spbot/features/services/enabled.py)

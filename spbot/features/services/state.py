@@ -2,6 +2,7 @@
 when, how much memory, and its health check; and starting, stopping, restarting it."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -103,3 +104,13 @@ class Controller:
             names = await self.containers(spec)
             if names:
                 await self.docker.act(action, names)
+
+    async def healthy_within(self, spec: Definition, seconds: float) -> ServiceState:
+        """Its state once healthy, or after `seconds` (a service takes a moment to answer after a start)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while True:
+            state = await self.state(spec)
+            if state.healthy or loop.time() >= end:
+                return state
+            await asyncio.sleep(1.0)
