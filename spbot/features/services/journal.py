@@ -22,7 +22,8 @@ _MASKS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
     # key=value, key: value, "key": "value" for anything that names a secret
     (re.compile(r"(?i)\b([\w-]*(?:password|passwd|secret|token|api[_-]?key|private[_-]?key|credential|"
-                r"auth|session|cookie)[\w-]*)([\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;}]+)"), r"\1\2***"),
+                r"auth|session|cookie)[\w-]*)([\"']?\s*[:=]\s*[\"']?)(?!(?:bearer|basic)\s)([^\s\"'&,;}]+)"),
+     r"\1\2***"),
     (re.compile(r"(://[^/\s:@]+):[^/\s@]+@"), r"\1:***@"),                        # URL credentials
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "***"),   # JWTs
     (re.compile(r"\b(syt|mct|ghp|gho|glpat|xox[bap])_[A-Za-z0-9_-]{8,}"), "***"),      # known token shapes
