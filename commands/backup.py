@@ -65,7 +65,9 @@ async def restore_preview(bot, snapshot: str, service: str | None = None, to: Pa
     head = f"Snapshot {snap.short_id} of {name}, {b.local_time(snap.time, bot.config.timezone)} ({b.reason_of(snap)})"
     if to is not None:
         return f"{head} → copied into {to}; the live data is not touched."
-    units = backups.services[name].units if name in backups.services else []
+    units = list(backups.services[name].units) if name in backups.services else []
+    if not units and name in backups.stoppers:
+        units = [backups.stoppers[name].what]
     stop = f"; stops and restarts {', '.join(units)}" if units else ""
     return f"{head} → REPLACES {paths} after a pre-restore snapshot of the current data{stop}."
 

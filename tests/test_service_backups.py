@@ -149,3 +149,48 @@ async def test_a_failed_dump_makes_no_snapshot(tmp_path):
     outcome = Outcome("vault", "manual")
     assert not await backups._dump("vault", spec, "vault", outcome, None)
     assert "the database dump failed, so no snapshot was made" in outcome.error
+
+
+@needs_restic
+async def test_a_container_service_is_stopped_by_docker_during_its_restore(tmp_path):
+    from spbot.devsandbox.service_world import ServiceWorld
+    from spbot.features.backup import Stopper
+    from spbot.features.services.enabled import ServiceConfig, resolve
+    from spbot.features.services.state import Controller
+    from spbot.system.restic import LocalRepository, Restic
+    repo = tmp_path / "repo"
+    await Restic(LocalRepository(path=repo), PASSWORD, cache_dir=tmp_path / "cache").init()
+    cheapen_key(repo, PASSWORD)
+    (tmp_path / "password").write_text(PASSWORD + "\n")
+    world = ServiceWorld(tmp_path / "world")
+    world.install()
+    world.container("forgejo")
+    data = tmp_path / "forgejo"
+    (data / "data").mkdir(parents=True)
+    with sqlite3.connect(data / "data" / "forgejo.db") as db:
+        db.execute("CREATE TABLE repository (id INTEGER PRIMARY KEY, name TEXT)")
+        db.executemany("INSERT INTO repository (name) VALUES (?)", [("dotfiles",), ("recipes",)])
+    spec = resolve("forgejo", ServiceConfig(containers=["forgejo"], data_paths=[data],
+                                            database={"kind": "sqlite", "path": str(data / "data/forgejo.db")}))
+    control = Controller(str(world.bins.dir), 10, 10)
+    settings = BackupSettings.model_validate({
+        "repository": {"kind": "local", "path": str(repo)}, "password": {"file": str(tmp_path / "password")},
+        "cache_dir": str(tmp_path / "cache"), "host": "testhost"})
+    store = await Store(tmp_path / "state" / "spbot.db").open()
+    backups = Backups(settings, tmp_path / "state", store)
+    backups.extra["forgejo"] = ServiceSettings(paths=spec.data_paths, units=spec.restore_stops, database=spec.database)
+    backups.stoppers["forgejo"] = Stopper("container(s) forgejo", lambda: control.act(spec, "stop"),
+                                          lambda: control.act(spec, "start"))
+    [outcome] = await backups.run(["forgejo"])
+    assert outcome.ok, outcome.error
+    with sqlite3.connect(data / "data" / "forgejo.db") as db:
+        db.execute("DELETE FROM repository")
+    world.bins.clear()
+    report = await backups.restore_into_place("latest", "forgejo")
+    with sqlite3.connect(data / "data" / "forgejo.db") as db:
+        assert [r[0] for r in db.execute("SELECT name FROM repository ORDER BY id")] == ["dotfiles", "recipes"]
+    assert [c.argv for c in world.bins.calls("docker") if c.argv[0] in ("stop", "start")] == \
+        [["stop", "forgejo"], ["start", "forgejo"]]
+    assert report.units == ["container(s) forgejo"] and report.warnings == []
+    assert report.database == f"the SQLite {data / 'data/forgejo.db'} was imported from the snapshot's dump"
+    await store.close()

@@ -11,7 +11,7 @@ from spbot.feature import Check, Feature, Scheduled
 from spbot.render import Reply, human_duration
 
 from . import alerting
-from .model import Outcome, Progress
+from .model import Outcome, Progress, Stopper
 from .schedule import BackupSchedule
 from .service import Backups
 from .settings import BackupSettings, ServiceSettings
@@ -38,12 +38,14 @@ class BackupFeature(Feature):
             self._watchdog = self.host.spawn(self.schedule.watch(), name="backup watchdog")
 
     def add_services(self, services: dict[str, ServiceSettings],
-                     checks: dict[str, Callable[[], Awaitable[str]]] | None = None) -> None:
+                     checks: dict[str, Callable[[], Awaitable[str]]] | None = None,
+                     stoppers: dict[str, Stopper] | None = None) -> None:
         """Back up these services too (another feature's: the service catalogue), with the check each runs
         after a restore. The schedules and the watchdog start when they are the first services."""
         first = not self.backups.services
         self.backups.extra.update(services)
         self.backups.after_restore.update(checks or {})
+        self.backups.stoppers.update(stoppers or {})
         if first and self.backups.services:
             for work in self.scheduled():
                 work.add_to(self.host.scheduler, self.host.config.timezone)

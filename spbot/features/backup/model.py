@@ -121,6 +121,15 @@ class RestoreReport:
 
 
 @dataclass
+class Stopper:
+    """How another feature stops and starts a service that has no systemd units (its containers) while a
+    restore moves its data into place; each raises with a readable message when it fails."""
+    what: str
+    stop: Callable[[], Awaitable[None]]
+    start: Callable[[], Awaitable[None]]
+
+
+@dataclass
 class DrillResult:
     service: str
     snapshot: Snapshot | None = None

@@ -14,7 +14,7 @@ from spbot.system.proc import ProcError, run
 from spbot.system.restic import Listing, Restic, ResticError, Snapshot
 
 from . import databases
-from .model import Progress, RestoredPath, RestoreReport, advice, restic_user_error
+from .model import Progress, RestoredPath, Stopper, RestoreReport, advice, restic_user_error
 from .restore_files import (check_restored, check_target, copy_places, move_into, remove_all, restic_pattern,
                             staging_dir, sub_listing, swap_into_place)
 from .settings import ServiceSettings
@@ -43,8 +43,13 @@ async def into_place(backups: "Backups", ref: str, service: str | None,
             report.paths.append(RestoredPath(str(live), str(live), restored[0], restored[1]))
         await _say(progress, "snapshot of the current data (pre-restore)", None)
         report.pre_restore = await _pre_restore_snapshot(backups, restic, name, spec, snapshot, report)
-        await _swap_with_units_stopped(backups, spec.units, staged, progress, report,
-                                       lambda: _reimport(backups, name, spec, snapshot, progress, report))
+        then = lambda: _reimport(backups, name, spec, snapshot, progress, report)  # noqa: E731
+        stopper = backups.stoppers.get(name) if not spec.units else None
+        if stopper is not None:
+            report.units = [stopper.what]
+            await _swap_with_stopper(stopper, staged, progress, report, then)
+        else:
+            await _swap_with_units_stopped(backups, spec.units, staged, progress, report, then)
     finally:
         await asyncio.to_thread(remove_all, [stage for _, stage in staged])
         if spec.database is not None:
@@ -177,6 +182,32 @@ async def _swap_with_units_stopped(backups: "Backups", units: list[str], staged:
         if units:
             await _say(progress, f"starting {', '.join(units)}", None)
             await _systemctl(backups, "start", units, report, must=False)
+
+
+async def _swap_with_stopper(stopper: Stopper, staged: list[tuple[Path, Path]], progress: Progress | None,
+                             report: RestoreReport, then: Callable[[], Awaitable[None]]) -> None:
+    """As _swap_with_units_stopped, for a service another feature stops and starts (its containers)."""
+    await _say(progress, f"stopping {stopper.what}", None)
+    try:
+        await stopper.stop()
+    except Exception as exc:
+        await _start(stopper, report)
+        raise UserError(f"stopping {stopper.what} failed, so nothing was replaced: {exc}",
+                        "check it with !services, then try the restore again") from None
+    try:
+        await _say(progress, "moving the restored data into place", None)
+        await asyncio.to_thread(swap_into_place, staged)
+        await then()
+    finally:
+        await _say(progress, f"starting {stopper.what}", None)
+        await _start(stopper, report)
+
+
+async def _start(stopper: Stopper, report: RestoreReport) -> None:
+    try:
+        await stopper.start()
+    except Exception as exc:
+        report.warnings.append(f"starting {stopper.what} failed ({exc}): check it now (!services)")
 
 
 async def _systemctl(backups: "Backups", action: str, units: list[str], report: RestoreReport, *, must: bool) -> None:

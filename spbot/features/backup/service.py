@@ -31,7 +31,7 @@ from spbot.system.restic import (BackupStatus, BackupSummary, Repository, Restic
 from . import databases, drill, restore, retention, setup, snapshots
 from . import repository as where
 from .model import (REASONS, B2Setup, DrillResult, Outcome, Progress, RestoreReport, RetentionReport,
-                    StatsReport, advice, restic_user_error)
+                    StatsReport, Stopper, advice, restic_user_error)
 from .render import status_line
 from .runlog import RunLog
 from .settings import BackupSettings, LocalRepositorySettings, ServiceSettings
@@ -55,6 +55,7 @@ class Backups:
         # Services another feature defines (the service catalogue), and their checks after a restore.
         self.extra: dict[str, ServiceSettings] = {}
         self.after_restore: dict[str, Callable[[], Awaitable[str]]] = {}
+        self.stoppers: dict[str, Stopper] = {}     # services without units: how a restore stops them
 
     @property
     def services(self) -> dict[str, ServiceSettings]:

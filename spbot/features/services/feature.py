@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from spbot.feature import Feature, Scheduled
-from spbot.features.backup import BackupFeature, ServiceSettings
+from spbot.features.backup import BackupFeature, ServiceSettings, Stopper
 from spbot.logs import get_logger
 from spbot.render import human_bytes, human_duration
 from spbot.system import disks
@@ -56,15 +56,22 @@ class ServicesFeature(Feature):
             backup = self.host.feature(BackupFeature)
         except LookupError:
             return
-        specs, checks = {}, {}
+        specs, checks, stoppers = {}, {}, {}
         for name, spec in self.services.items():
             if not self.settings.enabled[name].backup or not spec.data_paths:
                 continue
             specs[name] = ServiceSettings(paths=spec.data_paths, excludes=spec.excludes,
                                           units=spec.restore_stops, database=spec.database)
             checks[name] = self._checker(spec)
+            if spec.in_containers and not spec.restore_stops:
+                stoppers[name] = self._stopper(spec)
         if specs:
-            backup.add_services(specs, checks)
+            backup.add_services(specs, checks, stoppers)
+
+    def _stopper(self, spec: Definition) -> Stopper:
+        names = spec.containers + ([f"compose project {spec.compose_project}"] if spec.compose_project else [])
+        return Stopper(f"container(s) {', '.join(names)}", lambda: self.controller.act(spec, "stop"),
+                       lambda: self.controller.act(spec, "start"))
 
     def _checker(self, spec: Definition):
         async def check() -> str:
