@@ -54,7 +54,7 @@ async def backup_stats(ctx: Context) -> Reply:
 async def restore_preview(bot, snapshot: str, service: str | None = None, to: Path | None = None) -> str:
     backups = bot.feature(BackupFeature).backups
     if _every_service(snapshot, service, to):
-        names = ", ".join(backups.settings.services) or "none configured"
+        names = ", ".join(backups.services) or "none configured"
         return (f"The latest snapshot of every service ({names}) → copied into {to}/<service>; "
                 "the live data is not touched.")
     try:
@@ -65,7 +65,9 @@ async def restore_preview(bot, snapshot: str, service: str | None = None, to: Pa
     head = f"Snapshot {snap.short_id} of {name}, {b.local_time(snap.time, bot.config.timezone)} ({b.reason_of(snap)})"
     if to is not None:
         return f"{head} → copied into {to}; the live data is not touched."
-    units = backups.settings.services[name].units if name in backups.settings.services else []
+    units = list(backups.services[name].units) if name in backups.services else []
+    if not units and name in backups.stoppers:
+        units = [backups.stoppers[name].what]
     stop = f"; stops and restarts {', '.join(units)}" if units else ""
     return f"{head} → REPLACES {paths} after a pre-restore snapshot of the current data{stop}."
 
@@ -86,7 +88,7 @@ async def backup_restore(ctx: Context, snapshot: str, service: str | None = None
     await ctx.job.progress("finding the snapshot")
     if _every_service(snapshot, service, to):
         reports = await backups.restore_all_to(to, _progress(ctx))
-        missing = [n for n in backups.settings.services if n not in {r.service for r in reports}]
+        missing = [n for n in backups.services if n not in {r.service for r in reports}]
         lines = [b.render_restore(r, ctx.config.timezone).body for r in reports]
         lines += [f"ℹ️ {n}: no snapshot yet, nothing restored" for n in missing]
         return Reply.text("\n".join(lines))

@@ -1,33 +1,49 @@
-"""!services: state of the configured systemd units; !service restart <unit>: restart one of them (needs
-approval). The settings, the failed-units and certificate checks and the server lines of !status are the
-services feature's (spbot/features/services/)."""
+"""!services: every enabled catalogue service ([services.<name>]: state, since, memory, health, last
+backup) and the configured systemd units ([services] units); !services detect: which catalogue services
+this machine runs, as config to copy. The one-service commands are in commands/service.py; the settings,
+checks and alerts are the services feature's (spbot/features/services/)."""
 from __future__ import annotations
 
-import time
-from typing import Annotated
+import asyncio
+from html import escape
 from zoneinfo import ZoneInfo
 
 from spbot.context import Context, UserError
-from spbot.features.services import ServicesFeature, UnitName
-from spbot.registry import Arg, command
-from spbot.render import Reply, human_bytes, human_duration, table
-from spbot.system.services import ServiceError, UnitNameError, UnitState, restart, unit_state, unit_states
+from spbot.features.backup import BackupFeature
+from spbot.features.services import ServicesFeature
+from spbot.features.services.detect import detect, proposal
+from spbot.features.services.render import backup_text, services_table, since_text, state_text
+from spbot.registry import command
+from spbot.render import Reply, human_bytes, table
+from spbot.system.services import ServiceError, unit_states
 
-ICONS = {"active": "✅", "failed": "❌", "inactive": "⏹", "activating": "⏳", "deactivating": "⏳",
-         "reloading": "🔄"}
 
-
-@command("services", help="state of the configured systemd units: active/failed, since when, memory")
+@command("services", help="state of the family's services and the configured units: running or not, since "
+                          "when, memory, health, last backup")
 async def services(ctx: Context) -> Reply:
-    params = ctx.feature(ServicesFeature).settings
-    if not params.units:
+    feature = ctx.feature(ServicesFeature)
+    params = feature.settings
+    if not params.units and not feature.services:
         return Reply.text("No services are configured: list them in the bot's config, e.g. "
                           "[services] units = [\"nginx\", \"gitea\"], and restart the bot.")
+    zone = ZoneInfo(ctx.config.timezone)
+    parts = []
+    if feature.services:
+        states = await asyncio.gather(*(feature.controller.state(spec) for spec in feature.services.values()))
+        parts.append(services_table(list(states), zone, await last_backups(ctx, feature)))
+    if params.units:
+        parts.append(await _units(params, zone))
+    reply = parts[0]
+    for part in parts[1:]:
+        reply = reply + part
+    return reply
+
+
+async def _units(params, zone: ZoneInfo) -> Reply:
     try:
         states = await unit_states(params)
     except ServiceError as exc:
         raise UserError(f"I could not ask systemd: {exc}", "check systemd on the server: systemctl status")
-    zone = ZoneInfo(ctx.config.timezone)
     rows = [[s.unit, state_text(s), since_text(s, zone), human_bytes(s.memory_bytes)
              if s.memory_bytes is not None else ""] for s in states]
     reply = table(["unit", "state", "since", "memory"], rows, title="Services:", align_right=(3,))
@@ -38,50 +54,32 @@ async def services(ctx: Context) -> Reply:
     return reply
 
 
-def state_text(state: UnitState) -> str:
-    if not state.found:
-        return "❓ not found"
-    icon = ICONS.get(state.active_state, "•")
-    detail = f" ({state.sub_state})" if state.sub_state and state.sub_state != state.active_state else ""
-    result = f", {state.result}" if state.active_state == "failed" and state.result not in ("", "success") \
-        else ""
-    return f"{icon} {state.active_state}{detail}{result}"
-
-
-def since_text(state: UnitState, zone: ZoneInfo) -> str:
-    if state.active_since is None:
-        return ""
-    when = state.active_since.astimezone(zone)
-    age = human_duration(max(0.0, time.time() - when.timestamp()))
-    return f"{when:%Y-%m-%d %H:%M} ({age})"
-
-
-async def restart_preview(bot, unit: str) -> str:
-    params = bot.feature(ServicesFeature).settings
+async def last_backups(ctx: Context, feature: ServicesFeature) -> dict[str, str]:
+    """The last successful backup of each enabled service, as '3 h ago', 'never' or 'not backed up'."""
     try:
-        state = await unit_state(params, unit)
-    except (ServiceError, UnitNameError) as exc:
-        return f"⚠️ {exc}"
-    since = since_text(state, ZoneInfo(bot.config.timezone))
-    return (f"{state.unit} is {state_text(state)}" + (f" since {since}" if since else "")
-            + "; its users are cut off for a moment while it restarts.")
+        log = ctx.feature(BackupFeature).backups.log
+    except LookupError:
+        return {}
+    texts = {}
+    for name in feature.services:
+        enabled = feature.settings.enabled[name].backup
+        row = await log.last_success(name) if enabled else None
+        texts[name] = backup_text(row["ended"] if row else None, enabled)
+    return texts
 
 
-@command("service restart", help="restart a configured systemd unit (needs another admin's approval)",
-         dangerous=True, locks={"system"}, preview=restart_preview)
-async def service_restart(ctx: Context, unit: Annotated[UnitName, Arg(help="e.g. nginx", metavar="unit")]
-                          ) -> Reply:
-    params = ctx.feature(ServicesFeature).settings
-    await ctx.job.progress(f"restarting {unit}")
-    try:
-        state = await restart(params, unit)
-    except UnitNameError as exc:
-        raise UserError(str(exc), "see the configured units with !services")
-    except ServiceError as exc:
-        raise UserError(str(exc), f"read its log on the server: journalctl -u {unit} -n 50")
-    if state.healthy:
-        since = (f" since {state.active_since.astimezone(ZoneInfo(ctx.config.timezone)):%H:%M:%S}"
-                 if state.active_since else "")
-        return Reply.text(f"✅ {state.unit} restarted: {state.active_state} ({state.sub_state}){since}.")
-    return Reply.error(f"{state.unit} was restarted but is now {state_text(state)}",
-                       f"read its log on the server: journalctl -u {state.unit} -n 50")
+@command("services detect", help="which catalogue services run on this machine, as [services.<name>] "
+                                 "config to copy")
+async def services_detect(ctx: Context) -> Reply:
+    feature = ctx.feature(ServicesFeature)
+    found = await asyncio.to_thread(detect, feature.settings.root)
+    if not found:
+        return Reply.text("I found no service of the catalogue here (no unit files, no NixOS options). "
+                          "A folder of files can still be backed up: [services.photos] definition = \"folder\", "
+                          "data_paths = [\"/srv/photos\"].")
+    new = [f.name for f in found if f.name not in feature.services]
+    text = proposal(found, set(feature.services))
+    head = (f"Found {len(found)} service(s): {', '.join(f.name for f in found)}. "
+            + (f"To watch and back up {', '.join(new)}, add to the config and restart the bot:" if new
+               else "All of them are enabled already."))
+    return Reply(f"{head}\n{text}", f"{escape(head)}<pre><code>{escape(text)}</code></pre>")

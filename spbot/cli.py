@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     config = sub.add_parser("config", help="print the complete example configuration, or check a file")
     config.add_argument("action", choices=["example", "check"])
     config.add_argument("file", nargs="?", type=Path, help="the file to check (config check)")
+    services = sub.add_parser("services", help="detect: which catalogue services run here, as config to copy")
+    services.add_argument("action", choices=["detect"])
+    services.add_argument("--root", type=Path, default=Path("/"), help="the machine's root (default /)")
     dev = sub.add_parser("dev", help="the dev stack: up, down, restart (the bot alone), fail-unit and "
                          "recover-unit NAME, disk-alert and disk-ok")
     dev.add_argument("action", choices=["up", "down", "restart", "fail-unit", "recover-unit",
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--no-wait", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return {"run": _run, "doctor": _doctor, "console": _console, "dev": _dev,
-            "trust": _trust, "config": _config}[args.command](args)
+            "trust": _trust, "config": _config, "services": _services}[args.command](args)
 
 
 def _load(path: Path, with_commands: bool = False):
@@ -133,6 +136,17 @@ def _config(args) -> int:
         return 2
     print(f"{args.file}: valid ({len(config.admins)} admins, sections: "
           f"{', '.join(sorted(config.model_extra or {})) or 'none'})")
+    return 0
+
+
+def _services(args) -> int:
+    from .features.services.detect import detect, proposal
+    found = detect(args.root)
+    if not found:
+        print(f"no catalogue service found under {args.root} (unit files, NixOS options)")
+        return 0
+    print(f"# found under {args.root}: {', '.join(f.name for f in found)}; copy what you want into the config")
+    print(proposal(found), end="")
     return 0
 
 

@@ -227,10 +227,19 @@ async def unit_state(params: ServicesParams, unit: str) -> UnitState:
 async def restart(params: ServicesParams, unit: str) -> UnitState:
     """`systemctl restart -- unit` for a configured unit; returns its state afterwards."""
     name = params.allowed(unit)
-    result = await _systemctl(params, "restart", "--", name, timeout=params.restart_timeout)
-    if not result.ok:
-        raise ServiceError(f"restarting {name} failed (exit {result.returncode}): {result.tail(3)}")
+    await act(params, "restart", [name])
     return await unit_state(params, name)
+
+
+async def act(params: ServicesParams, action: str, units: list[str]) -> None:
+    """`systemctl start|stop|restart -- units…` for configured units, in one call."""
+    if action not in ("start", "stop", "restart"):
+        raise ValueError(action)
+    names = [params.allowed(u) for u in units]
+    result = await _systemctl(params, action, "--", *names, timeout=params.restart_timeout)
+    if not result.ok:
+        verb = {"start": "starting", "stop": "stopping", "restart": "restarting"}[action]
+        raise ServiceError(f"{verb} {' '.join(names)} failed (exit {result.returncode}): {result.tail(3)}")
 
 
 async def failed_units(params: ServicesParams) -> list[FailedUnit]:

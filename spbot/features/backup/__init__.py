@@ -14,8 +14,8 @@ spbot/system/restic/.
 from __future__ import annotations
 
 from .feature import BackupFeature
-from .model import (B2Setup, DrillResult, Outcome, Progress, RestoreReport, RetentionReport, StatsReport, reason_of,
-                    service_of)
+from .model import (B2Setup, DrillResult, Outcome, Progress, RestoreReport, RetentionReport, StatsReport, Stopper,
+                    reason_of, service_of)
 from .render import (local_time, render_b2_setup, render_digest, render_drill, render_forget,
                      render_forgotten, render_list, render_restore, render_setup, render_stats, reply_for)
 from .restore_files import restic_pattern
@@ -24,7 +24,7 @@ from .settings import BackupSettings, ServiceSettings
 
 __all__ = [
     "B2Setup", "BackupFeature", "BackupSettings", "Backups", "DrillResult", "Outcome", "Progress",
-    "RestoreReport", "RetentionReport", "ServiceSettings", "StatsReport", "local_time", "reason_of",
+    "RestoreReport", "RetentionReport", "ServiceSettings", "StatsReport", "Stopper", "local_time", "reason_of",
     "render_b2_setup", "render_digest", "render_drill", "render_forget", "render_forgotten", "render_list",
     "render_restore", "render_setup", "render_stats", "reply_for", "restic_pattern", "service_of",
 ]

@@ -63,7 +63,7 @@ async def drill_and_alert(host: "Host", backups: "Backups", names: Sequence[str]
 async def overdue(backups: "Backups", now: float) -> list[tuple[str, float, Any]]:
     """(service, seconds since its last success or since spbot first knew it, last success row)."""
     late = []
-    for name in sorted(backups.settings.services):
+    for name in sorted(backups.services):
         row = await backups.log.last_success(name)
         since = row["ended"] if row is not None else await backups.log.first_seen(name, now)
         if now - since > backups.settings.max_age:
@@ -76,7 +76,7 @@ async def watchdog_pass(host: "Host", backups: "Backups", now: float | None = No
     log, not the scheduler: a schedule that never fired is caught as well."""
     now = time.time() if now is None else now
     late = {name: (age, row) for name, age, row in await overdue(backups, now)}
-    for name in sorted(backups.settings.services):
+    for name in sorted(backups.services):
         key = f"backup:stale:{name}"
         if name in late:
             age, row = late[name]

@@ -11,10 +11,10 @@ from spbot.feature import Check, Feature, Scheduled
 from spbot.render import Reply, human_duration
 
 from . import alerting
-from .model import Outcome, Progress
+from .model import Outcome, Progress, Stopper
 from .schedule import BackupSchedule
 from .service import Backups
-from .settings import BackupSettings
+from .settings import BackupSettings, ServiceSettings
 
 if TYPE_CHECKING:
     from spbot.config import Config
@@ -37,6 +37,21 @@ class BackupFeature(Feature):
         if self.settings.services:
             self._watchdog = self.host.spawn(self.schedule.watch(), name="backup watchdog")
 
+    def add_services(self, services: dict[str, ServiceSettings],
+                     checks: dict[str, Callable[[], Awaitable[str]]] | None = None,
+                     stoppers: dict[str, Stopper] | None = None) -> None:
+        """Back up these services too (another feature's: the service catalogue), with the check each runs
+        after a restore. The schedules and the watchdog start when they are the first services."""
+        first = not self.backups.services
+        self.backups.extra.update(services)
+        self.backups.after_restore.update(checks or {})
+        self.backups.stoppers.update(stoppers or {})
+        if first and self.backups.services:
+            for work in self.scheduled():
+                work.add_to(self.host.scheduler, self.host.config.timezone)
+            if self._watchdog is None:
+                self._watchdog = self.host.spawn(self.schedule.watch(), name="backup watchdog")
+
     async def stop(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -47,7 +62,7 @@ class BackupFeature(Feature):
 
     async def status_lines(self) -> list[str]:
         parts = []
-        for name in sorted(self.settings.services):
+        for name in sorted(self.backups.services):
             row = await self.backups.log.last_success(name)
             parts.append(f"{name} {human_duration(time.time() - row['ended'])} ago" if row else f"{name} never")
         return ["backups (last success): " + ", ".join(parts)] if parts else []

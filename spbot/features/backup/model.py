@@ -116,6 +116,17 @@ class RestoreReport:
     pre_restore: str = ""   # short id of the snapshot of the data that was replaced
     units: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    database: str = ""      # what was imported from the snapshot's dump
+    health: str = ""        # the service's check after the restore
+
+
+@dataclass
+class Stopper:
+    """How another feature stops and starts a service that has no systemd units (its containers) while a
+    restore moves its data into place; each raises with a readable message when it fails."""
+    what: str
+    stop: Callable[[], Awaitable[None]]
+    start: Callable[[], Awaitable[None]]
 
 
 @dataclass

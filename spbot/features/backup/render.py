@@ -84,8 +84,12 @@ def render_restore(report: RestoreReport, tz: str) -> Reply:
     if report.into_place:
         if report.pre_restore:
             lines.append(f"   the data it replaced is in snapshot {report.pre_restore} (reason pre-restore)")
+        if report.database:
+            lines.append(f"   {report.database}")
         if report.units:
             lines.append(f"   stopped and started again: {', '.join(report.units)}")
+        if report.health:
+            lines.append(f"   afterwards: {report.health}")
     else:
         lines.append("   the live data was not touched")
     lines += [f"   ⚠️ {w}" for w in report.warnings]
@@ -134,7 +138,7 @@ def render_setup(lines: list[tuple[str, str]]) -> Reply:
 
 async def render_digest(backups: "Backups", now: float, tz: str) -> Reply | None:
     runs = await backups.log.since(now - 86400)
-    names = sorted(backups.settings.services)
+    names = sorted(backups.services)
     if not names:
         return None
     parts = []

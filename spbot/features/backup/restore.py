@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,8 @@ from spbot.context import UserError
 from spbot.system.proc import ProcError, run
 from spbot.system.restic import Listing, Restic, ResticError, Snapshot
 
-from .model import Progress, RestoredPath, RestoreReport, advice, restic_user_error
+from . import databases
+from .model import Progress, RestoredPath, Stopper, RestoreReport, advice, restic_user_error
 from .restore_files import (check_restored, check_target, copy_places, move_into, remove_all, restic_pattern,
                             staging_dir, sub_listing, swap_into_place)
 from .settings import ServiceSettings
@@ -27,7 +29,7 @@ async def into_place(backups: "Backups", ref: str, service: str | None,
     (reason pre-restore), stop the service's units, swap the restored data in, start the units."""
     restic = backups.restic()
     snapshot, name = await backups.find_snapshot(ref, service, restic)
-    spec = backups.settings.services.get(name) or ServiceSettings(paths=[Path(p) for p in snapshot.paths])
+    spec = backups.services.get(name) or ServiceSettings(paths=[Path(p) for p in snapshot.paths])
     report = RestoreReport(snapshot, name, into_place=True, units=list(spec.units))
     listing = await _listing(backups, restic, snapshot)
     staged: list[tuple[Path, Path]] = []
@@ -41,10 +43,50 @@ async def into_place(backups: "Backups", ref: str, service: str | None,
             report.paths.append(RestoredPath(str(live), str(live), restored[0], restored[1]))
         await _say(progress, "snapshot of the current data (pre-restore)", None)
         report.pre_restore = await _pre_restore_snapshot(backups, restic, name, spec, snapshot, report)
-        await _swap_with_units_stopped(backups, spec.units, staged, progress, report)
+        then = lambda: _reimport(backups, name, spec, snapshot, progress, report)  # noqa: E731
+        stopper = backups.stoppers.get(name) if not spec.units else None
+        if stopper is not None:
+            report.units = [stopper.what]
+            await _swap_with_stopper(stopper, staged, progress, report, then)
+        else:
+            await _swap_with_units_stopped(backups, spec.units, staged, progress, report, then)
     finally:
         await asyncio.to_thread(remove_all, [stage for _, stage in staged])
+        if spec.database is not None:
+            await asyncio.to_thread(remove_all, [backups.dump_dir(name)])
+    await _check_after(backups, name, progress, report)
     return report
+
+
+async def _reimport(backups: "Backups", name: str, spec: ServiceSettings, snapshot: Snapshot,
+                    progress: Progress | None, report: RestoreReport) -> None:
+    """With the units still stopped: the snapshot's database dump back into the live database."""
+    if spec.database is None:
+        return
+    what = spec.database.describe()
+    if str(backups.dump_dir(name)) not in snapshot.paths:
+        report.warnings.append(f"snapshot {snapshot.short_id} holds no dump of the {what}: the database was "
+                               "left as it is")
+        return
+    await _say(progress, f"importing the dump of the {what}", None)
+    try:
+        await databases.reimport(spec.database, backups.dump_dir(name), backups.settings.command_timeout)
+    except databases.DatabaseError as exc:
+        report.warnings.append(f"importing the {what} failed: {exc}; its dump was restored but not imported")
+        return
+    report.database = f"the {what} was imported from the snapshot's dump"
+
+
+async def _check_after(backups: "Backups", name: str, progress: Progress | None, report: RestoreReport) -> None:
+    """The service's own check after the restore (its health check, when a feature gave one)."""
+    check = backups.after_restore.get(name)
+    if check is None:
+        return
+    await _say(progress, f"checking {name}", None)
+    try:
+        report.health = await check()
+    except Exception as exc:          # the restore is done either way: say what the check could not do
+        report.health = f"⚠️ the check after the restore failed: {exc.__class__.__name__}"
 
 
 async def to(backups: "Backups", ref: str, service: str | None, target: Path,
@@ -54,7 +96,7 @@ async def to(backups: "Backups", ref: str, service: str | None, target: Path,
     service `photos` lands in target/photos/photos, not target/srv/data/photos."""
     restic = backups.restic()
     snapshot, name = await backups.find_snapshot(ref, service, restic)
-    check_target(target, snapshot, backups.settings.services.values())
+    check_target(target, snapshot, backups.services.values())
     return await _copy_out(backups, restic, snapshot, name, target, progress)
 
 
@@ -62,12 +104,12 @@ async def all_to(backups: "Backups", target: Path, progress: Progress | None = N
     """The latest snapshot of every configured service, each into target/<service>/… (target new or
     empty); services without a snapshot yet are left out (the caller says so)."""
     restic = backups.restic()
-    latest = {name: (await backups.snapshots(name, restic))[-1:] for name in backups.settings.services}
+    latest = {name: (await backups.snapshots(name, restic))[-1:] for name in backups.services}
     chosen = [(snaps[0], name) for name, snaps in latest.items() if snaps]
     if not chosen:
         raise UserError("there is no snapshot to restore yet", "run !backup now first")
     for snapshot, _ in chosen:
-        check_target(target, snapshot, backups.settings.services.values())
+        check_target(target, snapshot, backups.services.values())
     return [await _copy_out(backups, restic, snapshot, name, target, progress) for snapshot, name in chosen]
 
 
@@ -126,17 +168,46 @@ async def _pre_restore_snapshot(backups: "Backups", restic: Restic, name: str, s
 
 
 async def _swap_with_units_stopped(backups: "Backups", units: list[str], staged: list[tuple[Path, Path]],
-                                   progress: Progress | None, report: RestoreReport) -> None:
+                                   progress: Progress | None, report: RestoreReport,
+                                   then: Callable[[], Awaitable[None]] | None = None) -> None:
     if units:
         await _say(progress, f"stopping {', '.join(units)}", None)
         await _systemctl(backups, "stop", units, report, must=True)
     try:
         await _say(progress, "moving the restored data into place", None)
         await asyncio.to_thread(swap_into_place, staged)
+        if then is not None:
+            await then()
     finally:
         if units:
             await _say(progress, f"starting {', '.join(units)}", None)
             await _systemctl(backups, "start", units, report, must=False)
+
+
+async def _swap_with_stopper(stopper: Stopper, staged: list[tuple[Path, Path]], progress: Progress | None,
+                             report: RestoreReport, then: Callable[[], Awaitable[None]]) -> None:
+    """As _swap_with_units_stopped, for a service another feature stops and starts (its containers)."""
+    await _say(progress, f"stopping {stopper.what}", None)
+    try:
+        await stopper.stop()
+    except Exception as exc:
+        await _start(stopper, report)
+        raise UserError(f"stopping {stopper.what} failed, so nothing was replaced: {exc}",
+                        "check it with !services, then try the restore again") from None
+    try:
+        await _say(progress, "moving the restored data into place", None)
+        await asyncio.to_thread(swap_into_place, staged)
+        await then()
+    finally:
+        await _say(progress, f"starting {stopper.what}", None)
+        await _start(stopper, report)
+
+
+async def _start(stopper: Stopper, report: RestoreReport) -> None:
+    try:
+        await stopper.start()
+    except Exception as exc:
+        report.warnings.append(f"starting {stopper.what} failed ({exc}): check it now (!services)")
 
 
 async def _systemctl(backups: "Backups", action: str, units: list[str], report: RestoreReport, *, must: bool) -> None:

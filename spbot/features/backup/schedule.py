@@ -46,7 +46,7 @@ class BackupSchedule:
     def jobs(self) -> list[Scheduled]:
         """The enabled cron entries; none when no service is configured."""
         s = self.backups.settings
-        if not s.services:
+        if not self.backups.services:
             return []
         entries = [("backup-auto", "automatic backup", s.schedule, self.backup),
                    ("backup-retention", "backup retention", s.retention_schedule, self.retention),

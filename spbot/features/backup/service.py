@@ -12,6 +12,8 @@ through argv, chat or logs.
 """
 from __future__ import annotations
 
+import asyncio
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -26,10 +28,10 @@ from spbot.system.proc import ProcError, run
 from spbot.system.restic import (BackupStatus, BackupSummary, Repository, Restic, ResticError, ResticFailure,
                                  Snapshot, scrub)
 
-from . import drill, restore, retention, setup, snapshots
+from . import databases, drill, restore, retention, setup, snapshots
 from . import repository as where
 from .model import (REASONS, B2Setup, DrillResult, Outcome, Progress, RestoreReport, RetentionReport,
-                    StatsReport, advice, restic_user_error)
+                    StatsReport, Stopper, advice, restic_user_error)
 from .render import status_line
 from .runlog import RunLog
 from .settings import BackupSettings, LocalRepositorySettings, ServiceSettings
@@ -50,6 +52,20 @@ class Backups:
         self.log = RunLog(store)
         self.secrets: list[str] = []   # what no message may show: the password and repository keys
         self.b2_provider = b2_provider or (lambda key_id, key: B2Provider(key_id, key))
+        # Services another feature defines (the service catalogue), and their checks after a restore.
+        self.extra: dict[str, ServiceSettings] = {}
+        self.after_restore: dict[str, Callable[[], Awaitable[str]]] = {}
+        self.stoppers: dict[str, Stopper] = {}     # services without units: how a restore stops them
+
+    @property
+    def services(self) -> dict[str, ServiceSettings]:
+        """Every service backed up: [backup.services.<name>] and those another feature added (the config's
+        own table wins when both name one)."""
+        return {**self.extra, **self.settings.services}
+
+    def dump_dir(self, name: str) -> Path:
+        """Where a service's database dump is written for its snapshot (and restored from)."""
+        return self.state_dir / "dumps" / name
 
     # ---- repository and password (repository.py)
 
@@ -106,7 +122,7 @@ class Backups:
     # ---- services
 
     def select(self, names: Sequence[str]) -> list[tuple[str, ServiceSettings]]:
-        services = self.settings.services
+        services = self.services
         if not services:
             raise UserError("no services are configured for backups",
                             "add [backup.services.NAME] with paths = [\"/srv/...\"] to the config and restart the bot")
@@ -163,9 +179,14 @@ class Backups:
         outcome = Outcome(name, reason)
         label = f"{name} ({index}/{count})" if count > 1 else name
         try:
-            if await self._commands("pre", label, spec.pre, outcome, progress):
+            if await self._commands("pre", label, spec.pre, outcome, progress) and \
+                    await self._dump(name, spec, label, outcome, progress):
+                if spec.database is not None:
+                    paths = [*(paths or spec.paths), self.dump_dir(name)]
                 await self._snapshot(restic, name, spec, reason, label, progress, outcome, paths)
         finally:
+            if spec.database is not None:
+                await asyncio.to_thread(shutil.rmtree, self.dump_dir(name), True)
             # Even when cancelled: a post command may restart what a pre command stopped.
             await self._commands("post", label, spec.post, outcome, progress)
             outcome.ended = time.time()
@@ -211,6 +232,23 @@ class Backups:
         if summary.incomplete:
             outcome.warnings.append("some files could not be read; the snapshot lacks them")
         outcome.warnings += summary.warnings[:10]
+
+    async def _dump(self, name: str, spec: ServiceSettings, label: str, outcome: Outcome,
+                    progress: Progress | None) -> bool:
+        """The service's consistent database dump into its dump directory; False (and the outcome failed)
+        when it cannot be made: a snapshot without its database is no backup of the service."""
+        if spec.database is None:
+            return True
+        if progress is not None:
+            await progress(f"{label}: dumping the {spec.database.describe()}", None)
+        try:
+            await databases.dump(spec.database, self.dump_dir(name), self.settings.command_timeout)
+        except databases.DatabaseError as exc:
+            outcome.fail(f"the database dump failed, so no snapshot was made: {scrub(str(exc), self.secrets)}",
+                         "check that the database runs and that the dump tool is installed, then run "
+                         "!backup now again")
+            return False
+        return True
 
     async def _commands(self, stage: str, label: str, commands: list[list[str]], outcome: Outcome,
                         progress: Progress | None) -> bool:

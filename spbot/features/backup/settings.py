@@ -13,6 +13,8 @@ from spbot.scheduler import cron_trigger
 from spbot.system.restic import RetentionPolicy
 from spbot.system.services import normalize_unit
 
+from .databases import Database
+
 
 _SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -54,6 +56,7 @@ class ServiceSettings(BaseModel):
     pre: list[Argv] = Field(default_factory=list)     # run in order before the snapshot (e.g. a DB dump)
     post: list[Argv] = Field(default_factory=list)    # run after it, even when it failed
     units: list[UnitName] = Field(default_factory=list)  # stopped while a restore moves data into place
+    database: Database | None = None                  # dumped into the snapshot, imported back on restore
 
 
 class LocalRepositorySettings(BaseModel):

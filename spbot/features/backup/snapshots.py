@@ -72,7 +72,7 @@ async def stats(backups: "Backups") -> StatsReport:
     except ResticError as exc:
         raise restic_user_error(exc, backups) from None
     settings = backups.settings
-    last = {name: await backups.log.last_success(name) for name in sorted(settings.services)}
+    last = {name: await backups.log.last_success(name) for name in sorted(backups.services)}
     report = StatsReport(location=safe_location(restic), snapshots=len(snapshots),
                          stored_size=dedup.stored_size, restore_size=dedup.restore_size,
                          dedup_ratio=dedup.ratio, last=last, warning=backups.same_disk_warning())

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from spbot.feature import Feature, Scheduled
+from spbot.features.backup import BackupFeature, ServiceSettings, Stopper
 from spbot.logs import get_logger
 from spbot.render import human_bytes, human_duration
 from spbot.system import disks
 from spbot.system.services import ServiceError, system_summary
 
-from .settings import HealthSettings, ServicesSettings, UnitName
+from .definition import Definition
+from .enabled import resolve
+from .settings import EnabledName, HealthSettings, ServicesSettings, ServiceTarget, UnitName
+from .state import Controller
+from .service_watch import ServiceWatch
 from .watch import HealthWatch
 
 log = get_logger(__name__)
 SOON = 2.0         # the checks' first run, seconds after start
+RESTORE_HEALTH_WAIT = 60.0
 
 
 class ServicesFeature(Feature):
@@ -24,19 +30,63 @@ class ServicesFeature(Feature):
         super().__init__(host, settings)
         self.health: HealthSettings = host.config.settings("health")
         self.watch = HealthWatch(host, self.health, settings)
+        self.controller = Controller(settings.tool_path, settings.timeout, settings.restart_timeout)
+        self.services: dict[str, Definition] = {
+            name: resolve(name, config, settings.root / "etc/NIXOS") for name, config in settings.enabled.items()}
+        self.service_watch = ServiceWatch(host, self.controller, self.services,
+                                          {n: c.unhealthy_after for n, c in settings.enabled.items()},
+                                          self.health.renotify)
+        self.watch.covered = self.service_watch.units()
 
     async def start(self) -> None:
         UnitName.configured = self.settings
+        ServiceTarget.enabled = EnabledName.enabled = frozenset(self.services)
+        self._add_backups()
         s = self.health
         if s.failed_units_interval > 0 and not self.watch.systemd_running():
             log.info("failed_units_not_checked", reason=f"{s.systemd_dir} is missing: systemd does not run "
                                                         "this machine")
+
+    def _add_backups(self) -> None:
+        """Each enabled service with data is backed up as service:<name>, its database dumped, its units
+        stopped during a restore and its health checked afterwards."""
+        if not self.services:
+            return
+        try:
+            backup = self.host.feature(BackupFeature)
+        except LookupError:
+            return
+        specs, checks, stoppers = {}, {}, {}
+        for name, spec in self.services.items():
+            if not self.settings.enabled[name].backup or not spec.data_paths:
+                continue
+            specs[name] = ServiceSettings(paths=spec.data_paths, excludes=spec.excludes,
+                                          units=spec.restore_stops, database=spec.database)
+            checks[name] = self._checker(spec)
+            if spec.in_containers and not spec.restore_stops:
+                stoppers[name] = self._stopper(spec)
+        if specs:
+            backup.add_services(specs, checks, stoppers)
+
+    def _stopper(self, spec: Definition) -> Stopper:
+        names = spec.containers + ([f"compose project {spec.compose_project}"] if spec.compose_project else [])
+        return Stopper(f"container(s) {', '.join(names)}", lambda: self.controller.act(spec, "stop"),
+                       lambda: self.controller.act(spec, "start"))
+
+    def _checker(self, spec: Definition):
+        async def check() -> str:
+            state = await self.controller.healthy_within(spec, RESTORE_HEALTH_WAIT)
+            return f"{'✅' if state.healthy else '⚠️'} {spec.name}: {state.health_text()}"
+        return check
 
     def scheduled(self) -> list[Scheduled]:
         s, work = self.health, []
         if s.failed_units_interval > 0 and self.watch.systemd_running():
             work.append(Scheduled("health-failed-units", "failed units check", self.watch.check_units,
                                   interval=s.failed_units_interval, first_in=SOON))
+        if self.services and self.settings.check_interval > 0:
+            work.append(Scheduled("services-check", "service checks", self.service_watch.check,
+                                  interval=self.settings.check_interval, first_in=SOON))
         if s.tls_domains and s.tls_interval > 0:
             work.append(Scheduled("health-tls", "certificate check", self.watch.check_tls,
                                   interval=s.tls_interval, first_in=SOON))

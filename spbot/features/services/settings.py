@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from spbot.config import Duration, config_section
 from spbot.system.services import ServicesParams, normalize_unit
+
+from .enabled import ServiceConfig, parse_tables
 
 
 @config_section("services")
@@ -17,6 +19,25 @@ class ServicesSettings(ServicesParams):
     model_config = ConfigDict(extra="forbid")
     timeout: Duration = Field(15.0, description="How long one systemctl query may take.")
     restart_timeout: Duration = Field(120.0, description="How long !service restart may take.")
+    check_interval: Duration = Field(60.0, description="How often the enabled services ([services.<name>]) "
+                                                       "are checked for alerts; 0: never.")
+    root: Path = Field(Path("/"), description="The machine's root, where !services detect looks for unit files "
+                                              "and data (another directory only for tests).")
+    # [services.<name>] tables: the catalogue services this server runs (spbot/features/services/enabled.py)
+    _enabled: dict[str, ServiceConfig] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _service_tables(cls, data, handler):
+        tables = {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+        settings = handler({k: v for k, v in data.items() if k not in tables} if tables else data)
+        settings._enabled = parse_tables(tables)
+        return settings
+
+    @property
+    def enabled(self) -> dict[str, ServiceConfig]:
+        """The [services.<name>] tables, by name."""
+        return self._enabled
 
 
 @config_section("health")
@@ -79,3 +100,31 @@ class UnitName(str):
     def parse_arg(cls, word: str) -> "UnitName":
         params = cls.configured
         return cls(params.allowed(word) if params is not None else normalize_unit(word))
+
+
+class ServiceTarget(str):
+    """What !service restart|stop|start|logs acts on: an enabled catalogue service ([services.<name>]) or,
+    as before, a configured unit (checked like UnitName). The feature sets `enabled` when it starts."""
+    enabled: ClassVar[frozenset[str]] = frozenset()
+    is_service: bool = False
+
+    @classmethod
+    def parse_arg(cls, word: str) -> "ServiceTarget":
+        if word.strip() in cls.enabled:
+            target = cls(word.strip())
+            target.is_service = True
+            return target
+        return cls(UnitName.parse_arg(word))
+
+
+class EnabledName(str):
+    """An enabled catalogue service's name ([services.<name>]), checked when the command is read."""
+    enabled: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def parse_arg(cls, word: str) -> "EnabledName":
+        name = word.strip()
+        if name not in cls.enabled:
+            known = ", ".join(sorted(cls.enabled)) or "none: enable them in [services.<name>] (see !services detect)"
+            raise ValueError(f"{name!r} is not an enabled service; enabled: {known}")
+        return cls(name)

@@ -28,6 +28,7 @@ class HealthWatch:
         self.host = host
         self.settings = settings
         self.services = services
+        self.covered: set[str] = set()     # units an enabled service's own alerts watch
 
     def systemd_running(self) -> bool:
         return self.settings.systemd_dir.is_dir()
@@ -35,7 +36,8 @@ class HealthWatch:
     async def failed(self) -> list[FailedUnit]:
         """Failed units that are not ignored; ServiceError when systemctl cannot answer."""
         units = await failed_units(self.services)
-        return [u for u in units if not ignored(u.unit, self.settings.failed_units_ignore)]
+        return [u for u in units if not ignored(u.unit, self.settings.failed_units_ignore)
+                and u.unit not in self.covered]
 
     async def check_units(self, now: float | None = None) -> None:
         """Scheduler job: an alert per failed unit, recovery when it is no longer failed."""
