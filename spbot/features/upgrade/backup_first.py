@@ -18,6 +18,6 @@ def backup_before_upgrade(host: "Host") -> Callable[[Progress], Awaitable[list[A
         backup = host.feature(BackupFeature)
     except LookupError:
         return None
-    if not backup.settings.services:
+    if not backup.backups.services:
         return None
     return lambda progress: backup.run_and_alert((), "manual", progress)
