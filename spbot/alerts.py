@@ -103,7 +103,8 @@ class Alerts:
         the usual policy and approval flow, as if that admin had sent it.
         `renotify` is the caller's wish; [alerts.<severity>] renotify overrides it."""
         now = time.time() if now is None else now
-        renotify = self.settings.policy(severity).renotify or renotify
+        wanted = self.settings.policy(severity).renotify
+        renotify = renotify if wanted is None else wanted
         current = await self.state(key)
         ongoing = current is not None and current.active
         worse = ongoing and SEVERITY_RANK[severity] > SEVERITY_RANK[current.severity]
