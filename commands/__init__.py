@@ -5,6 +5,7 @@ import pkgutil
 
 
 def load_all(extra: list[str] = ()) -> None:
+    from .. import alerts_settings  # noqa: F401  (the core's own [alerts] section)
     from ..features import all_features
     all_features()
     for info in pkgutil.iter_modules(__path__):

@@ -331,9 +331,9 @@ class Approvals:
         mentions = others if state == "pending" and not row["confirm"] else []
         html = f"<b>{esc(head)}</b>{command.html}<br>" + "<br>".join(
             l.html() if isinstance(l, Line) else esc(l) for l in lines)
-        if mentions:
+        if mentions:                  # a pending request needs the approvers: it rings (edits never do)
             html += "<br>" + " ".join(pill(m) for m in mentions)
-        return Reply(body, html, mentions)
+        return Reply(body, html, mentions, ring=bool(mentions))
 
     def _outcome(self, row) -> str | Line:
         state, by, reason = row["state"], row["decided_by"] or "", row["reason"] or ""

@@ -63,7 +63,7 @@ class Bot:
         self.devices = Devices(self.store, self.connection)
         self.scheduler = make_scheduler(config.timezone)
         self.policies = Policies(config, registry)
-        self.alerts = Alerts(self.store, self.messenger, config)
+        self.alerts = Alerts(self.store, self.messenger, config, spawn=self.spawn)
         self.jobs = JobRunner(self.store, self.messenger, config, self.spawn)
         self.executor = Executor(self.messenger, self.audit, self.jobs, config.command_prefix, host=self)
         self.approvals = Approvals(

@@ -300,6 +300,7 @@ class JobRunner:
                     f"job #{row['id']} ({row['title']}, asked by {row['requester']}) was interrupted: "
                     "the bot stopped while it was running. It was not started again.",
                     "Check what it left behind (!status, !jobs) and run it again if it is still needed.")
+                reply = reply.to(self._who_must_look(row["requester"]))     # it needs a person: it rings
             if cut:
                 reply = reply + Reply.text("\n".join(cut))
             for room in [row["room_id"]] if row["room_id"] else self.messenger.admin_rooms():
@@ -313,6 +314,10 @@ class JobRunner:
         jobs = {row["id"] for row in rows}
         await self._report_stray_children([left for left in leftovers
                                            if left.job not in jobs and left.was_running])
+
+    def _who_must_look(self, requester: str) -> list[str]:
+        """The admin who asked for an interrupted job, or every admin for the scheduler's."""
+        return [requester] if requester in self.config.admins else list(self.config.admins)
 
     async def _report_stray_children(self, leftovers: list[children.Leftover]) -> None:
         """Programs of no interrupted job that were still running at this start (and now ended)."""

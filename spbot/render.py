@@ -9,13 +9,25 @@ from typing import Sequence
 
 @dataclass
 class Reply:
+    """`ring`: the message needs a person (an alert, an approval request, an identity warning): sent as
+    `m.text` so that the default push rules notify and highlight the admins in `mentions`. Everything
+    else is an `m.notice`, which the rule `.m.rule.suppress_notices` keeps quiet whatever it mentions."""
     body: str
     html: str
     mentions: list[str] = field(default_factory=list)
+    ring: bool = False
 
     @classmethod
     def text(cls, body: str, mentions: Sequence[str] = ()) -> "Reply":
         return cls(body, escape(body).replace("\n", "<br>"), list(mentions))
+
+    def to(self, user_ids: Sequence[str]) -> "Reply":
+        """This message addressed to people who must see it: their ids first (pills in HTML, the
+        fallback for clients without intentional mentions), listed in m.mentions, and it rings."""
+        if not user_ids:
+            return self
+        return Reply(" ".join(user_ids) + ": " + self.body, " ".join(pill(u) for u in user_ids) + ": " + self.html,
+                     list(user_ids), ring=True)
 
     @classmethod
     def error(cls, what: str, todo: str = "") -> "Reply":
@@ -26,11 +38,18 @@ class Reply:
 
     def __add__(self, other: "Reply") -> "Reply":
         return Reply(f"{self.body}\n{other.body}", f"{self.html}<br>{other.html}",
-                     self.mentions + [m for m in other.mentions if m not in self.mentions])
+                     self.mentions + [m for m in other.mentions if m not in self.mentions],
+                     self.ring or other.ring)
 
-    def content(self, msgtype: str = "m.notice", in_reply_to: str | None = None) -> dict:
+    @property
+    def msgtype(self) -> str:
+        """m.text only when it rings for somebody: an m.text without mentions would notify the whole
+        room (`.m.rule.message`), an m.notice notifies nobody."""
+        return "m.text" if self.ring and self.mentions else "m.notice"
+
+    def content(self, in_reply_to: str | None = None) -> dict:
         """The event content; `in_reply_to`: the event id it answers (a Matrix reply)."""
-        content = {"msgtype": msgtype, "body": self.body, "format": "org.matrix.custom.html",
+        content = {"msgtype": self.msgtype, "body": self.body, "format": "org.matrix.custom.html",
                    "formatted_body": self.html}
         content["m.mentions"] = {"user_ids": list(self.mentions)} if self.mentions else {}
         if in_reply_to is not None:
@@ -93,10 +112,9 @@ def pill(user_id: str) -> str:
 
 
 def mention(user_ids: Sequence[str], text: str) -> Reply:
-    """A message that addresses people: pills in HTML, ids in plain text, and m.mentions."""
-    plain = " ".join(user_ids) + ": " + text
-    html = " ".join(pill(u) for u in user_ids) + ": " + escape(text).replace("\n", "<br>")
-    return Reply(plain, html, list(user_ids))
+    """A message that needs these people: pills in HTML, ids in plain text, m.mentions, and it rings
+    (see Reply.to)."""
+    return Reply.text(text).to(user_ids)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str = "",

@@ -50,6 +50,7 @@ async def test_request_message_is_clear_and_offers_reaction_buttons(alice, bot):
     assert "Needs 1 approval(s) from: @bob:localhost, @erin:localhost" in body
     assert f"!approve {rid}" in body and f"!deny {rid}" in body and "Expires" in body
     assert set(message.content["m.mentions"]["user_ids"]) == {"@bob:localhost", "@erin:localhost"}
+    assert message.content["msgtype"] == "m.text"        # it needs the approvers: it rings (issue 15)
     buttons = await alice.wait_for(lambda e: e.sender == bot.user_id and e.type == "m.reaction"
                                    and e.relates.get("event_id") == message.event_id)
     assert buttons.relates["rel_type"] == "m.annotation" and buttons.relates["key"] in ("✅", "❌")
@@ -63,6 +64,7 @@ async def test_approve_by_reaction_runs_once(alice, bob, bot):
     await result_reply(alice, command_id, bot, f"danger done {mark}")
     edit = await final_edit(alice, message, bot, "approved by @bob:localhost")
     assert "m.new_content" in edit.content and edit.content["body"].startswith("* ")
+    assert edit.content["m.mentions"] == {} and edit.content["m.new_content"]["msgtype"] == "m.notice"
     await bob.react(bot.room_id, message.event_id, "👍")        # a second vote changes nothing
     await asyncio.sleep(2)
     assert bot.marks().count(mark) == 1

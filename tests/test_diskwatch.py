@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from spbot.alerts import Alerts
+from spbot.alerts_settings import AlertSettings
 from spbot.features.disk import DiskFeature, DiskSettings
 from spbot.features.disk.rules import forecast_bad, level
 from spbot.features.disk.samples import SampleStore
@@ -32,7 +33,7 @@ class StandInHost:
 
     def __init__(self, store: Store):
         self.store = store
-        self.config = SimpleNamespace(admins=ADMINS)
+        self.config = SimpleNamespace(admins=ADMINS, timezone="UTC", settings=lambda name: AlertSettings())
         self.posted: list[Reply] = []
         self.alerts = Alerts(store, self, self.config)
 
@@ -165,8 +166,9 @@ async def test_warn_once_stay_renotify_hysteresis_recovery(store):
     await watch.check([usage("/srv", 81)], T0 + 3700)        # below 85 but within 5 points
     assert len(bot.posted) == 2
     await watch.check([usage("/srv", 79)], T0 + 3800)
-    assert bot.posted[2].body == "✅ resolved: /srv is back to 79% full (21.0 GiB free of 100.0 GiB)"
-    assert bot.posted[2].mentions == []
+    # the alert rang, so its recovery rings the same admins (issue 15)
+    assert bot.posted[2].body == f"{' '.join(ADMINS)}: ✅ resolved: /srv is back to 79% full (21.0 GiB free of 100.0 GiB)"
+    assert bot.posted[2].mentions == ADMINS and bot.posted[2].ring
     await watch.check([usage("/srv", 79)], T0 + 3900)
     assert len(bot.posted) == 3
 
@@ -183,7 +185,9 @@ async def test_escalation_and_restart_do_not_duplicate(store):
     await watch_again.check([usage("/srv", 92)], T0 + 180)    # critical holds down to 90
     assert restarted.posted == []
     await watch_again.check([usage("/srv", 70)], T0 + 240)
-    assert [r.body for r in restarted.posted] == ["✅ resolved: /srv is back to 70% full (30.0 GiB free of 100.0 GiB)"]
+    assert [r.body.split(": ", 1)[1] for r in restarted.posted] == [
+        "✅ resolved: /srv is back to 70% full (30.0 GiB free of 100.0 GiB)"]
+    assert restarted.posted[0].mentions == ADMINS
 
 
 async def test_per_mount_thresholds_and_inodes_and_unreadable(store):
@@ -197,7 +201,7 @@ async def test_per_mount_thresholds_and_inodes_and_unreadable(store):
     assert any("⚠️ /mnt/nfs does not answer: did not answer within 5s" in b for b in bodies)
     await watch.check([usage("/backup", 96), usage("/", 10, inodes_percent=50.0),
                        usage("/mnt/nfs", 5)], T0 + 60)
-    assert {r.body for r in bot.posted[2:]} == {
+    assert {r.body.split(": ", 1)[1] for r in bot.posted[2:]} == {
         "✅ resolved: / has enough free inodes again (50% used)", "✅ resolved: /mnt/nfs answers again"}
 
 

@@ -122,7 +122,8 @@ class Trust:
             return DeviceVerdict(False, "identity-changed", device_id or key_label(sender_key), Reply.error(
                 f"I did not run this: the cross-signing identity of {user_id} changed "
                 f"(was {pin.pinned_fingerprint}, now {pin.fingerprint}).",
-                f"If you reset it yourself, tell another admin in person; they send !trust {user_id}."))
+                f"If you reset it yourself, tell another admin in person; they send !trust {user_id}."
+            ).to([user_id]))
         published = identity.device_with_key(sender_key)
         if device_id is None or published is None or published.device_id != device_id:
             return self._unbound(user_id, sender_key, published.device_id if published else device_id)
@@ -150,7 +151,7 @@ class Trust:
             f"I did not run this: it came from a key I cannot bind to one of your devices ({label}; "
             f"{where}).",
             "If you just signed in, send it again in a minute. If not, somebody may be using your account "
-            "or replaced a device's keys: change your password and tell the other admins."))
+            "or replaced a device's keys: change your password and tell the other admins.").to([user_id]))
 
     async def tell_voter(self, room_id: str, event, verdict: DeviceVerdict) -> None:
         """An approving or denying reaction from a device that is not bound or not trusted is never taken

@@ -199,5 +199,7 @@ async def test_jobs_cut_short_by_a_stop_are_reported_interrupted_at_the_next_sta
         if told:
             break
         await asyncio.sleep(0.01)
-    assert told[0]["body"].startswith(f"⚠️ job #{job.id} (!backup now, asked by {ALICE}) was interrupted: ")
+    # it needs the person who asked: it mentions them and rings (m.text), see spbot/render.py Reply.ring
+    assert told[0]["body"].startswith(f"{ALICE}: ⚠️ job #{job.id} (!backup now, asked by {ALICE}) was interrupted: ")
+    assert told[0]["msgtype"] == "m.text" and told[0]["m.mentions"] == {"user_ids": [ALICE]}
     assert told[0]["m.relates_to"] == {"m.in_reply_to": {"event_id": "$long"}}

@@ -3,11 +3,13 @@ running, a drill that found damage, a service without a recent success (the watc
 cleared again once the cause is gone."""
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from spbot.context import UserError
+from spbot.features.heartbeat import HeartbeatFeature
 from spbot.render import Reply, human_duration
 
 from .model import Outcome, Progress
@@ -22,13 +24,29 @@ if TYPE_CHECKING:
 async def run_and_alert(host: "Host", backups: "Backups", names: Sequence[str], reason: str,
                         progress: Progress | None = None,
                         on_outcome: Callable[[Outcome], Awaitable[None]] | None = None) -> list[Outcome]:
-    """Back up, then alert the admins (with a mention) on each failure and clear it on success."""
+    """Back up, then alert the admins (with a mention) on each failure and clear it on success. The
+    heartbeat ([heartbeat], if set) is told when the run starts and how it ended, so an outside service
+    notices backups that fail or never finish."""
+    heartbeat = _heartbeat(host)
+    what = f"{reason} backup"
+    if heartbeat is not None:
+        await heartbeat.started(what)
     try:
         outcomes = await backups.run(names, reason, progress, on_outcome)
     except UserError as exc:
+        if heartbeat is not None:
+            await heartbeat.finished(what, exc.what)
         if reason == "auto":
             await host.alerts.fire("backup:setup", "critical", f"automatic backups cannot run: {exc.what}", exc.todo)
         raise
+    except BaseException as exc:               # a crash or a cancel: the run did not finish either
+        if heartbeat is not None:
+            await heartbeat.finished(what, "cancelled" if isinstance(exc, asyncio.CancelledError)
+                                     else exc.__class__.__name__)
+        raise
+    if heartbeat is not None:
+        failed = [f"{o.service}: {o.error}" for o in outcomes if not o.ok and not o.skipped]
+        await heartbeat.finished(what, "; ".join(failed) or None)
     await host.alerts.clear("backup:setup", "backups can run again")
     for o in outcomes:
         key = f"backup:failed:{o.service}"
@@ -39,6 +57,13 @@ async def run_and_alert(host: "Host", backups: "Backups", names: Sequence[str], 
             note = f" ({', '.join(others)} not attempted)" if others else ""
             await host.alerts.fire(key, "warning", f"{reason} backup of {o.service} failed{note}: {o.error}", o.todo)
     return outcomes
+
+
+def _heartbeat(host: "Host") -> "HeartbeatFeature | None":
+    try:
+        return host.feature(HeartbeatFeature)
+    except LookupError:                        # a bot without the heartbeat feature (tests, plugins)
+        return None
 
 
 async def drill_and_alert(host: "Host", backups: "Backups", names: Sequence[str] = ()) -> Reply:
