@@ -47,6 +47,7 @@ from urllib.parse import quote
 
 import httpx
 
+from .errors import ProviderError
 from .passwords import generate_password
 from .usernames import UsernameError, validate_username
 
@@ -70,7 +71,7 @@ ADMIN_HELP = ("Make the bot's account a homeserver admin — from another admin 
 # -- errors --------------------------------------------------------------------------------
 
 
-class SynapseAdminError(Exception):
+class SynapseAdminError(ProviderError):
     """A homeserver admin call failed; the message names the homeserver and what to do."""
 
     def __init__(self, message: str, *, status: int | None = None, errcode: str | None = None):

@@ -10,6 +10,7 @@ from typing import Any
 from ..config import ConfigError, Secret
 from ..context import UserError
 from ..logs import register_secret
+from ..providers.errors import ProviderError
 
 
 def read_token(secret: Secret, what: str) -> str:
@@ -28,7 +29,7 @@ def tolerant_preview(fn: Callable[..., Awaitable[str]]) -> Callable[..., Awaitab
     async def preview(bot: Any, **args: Any) -> str:
         try:
             return await fn(bot, **args)
-        except UserError as exc:
+        except (UserError, ProviderError) as exc:
             return f"⚠️ This will not work as asked: {exc.what}"
     return preview
 
