@@ -1,6 +1,6 @@
 """!cleanup: what each clean-up step that applies here would free (a dry run); !cleanup run: do it, after
 another admin's approval. The settings and rendering are in spbot/features/cleanup/, the steps
-themselves in spbot/system/cleanup.py."""
+themselves in spbot/system/cleanup/."""
 from __future__ import annotations
 
 from spbot.context import Context

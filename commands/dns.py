@@ -6,7 +6,7 @@ from spbot.context import Context
 from spbot.features.common import tolerant_preview
 from spbot.features.dns import DnsFeature
 from spbot.features.dns.zone import (
-    check_dns, dns_zone, drift_summary, expected, explained, provider_label,
+    check_dns, dns_zone, drift_summary, expected, provider_label,
 )
 from spbot.providers.dns.diff import RecordCheck, Status, check_zone, conflicts, plan_sync
 from spbot.providers.dns.records import DnsRecord, RecordChange
@@ -103,12 +103,11 @@ async def dns_sync(ctx: Context, *, replace_cname: bool = False) -> Reply:
     feature = ctx.feature(DnsFeature)
     settings = feature.require_settings()
     await ctx.job.progress(f"reading and updating the zone at {provider_label(settings)}")
-    with explained():
-        async with dns_zone(settings) as zone:
-            checks = await check_zone(zone, expected(settings))
-            changes = plan_sync(checks, replace_cnames=replace_cname)
-            if changes:
-                await zone.apply(changes)
+    async with dns_zone(settings) as zone:
+        checks = await check_zone(zone, expected(settings))
+        changes = plan_sync(checks, replace_cnames=replace_cname)
+        if changes:
+            await zone.apply(changes)
     skipped = {} if replace_cname else conflicted_names(checks)
     after = await check_dns(settings)
     await feature.report_drift(settings, after)

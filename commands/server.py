@@ -10,12 +10,12 @@ from typing import Annotated, Literal
 from spbot.context import Context, UserError
 from spbot.features.common import progress_steps, tolerant_preview
 from spbot.features.server import ServerFeature
-from spbot.features.server.provider import explained
 from spbot.features.server.render import Cost, money
 from spbot.features.server.settings import ServerConfig
 from spbot.providers.cloud_server import (
     MetricSeries, ResizePlan, ServerFacts, ServerMetrics, ServerTypeInfo,
 )
+from spbot.providers.errors import ProviderError
 from spbot.registry import Arg, command
 from spbot.render import Reply, human_bytes, table
 from spbot.system.forecast import DAY, sparkline
@@ -35,8 +35,7 @@ METRICS_NOTE = {"digitalocean": "DigitalOcean reports no disk I/O: the filesyste
 async def server(ctx: Context) -> Reply:
     feature = ctx.feature(ServerFeature)
     label = feature.require_settings().label
-    with explained():
-        facts = await feature.provider().server_facts()
+    facts = await feature.provider().server_facts()
     own = feature.runs_on_server(facts)
     return facts_reply(f"🖥 {facts.name}: {facts.status}", [
         ("type", type_text(facts.server_type, facts.disk_gb)),
@@ -88,10 +87,9 @@ def traffic_text(facts: ServerFacts, label: str = "Hetzner") -> str:
 async def server_metrics(ctx: Context, period: Literal["1h", "24h", "7d"] = "24h") -> Reply:
     feature = ctx.feature(ServerFeature)
     client = feature.provider()
-    with explained():
-        facts = await client.server_facts()
-        kinds = await asyncio.gather(*(client.metrics(kind, period)
-                                       for kind in ("cpu", "disk", "network")))
+    facts = await client.server_facts()
+    kinds = await asyncio.gather(*(client.metrics(kind, period)
+                                   for kind in ("cpu", "disk", "network")))
     rows = [[series_label(s.name), series_sparkline(s, metrics), *series_stats(s)]
             for metrics in kinds for s in metrics.series]
     step = kinds[0].step
@@ -148,8 +146,7 @@ def series_sparkline(series: MetricSeries, metrics: ServerMetrics, width: int = 
 @tolerant_preview
 async def reboot_preview(bot) -> str:
     feature = bot.feature(ServerFeature)
-    with explained():
-        facts = await feature.provider().server_facts()
+    facts = await feature.provider().server_facts()
     lines = [f"Soft reboot of {facts.name} ({facts.server_type.name}, {facts.location}, "
              f"{facts.ipv4}): every service is down for a minute or two."]
     if feature.runs_on_server(facts):
@@ -162,8 +159,7 @@ async def reboot_preview(bot) -> str:
 async def server_reboot(ctx: Context) -> Reply:
     feature = ctx.feature(ServerFeature)
     client, label = feature.provider(), feature.require_settings().label
-    with explained():
-        facts = await client.server_facts()
+    facts = await client.server_facts()
     own = feature.runs_on_server(facts)
     await ctx.job.progress(f"asking {label} to reboot {facts.name}")
     # Stored before the request: if the reboot takes the bot down, the restarted bot reports.
@@ -174,18 +170,17 @@ async def server_reboot(ctx: Context) -> Reply:
     if own:
         await ctx.job.expect_interruption("the server was rebooting, and I run on it")
     try:
-        with explained():
-            action = await client.start_reboot()
-            await feature.remember_reboot(action_id=action.id)
-            await ctx.job.progress("rebooting; I will report here when I am back" if own
-                                   else f"rebooting ({label} action #{action.id})")
-            result = await client.wait_action(action, "rebooting the server")
-            after = await client.server_facts()
+        action = await client.start_reboot()
+        await feature.remember_reboot(action_id=action.id)
+        await ctx.job.progress("rebooting; I will report here when I am back" if own
+                               else f"rebooting ({label} action #{action.id})")
+        result = await client.wait_action(action, "rebooting the server")
+        after = await client.server_facts()
     except asyncio.CancelledError:
         if ctx.job.cancelled_by:  # an admin stopped the wait; a bot stop keeps the mark
             await feature.forget_reboot()
         raise
-    except UserError:
+    except (UserError, ProviderError):
         await feature.forget_reboot()
         raise
     await feature.forget_reboot()
@@ -201,9 +196,8 @@ async def server_reboot(ctx: Context) -> Reply:
 async def server_snapshot(ctx: Context, *description: str) -> Reply:
     feature = ctx.feature(ServerFeature)
     client, settings = feature.provider(), feature.require_settings()
-    with explained():
-        snapshot = await client.create_snapshot(" ".join(description) or None,
-                                                on_progress=progress_steps(ctx.job, 1))
+    snapshot = await client.create_snapshot(" ".join(description) or None,
+                                            on_progress=progress_steps(ctx.job, 1))
     billed = "compressed" if settings.section == "hetzner" else "billed"
     size = (f"{snapshot.image_size_gb:g} GB {billed}" if snapshot.image_size_gb is not None
             else "size not known yet")
@@ -224,9 +218,8 @@ TypeName = Annotated[str, Arg(metavar="type",
 async def resize_preview(bot, server_type: str, *, grow_disk: bool = False) -> str:
     feature = bot.feature(ServerFeature)
     client, settings = feature.provider(), feature.require_settings()
-    with explained():
-        facts = await client.server_facts()
-        plan = await client.plan_resize(server_type, grow_disk)
+    facts = await client.server_facts()
+    plan = await client.plan_resize(server_type, grow_disk)
     await feature.remember_shown_type(plan.new.name, plan.current.name)
     lines = plan_lines(plan, settings)
     if feature.runs_on_server(facts):
@@ -263,20 +256,18 @@ def price_change(plan: ResizePlan, settings: ServerConfig) -> str:
 async def server_resize(ctx: Context, server_type: TypeName, *, grow_disk: bool = False) -> Reply:
     feature = ctx.feature(ServerFeature)
     client, settings = feature.provider(), feature.require_settings()
-    with explained():
-        facts = await client.server_facts()
+    facts = await client.server_facts()
     if feature.runs_on_server(facts):
         raise UserError(OWN_HOST.format(name=facts.name),
                         OWN_HOST_TODO.format(console=settings.console, section=settings.section))
-    with explained():
-        plan = await client.plan_resize(server_type, grow_disk)
-        if not plan.possible:
-            raise UserError(f"{settings.label} cannot resize: " + "; ".join(plan.problems) + ".",
-                            f"Pick another type; see {settings.types_url}.")
-        shown = await feature.shown_type(plan.new.name)
-        result = await client.resize(plan.new.name, grow_disk=grow_disk,
-                                     expect_current=shown or plan.current.name,
-                                     on_progress=progress_steps(ctx.job, 3))
+    plan = await client.plan_resize(server_type, grow_disk)
+    if not plan.possible:
+        raise UserError(f"{settings.label} cannot resize: " + "; ".join(plan.problems) + ".",
+                        f"Pick another type; see {settings.types_url}.")
+    shown = await feature.shown_type(plan.new.name)
+    result = await client.resize(plan.new.name, grow_disk=grow_disk,
+                                 expect_current=shown or plan.current.name,
+                                 on_progress=progress_steps(ctx.job, 3))
     after = result.facts
     actions = ", ".join(f"{a.command} {a.status}" for a in result.actions)
     return Reply.text("\n".join([

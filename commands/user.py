@@ -9,8 +9,9 @@ from html import escape
 from typing import Annotated
 
 from spbot.context import Context, UserError
-from spbot.features.users import UsersFeature, explained
+from spbot.features.users import UsersFeature
 from spbot.features.users.messages import ELEMENT, ago, delivery_note
+from spbot.providers.errors import ProviderError
 from spbot.providers.synapse_admin import HomeserverUser, RegistrationToken
 from spbot.registry import ONE_OTHER_ADMIN, Arg, Policy, command, parse_span
 from spbot.render import Reply, table
@@ -45,9 +46,8 @@ def _admin_needs_approval(args: dict) -> Policy | None:
 async def add_preview(bot, name: str, admin: bool = False, display: str | None = None) -> str:
     async with bot.feature(UsersFeature).admin_api() as synapse:
         try:
-            with explained():
-                user_id = synapse.user_id(name)
-        except UserError as exc:
+            user_id = synapse.user_id(name)
+        except (UserError, ProviderError) as exc:
             return f"⚠️ {exc.what}"
     return (f"Creates {user_id} as a homeserver ADMIN: it can reset any account's password and "
             "deactivate accounts through the admin API. The password goes privately to the requester.")
@@ -61,9 +61,8 @@ async def user_add(ctx: Context, name: Name, *, admin: bool = False,
     localpart = accounts.check_name(name)         # no request for a bad name
     display = _clean_display(display)
     async with accounts.admin_api() as synapse:
-        with explained():
-            account = await synapse.add_user(localpart, admin=admin, displayname=display,
-                                             bot_localpart=ctx.config.user_id)
+        account = await synapse.add_user(localpart, admin=admin, displayname=display,
+                                         bot_localpart=ctx.config.user_id)
     user = account.user
     message = accounts.password_message(user.user_id, account.password, new_account=True,
                                         displayname=display)
@@ -89,8 +88,7 @@ def _clean_display(display: str | None) -> str | None:
 @command("user list", help="accounts: admin, deactivated, last seen")
 async def user_list(ctx: Context, *, active: bool = False) -> Reply:
     async with ctx.feature(UsersFeature).admin_api() as synapse:
-        with explained():
-            users = await synapse.list_users(include_deactivated=not active)
+        users = await synapse.list_users(include_deactivated=not active)
     now = datetime.now(timezone.utc)
     rows = [_user_row(ctx, u, now) for u in users]
     admins = sum(1 for u in users if u.admin and not u.deactivated)
@@ -127,11 +125,10 @@ async def reset_preview(bot, name: str) -> str:
 async def user_reset(ctx: Context, name: Name) -> Reply:
     accounts = ctx.feature(UsersFeature)
     async with accounts.admin_api() as synapse:
-        with explained():
-            user_id = synapse.user_id(name)
-            accounts.refuse_the_bot(user_id, "reset the password of")
-            refuse_own_reset(ctx, user_id)
-            password = await synapse.reset_password(user_id)
+        user_id = synapse.user_id(name)
+        accounts.refuse_the_bot(user_id, "reset the password of")
+        refuse_own_reset(ctx, user_id)
+        password = await synapse.reset_password(user_id)
     message = accounts.password_message(user_id, password, new_account=False)
     failure = await accounts.send_password(ctx.sender, message, password)
     localpart = user_id[1:].split(":", 1)[0]
@@ -154,10 +151,9 @@ async def deactivate_preview(bot, name: str, erase: bool = False) -> str:
     accounts = bot.feature(UsersFeature)
     async with accounts.admin_api() as synapse:
         try:
-            with explained():
-                accounts.refuse_the_bot(synapse.user_id(name), "deactivate")
-                user = await synapse.check_deactivate(name)
-        except UserError as exc:
+            accounts.refuse_the_bot(synapse.user_id(name), "deactivate")
+            user = await synapse.check_deactivate(name)
+        except (UserError, ProviderError) as exc:
             return f"⚠️ This will not work as asked: {exc.what}"
     what = " and erases its messages and profile" if erase else ""
     role = " (a homeserver admin)" if user.admin else ""
@@ -170,9 +166,8 @@ async def deactivate_preview(bot, name: str, erase: bool = False) -> str:
 async def user_deactivate(ctx: Context, name: Name, *, erase: bool = False) -> Reply:
     accounts = ctx.feature(UsersFeature)
     async with accounts.admin_api() as synapse:
-        with explained():
-            accounts.refuse_the_bot(synapse.user_id(name), "deactivate")
-            user = await synapse.deactivate(name, erase=erase)
+        accounts.refuse_the_bot(synapse.user_id(name), "deactivate")
+        user = await synapse.deactivate(name, erase=erase)
     erased = " Its messages and profile are erased." if user.erased else ""
     return Reply.text(f"✅ {user.user_id} is deactivated: it cannot sign in any more.{erased}")
 
@@ -180,11 +175,10 @@ async def user_deactivate(ctx: Context, name: Name, *, erase: bool = False) -> R
 async def _describe_target(bot, synapse, name: str, doing: str) -> str:
     """`@kid:example.org (Kid, last seen 2h ago)` for a preview; a warning line if it will fail."""
     try:
-        with explained():
-            user_id = synapse.user_id(name)
-            bot.feature(UsersFeature).refuse_the_bot(user_id, doing)
-            user = await synapse.get_user(user_id)
-    except UserError as exc:
+        user_id = synapse.user_id(name)
+        bot.feature(UsersFeature).refuse_the_bot(user_id, doing)
+        user = await synapse.get_user(user_id)
+    except (UserError, ProviderError) as exc:
         return f"⚠️ {exc.what}"
     if user is None:
         return f"{user_id} (⚠️ no such account: this will fail)"
@@ -207,16 +201,15 @@ async def user_invite(ctx: Context, *, uses: Annotated[int | None, Arg(max=10_00
     if expires is None:
         expires = timedelta(seconds=chosen.invite_expires)
     async with accounts.admin_api() as synapse:
-        with explained():
-            mode = await synapse.registration_mode()
-            if mode == "closed":
-                raise UserError(
-                    f"{synapse.where} does not let anyone sign up (registration is off), so an "
-                    "invite would not work and none was made.",
-                    "Set enable_registration: true and registration_requires_token: true in "
-                    "Synapse's homeserver.yaml and restart Synapse; or add the account yourself "
-                    f"with {ctx.config.command_prefix}user add.")
-            invite = await synapse.create_registration_token(uses=uses, expires=expires or None)
+        mode = await synapse.registration_mode()
+        if mode == "closed":
+            raise UserError(
+                f"{synapse.where} does not let anyone sign up (registration is off), so an "
+                "invite would not work and none was made.",
+                "Set enable_registration: true and registration_requires_token: true in "
+                "Synapse's homeserver.yaml and restart Synapse; or add the account yourself "
+                f"with {ctx.config.command_prefix}user add.")
+        invite = await synapse.create_registration_token(uses=uses, expires=expires or None)
     reply = _invite_reply(ctx, invite)
     if mode == "open":
         reply += Reply.text(f"⚠️ {synapse.where} lets ANYONE sign up without an invite "
@@ -248,8 +241,7 @@ def _invite_reply(ctx: Context, invite: RegistrationToken) -> Reply:
 async def user_invites(ctx: Context) -> Reply:
     accounts = ctx.feature(UsersFeature)
     async with accounts.admin_api() as synapse:
-        with explained():
-            invites = await synapse.list_registration_tokens()
+        invites = await synapse.list_registration_tokens()
     if not invites:
         return Reply.text(f"No invites. Make one with {ctx.config.command_prefix}user invite.")
     now = datetime.now(timezone.utc)
@@ -274,6 +266,5 @@ def _invite_state(invite: RegistrationToken, now: datetime) -> str:
 @command("user invite revoke", help="revoke an invite so nobody can sign up with it")
 async def user_invite_revoke(ctx: Context, token: str) -> Reply:
     async with ctx.feature(UsersFeature).admin_api() as synapse:
-        with explained():
-            await synapse.delete_registration_token(token)
+        await synapse.delete_registration_token(token)
     return Reply.text(f"✅ Invite {token.strip()} revoked: nobody can sign up with it any more.")

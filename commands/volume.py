@@ -9,7 +9,6 @@ from spbot.context import Context, UserError
 from spbot.features.common import progress_steps, tolerant_preview
 from spbot.features.server import ServerFeature
 from spbot.features.server import volumes as vol
-from spbot.features.server.provider import explained
 from spbot.features.server.settings import ServerConfig
 from spbot.features.server.volumes import GROWABLE, Mount, VolumeMount
 from spbot.registry import Arg, command
@@ -22,8 +21,7 @@ Size = Annotated[str, Arg(metavar="+GB|GB", help="+10 adds 10 GB, 60 makes it 60
 async def volume_list(ctx: Context) -> Reply:
     feature = ctx.feature(ServerFeature)
     settings, client = feature.require_settings(), feature.provider()
-    with explained():
-        volumes = await client.list_volumes()
+    volumes = await client.list_volumes()
     if not volumes:
         return Reply.text("The Hetzner project has no volumes." if settings.section == "hetzner"
                           else f"No {settings.label} volume is attached to the server.")
@@ -91,9 +89,8 @@ async def volume_grow(ctx: Context, mount: Path, size: Size) -> Reply:
     await ctx.job.progress(f"looking up the volume at {mount}")
     found, new_size = await _growth(feature, mount, size)
     volume, fs = found.volume, found.mount
-    with explained():
-        await client.resize_volume(volume.id, new_size,
-                                   on_progress=progress_steps(ctx.job, 2))
+    await client.resize_volume(volume.id, new_size,
+                               on_progress=progress_steps(ctx.job, 2))
     tool = GROWABLE[fs.fstype]
     await ctx.job.progress(f"growing the {fs.fstype} filesystem ({tool})", fraction=0.5)
     problem = await vol.grow_filesystem(settings, found)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
+from .errors import ProviderError
+
 if TYPE_CHECKING:
     from b2sdk.v2 import B2Api, B2HttpApiConfig
 
@@ -32,7 +34,7 @@ T = TypeVar("T")
 RESTIC_CAPABILITIES = ("listBuckets", "readBuckets", "listFiles", "readFiles", "writeFiles", "deleteFiles")
 
 
-class B2Error(Exception):
+class B2Error(ProviderError):
     """A Backblaze B2 call failed; the message is safe to show."""
 
     def __init__(self, message: str, kind: str = "failed"):

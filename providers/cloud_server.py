@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from .errors import ProviderError
+
 __all__ = [
     "ActionResult", "CloudError", "MetricKind", "MetricPoint", "MetricSeries", "Period", "Price",
     "Progress", "ResizePlan", "ResizeResult", "ServerFacts", "ServerMetrics", "ServerTypeInfo",
@@ -24,7 +26,7 @@ MetricKind = Literal["cpu", "disk", "network"]
 Period = Literal["1h", "24h", "7d"]
 
 
-class CloudError(Exception):
+class CloudError(ProviderError):
     """A call to a cloud provider failed; the message names what failed and what to do."""
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from .errors import ProviderError
+
 __all__ = ["MAX_LENGTH", "MIN_LENGTH", "RESERVED", "RESERVED_PREFIXES", "UsernameError",
            "is_reserved", "validate_username"]
 
@@ -53,8 +55,10 @@ RESERVED = frozenset({
 })
 
 
-class UsernameError(ValueError):
+class UsernameError(ProviderError, ValueError):
     """A user name breaks a rule; the message says which one, ready to post in chat."""
+
+    todo = "Names: 2–31 characters, lowercase a–z, 0–9 and _, starting with a letter."
 
 
 def _localpart(name: str) -> str:

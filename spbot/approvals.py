@@ -21,7 +21,7 @@ from nio import MatrixRoom, ReactionEvent, RedactionEvent
 from .votes import APPROVE_KEYS, DENY_KEYS  # noqa: F401  (re-exported: the keys of a vote)
 from .audit import AuditEntry, AuditLog
 from .config import Config
-from .logs import get_logger
+from .logs import get_logger, register_secret
 from .messenger import Messenger
 from .registry import CommandSpec, Policy, Registry, split_words
 from .approval_text import Line, Preview, esc
@@ -91,6 +91,7 @@ class Approvals:
         self._before_vote = before_vote
         self._spawn = spawn
         self._lock = asyncio.Lock()      # one vote at a time: counting and starting is atomic
+        self._secrets: dict[int, dict[str, str]] = {}   # request id -> its secret arguments, never stored
 
     async def start(self) -> None:
         """Before the job runner starts (it reports interrupted jobs to `job_finished`)."""
@@ -115,15 +116,24 @@ class Approvals:
             return
         expiry = policy.expires if policy.expires is not None else self.config.approval_expiry
         now = time.time()
+        secrets = spec.secrets_of(args)
+        for value in secrets.values():
+            register_secret(value)
         request_id = await self.store.insert(
             "INSERT INTO requests(command, text, args, requester, device_id, room_id, event_id, sent_ts_ms,"
             " needed, confirm, state, created, expires) VALUES(?,?,?,?,?,?,?,?,?,?, 'pending', ?, ?)",
-            (spec.name, request.text, json.dumps(spec.masked(args)), request.sender, request.device_id,
+            (spec.name, spec.masked_text(request.text, self.prefix, args), json.dumps(spec.masked(args)),
+             request.sender, request.device_id,
              request.room_id, request.event_id, request.sent_ts_ms, policy.approvals,
              int(policy.confirm and not policy.approvals), now, now + expiry))
+        if secrets:
+            self._secrets[request_id] = secrets
         row = await self._row(request_id)
         preview = await self._preview(spec, args)
-        message_id = await self.messenger.reply(request, self._render(row, [], Preview(preview, args)))
+        for value in secrets.values():
+            preview = preview.replace(value, "***")
+        message_id = await self.messenger.reply(request, self._render(row, [],
+                                                                      Preview(preview, spec.masked(args))))
         await self.store.execute("UPDATE requests SET message_id = ? WHERE id = ?", (message_id, request_id))
         await self.messenger.annotate(message_id, "✅")
         await self.messenger.annotate(message_id, "❌")
@@ -254,7 +264,15 @@ class Approvals:
         request = Request(row["requester"], row["device_id"], row["room_id"], row["event_id"],
                           row["text"], row["sent_ts_ms"])
         spec, rest = self.registry.find(split_words(row["text"][len(self.prefix):]))
-        job = await self._start(request, spec, spec.parse(rest), approvers, row["id"])
+        args = spec.with_secrets(spec.parse(rest), self._secrets.pop(row["id"], {}))
+        if args is None:                 # its secret was in memory only, and the bot restarted since
+            reason = "Its secret argument is not kept across a restart of the bot: send the command again."
+            await self.store.execute("UPDATE requests SET state = 'failed', reason = ? WHERE id = ?",
+                                     (reason, row["id"]))
+            await self._refresh_message(await self._row(row["id"]))
+            await self._audit(row, "failed", reason)
+            return
+        job = await self._start(request, spec, args, approvers, row["id"])
         if job is None:
             await self.store.execute("UPDATE requests SET state = 'failed', reason = ? WHERE id = ?",
                                      ("refused: the same work was already running", row["id"]))

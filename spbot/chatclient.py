@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from nio import (Api, AsyncClient, AsyncClientConfig, LoginResponse, MegolmEvent
 from nio.events.room_events import Event
 
 from .matrix import key_upkeep
+from .system.private_files import write_private_json
 from .timeline import SYNC_FILTER, read_batch
 
 
@@ -70,9 +70,8 @@ class ChatClient:
             response = await self.client.login(self.password, device_name=self.device_name)
             if not isinstance(response, LoginResponse):
                 raise RuntimeError(f"login as {self.user_id} failed: {response}")
-            fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"device_id": response.device_id, "access_token": response.access_token}, fh)
+            write_private_json(creds_path, {"device_id": response.device_id,
+                                            "access_token": response.access_token})
         position = self.store_dir / "sync_position"
         self._since = position.read_text().strip() or None if position.exists() else None
         await self._sync_once(timeout=0, full_state=True)

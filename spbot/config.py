@@ -22,6 +22,9 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
                                TomlConfigSettingsSource)
 
+from .logs import register_secret
+from .system.private_files import read_secret_line
+
 USER_ID = re.compile(r"^@[a-z0-9._=/+\-]+:[A-Za-z0-9.\-]+(:\d+)?$")
 ROOM_ID = re.compile(r"^![A-Za-z0-9._=/+\-]+(:[A-Za-z0-9.\-]+(:\d+)?)?$")  # v12 ids have no server
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
@@ -95,14 +98,17 @@ class Secret(BaseModel):
         return self
 
     def read(self) -> str:
+        """The secret, registered for log redaction (spbot/logs.py): every secret the bot reads comes
+        through here or through spbot/system/private_files.py's reader, so none shows in a log line."""
         if self.file is not None:
             try:
-                return self.file.read_text().splitlines()[0].strip()
+                return read_secret_line(self.file)
             except (OSError, IndexError) as exc:
                 raise ConfigError([f"secret file {self.file}: cannot be read ({exc.__class__.__name__})"])
         value = os.environ.get(self.env or "")
         if not value:
             raise ConfigError([f"secret: environment variable {self.env} is not set"])
+        register_secret(value)
         return value
 
     def __repr__(self) -> str:

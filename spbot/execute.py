@@ -1,6 +1,7 @@
 """The execute step: a parsed, allowed (or approved) command runs, inline or as a job, and ends in a reply
-to the command and an audit row, whatever happens inside it. The traceback of a crash goes to the log,
-never to chat."""
+to the command and an audit row, whatever happens inside it. The one place where an expected failure
+(a `UserError`, or an outside API's `ProviderError`) becomes the error reply, as it is: commands do not
+translate them. The traceback of a crash goes to the log, never to chat."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +13,7 @@ from .context import Context
 from .jobs import Job, JobRefused, JobRunner
 from .logs import get_logger, redact
 from .messenger import Messenger
+from .providers.errors import ProviderError
 from .registry import CommandSpec, invoke
 from .render import Reply, human_duration
 from .request import Request, UserError
@@ -52,7 +54,7 @@ class Executor:
         result, detail = "ok", ""
         try:
             reply = _as_reply(await invoke(spec, ctx, args))
-        except UserError as exc:
+        except (UserError, ProviderError) as exc:
             result, detail, reply = "failed", exc.what, Reply.error(exc.what, exc.todo)
         except asyncio.CancelledError:
             if job is None or job.cancelled_by is None:

@@ -17,6 +17,7 @@ from aiohttp import ClientError
 from .config import Config
 from .trust.pickle_key import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
+from .system.private_files import write_private_json
 from .timeline import SYNC_FILTER, Batch, GapError, read_batch
 
 log = get_logger(__name__)
@@ -112,7 +113,6 @@ class Connection:
         elif self.config.access_token is not None:
             return await self._adopt_token(self.config.access_token.read())
         password = self.config.password.read()
-        register_secret(password)
         self.client = self._new_client()
         response = await self.client.login(password, device_name=self.config.device_name)
         if not isinstance(response, LoginResponse):
@@ -146,13 +146,8 @@ class Connection:
         return data if data.get("user_id") == self.config.user_id else None
 
     def _save_credentials(self, device_id: str, token: str) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.credentials_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"user_id": self.config.user_id, "device_id": device_id,
-                       "access_token": token}, fh)
-        os.replace(tmp, self.credentials_path)
+        write_private_json(self.credentials_path, {"user_id": self.config.user_id, "device_id": device_id,
+                                                   "access_token": token})
 
     # --- sync ----------------------------------------------------------------------------------
 

@@ -182,7 +182,7 @@ class DigitalOceanCloud:
         except DigitalOceanError as exc:
             if not was_running:
                 raise
-            raise DigitalOceanError(exc.happened, f"{await self._recover()} {exc.todo}".strip(),
+            raise DigitalOceanError(exc.happened, f"{await self._recover()} {exc.next_step}".strip(),
                                     status=exc.status, code=exc.code,
                                     request_id=exc.request_id) from exc
         if was_running:

@@ -18,11 +18,12 @@ METADATA_ID_URL = "http://169.254.169.254/metadata/v1/id"
 class DigitalOceanError(CloudError):
     """A DigitalOcean call failed. `str()` is one chat-ready sentence pair: what happened, then
     what to do. `status` is the HTTP status (0 when there was no answer), `code` the `id` of
-    DigitalOcean's error envelope, `request_id` its request id (for a support ticket)."""
+    DigitalOcean's error envelope, `request_id` its request id (for a support ticket). `what` is the
+    whole pair (the chat reply keeps it on one line), so `todo` stays empty."""
 
     def __init__(self, happened: str, todo: str = "", *, status: int = 0, code: str = "",
                  request_id: str | None = None):
-        self.happened, self.todo = happened, todo
+        self.happened, self.next_step = happened, todo
         self.status, self.code, self.request_id = status, code, request_id
         super().__init__(f"{happened} {todo}".strip())
 

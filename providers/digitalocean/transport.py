@@ -187,7 +187,7 @@ class Api:
         message = self._scrub(str(envelope.get("message") or "no message"))
         request_id = envelope.get("request_id") or _header(headers, "x-request-id")
         error = _explain(status, code, message, what, attempt)
-        error = DigitalOceanError(error.happened, error.todo, status=status, code=code,
+        error = DigitalOceanError(error.happened, error.next_step, status=status, code=code,
                                   request_id=request_id)
         if status == 429:
             return error, self._rate_limit_wait(headers, attempt)

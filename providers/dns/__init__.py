@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from ..errors import ProviderError
+
 if TYPE_CHECKING:
     from .records import DnsRecord, RecordChange
 
@@ -35,7 +37,7 @@ __all__ = ["DnsError", "DnsProvider", "HttpPolicy", "make_provider", "send"]
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 
-class DnsError(Exception):
+class DnsError(ProviderError):
     """A DNS provider call failed; the message names the provider and what to do."""
 
 

@@ -9,16 +9,15 @@ from typing import Any
 
 from ..config import ConfigError, Secret
 from ..context import UserError
-from ..logs import register_secret
+from ..providers.errors import ProviderError
 
 
 def read_token(secret: Secret, what: str) -> str:
     try:
-        token = secret.read()
+        token = secret.read()                  # registered for log redaction there
     except ConfigError as exc:
         raise UserError(f"I cannot read the {what}: {'; '.join(exc.problems)}.",
                         "Fix the token setting in the bot's config file.") from exc
-    register_secret(token)
     return token
 
 
@@ -28,7 +27,7 @@ def tolerant_preview(fn: Callable[..., Awaitable[str]]) -> Callable[..., Awaitab
     async def preview(bot: Any, **args: Any) -> str:
         try:
             return await fn(bot, **args)
-        except UserError as exc:
+        except (UserError, ProviderError) as exc:
             return f"⚠️ This will not work as asked: {exc.what}"
     return preview
 

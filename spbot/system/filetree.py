@@ -1,6 +1,6 @@
 """Files and free space, safely: find or delete files under a configured directory by walking it by
 file descriptor (never following a symlink, never leaving its filesystem), and the free space of the
-filesystems holding some paths. Machine helpers for the clean-up steps (spbot/system/cleanup.py)."""
+filesystems holding some paths. Machine helpers for the clean-up steps (spbot/system/cleanup/)."""
 from __future__ import annotations
 
 import fnmatch

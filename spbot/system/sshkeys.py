@@ -13,11 +13,11 @@ import asyncio
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from spbot.system.private_files import write_private
 from spbot.system.proc import ProcError, run
 
 # Key type in the file -> the name ssh-keygen prints for it.
@@ -262,29 +262,7 @@ def ensure_private_dir(directory: Path) -> None:
 
 def write_atomically(path: Path, data: bytes, owner: tuple[int, int] | None) -> None:
     """Write `data` to a temporary file beside `path` (fsync, 0600, owner), then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), 0o600)
-            st = os.fstat(fh.fileno())
-            if owner is not None and owner != (st.st_uid, st.st_gid):
-                os.fchown(fh.fileno(), *owner)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_private(path, data, owner=owner)
 
 
 def _owner_of(path: Path) -> tuple[int, int] | None:

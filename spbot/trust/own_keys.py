@@ -4,12 +4,12 @@ seeds in `<state_dir>/cross_signing.json` (0600, written before they are uploade
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ..logs import get_logger
+from ..system.private_files import write_private_json
 from .errors import StateFileError
 from .signing import Ed25519Key, cross_signing_key_json, decode_b64, encode_b64
 
@@ -73,28 +73,6 @@ class OwnKeys:
         return f"OwnKeys({self.user_id}, master={self.master.public_key})"
 
 
-def _write_private_json(path: Path, data: dict) -> None:
-    """Atomically write a 0600 file (temp file, fsync, rename, fsync of the directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def load_keys(path: Path, user_id: str) -> OwnKeys | None:
     """The stored keys, None if there is no file. Loosened permissions are tightened back to 0600."""
     path = Path(path)
@@ -119,4 +97,4 @@ def load_keys(path: Path, user_id: str) -> OwnKeys | None:
 
 
 def save_keys(path: Path, keys: OwnKeys) -> None:
-    _write_private_json(Path(path), keys.to_json())
+    write_private_json(Path(path), keys.to_json(), indent=1)

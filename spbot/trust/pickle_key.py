@@ -5,7 +5,6 @@ that read every message. The bot makes a random key once and keeps it beside its
 under the bot's key at start, so the device, its identity and every session it holds stay the same."""
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
 from datetime import datetime
@@ -13,7 +12,8 @@ from pathlib import Path
 
 from nio.crypto.sessions import InboundGroupSession, OlmAccount, Session
 
-from ..logs import get_logger
+from ..logs import get_logger, register_secret
+from ..system.private_files import write_private
 
 log = get_logger(__name__)
 
@@ -47,21 +47,10 @@ def load_or_create(path: Path) -> str:
         key = path.read_text().strip()
     except FileNotFoundError:
         key = ""
-    if key:
-        return key
-    key = secrets.token_urlsafe(32)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)            # whole or absent: a half-written key would lock the store for good
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    if not key:
+        key = secrets.token_urlsafe(32)
+        write_private(path, key + "\n")   # whole or absent: a half-written key would lock the store for good
+    register_secret(key)
     return key
 
 

@@ -4,13 +4,13 @@ without secrets, and whether it lives on this server (or on the very disk it pro
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 
 from spbot.config import ConfigError, Secret
 from spbot.context import UserError
-from spbot.logs import get_logger
+from spbot.logs import get_logger, register_secret
+from spbot.system.private_files import read_secret_line, write_private
 from spbot.system.restic import B2Repository, LocalRepository, Repository, Restic, S3Repository, scrub
 
 from .settings import B2RepositorySettings, BackupSettings, LocalRepositorySettings, S3RepositorySettings
@@ -47,6 +47,7 @@ def b2_key_file(settings: BackupSettings, state_dir: Path) -> Path:
 def read_b2_key(path: Path) -> dict[str, str]:
     try:
         key = json.loads(path.read_text())
+        register_secret(str(key["key"]))
         return {"key_id": str(key["key_id"]), "key": str(key["key"]),
                 "s3_endpoint": str(key.get("s3_endpoint") or "")}
     except (OSError, ValueError, KeyError, TypeError):
@@ -70,7 +71,7 @@ def read_password(settings: BackupSettings, state_dir: Path, *, create: bool = F
         write_private(path, secrets.token_urlsafe(32) + "\n")
         log.warning("backup_password_created", path=str(path))
     try:
-        password = path.read_text().splitlines()[0].strip()
+        password = read_secret_line(path)
     except (OSError, IndexError):
         raise UserError(f"the repository password file {path} is missing or empty",
                         "run !backup setup init to create a new repository and its password, or put "
@@ -78,18 +79,6 @@ def read_password(settings: BackupSettings, state_dir: Path, *, create: bool = F
     if not password:
         raise UserError(f"the repository password file {path} is empty", "put the password in it")
     return password
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a secret file readable by the owner only (0600 from the first byte), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def read_secret(secret: Secret, what: str) -> str:

@@ -1,5 +1,5 @@
 """The clean-up feature: its [cleanup] settings and the steps that apply to this machine (the steps
-themselves are machine helpers in spbot/system/cleanup.py)."""
+themselves are machine helpers in spbot/system/cleanup/)."""
 from __future__ import annotations
 
 from typing import Awaitable, Callable

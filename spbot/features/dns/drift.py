@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from spbot.providers.dns.diff import RecordCheck, Status
+from spbot.providers.errors import ProviderError
 
 from ...context import UserError
 from ...logs import get_logger
@@ -32,7 +33,7 @@ class DriftWatch:
         settings = self.settings
         try:
             checks = await check_dns(settings)
-        except UserError as exc:
+        except (UserError, ProviderError) as exc:
             self.failures += 1
             log.warning("dns_check_failed", failures=self.failures, reason=exc.what[:200])
             if self.failures >= self.patience:

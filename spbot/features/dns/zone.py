@@ -1,25 +1,14 @@
 """The zone at its provider (Cloudflare or deSEC) against the records the config asks for."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 
-from spbot.providers.dns import DnsError, make_provider
+from spbot.providers.dns import make_provider
 from spbot.providers.dns.diff import RecordCheck, Status, check_zone
 from spbot.providers.dns.records import DnsRecord, expected_records
 
-from ...context import UserError
 from ..common import read_token
 from .settings import DnsConfig
-
-
-@contextmanager
-def explained() -> Iterator[None]:
-    """Provider failures are expected: report them as they are."""
-    try:
-        yield
-    except DnsError as exc:
-        raise UserError(str(exc)) from exc
 
 
 @asynccontextmanager
@@ -38,9 +27,8 @@ def expected(settings: DnsConfig) -> list[DnsRecord]:
 
 
 async def check_dns(settings: DnsConfig) -> list[RecordCheck]:
-    with explained():
-        async with dns_zone(settings) as zone:
-            return await check_zone(zone, expected(settings))
+    async with dns_zone(settings) as zone:
+        return await check_zone(zone, expected(settings))
 
 
 def provider_label(settings: DnsConfig) -> str:

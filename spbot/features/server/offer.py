@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from spbot.providers.cloud_server import VolumeInfo
+from spbot.providers.errors import ProviderError
 
 from ...context import UserError
 from ...logs import get_logger
@@ -63,6 +64,6 @@ async def grow_offer_for(settings: ServerConfig, provider: ServerProvider, mount
         price = await volume_cost_per_gb(settings, provider)
         cost = price.times(size - found.volume.size_gb) if price else None
         return GrowOffer(found.mount.target, found.volume, size, cost, settings.label)
-    except UserError as exc:
+    except (UserError, ProviderError) as exc:
         log.info("no_grow_offer", mount=mount, reason=str(exc)[:200])
         return None

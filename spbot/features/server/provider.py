@@ -8,18 +8,13 @@ spbot.providers.cloud_server and raising a `CloudError` subclass with what faile
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
 from spbot.providers.cloud_server import (
-    ActionResult, CloudError, MetricKind, Period, Price, Progress, ResizePlan, ResizeResult,
+    ActionResult, MetricKind, Period, Price, Progress, ResizePlan, ResizeResult,
     ServerFacts, ServerMetrics, Snapshot, VolumeInfo,
 )
-
-from ...context import UserError
-from ...system import proc
 
 
 class ServerProvider(Protocol):
@@ -80,12 +75,3 @@ class ServerProvider(Protocol):
 
     async def volume_price(self) -> Price | None:
         """Per GB and month, from the provider's price list; None when it cannot be read."""
-
-
-@contextmanager
-def explained() -> Iterator[None]:
-    """Provider and subprocess failures are expected: report them as they are."""
-    try:
-        yield
-    except (CloudError, proc.ProcError) as exc:
-        raise UserError(str(exc)) from exc

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 
 import psutil
 
+from spbot.providers.errors import ProviderError
+
 from ...context import Request, UserError
 from ...logs import get_logger
 from ...render import Reply, human_duration
 from .marks import forget_reboot, reboot_mark
-from .provider import explained
 
 if TYPE_CHECKING:
     from .feature import ServerFeature
@@ -38,7 +39,7 @@ async def report_reboot_after_restart(server: ServerFeature,
         try:
             reply = await _reboot_outcome(server, mark)
             break
-        except UserError as exc:
+        except (UserError, ProviderError) as exc:
             log.info("reboot_report_retry", attempt=attempt, reason=exc.what[:200])
             reply = Reply.error(f"I could not find out how the reboot of {mark['server']} "
                                 f"(job #{mark['job_id']}) ended: {exc.what}",
@@ -53,13 +54,12 @@ async def report_reboot_after_restart(server: ServerFeature,
 
 async def _reboot_outcome(server: ServerFeature, mark: dict[str, Any]) -> Reply:
     settings, provider = server.require_settings(), server.provider()
-    with explained():
-        action = await provider.action(mark["action_id"]) if mark.get("action_id") else None
-        deadline = time.monotonic() + settings.action_timeout
-        while action is not None and action.status == "running" and time.monotonic() < deadline:
-            await asyncio.sleep(settings.poll_interval)
-            action = await provider.action(action.id)
-        facts = await provider.server_facts()
+    action = await provider.action(mark["action_id"]) if mark.get("action_id") else None
+    deadline = time.monotonic() + settings.action_timeout
+    while action is not None and action.status == "running" and time.monotonic() < deadline:
+        await asyncio.sleep(settings.poll_interval)
+        action = await provider.action(action.id)
+    facts = await provider.server_facts()
     what = f"The reboot of {facts.name} (job #{mark['job_id']})"
     label, console = settings.label, settings.console
     if action is not None and action.status == "error":

@@ -16,7 +16,7 @@ from spbot.providers.cloud_server import VolumeInfo
 from ...context import UserError
 from ...render import human_duration
 from ...system import proc
-from .provider import ServerProvider, explained
+from .provider import ServerProvider
 from .render import Cost
 from .settings import ServerConfig
 
@@ -45,9 +45,11 @@ class VolumeMount:
 
 async def mounts(settings: ServerConfig, env: Mapping[str, str] | None = None) -> list[Mount]:
     """Every mounted filesystem (findmnt --json --bytes --list)."""
-    with explained():
+    try:
         result = await proc.run([settings.findmnt, "--json", "--bytes", "--list", "--output",
                                  FINDMNT_COLUMNS], timeout=30, env=env)
+    except proc.ProcError as exc:
+        raise UserError(str(exc)) from exc
     if not result.ok:
         raise UserError(f"findmnt failed: {result.tail(3) or f'exit {result.returncode}'}",
                         "Check that util-linux is installed on the server.")
@@ -91,8 +93,7 @@ async def volume_at(settings: ServerConfig, provider: ServerProvider, mount: str
     if volume_id is None:
         raise UserError(f"{mount} ({here.source}) is not a {label} volume.",
                         f"Only {label} volumes can be grown from here; see !volume list.")
-    with explained():
-        volume = await provider.volume_for_device(here.source, settings.by_id_dir)
+    volume = await provider.volume_for_device(here.source, settings.by_id_dir)
     if volume is None:
         raise UserError(f"{mount} is on {label} volume “{volume_id}”, which is not attached to "
                         "the server.", "See !volume list.")

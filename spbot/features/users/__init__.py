@@ -1,5 +1,5 @@
 """The users feature: homeserver accounts and invites, passwords delivered privately."""
-from .feature import UsersFeature, explained
+from .feature import UsersFeature
 from .settings import UsersSettings
 
-__all__ = ["UsersFeature", "UsersSettings", "explained"]
+__all__ = ["UsersFeature", "UsersSettings"]

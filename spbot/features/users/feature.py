@@ -6,32 +6,18 @@ sent its copy in the outbox table is overwritten, so it does not rest in the sta
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterator
 
 from spbot.config import ConfigError
 from spbot.context import UserError
 from spbot.feature import Feature
 from spbot.logs import register_secret
-from spbot.providers.synapse_admin import SynapseAdmin, SynapseAdminError
-from spbot.providers.usernames import UsernameError, validate_username
+from spbot.providers.synapse_admin import SynapseAdmin
+from spbot.providers.usernames import validate_username
 from spbot.render import Reply
 
 from . import messages
 from .settings import UsersSettings
-
-
-@contextmanager
-def explained() -> Iterator[None]:
-    """The admin API's and the name rules' failures are expected: reply with them as they are."""
-    try:
-        yield
-    except UsernameError as exc:
-        raise UserError(str(exc), "Names: 2–31 characters, lowercase a–z, 0–9 and _, starting "
-                                  "with a letter.") from exc
-    except SynapseAdminError as exc:
-        raise UserError(str(exc)) from exc
 
 
 class UsersFeature(Feature):
@@ -63,9 +49,8 @@ class UsersFeature(Feature):
 
     def check_name(self, name: str) -> str:
         """The localpart for a new account, refused before any request is made to the homeserver."""
-        with explained():
-            return validate_username(name, bot_localpart=self.host.config.user_id,
-                                     extra_reserved=self.settings.reserved)
+        return validate_username(name, bot_localpart=self.host.config.user_id,
+                                 extra_reserved=self.settings.reserved)
 
     def refuse_the_bot(self, user_id: str, doing: str) -> None:
         """The provider protects the account whose token it uses; with [users] admin_token that may be
