@@ -16,7 +16,6 @@ from spbot.registry import Arg, command
 from spbot.render import Reply
 from spbot.system.services import (ServiceError, ServicesParams, UnitNameError, act, restart, unit_state)
 
-from .services import last_backups
 
 Target = Annotated[ServiceTarget, Arg(help="a service (!services) or a configured unit, e.g. nginx", metavar="unit")]
 HOMESERVER = "synapse"
@@ -27,7 +26,7 @@ HEALTH_WAIT = 30.0
 async def service(ctx: Context, name: Annotated[EnabledName, Arg(help="e.g. nextcloud", metavar="service")]) -> Reply:
     feature = ctx.feature(ServicesFeature)
     state = await feature.controller.state(feature.services[name])
-    backups = await last_backups(ctx, feature)
+    backups = await feature.last_backups()
     return details(state, ZoneInfo(ctx.config.timezone), backups.get(name, backup_text(None)))
 
 

@@ -9,10 +9,9 @@ from html import escape
 from zoneinfo import ZoneInfo
 
 from spbot.context import Context, UserError
-from spbot.features.backup import BackupFeature
 from spbot.features.services import ServicesFeature
 from spbot.features.services.detect import detect, proposal
-from spbot.features.services.render import backup_text, services_table, since_text, state_text
+from spbot.features.services.render import services_table, since_text, state_text
 from spbot.registry import command
 from spbot.render import Reply, human_bytes, table
 from spbot.system.services import ServiceError, unit_states
@@ -30,7 +29,7 @@ async def services(ctx: Context) -> Reply:
     parts = []
     if feature.services:
         states = await asyncio.gather(*(feature.controller.state(spec) for spec in feature.services.values()))
-        parts.append(services_table(list(states), zone, await last_backups(ctx, feature)))
+        parts.append(services_table(list(states), zone, await feature.last_backups()))
     if params.units:
         parts.append(await _units(params, zone))
     reply = parts[0]
@@ -52,20 +51,6 @@ async def _units(params, zone: ZoneInfo) -> Reply:
         reply = reply + Reply.text(f"Not running: {', '.join(bad)}. Restart with !service restart "
                                    f"<unit> (another admin approves).")
     return reply
-
-
-async def last_backups(ctx: Context, feature: ServicesFeature) -> dict[str, str]:
-    """The last successful backup of each enabled service, as '3 h ago', 'never' or 'not backed up'."""
-    try:
-        log = ctx.feature(BackupFeature).backups.log
-    except LookupError:
-        return {}
-    texts = {}
-    for name in feature.services:
-        enabled = feature.settings.enabled[name].backup
-        row = await log.last_success(name) if enabled else None
-        texts[name] = backup_text(row["ended"] if row else None, enabled)
-    return texts
 
 
 @command("services detect", help="which catalogue services run on this machine, as [services.<name>] "

@@ -11,6 +11,7 @@ from spbot.system.services import ServiceError, system_summary
 
 from .definition import Definition
 from .enabled import resolve
+from .render import backup_text
 from .settings import EnabledName, HealthSettings, ServicesSettings, ServiceTarget, UnitName
 from .state import Controller
 from .service_watch import ServiceWatch
@@ -113,3 +114,16 @@ class ServicesFeature(Feature):
         except ServiceError as exc:
             return f"cannot check ({exc})"
         return ", ".join(u.unit for u in failed) + " ❌" if failed else "none"
+
+    async def last_backups(self) -> dict[str, str]:
+        """The last successful backup of each enabled service: '3 h ago', 'never' or 'not backed up'."""
+        try:
+            log = self.host.feature(BackupFeature).backups.log
+        except LookupError:
+            return {}
+        texts = {}
+        for name in self.services:
+            enabled = self.settings.enabled[name].backup
+            row = await log.last_success(name) if enabled else None
+            texts[name] = backup_text(row["ended"] if row else None, enabled)
+        return texts
