@@ -286,13 +286,14 @@ class Bot:
 
     async def _undecryptable_ticker(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await self.late.until_due()
             if self.late.undecrypted:
                 try:
                     async with self._reading:
                         await self.after_sync()
-                except Exception:               # storage trouble: the next tick tries again
+                except Exception:               # storage trouble: tried again in a moment
                     log.exception("undecryptable_retry_failed")
+                    await asyncio.sleep(1.0)
 
     async def after_sync(self) -> None:
         await self.late.retry()
