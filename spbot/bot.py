@@ -44,6 +44,7 @@ from .screening import Screen
 from .store import Store
 from .timeline import Batch
 from .trust import Devices, Trust
+from .system import priority
 
 log = get_logger(__name__)
 SYNC_POSITION_KEY = "sync_position"
@@ -114,6 +115,7 @@ class Bot:
             self._stop.set()
 
     async def start(self) -> None:
+        priority.configure(self.config.priority)
         await self.store.open()
         for part in (self.audit, self.devices, self.alerts, self.inbox):
             await part.start()

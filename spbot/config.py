@@ -191,6 +191,11 @@ class Config(BaseSettings):
     stranger_reply_interval: Duration = Field(
         3600.0,
         description="How often a non-admin who sends a command is told that the bot does not obey them.")
+    priority: dict[Literal["backup", "upgrade", "cleanup"], Literal["low", "idle", "normal"]] = Field(
+        default_factory=dict, examples=[{"backup": "idle"}],
+        description="How much of the machine each feature's long programs (restic, apt, nixos-rebuild, "
+                    "cleanup steps) may take: low (nice 10, lowest best-effort I/O; the default), idle "
+                    "(nice 19, idle I/O: only what no one else wants) or normal (as the bot).")
 
     @model_validator(mode="after")
     def _credentials(self) -> "Config":

@@ -258,7 +258,8 @@ class Restic:
             try:
                 result = await run([self.binary, *args], timeout=timeout, env=self._env(fd), pass_fds=[fd],
                                    on_stdout_line=on_line, max_stdout=max_stdout,
-                                   label=f"restic {operation}", if_cut_short=IF_CUT_SHORT.get(operation, ""))
+                                   label=f"restic {operation}", if_cut_short=IF_CUT_SHORT.get(operation, ""),
+                                   work="backup")
             except ProcError as exc:
                 raise ResticError(operation, ResticFailure.NOT_INSTALLED, f"restic {operation} failed: {exc}")
         log.info("restic %s: exit %s in %.1f s", operation, result.returncode, result.duration)
