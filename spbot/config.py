@@ -19,8 +19,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
                       ValidationError, model_validator)
-from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
-                               TomlConfigSettingsSource)
 
 USER_ID = re.compile(r"^@[a-z0-9._=/+\-]+:[A-Za-z0-9.\-]+(:\d+)?$")
 ROOM_ID = re.compile(r"^![A-Za-z0-9._=/+\-]+(:[A-Za-z0-9.\-]+(:\d+)?)?$")  # v12 ids have no server
@@ -129,9 +127,11 @@ def config_section(name: str):
     return register
 
 
-class Config(BaseSettings):
-    """Everything the runtime needs; command groups read their own sections from `extra`."""
-    model_config = SettingsConfigDict(env_prefix="SPBOT_", env_nested_delimiter="__", extra="allow")
+class Config(BaseModel):
+    """Everything the runtime needs; command groups read their own sections from `extra`. The file is
+    read by `load_config`, which also merges SPBOT_ environment variables (pydantic-settings is not
+    needed for that, and costs ~20 MB of memory)."""
+    model_config = ConfigDict(extra="allow", validate_default=True)
 
     homeserver: Annotated[str, AfterValidator(_http_url)] = Field(
         examples=["https://matrix.example.org"],
@@ -235,12 +235,6 @@ class Config(BaseSettings):
             raise ConfigError(problems)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings,
-                                   env_settings, dotenv_settings, file_secret_settings
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)          # the environment is merged by `load_config` (it knows sections)
-
-    @classmethod
     def _known_top_level(cls) -> list[str]:
         return sorted(set(cls.model_fields) | set(SECTIONS))
 
@@ -320,7 +314,8 @@ def load_config(path: str | os.PathLike) -> Config:
     if not path.is_file():
         raise ConfigError([f"{path}: no such configuration file"])
     try:
-        data = TomlConfigSettingsSource(Config, toml_file=path)()
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
     except Exception as exc:  # tomllib.TOMLDecodeError, UnicodeDecodeError and OSError
         raise ConfigError([f"{path}: not valid TOML: {exc}"])
     _merge_environment(data, os.environ)
