@@ -56,6 +56,7 @@ RETRY_FIRST, RETRY_MAX = 0.5, 10.0
 # Whose turn a message waits for: the admin whose command is being handled (inherited by the tasks it
 # starts, e.g. its job); unset, the shared lane.
 speaking_for: ContextVar[str] = ContextVar("speaking_for", default="")
+DRAIN_SECONDS = 3.0                 # at stop, how long waiting messages may still take to leave
 MAX_CRASHES = 10                    # attempts at a row that keeps raising an unexpected error
 WIPE_RETRIES = 20                   # checkpoint attempts while a reader holds the write-ahead log
 
@@ -85,7 +86,14 @@ class Outbox:
             log.info("outbox_waiting", messages=waiting)
         self._task = asyncio.create_task(self._run(), name="outbox")
 
-    async def stop(self) -> None:
+    async def stop(self, drain: float = DRAIN_SECONDS) -> None:
+        """Let what is waiting leave first, while the homeserver answers (up to `drain` seconds; the
+        rest leaves at the next start); an idle outbox stops at once."""
+        if self._task is not None and not self._task.done() and self.connection.online.is_set():
+            try:
+                await asyncio.wait_for(self._drained(), drain)
+            except asyncio.TimeoutError:
+                log.info("outbox_left_waiting", messages=await self.pending())
         for task in (self._task, self._wiper):
             if task is not None:
                 task.cancel()
@@ -142,6 +150,11 @@ class Outbox:
         rows = await self.store.fetchall(f"SELECT id FROM outbox WHERE id IN ({marks}) AND event_id IS NULL",
                                          list(message_ids)) if message_ids else []
         return [r["id"] for r in rows]
+
+    async def _drained(self) -> None:
+        async with self._sent:
+            while await self.pending():
+                await self._sent.wait()
 
     async def pending(self) -> int:
         row = await self.store.fetchone(
