@@ -30,9 +30,9 @@ async def main(homeserver: str, user_id: str, password: str, room_id: str, store
                 "m.relates_to": {"m.in_reply_to": {"event_id": event.event_id}}},
                 ignore_unverified_devices=True)
 
+    client.add_event_callback(on_message, RoomMessageText)   # before the first sync: a waiting !ping counts
     await client.sync(timeout=0, full_state=True)
     await client.join(room_id)
-    client.add_event_callback(on_message, RoomMessageText)
     print("ready", flush=True)
     await client.sync_forever(timeout=30000, full_state=True)
 

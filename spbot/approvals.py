@@ -92,6 +92,7 @@ class Approvals:
         self._spawn = spawn
         self._lock = asyncio.Lock()      # one vote at a time: counting and starting is atomic
         self._secrets: dict[int, dict[str, str]] = {}   # request id -> its secret arguments, never stored
+        self._opened = asyncio.Event()   # a new request: its expiry may come before the one waited for
 
     async def start(self) -> None:
         """Before the job runner starts (it reports interrupted jobs to `job_finished`)."""
@@ -128,6 +129,7 @@ class Approvals:
              int(policy.confirm and not policy.approvals), now, now + expiry))
         if secrets:
             self._secrets[request_id] = secrets
+        self._opened.set()
         row = await self._row(request_id)
         preview = await self._preview(spec, args)
         for value in secrets.values():
@@ -294,10 +296,20 @@ class Approvals:
         await self._decide(row, "expired", "", "nobody approved in time")
 
     async def _expire_loop(self) -> None:
+        """Asleep until the next pending request expires (or a new one is opened), then expire it."""
         while True:
-            await asyncio.sleep(1.0)
+            self._opened.clear()
+            now = time.time()
+            row = await self.store.fetchone("SELECT MIN(expires) AS due FROM requests WHERE state = 'pending'")
+            due = row["due"] if row is not None else None
+            if due is None or due > now:
+                try:
+                    await asyncio.wait_for(self._opened.wait(), None if due is None else due - now)
+                except asyncio.TimeoutError:
+                    pass
+                continue
             rows = await self.store.fetchall(
-                "SELECT * FROM requests WHERE state = 'pending' AND expires < ?", (time.time(),))
+                "SELECT * FROM requests WHERE state = 'pending' AND expires <= ?", (now,))
             for row in rows:
                 async with self._lock:
                     await self._expire(row)

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS audit (
     approvals TEXT
 );
 """
+KEPT_ROWS = 100_000             # the audit keeps its newest entries; older ones are deleted
+PRUNE_EVERY = 1_000             # entries recorded between two prunings
 
 
 @dataclass
@@ -45,14 +47,21 @@ class AuditLog:
 
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
+        await self._prune()
+
+    async def _prune(self) -> None:
+        await self.store.execute("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?", (KEPT_ROWS,))
 
     async def record(self, entry: AuditEntry) -> int:
-        return await self.store.insert(
+        entry_id = await self.store.insert(
             "INSERT INTO audit(ts, sender, device_id, room_id, event_id, command, args, result, detail,"
             " duration_ms, approvals) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (time.time(), entry.sender, entry.device_id, entry.room_id, entry.event_id, entry.command,
              json.dumps(entry.args, ensure_ascii=False), entry.result, entry.detail[:500],
              entry.duration_ms, json.dumps(entry.approvals or [])))
+        if entry_id % PRUNE_EVERY == 0:
+            await self._prune()
+        return entry_id
 
     async def recent(self, limit: int) -> list[dict]:
         rows = await self.store.fetchall("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))

@@ -44,6 +44,7 @@ from .screening import Screen
 from .store import Store
 from .timeline import Batch
 from .trust import Devices, Trust
+from .system import priority
 
 log = get_logger(__name__)
 SYNC_POSITION_KEY = "sync_position"
@@ -114,6 +115,7 @@ class Bot:
             self._stop.set()
 
     async def start(self) -> None:
+        priority.configure(self.config.priority)
         await self.store.open()
         for part in (self.audit, self.devices, self.alerts, self.inbox):
             await part.start()
@@ -286,13 +288,14 @@ class Bot:
 
     async def _undecryptable_ticker(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await self.late.until_due()
             if self.late.undecrypted:
                 try:
                     async with self._reading:
                         await self.after_sync()
-                except Exception:               # storage trouble: the next tick tries again
+                except Exception:               # storage trouble: tried again in a moment
                     log.exception("undecryptable_retry_failed")
+                    await asyncio.sleep(1.0)
 
     async def after_sync(self) -> None:
         await self.late.retry()

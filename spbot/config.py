@@ -19,8 +19,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
                       ValidationError, model_validator)
-from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict,
-                               TomlConfigSettingsSource)
 
 from .logs import register_secret
 from .system.private_files import read_secret_line
@@ -135,9 +133,11 @@ def config_section(name: str):
     return register
 
 
-class Config(BaseSettings):
-    """Everything the runtime needs; command groups read their own sections from `extra`."""
-    model_config = SettingsConfigDict(env_prefix="SPBOT_", env_nested_delimiter="__", extra="allow")
+class Config(BaseModel):
+    """Everything the runtime needs; command groups read their own sections from `extra`. The file is
+    read by `load_config`, which also merges SPBOT_ environment variables (pydantic-settings is not
+    needed for that, and costs ~20 MB of memory)."""
+    model_config = ConfigDict(extra="allow", validate_default=True)
 
     homeserver: Annotated[str, AfterValidator(_http_url)] = Field(
         examples=["https://matrix.example.org"],
@@ -197,6 +197,11 @@ class Config(BaseSettings):
     stranger_reply_interval: Duration = Field(
         3600.0,
         description="How often a non-admin who sends a command is told that the bot does not obey them.")
+    priority: dict[Literal["backup", "upgrade", "cleanup"], Literal["low", "idle", "normal"]] = Field(
+        default_factory=dict, examples=[{"backup": "idle"}],
+        description="How much of the machine each feature's long programs (restic, apt, nixos-rebuild, "
+                    "cleanup steps) may take: low (nice 10, lowest best-effort I/O; the default), idle "
+                    "(nice 19, idle I/O: only what no one else wants) or normal (as the bot).")
 
     @model_validator(mode="after")
     def _credentials(self) -> "Config":
@@ -234,12 +239,6 @@ class Config(BaseSettings):
                     problems.append(_describe(error, SECTIONS[name], prefix=(name,)))
         if problems:
             raise ConfigError(problems)
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings,
-                                   env_settings, dotenv_settings, file_secret_settings
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)          # the environment is merged by `load_config` (it knows sections)
 
     @classmethod
     def _known_top_level(cls) -> list[str]:
@@ -321,7 +320,8 @@ def load_config(path: str | os.PathLike) -> Config:
     if not path.is_file():
         raise ConfigError([f"{path}: no such configuration file"])
     try:
-        data = TomlConfigSettingsSource(Config, toml_file=path)()
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
     except Exception as exc:  # tomllib.TOMLDecodeError, UnicodeDecodeError and OSError
         raise ConfigError([f"{path}: not valid TOML: {exc}"])
     _merge_environment(data, os.environ)

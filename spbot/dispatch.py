@@ -16,6 +16,7 @@ from .execute import Executor
 from .lanes import Admission, SenderLanes
 from .logs import get_logger, redact
 from .messenger import Messenger
+from .outbox import speaking_for
 from .policy import Policies
 from .parsing import first_word, parse_command
 from .registry import CommandSpec, Policy, Registry
@@ -47,6 +48,7 @@ class Dispatcher:
 
     async def handle(self, request: Request) -> None:
         """Handle one command in its sender's turn; never raises (except when the bot is stopping)."""
+        speaking_for.set(request.sender)      # what this command says waits behind no one else's flood
         lane = self.lanes.lane(request.sender)
         admission = lane.admit(backlog=request.sent_ts_ms / 1000 < self.started)
         if admission in (Admission.REFUSE, Admission.REFUSE_AND_SAY):

@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     progress_message INTEGER
 );
 """
+# `!jobs` and the duplicate check read the unfinished jobs through this index and the newest by id, so
+# their cost does not grow with the history; finished jobs beyond the newest KEPT_JOBS are deleted.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(command) WHERE state IN ('waiting','running');
+"""
+KEPT_JOBS = 100_000
+PRUNE_EVERY = 1_000                 # jobs created between two prunings
 ICONS = {"running": "⏳", "waiting": "⏸", "done": "✅", "failed": "❌", "cancelled": "🛑",
          "interrupted": "⚠️"}
 SCHEDULER = "scheduler"
@@ -129,13 +136,23 @@ class JobRunner:
         """Before any new work: end what a killed predecessor left running (and remove the password
         files older versions left), write down every child from now on, then report the jobs it cut
         short with what became of their programs."""
-        await self.store.ensure_schema(SCHEMA)
-        await self.store.add_columns("jobs", {"expected_stop": "TEXT"})
+        await self.prepare_store()
+        await self._prune()
         state_dir = self.config.state_dir
         leftovers = await asyncio.to_thread(children.end_leftovers, state_dir)
         children.start_recording(state_dir)
         await asyncio.to_thread(children.remove_old_password_files, state_dir)
         await self._report_interrupted(leftovers)
+
+    async def prepare_store(self) -> None:
+        await self.store.ensure_schema(SCHEMA)
+        await self.store.add_columns("jobs", {"expected_stop": "TEXT"})
+        await self.store.ensure_schema(INDEXES)
+
+    async def _prune(self) -> None:
+        await self.store.execute(
+            "DELETE FROM jobs WHERE id <= (SELECT MAX(id) FROM jobs) - ? AND state NOT IN ('waiting','running')",
+            (KEPT_JOBS,))
 
     # --- starting work -------------------------------------------------------------------------
 
@@ -169,7 +186,8 @@ class JobRunner:
         if not locks:
             return
         row = await self.store.fetchone(
-            "SELECT id, requester, created FROM jobs WHERE command = ? AND state IN ('waiting','running')",
+            "SELECT id, requester, created FROM jobs INDEXED BY jobs_unfinished "
+            "WHERE command = ? AND state IN ('waiting','running')",
             (command,))
         if row is not None:
             raise JobRefused(f"{command} is already under way as job #{row['id']} (asked by "
@@ -183,6 +201,8 @@ class JobRunner:
             " created) VALUES(?, ?, ?, ?, ?, ?, ?, ?, 'waiting', ?)",
             (title, command, json.dumps(args), requester, room_id, event_id, request_id,
              json.dumps(sorted(locks)), time.time()))
+        if job_id % PRUNE_EVERY == 0:
+            await self._prune()
         job = Job(job_id, title, requester, room_id, event_id, frozenset(locks), self)
         job.request_id = request_id
         self.jobs[job_id] = job
@@ -277,16 +297,19 @@ class JobRunner:
         return f"cancelling job #{job_id} ({job.title})"
 
     async def recent(self, limit: int = 10) -> list[dict]:
+        """The newest `limit` jobs and every unfinished one, newest first."""
         rows = await self.store.fetchall(
-            "SELECT * FROM jobs WHERE state IN ('waiting','running') OR id IN "
-            "(SELECT id FROM jobs ORDER BY id DESC LIMIT ?) ORDER BY id DESC", (limit,))
+            "SELECT * FROM (SELECT * FROM jobs ORDER BY id DESC LIMIT ?) UNION "
+            "SELECT * FROM jobs INDEXED BY jobs_unfinished WHERE state IN ('waiting','running') "
+            "ORDER BY id DESC", (limit,))
         return [dict(r) for r in rows]
 
     async def _report_interrupted(self, leftovers: list[children.Leftover] | None = None) -> None:
         """Every job the bot stopped during: marked interrupted (never re-run) and reported in its room,
         with the programs it had running and what became of them."""
         leftovers = leftovers or []
-        rows = await self.store.fetchall("SELECT * FROM jobs WHERE state IN ('waiting','running')")
+        rows = await self.store.fetchall(
+            "SELECT * FROM jobs INDEXED BY jobs_unfinished WHERE state IN ('waiting','running')")
         for row in rows:
             cut = [f"• {left.sentence()}" for left in leftovers if left.job == row["id"]]
             await self.store.execute("UPDATE jobs SET state = 'interrupted', ended = ?, summary = ? "

@@ -1,8 +1,10 @@
 """Commands that arrived before their room key: asked for again, retried after each sync, and answered
 with what to do if the key has not come within `undecryptable_wait` (nothing ran). A re-posted ciphertext
-is a replay (spbot/replay_guard.py), not a key problem: it is refused, not retried."""
+is a replay (spbot/replay_guard.py), not a key problem: it is refused, not retried. Between syncs nothing
+ticks: `until_due` sleeps until the first waiting event's time is up (or a new one arrives)."""
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Awaitable, Callable
 
@@ -32,6 +34,7 @@ class LateDecryption:
         self.config = config
         self.take_message = take_message
         self.undecrypted: dict[str, tuple[MatrixRoom, MegolmEvent, float]] = {}
+        self._added = asyncio.Event()
 
     def waiting_for(self, event_id: str) -> bool:
         return event_id in self.undecrypted
@@ -46,10 +49,27 @@ class LateDecryption:
             return
         log.info("undecryptable", event_id=event.event_id, sender=event.sender, device=event.device_id)
         self.undecrypted[event.event_id] = (room, event, time.monotonic())
+        self._added.set()
         try:
             await self.connection.client.request_room_key(event)
         except Exception as exc:  # already requested, or no session to ask with
             log.debug("room_key_request_skipped", reason=str(exc))
+
+    async def until_due(self) -> None:
+        """Until the earliest waiting event's `undecryptable_wait` is up (a retry then answers it)."""
+        while True:
+            self._added.clear()
+            if self.undecrypted:
+                first = min(since for _, _, since in self.undecrypted.values())
+                wait = first + self.config.undecryptable_wait - time.monotonic()
+                if wait < 0:
+                    return
+            else:
+                wait = None
+            try:
+                await asyncio.wait_for(self._added.wait(), None if wait is None else wait + 0.01)
+            except asyncio.TimeoutError:
+                return
 
     async def retry(self) -> None:
         """Retry events that could not be decrypted; give up after `undecryptable_wait` and say so."""

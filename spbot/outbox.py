@@ -9,6 +9,9 @@ homeserver answers; it waits as long as it takes. Only a refusal that no retry c
 (the bot is not in the room any more, the homeserver forbids it), and that is logged as an error.
 A message too large for a Matrix event is shortened before sending, and if the homeserver still
 refuses it as too large, a short notice saying so goes instead: an answer is never silently lost.
+Messages leave in order within a lane, and the lanes take turns: everything said while handling an
+admin's command (its replies, progress, edits) goes in that admin's lane (`speaking_for`, set by the
+dispatcher), the rest in one shared lane; so one admin's flood of answers never queues another's reply.
 Secret messages (passwords) are wiped once sent: the row's text is overwritten and the write-ahead
 log checkpointed and truncated, so the secret's bytes are gone from every file of the store."""
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import json
 import secrets
 import time
+from contextvars import ContextVar
 
 from nio import (EncryptionError, GroupEncryptionError, JoinedRoomsResponse, LocalProtocolError,
                  RoomSendResponse)
@@ -49,6 +53,10 @@ FORGOTTEN = {"msgtype": "m.notice", "body": "(a secret message, sent and no long
 # content JSON (non-ASCII escaped, as nio serialises it) leaves room for all of that.
 MAX_CONTENT_BYTES = 40_000
 RETRY_FIRST, RETRY_MAX = 0.5, 10.0
+# Whose turn a message waits for: the admin whose command is being handled (inherited by the tasks it
+# starts, e.g. its job); unset, the shared lane.
+speaking_for: ContextVar[str] = ContextVar("speaking_for", default="")
+DRAIN_SECONDS = 3.0                 # at stop, how long waiting messages may still take to leave
 MAX_CRASHES = 10                    # attempts at a row that keeps raising an unexpected error
 WIPE_RETRIES = 20                   # checkpoint attempts while a reader holds the write-ahead log
 
@@ -64,10 +72,12 @@ class Outbox:
         self._wiper: asyncio.Task | None = None
         self._in_flight: int | None = None      # the row being sent now: no longer safe to rewrite
         self._pick = asyncio.Lock()             # picking the next row vs. rewriting a waiting edit
+        self._turns: dict[str, int] = {}        # lane -> when it was last served (round robin)
+        self._turn = 0
 
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
-        await self.store.add_columns("outbox", {"relation": "TEXT", "secret": "INTEGER"})
+        await self.store.add_columns("outbox", {"relation": "TEXT", "secret": "INTEGER", "lane": "TEXT"})
         self._salt = await self.store.get("outbox_salt") or secrets.token_hex(6)
         await self.store.put("outbox_salt", self._salt)
         await self.store.execute("DELETE FROM outbox WHERE sent_at < ?", (time.time() - 7 * 86400,))
@@ -76,7 +86,14 @@ class Outbox:
             log.info("outbox_waiting", messages=waiting)
         self._task = asyncio.create_task(self._run(), name="outbox")
 
-    async def stop(self) -> None:
+    async def stop(self, drain: float = DRAIN_SECONDS) -> None:
+        """Let what is waiting leave first, while the homeserver answers (up to `drain` seconds; the
+        rest leaves at the next start); an idle outbox stops at once."""
+        if self._task is not None and not self._task.done() and self.connection.online.is_set():
+            try:
+                await asyncio.wait_for(self._drained(), drain)
+            except asyncio.TimeoutError:
+                log.info("outbox_left_waiting", messages=await self.pending())
         for task in (self._task, self._wiper):
             if task is not None:
                 task.cancel()
@@ -85,8 +102,8 @@ class Outbox:
     async def send(self, room_id: str, content: dict, secret: bool = False) -> int:
         """Queue a message; `secret` ones are wiped from the store once they are sent."""
         message_id = await self.store.insert(
-            "INSERT INTO outbox(room_id, content, created, secret) VALUES(?, ?, ?, ?)",
-            (room_id, json.dumps(content), time.time(), int(secret)))
+            "INSERT INTO outbox(room_id, content, created, secret, lane) VALUES(?, ?, ?, ?, ?)",
+            (room_id, json.dumps(content), time.time(), int(secret), speaking_for.get()))
         self._wake.set()
         return message_id
 
@@ -99,18 +116,20 @@ class Outbox:
                 await self.store.execute("UPDATE outbox SET content = ? WHERE id = ?",
                                          (json.dumps(content), waiting["id"]))
             else:
-                target = await self.store.fetchone("SELECT room_id FROM outbox WHERE id = ?", (message_id,))
-                await self.store.insert(
-                    "INSERT INTO outbox(room_id, content, edit_of, created) VALUES(?, ?, ?, ?)",
-                    (target["room_id"], json.dumps(content), message_id, time.time()))
+                target = await self.store.fetchone("SELECT room_id, lane FROM outbox WHERE id = ?",
+                                                   (message_id,))
+                await self.store.insert(            # in its message's lane: never ahead of it
+                    "INSERT INTO outbox(room_id, content, edit_of, created, lane) VALUES(?, ?, ?, ?, ?)",
+                    (target["room_id"], json.dumps(content), message_id, time.time(), target["lane"]))
         self._wake.set()
 
     async def annotate(self, message_id: int, key: str) -> None:
         """React to one of the bot's own messages (an m.annotation), e.g. ✅ / ❌ buttons."""
-        target = await self.store.fetchone("SELECT room_id FROM outbox WHERE id = ?", (message_id,))
+        target = await self.store.fetchone("SELECT room_id, lane FROM outbox WHERE id = ?", (message_id,))
         await self.store.insert(
-            "INSERT INTO outbox(room_id, content, edit_of, relation, created) VALUES(?, ?, ?, ?, ?)",
-            (target["room_id"], json.dumps({"key": key}), message_id, "m.annotation", time.time()))
+            "INSERT INTO outbox(room_id, content, edit_of, relation, created, lane) VALUES(?, ?, ?, ?, ?, ?)",
+            (target["room_id"], json.dumps({"key": key}), message_id, "m.annotation", time.time(),
+             target["lane"]))
         self._wake.set()
 
     async def event_id(self, message_id: int, timeout: float | None = None) -> str | None:
@@ -132,6 +151,11 @@ class Outbox:
                                          list(message_ids)) if message_ids else []
         return [r["id"] for r in rows]
 
+    async def _drained(self) -> None:
+        async with self._sent:
+            while await self.pending():
+                await self._sent.wait()
+
     async def pending(self) -> int:
         row = await self.store.fetchone(
             "SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL AND failed IS NULL")
@@ -146,8 +170,7 @@ class Outbox:
             await self._homeserver_ready()
             self._wake.clear()        # before the look: a send after it sets the event again
             async with self._pick:
-                row = await self.store.fetchone(
-                    "SELECT * FROM outbox WHERE sent_at IS NULL AND failed IS NULL ORDER BY id LIMIT 1")
+                row = await self._next_row()
                 self._in_flight = row["id"] if row is not None else None
             if row is None:
                 await self._wake.wait()
@@ -171,6 +194,20 @@ class Outbox:
                 backoff = min(backoff * 2, RETRY_MAX)
             finally:
                 self._in_flight = None
+
+    async def _next_row(self):
+        """The oldest waiting row of the lane served longest ago (round robin over the lanes)."""
+        heads = await self.store.fetchall(
+            "SELECT * FROM outbox WHERE id IN (SELECT MIN(id) FROM outbox WHERE sent_at IS NULL AND "
+            "failed IS NULL GROUP BY COALESCE(lane, ''))")
+        if not heads:
+            return None
+        self._turns = {lane: turn for lane, turn in self._turns.items()
+                       if lane in {head["lane"] or "" for head in heads}}
+        row = min(heads, key=lambda head: (self._turns.get(head["lane"] or "", 0), head["id"]))
+        self._turn += 1
+        self._turns[row["lane"] or ""] = self._turn
+        return row
 
     async def _homeserver_ready(self) -> None:
         """Until the first sync is done (nio knows no rooms before it), and while syncs fail, until one

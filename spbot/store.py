@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import aiosqlite
 
 WAL_SIZE_LIMIT = 1 << 20         # bytes the write-ahead log may keep after a checkpoint
+SEEN_KEPT = 30 * 86400            # seconds a handled event's id is kept (commands older are refused)
+PRUNE_EVERY = 1_000               # claims between two prunings of seen_events
 SCRUBBED_KEY = "store_scrubbed"  # set once the database was vacuumed with secure_delete on
 _CORE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS seen_events (
     event_id TEXT PRIMARY KEY, room_id TEXT NOT NULL, seen_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS seen_events_age ON seen_events(seen_at);
 """
 
 
@@ -22,6 +26,7 @@ class Store:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.db: aiosqlite.Connection | None = None
+        self._claims = 0
 
     async def open(self) -> "Store":
         """Open (or create) the database, private to the bot: secrets written to it (queued passwords)
@@ -37,6 +42,7 @@ class Store:
         await self.db.execute("PRAGMA synchronous=NORMAL")
         await self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         await self.ensure_schema(_CORE_SCHEMA)
+        await self.prune_seen()
         if await self.get(SCRUBBED_KEY) is None:     # pages freed before secure_delete was on
             await self.db.execute("VACUUM")
             await self.put(SCRUBBED_KEY, True)
@@ -98,7 +104,15 @@ class Store:
             "INSERT OR IGNORE INTO seen_events(event_id, room_id, seen_at) VALUES(?, ?, ?)",
             (event_id, room_id, now))
         await self.db.commit()
+        self._claims += 1
+        if self._claims % PRUNE_EVERY == 0:
+            await self.prune_seen(now)
         return cursor.rowcount == 1
+
+    async def prune_seen(self, now: float | None = None) -> None:
+        """Forget handled events older than SEEN_KEPT: the table stays bounded; they are far older
+        than any command the bot would still run."""
+        await self.execute("DELETE FROM seen_events WHERE seen_at < ?", ((now or time.time()) - SEEN_KEPT,))
 
     # --- the inbox: how far the handling of each incoming event got (see spbot/inbox.py) --------
 

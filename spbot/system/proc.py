@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping, Sequence
 
-from spbot.system import children
+from spbot.system import children, priority
 
 LineCallback = Callable[[str], Awaitable[None] | None]
 
@@ -104,6 +104,7 @@ async def run(
     label: str | None = None,
     if_cut_short: str = "",
     umask: int = -1,
+    work: str | None = None,
 ) -> ProcResult:
     """Run argv (no shell) and wait for it; on timeout or cancellation end its whole process group.
 
@@ -112,7 +113,9 @@ async def run(
     `label` names the program for people ("restic restore"; default: the program's name) and
     `if_cut_short` says what it means if the bot is killed while it runs; both go in the report of
     the interrupted job at the next start. `umask` (default: the bot's own, 077) for tools that write
-    system files others must read (package managers).
+    system files others must read (package managers). `work` names the heavy work the program does
+    for a feature ("backup", "upgrade", "cleanup"): it then runs at that work's lower CPU and I/O
+    priority (spbot.system.priority), so that the family's services keep their speed.
     """
     argv = [os.fspath(a) for a in argv]
     started = time.monotonic()
@@ -125,7 +128,7 @@ async def run(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=children.die_with_bot(),
+            preexec_fn=priority.preexec(children.die_with_bot(), priority.for_work(work)),
             pass_fds=tuple(pass_fds),
             umask=umask,
             limit=1 << 20,

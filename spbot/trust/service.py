@@ -33,7 +33,9 @@ from .signing import format_fingerprint
 
 log = get_logger(__name__)
 IDENTITY_CACHE_SECONDS = 300.0
-TICK_SECONDS = 1.0
+# Acceptances made at the console are another process's writes: looked for this often. Waited-out
+# identities are accepted when due, whatever this says.
+CONSOLE_CHECK_SECONDS = 10.0
 WAIT_PREFIX = "trust_wait:"
 
 Notify = Callable[[Reply], Awaitable[Any]]                 # a notice to every admin room
@@ -70,6 +72,7 @@ class Trust:
         self.own_device = OwnDevice(config, connection, alerts, notify)
         self._identities: dict[str, tuple[float, UserIdentity]] = {}
         self._http = None
+        self._new_wait = asyncio.Event()        # a waited-out acceptance was started: its due time counts
 
     @classmethod
     def for_bot(cls, bot: Any) -> "Trust":
@@ -222,6 +225,7 @@ class Trust:
         record = {"master_key": key, "requested_by": requested_by, "requested_at": time.time(),
                   "due": time.time() + wait}
         await self.store.put(WAIT_PREFIX + user_id, record)
+        self._new_wait.set()
         log.warning("identity_acceptance_waiting", user_id=user_id, requested_by=requested_by, wait=wait)
         return record
 
@@ -261,15 +265,27 @@ class Trust:
             log.warning("waited_acceptance_postponed", user_id=user_id, error=str(exc))
 
     async def run_ticker(self) -> None:
-        """`tick` every second, for as long as the bot runs, from the first sync on (the rooms to speak
-        in are known then)."""
+        """`tick` for as long as the bot runs, from the first sync on (the rooms to speak in are known
+        then): at the next waited-out acceptance's due time, or after CONSOLE_CHECK_SECONDS."""
         await self.connection.first_sync_done.wait()
         while True:
             try:
                 await self.tick()
             except Exception:
                 log.exception("trust_tick_failed")
-            await asyncio.sleep(TICK_SECONDS)
+            self._new_wait.clear()
+            try:
+                await asyncio.wait_for(self._new_wait.wait(), await self._until_next_tick())
+            except asyncio.TimeoutError:
+                pass
+
+    async def _until_next_tick(self) -> float:
+        wait = CONSOLE_CHECK_SECONDS
+        for user_id in self.config.admins:
+            waiting = await self.waiting(user_id)
+            if waiting:
+                wait = min(wait, waiting["due"] - time.time())
+        return max(wait, 0.05)
 
     async def close(self) -> None:
         if self._http is not None:

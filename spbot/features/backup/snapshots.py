@@ -1,7 +1,9 @@
 """Reading the repository: the snapshots (of one service), one snapshot found by id prefix or `latest`,
-their sizes (from the run log, a few asked from restic), and the repository's stats with B2 usage."""
+their sizes (from the run log, the rest asked from restic once each, in the background), and the
+repository's stats with B2 usage."""
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -52,16 +54,30 @@ async def find(backups: "Backups", ref: str, service: str | None, restic: Restic
 
 
 async def sizes(backups: "Backups", snapshots: Sequence[Snapshot], restic: Restic, limit: int = 10) -> dict[str, int]:
-    """Sizes from the run log; a few unknown ones are asked from restic and remembered."""
+    """The sizes known now: from the run log and earlier answers. A snapshot's size never changes, so
+    restic is asked once per snapshot, for the newest `limit` unknown ones, in the background at the
+    backup's low priority: a listing never waits for it (those show "?" until known)."""
     known = await backups.log.sizes()
-    for snapshot in [s for s in snapshots if s.short_id not in known][-limit:]:
+    missing = [s for s in snapshots if s.short_id not in known][-limit:]
+    location = restic.repository.location()
+    if missing and location not in _sizing:
+        task = asyncio.create_task(_ask_sizes(backups, missing, restic), name=f"snapshot sizes {location}")
+        _sizing[location] = task
+        task.add_done_callback(lambda _: _sizing.pop(location, None))
+    return known
+
+
+# repository location -> the task asking restic for sizes (one at a time per repository)
+_sizing: dict[str, asyncio.Task] = {}
+
+
+async def _ask_sizes(backups: "Backups", missing: Sequence[Snapshot], restic: Restic) -> None:
+    for snapshot in reversed(missing):            # the newest first: what a listing shows on top
         try:
             stats = await restic.stats("restore-size", snapshot_ids=[snapshot.id], timeout=300)
         except ResticError:
             continue
-        known[snapshot.short_id] = stats.total_size
         await backups.log.remember_size(snapshot.short_id, stats.total_size)
-    return known
 
 
 async def stats(backups: "Backups") -> StatsReport:

@@ -84,7 +84,7 @@ class CleanupStep:
         if exe is None:
             raise ProcError(f"{name} is not installed (not found on PATH)")
         environment = {**os.environ, "PATH": self._search_path(), "LC_ALL": "C", "LANG": "C", **env}
-        return await run([exe, *args], timeout=timeout or self.params.timeout, env=environment)
+        return await run([exe, *args], timeout=timeout or self.params.timeout, env=environment, work="cleanup")
 
 
 def _failure(name: str, result: ProcResult) -> str:

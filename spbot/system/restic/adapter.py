@@ -25,6 +25,9 @@ from .runner import IF_CUT_SHORT, environment, password_pipe
 log = logging.getLogger(__package__)
 
 T = TypeVar("T")
+# What an admin waits for in chat (a listing, a lock check) keeps the bot's priority; the rest is heavy
+# work (reading or writing the data) and yields to the family's services (spbot.system.priority).
+QUICK_OPERATIONS = {"init", "snapshots", "unlock"}
 
 
 class Restic:
@@ -258,7 +261,8 @@ class Restic:
             try:
                 result = await run([self.binary, *args], timeout=timeout, env=self._env(fd), pass_fds=[fd],
                                    on_stdout_line=on_line, max_stdout=max_stdout,
-                                   label=f"restic {operation}", if_cut_short=IF_CUT_SHORT.get(operation, ""))
+                                   label=f"restic {operation}", if_cut_short=IF_CUT_SHORT.get(operation, ""),
+                                   work=None if operation in QUICK_OPERATIONS else "backup")
             except ProcError as exc:
                 raise ResticError(operation, ResticFailure.NOT_INSTALLED, f"restic {operation} failed: {exc}")
         log.info("restic %s: exit %s in %.1f s", operation, result.returncode, result.duration)

@@ -79,7 +79,7 @@ async def run_tool(argv: list[str], what: str, timeout: float, env: dict[str, st
     system files everyone reads: they run with the usual umask 022, not the bot's private 077."""
     try:
         result = await run(argv, timeout=timeout, env=env, cwd=cwd,
-                           on_stdout_line=sink, on_stderr_line=sink, umask=0o022)
+                           on_stdout_line=sink, on_stderr_line=sink, umask=0o022, work="upgrade")
     except ProcError as exc:
         raise UpgradeError(f"{what}: {exc}") from exc
     if result.timed_out:

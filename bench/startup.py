@@ -1,0 +1,70 @@
+"""Launch to first answer with a warm store: the bot is stopped, an admin sends `!ping`, the bot is
+started; the time from launch to its reply, spbot against the echo bot. Also the import cost the launch
+pays (`python -X importtime`), its largest parts. Prints its figures; asserts nothing.
+
+    .venv/bin/python bench/startup.py [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stack import ROOT, Figure, Stack, median, run  # noqa: E402
+
+GOAL = 1.3
+# what `spbot run` imports before it connects: the bot and every feature class
+LAUNCH_IMPORTS = "import spbot.cli, spbot.bot; from spbot.features import all_features; all_features()"
+
+
+async def launch_times(stack: Stack, bot: str, rounds: int) -> list[float]:
+    room, user = stack.room(bot)
+    times = []
+    for _ in range(rounds):
+        await stack.ping(bot, timeout=90)
+        await asyncio.sleep(1)
+        stack.stop_bot(bot)
+        event_id = await stack.client.send(room, "!ping")
+        started = time.perf_counter()
+        stack.start_bot(bot)
+        await stack.client.wait_for(lambda e: e.sender == user and e.reply_to == event_id, timeout=90)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def import_costs(top: int = 12) -> tuple[float, list[tuple[float, str]]]:
+    """Total import time of the launch (s) and the largest top-level packages by cumulative time."""
+    err = subprocess.run([sys.executable, "-X", "importtime", "-c", LAUNCH_IMPORTS], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stderr
+    packages: dict[str, float] = {}
+    total = 0.0
+    for line in err.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line[len("import time:"):].split("|")
+        if not name.startswith("   "):                 # a top-level import of the launch
+            packages[name.strip()] = int(cumulative) / 1e6
+            total += int(cumulative) / 1e6
+    return total, sorted(((t, n) for n, t in packages.items()), reverse=True)[:top]
+
+
+async def measure(stack: Stack, rounds: int = 3) -> Figure:
+    spbot = median(await launch_times(stack, "spbot", rounds))
+    echo = median(await launch_times(stack, "echo", rounds))
+    imports, largest = import_costs()
+    print(f"launch to first answer, warm store: spbot {spbot:.2f} s, echo bot {echo:.2f} s; "
+          f"imports {imports:.2f} s, largest: " + ", ".join(f"{n} {t * 1000:.0f} ms" for t, n in largest))
+    ratio = spbot / echo
+    return Figure("launch to first answer, warm store", f"{ratio:.2f}× ({spbot:.2f} vs {echo:.2f} s; "
+                  f"{imports:.2f} s of imports)", f"≤ {GOAL}×", ratio <= GOAL)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    run(measure, parser.parse_args().rounds)
