@@ -17,7 +17,7 @@ ICONS = {"active": "✅", "failed": "❌", "inactive": "⏹", "activating": "⏳
          "reloading": "🔄"}
 
 
-@command("services", help="state of the configured systemd units: active/failed, since when, memory")
+@command("services", group="disks", help="state of the configured systemd units: active/failed, since when, memory")
 async def services(ctx: Context) -> Reply:
     params = ctx.feature(ServicesFeature).settings
     if not params.units:
@@ -30,7 +30,7 @@ async def services(ctx: Context) -> Reply:
     zone = ZoneInfo(ctx.config.timezone)
     rows = [[s.unit, state_text(s), since_text(s, zone), human_bytes(s.memory_bytes)
              if s.memory_bytes is not None else ""] for s in states]
-    reply = table(["unit", "state", "since", "memory"], rows, title="Services:", align_right=(3,))
+    reply = table(["unit", "state", "since", "memory"], rows, title="Services:")
     bad = [s.unit for s in states if not s.healthy]
     if bad:
         reply = reply + Reply.text(f"Not running: {', '.join(bad)}. Restart with !service restart "
@@ -67,7 +67,7 @@ async def restart_preview(bot, unit: str) -> str:
             + "; its users are cut off for a moment while it restarts.")
 
 
-@command("service restart", help="restart a configured systemd unit (needs another admin's approval)",
+@command("service restart", group="disks", help="restart a configured systemd unit (needs another admin's approval)",
          dangerous=True, locks={"system"}, preview=restart_preview)
 async def service_restart(ctx: Context, unit: Annotated[UnitName, Arg(help="e.g. nginx", metavar="unit")]
                           ) -> Reply:
