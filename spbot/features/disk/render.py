@@ -35,13 +35,15 @@ def _inodes_high(usage: MountUsage, settings: DiskSettings) -> bool:
     return usage.inodes_percent is not None and usage.inodes_percent >= settings.inode_show_percent
 
 
-def mount_item(usage: MountUsage, history: list, now: float, settings: DiskSettings) -> Item:
-    """One filesystem on one short line: mount, bar and percent, free space, trend."""
+def mount_item(usage: MountUsage, history: list, now: float, settings: DiskSettings,
+               compact: bool = False) -> Item:
+    """One filesystem on one short line: mount, bar and percent, free space, sparkline and trend
+    (`compact`: no bar and sparkline, for a list of every filesystem on a large machine)."""
     mount = usage.mountpoint + (" (ro)" if usage.read_only else "")
     if not usage.available:
         return Item(mount, ["⚠️ no answer", usage.error or "unreadable"])
-    spark = _spark(history, now)
-    parts = [f"{bar(usage.percent / 100, 8)} {usage.percent:.0f}%",
+    spark = "" if compact else _spark(history, now)
+    parts = [("" if compact else f"{bar(usage.percent / 100, 8)} ") + f"{usage.percent:.0f}%",
              f"{human_bytes(usage.free)} free of {human_bytes(usage.total)}",
              (spark + " " if spark.strip() else "") + _trend_text(trend(history, now, TREND_DAYS))]
     if _inodes_high(usage, settings):
@@ -63,8 +65,10 @@ def needs_attention(usage: MountUsage, history: list, now: float, settings: Disk
 
 def usage_list(usages: list[MountUsage], histories: dict[str, list], settings: DiskSettings,
                now: float, title: str) -> Reply:
-    """Every filesystem, one line each."""
-    return items(title, [mount_item(u, histories.get(u.mountpoint, []), now, settings) for u in usages])
+    """Every filesystem, one line each (compact when there are many: one message holds them all)."""
+    compact = len(usages) > SUMMARY_AFTER
+    return items(title, [mount_item(u, histories.get(u.mountpoint, []), now, settings, compact)
+                         for u in usages])
 
 
 def overview_reply(usages: list[MountUsage], histories: dict[str, list], settings: DiskSettings,
