@@ -52,13 +52,13 @@ def conflict_line(name: str, target: str) -> str:
 def check_item(check: RecordCheck) -> Item:
     want = check.expected
     if check.status is Status.OK:
-        actual = "same"
-    elif check.status is Status.CONFLICT:
+        return Item(f"{want.name} {want.type}", [ICONS[check.status], short(value(want))])
+    if check.status is Status.CONFLICT:
         actual = "CNAME " + ", ".join(short(r.content) for r in check.actual)
     else:
         actual = ", ".join(short(value(r)) for r in check.actual) or "–"
     return Item(f"{want.name} {want.type}", [ICONS[check.status], f"expected {short(value(want))}",
-                                              "found the same" if actual == "same" else f"found {actual}"])
+                                              f"found {actual}"])
 
 
 def value(record: DnsRecord) -> str:
