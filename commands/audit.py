@@ -12,15 +12,15 @@ from spbot.render import Item, Reply, clip, items, quote_user_text, visible_text
 async def audit(ctx: Context, count: int = 10) -> Reply:
     entries = await ctx.audit.recent(max(1, min(count, 100)))
     zone = ZoneInfo(ctx.config.timezone)
-    entries = []
+    shown = []
     for e in entries:
         args = " ".join(f"{k}={v}" for k, v in _args(e["args"]).items() if v not in (None, [], False))
         approved = ", ".join(_list(e["approvals"]))
-        entries.append(Item(datetime.fromtimestamp(e["ts"], zone).strftime("%m-%d %H:%M"), [
+        shown.append(Item(datetime.fromtimestamp(e["ts"], zone).strftime("%m-%d %H:%M"), [
             quote_user_text(f"{e['command']} {args}".strip(), limit=80),
             f"{e['sender']} ({clip(visible_text(e['device_id'] or '-'), 40)})",
             f"approved by {approved}" if approved else "", e["result"]]))
-    return items(f"Audit: last {len(entries)}", entries)
+    return items(f"Audit: last {len(shown)}", shown)
 
 
 def _args(text: str) -> dict:
