@@ -5,23 +5,22 @@ from zoneinfo import ZoneInfo
 
 from spbot.context import Context
 from spbot.registry import command
-from spbot.render import Reply, quote_user_text, table, visible_text
+from spbot.render import Item, Reply, clip, items, quote_user_text, visible_text
 
 
-@command("audit", help="the last audit entries: !audit [n]")
+@command("audit", group="core", help="the last audit entries: !audit [n]")
 async def audit(ctx: Context, count: int = 10) -> Reply:
     entries = await ctx.audit.recent(max(1, min(count, 100)))
     zone = ZoneInfo(ctx.config.timezone)
-    rows = []
+    shown = []
     for e in entries:
         args = " ".join(f"{k}={v}" for k, v in _args(e["args"]).items() if v not in (None, [], False))
         approved = ", ".join(_list(e["approvals"]))
-        rows.append([datetime.fromtimestamp(e["ts"], zone).strftime("%m-%d %H:%M"),
-                     f"{e['sender']} ({visible_text(e['device_id'] or '-')[:40]})",
-                     quote_user_text(f"{e['command']} {args}".strip(), limit=80),
-                     approved or "-", e["result"]])
-    return table(["when", "who (device)", "command", "approved by", "result"], rows,
-                 title=f"Audit: last {len(rows)}")
+        shown.append(Item(datetime.fromtimestamp(e["ts"], zone).strftime("%m-%d %H:%M"), [
+            quote_user_text(f"{e['command']} {args}".strip(), limit=80),
+            f"{e['sender']} ({clip(visible_text(e['device_id'] or '-'), 40)})",
+            f"approved by {approved}" if approved else "", e["result"]]))
+    return items(f"Audit: last {len(shown)}", shown)
 
 
 def _args(text: str) -> dict:

@@ -22,7 +22,8 @@ def _progress(ctx: Context):
     return show
 
 
-@command("backup now", help="back up all services, or the ones named, with live progress", locks={"system"})
+@command("backup now", group="backups",
+         help="back up all services, or the ones named, with live progress", locks={"system"})
 async def backup_now(ctx: Context, *services: str) -> Reply:
     await ctx.job.progress("starting")
     several = len(_backups(ctx).select(services)) > 1
@@ -35,7 +36,7 @@ async def backup_now(ctx: Context, *services: str) -> Reply:
     return b.reply_for(outcomes, each_said=several)
 
 
-@command("backup list", help="snapshots per service: time, reason, size")
+@command("backup list", group="backups", help="snapshots per service: time, reason, size")
 async def backup_list(ctx: Context, service: str | None = None) -> Reply:
     backups = _backups(ctx)
     if service:
@@ -46,7 +47,7 @@ async def backup_list(ctx: Context, service: str | None = None) -> Reply:
     return b.render_list(snapshots, sizes, ctx.config.timezone)
 
 
-@command("backup stats", help="repository size, dedup ratio, last success per service, B2 usage")
+@command("backup stats", group="backups", help="repository size, dedup ratio, last success per service, B2 usage")
 async def backup_stats(ctx: Context) -> Reply:
     return b.render_stats(await _backups(ctx).stats(), ctx.config.timezone)
 
@@ -77,7 +78,8 @@ def _every_service(snapshot: str, service: str | None, to: Path | None) -> bool:
     return snapshot.strip().lower() == "latest" and service is None and to is not None
 
 
-@command("backup restore", help="restore a snapshot into place (or --to a new directory); needs approval",
+@command("backup restore", group="backups",
+         help="restore a snapshot into place (or --to a new directory); needs approval",
          dangerous=True, locks={"system"}, preview=restore_preview)
 async def backup_restore(ctx: Context, snapshot: str, service: str | None = None, *,
                          to: Path | None = None) -> Reply:
@@ -99,8 +101,9 @@ async def backup_restore(ctx: Context, snapshot: str, service: str | None = None
     return b.render_restore(report, ctx.config.timezone)
 
 
-@command("backup prune", help="apply retention now: quotas for automatic snapshots, the last few manual "
-                              "ones, pre-restore ones for some days", dangerous=True, locks={"system"})
+@command("backup prune", group="backups",
+         help="apply retention now: quotas for automatic snapshots, the last few manual "
+              "ones, pre-restore ones for some days", dangerous=True, locks={"system"})
 async def backup_prune(ctx: Context) -> Reply:
     await ctx.job.progress("forget and prune")
     return b.render_forget(await _backups(ctx).forget())
@@ -116,7 +119,7 @@ async def forget_preview(bot, snapshot: str) -> str:
             f"({b.reason_of(snap)}) → REMOVED for good, with the data no other snapshot uses.")
 
 
-@command("backup forget", help="remove one snapshot for good (any reason); needs approval",
+@command("backup forget", group="backups", help="remove one snapshot for good (any reason); needs approval",
          dangerous=True, locks={"system"}, preview=forget_preview)
 async def backup_forget(ctx: Context, snapshot: str) -> Reply:
     """Removes the snapshot (its id from !backup list) and prunes the data only it used. Manual and
@@ -127,7 +130,8 @@ async def backup_forget(ctx: Context, snapshot: str) -> Reply:
     return b.render_forgotten(snap, name, ctx.config.timezone)
 
 
-@command("backup drill", help="restore sample files and compare them with the live ones", locks={"system"})
+@command("backup drill", group="backups",
+         help="restore sample files and compare them with the live ones", locks={"system"})
 async def backup_drill(ctx: Context, *services: str) -> Reply:
     await ctx.job.progress("restoring sample files")
     return await ctx.feature(BackupFeature).drill_and_alert(services)
@@ -138,7 +142,7 @@ def _b2_needs_approval(args: dict) -> Policy | None:
     return ONE_OTHER_ADMIN if args.get("step") == "b2" else None
 
 
-@command("backup setup", help="check the backup set-up; `init` creates the repository; `b2 <bucket>` "
+@command("backup setup", group="backups", help="check the backup set-up; `init` creates the repository; `b2 <bucket>` "
                               "prepares Backblaze B2", policy_when=_b2_needs_approval)
 async def backup_setup(ctx: Context, step: Literal["check", "init", "b2"] = "check",
                        bucket: str | None = None) -> Reply:

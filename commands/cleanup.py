@@ -14,7 +14,7 @@ from spbot.system import disks
 from spbot.system.cleanup import CleanupStep
 
 
-@command("cleanup", help="dry run: what each clean-up step would free (nix GC, journal, old logs, apt "
+@command("cleanup", group="disks", help="dry run: what each clean-up step would free (nix GC, journal, old logs, apt "
                          "cache, /old-root); nothing is changed")
 async def cleanup_dry_run(ctx: Context) -> Reply:
     feature = ctx.feature(CleanupFeature)
@@ -25,7 +25,8 @@ async def run_preview(bot) -> str:
     return preview_text(await bot.feature(CleanupFeature).dry_run())
 
 
-@command("cleanup run", help="run the clean-up steps (needs another admin's approval); reports what each freed",
+@command("cleanup run", group="disks",
+         help="run the clean-up steps (needs another admin's approval); reports what each freed",
          dangerous=True, locks={"system"}, preview=run_preview)
 async def cleanup_run(ctx: Context) -> Reply:
     """Runs every step that applies, in order; each step's bytes are measured as the free space of its

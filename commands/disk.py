@@ -17,15 +17,17 @@ from spbot.system import disks
 from spbot.system.disks import MountUsage
 
 
-@command("disk", help="disk usage of every filesystem, 7-day trend, days until full; "
-                      "!disk <path>: that mount and its biggest directories")
-async def disk(ctx: Context, path: Annotated[Path | None, Arg(help="a mount or directory, e.g. /srv")] = None
+@command("disk", group="disks", help="disk usage, 7-day trend, days until full (on many filesystems the ones that "
+                      "need attention; --all: every one); !disk <path>: that mount and its biggest directories")
+async def disk(ctx: Context, path: Annotated[Path | None, Arg(help="a mount or directory, e.g. /srv")] = None,
+               *, all: Annotated[bool, Arg("every filesystem, also when there are many")] = False
                ) -> Reply:
     feature = ctx.feature(DiskFeature)
     if path is None:
         usages = await _usages(feature)
         now = time.time()
-        return overview_reply(usages, await feature.histories(usages, now), feature.settings, now)
+        return overview_reply(usages, await feature.histories(usages, now), feature.settings, now,
+                              show_all=all)
     return await one_mount(feature, path)
 
 

@@ -11,13 +11,13 @@ from spbot.features.dns.zone import (
 from spbot.providers.dns.diff import RecordCheck, Status, check_zone, conflicts, plan_sync
 from spbot.providers.dns.records import DnsRecord, RecordChange
 from spbot.registry import command
-from spbot.render import Reply, table
+from spbot.render import Item, Reply, items
 
 ICONS = {Status.OK: "✅ ok", Status.MISSING: "❌ missing", Status.DIFFERENT: "⚠️ different",
          Status.CONFLICT: "⛔ CNAME conflict"}
 
 
-@command("dns check", help="expected DNS records against the zone: ok, missing or different")
+@command("dns check", group="cloud", help="expected DNS records against the zone: ok, missing or different")
 async def dns_check(ctx: Context) -> Reply:
     feature = ctx.feature(DnsFeature)
     settings = feature.require_settings()
@@ -30,8 +30,7 @@ async def dns_check(ctx: Context) -> Reply:
              f"{counts[Status.DIFFERENT]} different"
              + (f", {counts[Status.CONFLICT]} in conflict with a CNAME"
                 if counts[Status.CONFLICT] else ""))
-    reply = table(["status", "record", "expected", "actual"],
-                  [check_row(c) for c in checks], title=title)
+    reply = items(title, [check_item(c) for c in checks])
     if counts[Status.OK] < len(checks):
         reply += Reply.text("!dns sync writes the missing and different ones (needs approval).")
     for name, target in conflicted_names(checks).items():
@@ -50,15 +49,16 @@ def conflict_line(name: str, target: str) -> str:
             "(needs approval); plain !dns sync leaves the name alone.")
 
 
-def check_row(check: RecordCheck) -> list[str]:
+def check_item(check: RecordCheck) -> Item:
     want = check.expected
     if check.status is Status.OK:
-        actual = "same"
-    elif check.status is Status.CONFLICT:
+        return Item(f"{want.name} {want.type}", [ICONS[check.status], short(value(want))])
+    if check.status is Status.CONFLICT:
         actual = "CNAME " + ", ".join(short(r.content) for r in check.actual)
     else:
         actual = ", ".join(short(value(r)) for r in check.actual) or "–"
-    return [ICONS[check.status], f"{want.name} {want.type}", short(value(want)), actual]
+    return Item(f"{want.name} {want.type}", [ICONS[check.status], f"expected {short(value(want))}",
+                                              f"found {actual}"])
 
 
 def value(record: DnsRecord) -> str:
@@ -94,7 +94,7 @@ def planned(check: RecordCheck) -> str:
     return f"update {check.expected.describe()} (now {was})"
 
 
-@command("dns sync", help="create or update the DNS records that differ in one atomic write "
+@command("dns sync", group="cloud", help="create or update the DNS records that differ in one atomic write "
                          "(needs approval); --replace-cname also replaces a CNAME that holds a "
                          "managed name", dangerous=True, locks={"dns"}, preview=sync_preview)
 async def dns_sync(ctx: Context, *, replace_cname: bool = False) -> Reply:

@@ -17,7 +17,7 @@ from spbot.providers.cloud_server import (
 )
 from spbot.providers.errors import ProviderError
 from spbot.registry import Arg, command
-from spbot.render import Reply, human_bytes, table
+from spbot.render import Item, Reply, human_bytes, items
 from spbot.system.forecast import DAY, sparkline
 
 OWN_HOST = ("I run on {name} myself: a resize first powers it off, and I would go down with "
@@ -31,7 +31,7 @@ METRICS_NOTE = {"digitalocean": "DigitalOcean reports no disk I/O: the filesyste
 # -- !server -------------------------------------------------------------------------------
 
 
-@command("server", help="the cloud server: type, location, addresses, status, traffic, price")
+@command("server", group="cloud", help="the cloud server: type, location, addresses, status, traffic, price")
 async def server(ctx: Context) -> Reply:
     feature = ctx.feature(ServerFeature)
     label = feature.require_settings().label
@@ -83,18 +83,18 @@ def traffic_text(facts: ServerFacts, label: str = "Hetzner") -> str:
 # -- !server metrics -----------------------------------------------------------------------
 
 
-@command("server metrics", help="CPU, disk and network of the last 1h, 24h or 7d as sparklines")
+@command("server metrics", group="cloud", help="CPU, disk and network of the last 1h, 24h or 7d as sparklines")
 async def server_metrics(ctx: Context, period: Literal["1h", "24h", "7d"] = "24h") -> Reply:
     feature = ctx.feature(ServerFeature)
     client = feature.provider()
     facts = await client.server_facts()
     kinds = await asyncio.gather(*(client.metrics(kind, period)
                                    for kind in ("cpu", "disk", "network")))
-    rows = [[series_label(s.name), series_sparkline(s, metrics), *series_stats(s)]
-            for metrics in kinds for s in metrics.series]
+    entries = [Item(series_label(s.name), [series_sparkline(s, metrics), *(
+        f"{what} {value}" for what, value in zip(("min", "avg", "max"), series_stats(s)))])
+        for metrics in kinds for s in metrics.series]
     step = kinds[0].step
-    reply = table(["", "trend", "min", "avg", "max"], rows, align_right=[2, 3, 4],
-                  title=f"📈 {facts.name}, last {period} (one point per {step / 60:g} min)")
+    reply = items(f"📈 {facts.name}, last {period} (one point per {step / 60:g} min)", entries)
     note = METRICS_NOTE.get(feature.require_settings().section)
     return reply + Reply.text(note) if note else reply
 
@@ -154,7 +154,7 @@ async def reboot_preview(bot) -> str:
     return "\n".join(lines)
 
 
-@command("server reboot", help="soft reboot of the server through its provider (needs approval)",
+@command("server reboot", group="cloud", help="soft reboot of the server through its provider (needs approval)",
          dangerous=True, locks={"system", "hetzner"}, preview=reboot_preview)
 async def server_reboot(ctx: Context) -> Reply:
     feature = ctx.feature(ServerFeature)
@@ -191,7 +191,7 @@ async def server_reboot(ctx: Context) -> Reply:
 # -- !server snapshot ----------------------------------------------------------------------
 
 
-@command("server snapshot", locks={"hetzner"},
+@command("server snapshot", group="cloud", locks={"hetzner"},
          help="snapshot image of the server's disk, with an optional description")
 async def server_snapshot(ctx: Context, *description: str) -> Reply:
     feature = ctx.feature(ServerFeature)
@@ -250,7 +250,7 @@ def price_change(plan: ResizePlan, settings: ServerConfig) -> str:
             f"{difference.text(signed=True)}.")
 
 
-@command("server resize", help="change the server type, keeping the disk unless --grow-disk "
+@command("server resize", group="cloud", help="change the server type, keeping the disk unless --grow-disk "
                                "(needs approval)",
          dangerous=True, locks={"system", "hetzner"}, preview=resize_preview)
 async def server_resize(ctx: Context, server_type: TypeName, *, grow_disk: bool = False) -> Reply:

@@ -22,7 +22,7 @@ HOMESERVER = "synapse"
 HEALTH_WAIT = 30.0
 
 
-@command("service", help="one service in detail: its units or containers, health, data, database, last backup")
+@command("service", group="disks", help="one service in detail: its units or containers, health, data, database, last backup")
 async def service(ctx: Context, name: Annotated[EnabledName, Arg(help="e.g. nextcloud", metavar="service")]) -> Reply:
     feature = ctx.feature(ServicesFeature)
     state = await feature.controller.state(feature.services[name])
@@ -30,7 +30,7 @@ async def service(ctx: Context, name: Annotated[EnabledName, Arg(help="e.g. next
     return details(state, ZoneInfo(ctx.config.timezone), backups.get(name, backup_text(None)))
 
 
-@command("service logs", help="the recent log of a service or unit, secrets masked: [n lines] [--since 1h]")
+@command("service logs", group="disks", help="the recent log of a service or unit, secrets masked: [n lines] [--since 1h]")
 async def service_logs(ctx: Context, target: Target,
                        lines: Annotated[int, Arg(help="how many lines", min=1, max=2000)] = 50, *,
                        since: Annotated[str | None, Arg(help="e.g. 30m, 1h, 2d", max_length=8)] = None) -> Reply:
@@ -80,7 +80,7 @@ async def stop_preview(bot, target: str) -> str:
     return await _preview(bot, target, "stop")
 
 
-@command("service restart", help="restart a service or configured unit (needs another admin's approval)",
+@command("service restart", group="disks", help="restart a service or configured unit (needs another admin's approval)",
          dangerous=True, locks={"system"}, preview=restart_preview)
 async def service_restart(ctx: Context, unit: Target) -> Reply:
     if unit.is_service:
@@ -101,13 +101,13 @@ async def service_restart(ctx: Context, unit: Target) -> Reply:
                        f"read its log on the server: journalctl -u {state.unit} -n 50")
 
 
-@command("service stop", help="stop a service or configured unit (needs another admin's approval)",
+@command("service stop", group="disks", help="stop a service or configured unit (needs another admin's approval)",
          dangerous=True, locks={"system"}, preview=stop_preview)
 async def service_stop(ctx: Context, target: Target) -> Reply:
     return await _act(ctx, target, "stop")
 
 
-@command("service start", help="start a stopped service or configured unit", locks={"system"})
+@command("service start", group="disks", help="start a stopped service or configured unit", locks={"system"})
 async def service_start(ctx: Context, target: Target) -> Reply:
     return await _act(ctx, target, "start")
 

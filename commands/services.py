@@ -17,7 +17,7 @@ from spbot.render import Reply, human_bytes, table
 from spbot.system.services import ServiceError, unit_states
 
 
-@command("services", help="state of the family's services and the configured units: running or not, since "
+@command("services", group="disks", help="state of the family's services and the configured units: running or not, since "
                           "when, memory, health, last backup")
 async def services(ctx: Context) -> Reply:
     feature = ctx.feature(ServicesFeature)
@@ -45,7 +45,7 @@ async def _units(params, zone: ZoneInfo) -> Reply:
         raise UserError(f"I could not ask systemd: {exc}", "check systemd on the server: systemctl status")
     rows = [[s.unit, state_text(s), since_text(s, zone), human_bytes(s.memory_bytes)
              if s.memory_bytes is not None else ""] for s in states]
-    reply = table(["unit", "state", "since", "memory"], rows, title="Services:", align_right=(3,))
+    reply = table(["unit", "state", "since", "memory"], rows, title="Services:")
     bad = [s.unit for s in states if not s.healthy]
     if bad:
         reply = reply + Reply.text(f"Not running: {', '.join(bad)}. Restart with !service restart "
@@ -53,7 +53,7 @@ async def _units(params, zone: ZoneInfo) -> Reply:
     return reply
 
 
-@command("services detect", help="which catalogue services run on this machine, as [services.<name>] "
+@command("services detect", group="disks", help="which catalogue services run on this machine, as [services.<name>] "
                                  "config to copy")
 async def services_detect(ctx: Context) -> Reply:
     feature = ctx.feature(ServicesFeature)

@@ -9,7 +9,7 @@ from typing import Annotated
 from spbot.context import Context, UserError
 from spbot.features.ssh import SshFeature
 from spbot.registry import MAX_LINE_CHARS, Arg, command
-from spbot.render import Reply, table
+from spbot.render import Item, Reply, items
 from spbot.system.sshkeys import AuthorizedKey, AuthorizedKeys, SshKeyError, normalize_fingerprint
 
 
@@ -25,7 +25,7 @@ def keys_count(n: int) -> str:
 # -- !ssh list -----------------------------------------------------------------------------
 
 
-@command("ssh list", help="root's SSH keys: type, bits, fingerprint, comment")
+@command("ssh list", group="users", help="root's SSH keys: type, bits, fingerprint, comment")
 async def ssh_list(ctx: Context) -> Reply:
     keys = ctx.feature(SshFeature).authorized_keys()
     try:
@@ -35,10 +35,9 @@ async def ssh_list(ctx: Context) -> Reply:
     if not found:
         return Reply.text(f"🔑 No SSH keys in {keys.path}: nobody can log in as root with a key. "
                           f"Add one with {ctx.config.command_prefix}ssh add <public key line>.")
-    rows = [[str(k.line_no), k.kind, str(k.bits), k.fingerprint, k.comment
-             + (" (has options, managed by hand)" if k.options else "")] for k in found]
-    return table(["line", "type", "bits", "fingerprint", "comment"], rows, align_right=[0, 2],
-                 title=f"🔑 {keys_count(len(found))} in {keys.path}")
+    entries = [Item(f"line {k.line_no}: {k.kind} {k.bits} bits", [
+        k.comment + (" (has options, managed by hand)" if k.options else "")], k.fingerprint) for k in found]
+    return items(f"🔑 {keys_count(len(found))} in {keys.path}", entries)
 
 
 # -- !ssh add ------------------------------------------------------------------------------
@@ -62,7 +61,7 @@ async def add_preview(bot, key: list[str]) -> str:
             "whoever holds its private key can log in as root.")
 
 
-@command("ssh add", help="authorize a public key for root: ed25519, ecdsa or RSA ≥ 3072 "
+@command("ssh add", group="users", help="authorize a public key for root: ed25519, ecdsa or RSA ≥ 3072 "
          "(needs approval)", dangerous=True, preview=add_preview)
 async def ssh_add(ctx: Context, *key: Annotated[str, Arg(metavar="public key line",
                                                         max_length=MAX_LINE_CHARS)]) -> Reply:
@@ -104,7 +103,7 @@ async def remove_preview(bot, fingerprint: str) -> str:
     return "\n".join(lines)
 
 
-@command("ssh remove", help="remove root's SSH key with this SHA256 fingerprint (needs approval)",
+@command("ssh remove", group="users", help="remove root's SSH key with this SHA256 fingerprint (needs approval)",
          dangerous=True, preview=remove_preview)
 async def ssh_remove(ctx: Context, fingerprint: Annotated[str, Arg(metavar="fingerprint")]) -> Reply:
     keys = ctx.feature(SshFeature).authorized_keys()

@@ -5,7 +5,7 @@ from spbot.registry import command
 from spbot.render import Reply, human_duration
 
 
-@command("status", help="bot version, uptime, homeserver, device, rooms, admins and scheduled jobs")
+@command("status", group="core", help="bot version, uptime, homeserver, device, rooms, admins and scheduled jobs")
 async def status(ctx: Context) -> Reply:
     user_id, device_id = ctx.identity
     jobs = sorted(ctx.scheduler.get_jobs(), key=lambda j: j.id)

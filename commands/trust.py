@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from spbot.config import USER_ID, Duration, config_section
 from spbot.context import Context, Request, UserError
 from spbot.registry import command, on_startup, shown
-from spbot.render import Reply, human_duration, mention, table
+from spbot.render import Item, Reply, human_duration, items, mention
 from spbot.trust import CrossSigningError, KeyMoved, Trust, format_fingerprint
 from spbot.trust.signing import decode_b64
 
@@ -28,10 +28,11 @@ class TrustSettings(BaseModel):
 
 # --- !devices ------------------------------------------------------------------------------------------
 
-@command("devices", help="each admin's devices, whether the bot trusts them, and the keys it binds them to")
+@command("devices", group="users",
+         help="each admin's devices, whether the bot trusts them, and the keys it binds them to")
 async def devices(ctx: Context, user: str | None = None) -> Reply:
     users = [_admin(ctx, user)] if user else list(ctx.config.admins)
-    rows = []
+    entries = []
     trust = _trust(ctx)
     for user_id in users:
         identity = await _identity(ctx, user_id)
@@ -41,16 +42,15 @@ async def devices(ctx: Context, user: str | None = None) -> Reply:
         for device_id, device in sorted(identity.devices.items()):
             bound = trust.devices.bound_key(user_id, device_id)
             state = _state(ctx, device.cross_signed and device.curve25519 == bound, changed)
-            rows.append([user_id, device_id, device.display_name or "", _short(device.curve25519), state])
-            if bound != device.curve25519:
-                rows.append(["", "", "  I bind it to", _short(bound),
-                             "keys differ: " + ("refused" if ctx.config.device_policy == "cross-signed"
-                                                else "announced every time")])
-        rows.append([user_id, "identity", "pinned " + format_fingerprint(pinned), "",
-                     "CHANGED to " + identity.fingerprint if changed else
-                     ("no cross-signing" if not identity.has_identity else "ok")])
-    return table(["admin", "device", "name", "key", "trust"], rows,
-                 title=f"Admin devices (policy: {ctx.config.device_policy}); key: the homeserver's record")
+            differ = "" if bound == device.curve25519 else (
+                f"I bind it to {_short(bound)}: keys differ, "
+                + ("refused" if ctx.config.device_policy == "cross-signed" else "announced every time"))
+            entries.append(Item(f"{user_id} {device_id}", [device.display_name or "",
+                                                           f"key {_short(device.curve25519)}", state], differ))
+        entries.append(Item(f"{user_id} identity", [
+            "CHANGED to " + identity.fingerprint if changed else
+            ("no cross-signing" if not identity.has_identity else "ok")], "pinned " + format_fingerprint(pinned)))
+    return items(f"Admin devices (policy: {ctx.config.device_policy}); key: the homeserver's record", entries)
 
 
 def _short(key: str | None) -> str:
@@ -69,7 +69,8 @@ def _state(ctx: Context, cross_signed: bool, changed: bool) -> str:
 
 # --- !trust --------------------------------------------------------------------------------------------
 
-@command("trust", help="accept an admin's new cross-signing identity (after checking with them in person)")
+@command("trust", group="users",
+         help="accept an admin's new cross-signing identity (after checking with them in person)")
 async def trust(ctx: Context, user: str) -> Reply | None:
     user_id = _admin(ctx, user)
     identity = await _identity(ctx, user_id, fresh=True)
@@ -143,7 +144,7 @@ async def _pin_preview(bot, user: str, key: str) -> str:
             f"(including {user}) do not count.")
 
 
-@command("trust pin", hidden=True, dangerous=True, job=False, preview=_pin_preview,
+@command("trust pin", group="users", hidden=True, dangerous=True, job=False, preview=_pin_preview,
          help="pin exactly this identity key for an admin (what !trust asks the other admins to approve)")
 async def trust_pin(ctx: Context, user: str, key: IdentityKey) -> Reply:
     user_id = _admin(ctx, user)
@@ -159,7 +160,7 @@ async def trust_pin(ctx: Context, user: str, key: IdentityKey) -> Reply:
     return Reply.text(f"accepted the new identity of {user_id}: {fingerprint}")
 
 
-@command("trust cancel", help="cancel a waiting acceptance of an admin's new identity")
+@command("trust cancel", group="users", help="cancel a waiting acceptance of an admin's new identity")
 async def trust_cancel(ctx: Context, user: str) -> Reply:
     user_id = _admin(ctx, user)
     if not await _trust(ctx).cancel_waiting(user_id):

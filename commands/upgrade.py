@@ -15,13 +15,14 @@ from spbot.registry import Arg, command
 from spbot.render import Reply, human_duration
 
 
-@command("upgrade check", help="what a system upgrade would change, and whether a reboot is needed",
+@command("upgrade check", group="system", help="what a system upgrade would change, and whether a reboot is needed",
          locks=CHECK_LOCKS)
 async def upgrade_check(ctx: Context, *, cached: Annotated[bool, Arg(
-        "skip apt-get update / the channel update and use what the server already knows")] = False
+        "skip apt-get update / the channel update and use what the server already knows")] = False,
+        all: Annotated[bool, Arg("list every pending update, not only the first ten")] = False
         ) -> Reply:
     info, result = await ctx.feature(UpgradeFeature).flows.check(ctx.job, refresh=not cached)
-    return render_check(info, result)
+    return render_check(info, result, show_all=all)
 
 
 async def preview_upgrade(bot, no_backup: bool = False) -> str:
@@ -35,7 +36,7 @@ async def preview_upgrade(bot, no_backup: bool = False) -> str:
     return f"{info.pretty_name}: {how}, {backup}. {await flows.last_check_line(info)}"
 
 
-@command("upgrade", help="upgrade the system: backup first, live log, summary", dangerous=True,
+@command("upgrade", group="system", help="upgrade the system: backup first, live log, summary", dangerous=True,
          locks=LOCKS, preview=preview_upgrade)
 async def upgrade(ctx: Context, *, no_backup: Annotated[bool, Arg(
         "do not back up the services before upgrading")] = False) -> Reply:
@@ -55,14 +56,14 @@ async def preview_rollback(bot) -> str:
     return f"{info.pretty_name}: from generation {current.number} back to {older[-1].number}."
 
 
-@command("rollback", help="NixOS: switch back to the previous system generation", dangerous=True,
+@command("rollback", group="system", help="NixOS: switch back to the previous system generation", dangerous=True,
          locks=LOCKS, preview=preview_rollback)
 async def rollback(ctx: Context) -> Reply:
     info, result = await ctx.feature(UpgradeFeature).flows.rollback(ctx.job)
     return render_rollback(info, result, ctx.job)
 
 
-@command("generations", help="NixOS: the system generations, newest first")
+@command("generations", group="system", help="NixOS: the system generations, newest first")
 async def generations(ctx: Context) -> Reply:
     info, found = await ctx.feature(UpgradeFeature).flows.generations()
     if not found:
@@ -77,7 +78,7 @@ async def preview_reboot(bot) -> str:
             "I post a notice first and say when I am back.")
 
 
-@command("reboot", help="reboot the server: a notice first, and a message when it is back",
+@command("reboot", group="system", help="reboot the server: a notice first, and a message when it is back",
          dangerous=True, locks={"system"}, preview=preview_reboot)
 async def reboot(ctx: Context) -> Reply:
     request = ctx.request

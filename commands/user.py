@@ -14,7 +14,7 @@ from spbot.features.users.messages import ELEMENT, ago, delivery_note
 from spbot.providers.errors import ProviderError
 from spbot.providers.synapse_admin import HomeserverUser, RegistrationToken
 from spbot.registry import ONE_OTHER_ADMIN, Arg, Policy, command, parse_span
-from spbot.render import Reply, table
+from spbot.render import Item, Reply, items
 
 
 class Expiry:
@@ -53,7 +53,7 @@ async def add_preview(bot, name: str, admin: bool = False, display: str | None =
             "deactivate accounts through the admin API. The password goes privately to the requester.")
 
 
-@command("user add", help="new account with a generated password, sent to you privately",
+@command("user add", group="users", help="new account with a generated password, sent to you privately",
          policy_when=_admin_needs_approval, preview=add_preview)
 async def user_add(ctx: Context, name: Name, *, admin: bool = False,
                    display: str | None = None) -> Reply:
@@ -85,20 +85,20 @@ def _clean_display(display: str | None) -> str | None:
 # -- !user list ----------------------------------------------------------------------------
 
 
-@command("user list", help="accounts: admin, deactivated, last seen")
+@command("user list", group="users", help="accounts: admin, deactivated, last seen")
 async def user_list(ctx: Context, *, active: bool = False) -> Reply:
     async with ctx.feature(UsersFeature).admin_api() as synapse:
         users = await synapse.list_users(include_deactivated=not active)
     now = datetime.now(timezone.utc)
-    rows = [_user_row(ctx, u, now) for u in users]
+    entries = [_user_item(ctx, u, now) for u in users]
     admins = sum(1 for u in users if u.admin and not u.deactivated)
     gone = sum(1 for u in users if u.deactivated)
     title = (f"👥 {len(users)} accounts on {ctx.feature(UsersFeature).server_name()}: {admins} admins, "
              f"{gone} deactivated")
-    return table(["account", "name", "admin", "state", "last seen"], rows, title=title)
+    return items(title, entries)
 
 
-def _user_row(ctx: Context, user: HomeserverUser, now: datetime) -> list[str]:
+def _user_item(ctx: Context, user: HomeserverUser, now: datetime) -> Item:
     if user.deactivated:
         state = "deactivated, erased" if user.erased else "deactivated"
     else:
@@ -106,8 +106,7 @@ def _user_row(ctx: Context, user: HomeserverUser, now: datetime) -> list[str]:
     name = user.displayname or ""
     if user.user_id == ctx.config.user_id:
         name = f"{name} (this bot)".strip()
-    return [user.user_id, name, "admin" if user.admin else "", state,
-            ago(user.last_seen, now)]
+    return Item(user.user_id, [name, "admin" if user.admin else "", state, f"last seen {ago(user.last_seen, now)}"])
 
 
 # -- !user reset ---------------------------------------------------------------------------
@@ -120,7 +119,7 @@ async def reset_preview(bot, name: str) -> str:
             "privately to the requester.")
 
 
-@command("user reset", help="new password for an account, sent to you privately (needs approval)",
+@command("user reset", group="users", help="new password for an account, sent to you privately (needs approval)",
          dangerous=True, preview=reset_preview)
 async def user_reset(ctx: Context, name: Name) -> Reply:
     accounts = ctx.feature(UsersFeature)
@@ -161,7 +160,7 @@ async def deactivate_preview(bot, name: str, erase: bool = False) -> str:
             "can never be used again.")
 
 
-@command("user deactivate", help="close an account for good; --erase also forgets its messages "
+@command("user deactivate", group="users", help="close an account for good; --erase also forgets its messages "
          "(needs approval)", dangerous=True, preview=deactivate_preview)
 async def user_deactivate(ctx: Context, name: Name, *, erase: bool = False) -> Reply:
     accounts = ctx.feature(UsersFeature)
@@ -192,7 +191,7 @@ async def _describe_target(bot, synapse, name: str, doing: str) -> str:
 # -- invites -------------------------------------------------------------------------------
 
 
-@command("user invite", help="a registration token (invite) for someone to sign up in Element")
+@command("user invite", group="users", help="a registration token (invite) for someone to sign up in Element")
 async def user_invite(ctx: Context, *, uses: Annotated[int | None, Arg(max=10_000)] = None,
                       expires: Expiry | None = None) -> Reply:
     accounts = ctx.feature(UsersFeature)
@@ -237,7 +236,7 @@ def _invite_reply(ctx: Context, invite: RegistrationToken) -> Reply:
     return Reply(body, html)
 
 
-@command("user invites", help="registration tokens: uses left, expiry")
+@command("user invites", group="users", help="registration tokens: uses left, expiry")
 async def user_invites(ctx: Context) -> Reply:
     accounts = ctx.feature(UsersFeature)
     async with accounts.admin_api() as synapse:
@@ -245,11 +244,10 @@ async def user_invites(ctx: Context) -> Reply:
     if not invites:
         return Reply.text(f"No invites. Make one with {ctx.config.command_prefix}user invite.")
     now = datetime.now(timezone.utc)
-    rows = [[i.token, _uses(i), str(i.pending), accounts.when(i.expires),
-             _invite_state(i, now)] for i in invites]
+    entries = [Item(i.token, [_invite_state(i, now), f"used {_uses(i)}", f"{i.pending} pending",
+                              f"expires {accounts.when(i.expires)}"]) for i in invites]
     valid = sum(1 for i in invites if i.is_valid(now))
-    return table(["token", "used", "pending", "expires", "state"], rows,
-                 title=f"🎟 {len(invites)} invites, {valid} usable")
+    return items(f"🎟 {len(invites)} invites, {valid} usable", entries)
 
 
 def _uses(invite: RegistrationToken) -> str:
@@ -263,7 +261,7 @@ def _invite_state(invite: RegistrationToken, now: datetime) -> str:
     return "usable" if invite.is_valid(now) else "used up"
 
 
-@command("user invite revoke", help="revoke an invite so nobody can sign up with it")
+@command("user invite revoke", group="users", help="revoke an invite so nobody can sign up with it")
 async def user_invite_revoke(ctx: Context, token: str) -> Reply:
     async with ctx.feature(UsersFeature).admin_api() as synapse:
         await synapse.delete_registration_token(token)

@@ -12,12 +12,12 @@ from spbot.features.server import volumes as vol
 from spbot.features.server.settings import ServerConfig
 from spbot.features.server.volumes import GROWABLE, Mount, VolumeMount
 from spbot.registry import Arg, command
-from spbot.render import Reply, human_bytes, table
+from spbot.render import Item, Reply, human_bytes, items
 
 Size = Annotated[str, Arg(metavar="+GB|GB", help="+10 adds 10 GB, 60 makes it 60 GB")]
 
 
-@command("volume list", help="the cloud volumes, where they are mounted, how full")
+@command("volume list", group="cloud", help="the cloud volumes, where they are mounted, how full")
 async def volume_list(ctx: Context) -> Reply:
     feature = ctx.feature(ServerFeature)
     settings, client = feature.require_settings(), feature.provider()
@@ -31,23 +31,22 @@ async def volume_list(ctx: Context) -> Reply:
         found, unknown = [], exc.what
     by_target = {m.target: m for m in found}
     linked = (await vol.volume_ids_of(client, settings, found)).items()
-    rows = [[f"{v.name} (#{v.id})", f"{v.size_gb} GB", v.server_name or "not attached",
-             v.location, *mount_columns(next((by_target[target] for target, key in linked
-                                               if vol.is_linked(v, key)), None))]
-            for v in volumes]
-    reply = table(["volume", "size", "server", "location", "mounted at", "filesystem"], rows,
-                  title=f"💾 {settings.label} volumes", align_right=[1])
+    entries = [Item(f"{v.name} (#{v.id})", [f"{v.size_gb} GB", v.server_name or "not attached", v.location],
+                    mount_line(next((by_target[target] for target, key in linked
+                                     if vol.is_linked(v, key)), None)))
+               for v in volumes]
+    reply = items(f"💾 {settings.label} volumes", entries)
     if unknown:
         reply += Reply.text(f"(where they are mounted is unknown: {unknown})")
     return reply
 
 
-def mount_columns(mount: Mount | None) -> list[str]:
+def mount_line(mount: Mount | None) -> str:
     if mount is None:
-        return ["–", "–"]
+        return "not mounted here"
     share = f" ({mount.used / mount.size:.0%})" if mount.size else ""
-    return [mount.target, f"{mount.fstype}, {human_bytes(mount.used)} of "
-                          f"{human_bytes(mount.size)} used{share}"]
+    return (f"mounted at {mount.target}: {mount.fstype}, {human_bytes(mount.used)} of "
+            f"{human_bytes(mount.size)} used{share}")
 
 
 async def _growth(feature: ServerFeature, mount: Path, size: str) -> tuple[VolumeMount, int]:
@@ -80,7 +79,7 @@ async def grow_preview(bot, mount: Path, size: str) -> str:
             f"Then {GROWABLE[fs.fstype]} grows the {fs.fstype} filesystem while it stays mounted.")
 
 
-@command("volume grow", help="grow the cloud volume behind a mount, then its filesystem "
+@command("volume grow", group="cloud", help="grow the cloud volume behind a mount, then its filesystem "
                              "(needs approval)",
          dangerous=True, locks={"system"}, preview=grow_preview)
 async def volume_grow(ctx: Context, mount: Path, size: Size) -> Reply:

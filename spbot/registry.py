@@ -80,6 +80,7 @@ class CommandSpec:
     locks: frozenset[str] = frozenset()
     long_help: str = ""
     hidden: bool = False
+    group: str = "other"     # the !help group (commands/help.py names them)
     job: bool = False        # runs as a job: listed in !jobs, cancellable, may report progress
     # async (bot, **args) -> str: the concrete target, cost or size, shown in the approval request
     preview: Callable[..., Awaitable[str]] | None = None
@@ -165,7 +166,7 @@ REGISTRY = Registry()
 
 
 def command(name: str, *, help: str, dangerous: bool = False, policy: Policy | None = None,
-            locks: typing.Iterable[str] = (), hidden: bool = False, job: bool | None = None,
+            locks: typing.Iterable[str] = (), hidden: bool = False, group: str = "other", job: bool | None = None,
             preview: Callable[..., Awaitable[str]] | None = None, registry: Registry | None = None,
             policy_when: Callable[[dict[str, Any]], Policy | None] | None = None):
     """Declare a chat command. Dangerous commands need one other admin's approval unless `policy`
@@ -180,7 +181,7 @@ def command(name: str, *, help: str, dangerous: bool = False, policy: Policy | N
             name=name.lower(), func=func, help=help, params=params,
             dangerous=dangerous,
             policy=policy if policy is not None else (ONE_OTHER_ADMIN if dangerous else NO_APPROVAL),
-            locks=frozenset(locks), long_help=inspect.getdoc(func) or "", hidden=hidden,
+            locks=frozenset(locks), long_help=inspect.getdoc(func) or "", hidden=hidden, group=group,
             job=job if job is not None else bool(dangerous or locks), preview=preview,
             policy_when=policy_when)
         (registry or REGISTRY).add(spec)

@@ -117,24 +117,60 @@ def mention(user_ids: Sequence[str], text: str) -> Reply:
     return Reply.text(text).to(user_ids)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str = "",
-          align_right: Sequence[int] = ()) -> Reply:
-    """An aligned plain-text table in `body` and an HTML table in `formatted_body`; Quoted cells are
-    shown quoted in both."""
-    cells = [[str(c) for c in row] for row in rows]
-    html_cells = [[c.html if isinstance(c, Quoted) else escape(str(c)) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+MAX_COLUMNS = 4          # what fits a phone held upright (400 px) with short cells
 
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if i in align_right else v.ljust(w)
-                         for i, (v, w) in enumerate(zip(values, widths))).rstrip()
 
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters; a cut always ends in "…"."""
+    return text if len(text) <= limit else text[:max(limit - 1, 0)].rstrip() + "…"
+
+
+def _html(cell: object) -> str:
+    return cell.html if isinstance(cell, Quoted) else escape(str(cell))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str = "") -> Reply:
+    """At most MAX_COLUMNS narrow columns: an HTML table in `formatted_body`; in `body` one row per line,
+    its cells joined with " · " (a proportional font cannot align columns). Quoted cells are shown
+    quoted in both."""
+    if len(headers) > MAX_COLUMNS:
+        raise ValueError(f"a table of {len(headers)} columns does not fit a phone: use items()")
     plain = [title] if title else []
-    plain += [line(headers)] + [line(r) for r in cells]
+    plain += [" · ".join(str(c) for c in row if str(c)) for row in rows]
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in html_cells)
+    body = "".join("<tr>" + "".join(f"<td>{_html(c)}</td>" for c in row) + "</tr>" for row in rows)
     html = (f"<b>{escape(title)}</b><br>" if title else "") + \
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return Reply("\n".join(plain), html)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of a list: a bold head, short parts after it, an optional second line."""
+    head: str | Quoted
+    parts: Sequence[str | Quoted] = ()
+    note: str | Quoted = ""
+
+
+def items(title: str, entries: Sequence[Item], more: str = "") -> Reply:
+    """A list of short lines per item, for what has more to say than a narrow table holds: in `body`
+    one item per line ("head — part · part", its note indented below), in HTML a bulleted list.
+    `more` ends it (e.g. "… and 12 more: !disk --all")."""
+    plain = [title] if title else []
+    html_items = []
+    for entry in entries:
+        parts = [str(p) for p in entry.parts if str(p)]
+        plain.append(str(entry.head) + (" — " + " · ".join(parts) if parts else ""))
+        html = f"<b>{_html(entry.head)}</b>" + (
+            " — " + " · ".join(_html(p) for p in entry.parts if str(p)) if parts else "")
+        if str(entry.note):
+            plain.append(f"   {entry.note}")
+            html += f"<br>{_html(entry.note)}"
+        html_items.append(f"<li>{html}</li>")
+    if more:
+        plain.append(more)
+    html = (f"<b>{escape(title)}</b>" if title else "") + f"<ul>{''.join(html_items)}</ul>" + \
+        (escape(more) if more else "")
     return Reply("\n".join(plain), html)
 
 

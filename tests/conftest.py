@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,12 +107,33 @@ def room_id(synapse, people) -> str:
     return room
 
 
+def reply_log(tmp_path_factory) -> Path:
+    """Where alice's client records the bots' formatted replies (tests/test_phone_width.py renders them);
+    SPBOT_REPLY_LOG names a file to keep (check it with `python -m tests.phone_width FILE`)."""
+    chosen = os.environ.get("SPBOT_REPLY_LOG")
+    return Path(chosen) if chosen else tmp_path_factory.getbasetemp() / "replies.jsonl"
+
+
+def _recorder(path: Path):
+    def record(seen) -> None:
+        content = seen.content.get("m.new_content") or seen.content
+        if seen.type == "m.room.message" and seen.sender.startswith("@spbot") \
+                and content.get("formatted_body"):
+            with path.open("a") as out:
+                out.write(json.dumps({"sender": seen.sender, "body": content.get("body", ""),
+                                      "formatted_body": content["formatted_body"]}) + "\n")
+    return record
+
+
 def _session_client(name: str):
-    """A session fixture: `name`'s real E2EE client, logged in once with its own device."""
+    """A session fixture: `name`'s real E2EE client, logged in once with its own device (alice's records
+    the bots' replies, see reply_log)."""
     @pytest.fixture(scope="session", name=name)
     async def client_fixture(synapse, people, tmp_path_factory) -> ChatClient:
         person = people[name]
         client = ChatClient(synapse.url, person.user_id, person.password, tmp_path_factory.mktemp(name))
+        if name == "alice":
+            client.on_event = _recorder(reply_log(tmp_path_factory))
         await client.start()
         yield client
         await client.stop()

@@ -177,10 +177,10 @@ async def test_progress_edits_one_message_and_jobs_lists_it(alice, bob, bot):
     assert any("step 2 of 3" in e.content["m.new_content"]["body"] for e in edits)
     assert all(e.relates["rel_type"] == "m.replace" for e in edits)
     listing = await alice.command(bot.room_id, "!jobs", bot.user_id)
-    assert re.search(rf"#{job_id}\s+!danger-slow\s+done\s+@alice:localhost", listing.body)
+    assert re.search(rf"^#{job_id} !danger-slow — ✅ done · \w+ · @alice:localhost$", listing.body, re.M), listing.body
     audit = await alice.command(bot.room_id, "!audit 30", bot.user_id)
-    assert re.search(r"@alice:localhost \(\w+\)\s+`danger-slow seconds=3 token=\w+`\s+@bob:localhost\s+ok",
-                     audit.body), audit.body
+    assert re.search(r"^\d\d-\d\d \d\d:\d\d — `danger-slow seconds=3 token=\w+` · @alice:localhost \(\w+\) · "
+                     r"approved by @bob:localhost · ok$", audit.body, re.M), audit.body
 
 
 async def test_cancel_stops_a_long_job_and_its_process(alice, bob, bot):
@@ -200,7 +200,7 @@ async def test_cancel_stops_a_long_job_and_its_process(alice, bob, bot):
     await final_edit(alice, progress, bot, "🛑 !danger-slow")
     assert mark not in bot.marks()
     listing = await alice.command(bot.room_id, "!jobs", bot.user_id)
-    assert re.search(rf"#{job_id}\s+!danger-slow\s+cancelled", listing.body)
+    assert re.search(rf"^#{job_id} !danger-slow — ⏹ cancelled · ", listing.body, re.M), listing.body
 
 
 async def test_kill_during_a_job_marks_it_interrupted_and_never_reruns(alice, bob, bot):

@@ -170,7 +170,9 @@ async def test_list_and_stats(alice, world):
     listing = await alice.command(bot.room_id, "!backup list", bot.user_id, timeout=30)
     assert "big: 1 snapshot(s)" in listing.body and "files: 1 snapshot(s)" in listing.body
     assert world.snapshots["files"] in listing.body and "manual" in listing.body and "160.0 MiB" in listing.body
-    assert "<table>" in listing.content["formatted_body"]
+    assert re.search(r"^" + world.snapshots["files"] + r" — \d{4}-\d\d-\d\d \d\d:\d\d · manual · [\d.]+ \w?i?B$",
+                     listing.body, re.M), listing.body          # one snapshot per line: time, reason, size
+    assert f"<li><b>{world.snapshots['files']}</b> — " in listing.content["formatted_body"]
 
     only = await alice.command(bot.room_id, "!backup list files", bot.user_id, timeout=30)
     assert "files:" in only.body and "big:" not in only.body

@@ -39,9 +39,12 @@ async def test_ping_is_an_encrypted_notice_reply(alice, bot):
 
 async def test_help_lists_commands_and_explains_one(alice, bot):
     overview = await alice.command(bot.room_id, "!help", bot.user_id)
-    assert "!ping" in overview.body and "!status" in overview.body
+    assert "core (!help core): audit, help, ping, status" in overview.body.splitlines()
     assert "<ul>" in overview.content["formatted_body"]
-    assert "!mark" not in overview.body, "hidden commands stay out of !help"
+    assert "mark" not in overview.body, "hidden commands stay out of !help"
+    core = await alice.command(bot.room_id, "!help core", bot.user_id)
+    assert "!ping — check that the bot answers" in core.body and "!status — " in core.body
+    assert "!mark" not in core.body
     detail = await alice.command(bot.room_id, "!help ping", bot.user_id)
     assert detail.body.startswith("usage: !ping")
 

@@ -192,22 +192,23 @@ async def test_server_metrics_as_sparklines(alice, cloud):
     lines = reply.body.splitlines()
     assert lines[0] == "📈 family-server, last 1h (one point per 1 min)"
     if cloud.side.name == "hetzner":
-        rows = {line.split("  ")[0].strip(): line for line in lines[2:]}
+        rows = {line.split(" — ")[0]: line for line in lines[1:]}
         assert set(rows) == {"CPU", "disk read IO/s", "disk write IO/s", "disk read",
                              "disk write", "network in packets/s", "network out packets/s",
                              "network in", "network out"}
-        assert "0.0 %" in rows["CPU"] and "13.5 %" in rows["CPU"]
+        assert "min 0.0 %" in rows["CPU"] and "max 13.5 %" in rows["CPU"]
     else:  # DigitalOcean has no disk I/O metrics, and says so
         assert lines[-1] == ("DigitalOcean reports no disk I/O: the filesystem rows show how "
                              "full each one is; network is public and private bandwidth.")
-        rows = {line.split("  ")[0].strip(): line for line in lines[2:-1]}
+        rows = {line.split(" — ")[0]: line for line in lines[1:-1]}
         assert set(rows) == {"CPU", "network public in", "network public out",
                              "network private in", "network private out", "filesystem / used",
                              "filesystem /mnt/data used", "filesystem /mnt/archive used"}
         assert "30.0 %" in rows["CPU"] and "50.0 %" in rows["filesystem / used"]
+        assert re.search(r" · min [\d.]+ % · avg [\d.]+ % · max [\d.]+ %$", rows["CPU"]), rows["CPU"]
     assert "B/s" in rows["network in" if cloud.side.name == "hetzner" else "network public in"]
     assert any(bar in rows["CPU"] for bar in "▂▃▄▅▆▇█")
-    assert "<table>" in reply.content["formatted_body"]
+    assert "<li><b>CPU</b> — " in reply.content["formatted_body"]
 
 
 async def test_token_rejected(alice, cloud):
@@ -345,7 +346,8 @@ async def test_volume_list(alice, cloud):
     bot, side = cloud.bot, cloud.side
     reply = await alice.command(bot.room_id, "!volume list", bot.user_id, timeout=JOB_TIMEOUT)
     assert reply.body.splitlines()[0] == f"💾 {side.label} volumes"
-    rows = {line.split()[0]: line for line in reply.body.splitlines()[2:]}
+    lines = reply.body.splitlines()[1:]                # each volume's line, then where it is mounted
+    rows = {line.split()[0]: line + "\n" + mount for line, mount in zip(lines[::2], lines[1::2])}
     assert f"(#{side.volume_id('data')})" in rows["data"]
     assert "50 GB" in rows["data"] and "family-server" in rows["data"]
     assert "/mnt/data" in rows["data"] and "ext4, 40.0 GiB of 49.0 GiB used (82%)" in rows["data"]
@@ -443,10 +445,10 @@ async def test_dns_check_shows_drift_and_the_alert_comes_once(alice, cloud):
     reply = await alice.command(bot.room_id, "!dns check", bot.user_id, timeout=JOB_TIMEOUT)
     lines = reply.body.splitlines()
     assert lines[0] == "🌐 DNS of example.org at Cloudflare: 7 ok, 1 missing, 2 different"
-    rows = {" ".join(line.split()[2:4]): line for line in lines[2:-1]}
-    assert rows["git A"].split()[-2:] == [IPV4, "–"]
-    assert rows["cloud A"].split()[-2:] == [IPV4, OLD_IP]
-    assert rows["cloud AAAA"].endswith("same")
+    rows = {line.split(" — ")[0]: line for line in lines[1:-1]}              # one line per record
+    assert rows["git A"] == f"git A — ❌ missing · expected {IPV4} · found –"
+    assert rows["cloud A"] == f"cloud A — ⚠️ different · expected {IPV4} · found {OLD_IP}"
+    assert re.match(r"cloud AAAA — ✅ ok · \S+$", rows["cloud AAAA"]), rows["cloud AAAA"]
     assert "!dns sync writes the missing and different ones" in reply.body
 
     await asyncio.sleep(3)  # three more scheduled checks: still the same alert

@@ -50,8 +50,9 @@ du_time_budget = "10s"
 
 
 def table_lines(body: str) -> dict[str, str]:
-    """The table's rows by their first word (mount or directory)."""
-    return {line.split()[0]: line for line in body.splitlines()[2:] if line.strip() and line[0] == "/"}
+    """The list's lines by mount (one line per filesystem: "/srv — ███░░░░░ 40% · …")."""
+    return {line.split(" — ")[0].removesuffix(" (ro)"): line for line in body.splitlines()[1:]
+            if line.startswith("/") and " — " in line}
 
 
 async def test_disk_lists_the_real_filesystems(alice, disk_bot):
@@ -65,15 +66,12 @@ async def test_disk_lists_the_real_filesystems(alice, disk_bot):
     root = psutil.disk_usage("/")
     match = re.search(r"(\d+)%", rows["/"])
     assert abs(int(match.group(1)) - root.percent) <= 1
-    assert next(p.device for p in psutil.disk_partitions(all=True) if p.mountpoint == "/") in rows["/"]
-
-    header = reply.body.splitlines()[1]
-    assert header.split() == ["mount", "device", "size", "used", "free", "use", "7", "days", "trend"]
-    for line in rows.values():                                   # aligned columns in the plain body
-        assert line.index("%") == header.index(" use ") + 3     # right-aligned under "use"
+    for mount, line in rows.items():                 # one short line each: bar, percent, free space, trend
+        assert re.match(re.escape(mount) + r"( \(ro\))? — ([█░]{8} \d+%|⚠️ no answer) · ", line), line
+    assert re.search(r" · [\d.]+ \w?i?B free of [\d.]+ \w?i?B · ", rows["/"])
     assert reply.type == "m.room.message" and reply.content["msgtype"] == "m.notice"
     html = reply.content["formatted_body"]
-    assert "<table>" in html and "<th>mount</th>" in html and "<td>/</td>" in html
+    assert "<ul>" in html and "<li><b>/</b> — " in html and "<table>" not in html
 
 
 async def test_disk_shows_the_recorded_trend(alice, disk_bot):
@@ -103,13 +101,14 @@ async def test_disk_path_lists_the_biggest_directories(alice, disk_bot, tmp_path
     body = reply.body
     assert body.startswith(f"{tmp_path} (on the filesystem mounted at /)"), body
     assert f"Biggest directories under {tmp_path} (depth 2;" in body
-    order = [line.split()[0] for line in body.splitlines() if line.startswith(str(tmp_path) + "/")]
-    assert order == [f"{tmp_path}/photos", f"{tmp_path}/photos/2024", f"{tmp_path}/mail",
-                     f"{tmp_path}/photos/2025"]
-    sizes = {line.split()[0]: line.split()[1] + " " + line.split()[2] for line in body.splitlines()
-             if line.startswith(str(tmp_path) + "/")}
-    assert sizes[f"{tmp_path}/photos"] == "4.0 MiB" and sizes[f"{tmp_path}/mail"] == "2.0 MiB"
-    assert "<table>" in reply.content["formatted_body"]
+    device = next(p.device for p in psutil.disk_partitions(all=True) if p.mountpoint == "/")
+    assert f"   on {device}" in body                     # the mount's line, then its device
+    listing = body.split(f"Biggest directories under {tmp_path}", 1)[1].splitlines()[1:]
+    order = [line.split(" — ")[0] for line in listing if " — " in line]
+    assert order == ["photos", "photos/2024", "mail", "photos/2025"]      # below the path asked for
+    sizes = {line.split(" — ")[0]: line.split(" — ")[1].split(" · ")[0] for line in listing if " — " in line}
+    assert sizes["photos"] == "4.0 MiB" and sizes["mail"] == "2.0 MiB"
+    assert "<li><b>photos</b> — 4.0 MiB · " in reply.content["formatted_body"]
 
 
 async def test_disk_path_errors_are_clear(alice, disk_bot):
@@ -265,9 +264,9 @@ async def test_renotify_after_the_configured_interval_across_a_restart(alice, al
 
 # --------------------------------------------------------------------------- rendering details
 
-def test_table_shows_inodes_only_when_high_and_mounts_that_do_not_answer():
+def test_list_shows_inodes_only_when_high_and_mounts_that_do_not_answer():
     from spbot.features.disk import DiskSettings
-    from spbot.features.disk.render import usage_table
+    from spbot.features.disk.render import usage_list
     from spbot.system.disks import MountUsage
 
     ok = MountUsage(mountpoint="/", device="/dev/sda1", total=100 * GiB, used=40 * GiB, free=60 * GiB,
@@ -277,9 +276,8 @@ def test_table_shows_inodes_only_when_high_and_mounts_that_do_not_answer():
     hung = MountUsage(mountpoint="/mnt/nfs", device="nas:/export", available=False,
                       error="did not answer within 5s")
     settings = DiskSettings()
-    plain = usage_table([ok, hung], {}, settings, 0.0, "t").body
+    plain = usage_list([ok, hung], {}, settings, 0.0, "t").body
     assert "inodes" not in plain
-    assert "/mnt/nfs  nas:/export" in plain and "no answer" in plain and "did not answer within 5s" in plain
-    with_inodes = usage_table([ok, many_files], {}, settings, 0.0, "t").body.splitlines()
-    assert with_inodes[1].split()[-1] == "inodes"
-    assert with_inodes[3].endswith("91%") and not with_inodes[2].endswith("12%")
+    assert "/mnt/nfs — ⚠️ no answer · did not answer within 5s" in plain.splitlines()
+    with_inodes = usage_list([ok, many_files], {}, settings, 0.0, "t").body.splitlines()
+    assert with_inodes[2].endswith(" · inodes 91%") and "inodes" not in with_inodes[1]

@@ -242,13 +242,26 @@ async def test_service_restart_refuses_bad_units_before_asking(alice, rig, text,
 
 # --------------------------------------------------------------------------- !cleanup
 
+def item_rows(body: str) -> dict[str, str]:
+    """A list reply's items by head: the item's line and, below it after a newline, its note."""
+    rows: dict[str, str] = {}
+    last = None
+    for line in body.splitlines()[1:]:
+        if line.startswith("   ") and last is not None:
+            rows[last] += "\n" + line.strip()
+        elif " — " in line:
+            last = line.split(" — ")[0]
+            rows[last] = line
+    return rows
+
+
 @pytest.mark.matrix
 async def test_cleanup_dry_run_reports_and_changes_nothing(alice, rig):
     rig.bins.clear()
     reply = await alice.command(rig.bot.room_id, "!cleanup", rig.bot.user_id, timeout=TIMEOUT)
-    rows = {line.split("  ")[0]: line for line in reply.body.splitlines()[2:]}
-    assert re.search(r"\s\?\s+2 old generation\(s\) to remove, 1234 store paths",
-                     rows["old NixOS generations (nix-collect-garbage)"])
+    rows = item_rows(reply.body)
+    assert rows["old NixOS generations (nix-collect-garbage)"].startswith(
+        "old NixOS generations (nix-collect-garbage) — ?\n2 old generation(s) to remove, 1234 store paths")
     assert "~1.3 GiB" in rows["systemd journal (journalctl --vacuum)"]
     assert "650.0 KiB" in rows["rotated logs"] and "3 rotated log file(s)" in rows["rotated logs"]
     assert "2.6 MiB" in rows["package cache (apt-get clean)"]
@@ -281,10 +294,10 @@ async def test_cleanup_run_goes_through_approval_and_measures(alice, bob, rig):
     assert not (rig.machine.root / "old-root").exists()
     assert all(p.stat().st_size == 0 for p in rig.machine.debs)
 
-    rows = {line.split("  ")[0]: line for line in result.body.splitlines()[2:]}
-    assert "1.0 MiB  ✅ 2 generation(s) and 10 store paths removed" in rows["old NixOS generations (nix-collect-garbage)"]
-    assert "64.0 MiB  ✅ 2 archived journal file(s) deleted" in rows["systemd journal (journalctl --vacuum)"]
-    assert "650.0 KiB  ✅ 3 rotated log file(s) deleted" in rows["rotated logs"]
+    rows = item_rows(result.body)
+    assert "1.0 MiB\n✅ 2 generation(s) and 10 store paths removed" in rows["old NixOS generations (nix-collect-garbage)"]
+    assert "64.0 MiB\n✅ 2 archived journal file(s) deleted" in rows["systemd journal (journalctl --vacuum)"]
+    assert "650.0 KiB\n✅ 3 rotated log file(s) deleted" in rows["rotated logs"]
     assert "✅ 2 cached package(s) removed" in rows["package cache (apt-get clean)"]
     assert "✅ 2 file(s) removed from" in rows["previous system (/old-root)"]
     assert "Disks now: /" in result.body

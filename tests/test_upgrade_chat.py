@@ -160,12 +160,16 @@ async def test_check_pending_on_debian_lists_versions_and_reboot(alice, rig):
     body = reply.body
     assert body.startswith("📦 Debian GNU/Linux 12 (bookworm): 5 update(s) pending (3 security), "
                            "1 to remove.")
-    assert re.search(r"base-files\s+12\.4\+deb12u11\s+12\.4\+deb12u15", body)
-    assert re.search(r"linux-image-6\.1\.0-28-amd64 🔒\s+\(new\)\s+6\.1\.119-1", body)
+    lines = body.splitlines()
+    assert lines[1:6] == ["libgcrypt20 🔒 — 1.10.1-3 → 1.10.1-3+deb12u1",          # security first
+                          "linux-image-6.1.0-28-amd64 🔒 — (new) → 6.1.119-1",
+                          "linux-image-amd64 🔒 — 6.1.115-1 → 6.1.119-1",
+                          "base-files — 12.4+deb12u11 → 12.4+deb12u15",
+                          "openssh-client — 1:9.2p1-2+deb12u6 → 1:9.2p1-2+deb12u10"]
     assert "To remove: oldlib1" in body
     assert "🔁 A reboot is needed (linux-image-6.1.0-27-amd64)" in body
-    assert "<table>" in reply.content["formatted_body"]
-    assert "Send !upgrade to install" in body
+    assert "<li><b>base-files</b> — 12.4+deb12u11 → 12.4+deb12u15</li>" in reply.content["formatted_body"]
+    assert "Send !upgrade to install" in body and "more: !upgrade check --all" not in body
 
 
 async def test_cached_check_skips_the_package_list_refresh(alice, rig):
@@ -352,8 +356,9 @@ async def test_generations_and_rollback(alice, bob, rig):
     link.mkdir(parents=True, exist_ok=True)
     (link / "nixos-version").write_text("24.05.20240612.cc54fb4\n")
     listing = await alice.command(rig.bot.room_id, "!generations", rig.bot.user_id)
-    assert re.search(r"42 \(current\)\s+2024-11-\d\d 10:00\s+24\.05\.20240612\.cc54fb4", listing.body)
-    assert re.findall(r"^(\d+)(?: \(current\))?\s+2024-", listing.body, re.M) == ["42", "41", "40"]
+    assert re.search(r"^generation 42 \(current\) — built 2024-11-\d\d 10:00 · NixOS 24\.05\.20240612\.cc54fb4$",
+                     listing.body, re.M)
+    assert re.findall(r"^generation (\d+)(?: \(current\))? — built 2024-", listing.body, re.M) == ["42", "41", "40"]
 
     rig.bins.add("nixos-rebuild", [Rule(match=["switch", "--rollback"], writes=then_current(rig.bins, 41),
                                         stderr="switching profile from version 42 to 41\n"

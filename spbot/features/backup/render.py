@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from spbot.context import UserError
-from spbot.render import Reply, human_bytes, human_duration, table
+from spbot.render import Item, Reply, human_bytes, human_duration, items
 from spbot.system.restic import BackupStatus, ForgetResult, Snapshot
 
 from .model import B2Setup, DrillResult, Outcome, RestoreReport, RetentionReport, StatsReport, reason_of, service_of
@@ -40,11 +40,12 @@ def render_list(snapshots: list[Snapshot], sizes: dict[str, int], tz: str, per_s
     reply: Reply | None = None
     for name in sorted(by_service):
         shown = by_service[name][-per_service:]
-        rows = [[s.short_id, local_time(s.time, tz), reason_of(s),
-                 human_bytes(sizes[s.short_id]) if s.short_id in sizes else "?"] for s in reversed(shown)]
+        entries = [Item(s.short_id, [local_time(s.time, tz), reason_of(s),
+                                     human_bytes(sizes[s.short_id]) if s.short_id in sizes else "size ?"])
+                   for s in reversed(shown)]
         more = len(by_service[name]) - len(shown)
         title = f"{name}: {len(by_service[name])} snapshot(s)" + (f", newest {len(shown)} shown" if more else "")
-        part = table(["snapshot", "time", "reason", "size"], rows, title=title, align_right=[3])
+        part = items(title, entries)
         reply = part if reply is None else reply + part
     return reply
 

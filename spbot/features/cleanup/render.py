@@ -2,7 +2,7 @@
 run freed (measured on the disks)."""
 from __future__ import annotations
 
-from spbot.render import Reply, human_bytes, table
+from spbot.render import Item, Reply, human_bytes, items
 from spbot.system import cleanup
 from spbot.system.cleanup import CleanupParams, CleanupReport, Estimate
 
@@ -27,16 +27,16 @@ def skipped(params: CleanupParams) -> str:
                      if cls.name not in offered and (params.enabled is None or cls.name in params.enabled))
 
 
-def estimates_table(estimates: list[Estimate], title: str) -> Reply:
-    rows = [[e.title, size_text(e), f"⚠️ {e.error}" if e.error else e.detail] for e in estimates]
-    return table(["step", "would free", "what"], rows, title=title, align_right=(1,))
+def estimates_list(estimates: list[Estimate], title: str) -> Reply:
+    return items(title, [Item(e.title, [size_text(e)], f"⚠️ {e.error}" if e.error else e.detail)
+                         for e in estimates])
 
 
 def dry_run_reply(estimates: list[Estimate], params: CleanupParams) -> Reply:
     if not estimates:
         return Reply.text("Nothing to clean here: none of the clean-up steps applies to this server "
                           f"({skipped(params)}).")
-    reply = estimates_table(estimates, "Clean-up, dry run (nothing was changed):")
+    reply = estimates_list(estimates, "Clean-up, dry run (nothing was changed):")
     freed, exact = total(estimates)
     lines = [f"Would free {'about ' if not exact else ''}{human_bytes(freed)}"
              + (" plus what the steps marked ? free" if any(e.bytes is None for e in estimates) else "")
@@ -55,12 +55,12 @@ def preview_text(estimates: list[Estimate]) -> str:
 
 
 def report_reply(report: CleanupReport) -> Reply:
-    rows = [[r.title, human_bytes(r.freed_bytes),
-             human_bytes(r.reported_bytes) if r.reported_bytes is not None else "",
-             ("✅ " if r.ok else "⚠️ ") + r.detail] for r in report.results]
+    entries = [Item(r.title, [f"freed {human_bytes(r.freed_bytes)}",
+                              f"the tool says {human_bytes(r.reported_bytes)}" if r.reported_bytes is not None else ""],
+                    ("✅ " if r.ok else "⚠️ ") + r.detail) for r in report.results]
     icon = "✅" if report.ok else "⚠️"
     title = f"{icon} Clean-up freed {human_bytes(report.freed_bytes)} (measured on the disks):"
-    reply = table(["step", "freed", "tool says", "result"], rows, title=title, align_right=(1, 2))
+    reply = items(title, entries)
     errors = [e for r in report.results for e in r.errors]
     if errors:
         reply = reply + Reply.text("Problems:\n" + "\n".join(f"- {e}" for e in errors)

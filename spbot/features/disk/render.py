@@ -1,19 +1,22 @@
-"""How !disk and !status show the disks: the usage table with its 7-day sparkline and trend, the notes
-under it, the biggest directories of one path, and the one-line summary."""
+"""How !disk and !status show the disks: one short line per filesystem (bar, free space, 7-day sparkline
+and trend), on a large machine only the ones that need attention and a summary, the notes under it, the
+biggest directories of one path, and the one-line summary."""
 from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 
-from spbot.render import Reply, bar, human_bytes, human_duration, table
+from spbot.render import Item, Reply, bar, human_bytes, human_duration, items
 from spbot.system.disks import DirSizes, MountUsage
 from spbot.system.forecast import Trend, sparkline, trend
 
 from .settings import TREND_DAYS, DiskSettings
 
 SPARK_WIDTH = 14          # half a day per character over 7 days
-HEADERS = ["mount", "device", "size", "used", "free", "use", "7 days", "trend"]
-RIGHT = (2, 3, 4, 5)
+SUMMARY_AFTER = 8         # more filesystems than this: the ones that need attention, then a summary
+SHOWN_ATTENTION = 10      # at most this many of those, the rest behind !disk --all
+SHOWN_NOTES = 3           # more "filling up" notes than this become one line
 
 
 def _trend_text(result: Trend) -> str:
@@ -28,41 +31,84 @@ def _spark(history: list, now: float) -> str:
     return sparkline(history, now + 1, days=TREND_DAYS, width=SPARK_WIDTH, empty="\u00a0")
 
 
-def _row(usage: MountUsage, history: list, now: float, show_inodes: float | None) -> list[str]:
+def _inodes_high(usage: MountUsage, settings: DiskSettings) -> bool:
+    return usage.inodes_percent is not None and usage.inodes_percent >= settings.inode_show_percent
+
+
+def mount_item(usage: MountUsage, history: list, now: float, settings: DiskSettings,
+               compact: bool = False) -> Item:
+    """One filesystem on one short line: mount, bar and percent, free space, sparkline and trend
+    (`compact`: no bar and sparkline, for a list of every filesystem on a large machine)."""
     mount = usage.mountpoint + (" (ro)" if usage.read_only else "")
     if not usage.available:
-        row = [mount, usage.device, "—", "—", "—", "no answer", "", usage.error or "unreadable"]
-    else:
-        result = trend(history, now, TREND_DAYS)
-        row = [mount, usage.device, human_bytes(usage.total), human_bytes(usage.used),
-               human_bytes(usage.free), f"{bar(usage.percent / 100, 8)} {usage.percent:3.0f}%",
-               _spark(history, now), _trend_text(result)]
-    if show_inodes is not None:
-        high = usage.inodes_percent is not None and usage.inodes_percent >= show_inodes
-        row.append(f"{usage.inodes_percent:.0f}%" if high else "")
-    return row
+        return Item(mount, ["⚠️ no answer", usage.error or "unreadable"])
+    spark = "" if compact else _spark(history, now)
+    parts = [("" if compact else f"{bar(usage.percent / 100, 8)} ") + f"{usage.percent:.0f}%",
+             f"{human_bytes(usage.free)} free of {human_bytes(usage.total)}",
+             (spark + " " if spark.strip() else "") + _trend_text(trend(history, now, TREND_DAYS))]
+    if _inodes_high(usage, settings):
+        parts.append(f"inodes {usage.inodes_percent:.0f}%")
+    return Item(mount, parts)
 
 
-def usage_table(usages: list[MountUsage], histories: dict[str, list], settings: DiskSettings,
-                now: float, title: str) -> Reply:
-    """The HTML table and the aligned plain text; an inodes column only when one is high."""
-    high = any(u.inodes_percent is not None and u.inodes_percent >= settings.inode_show_percent
-               for u in usages)
-    show = settings.inode_show_percent if high else None
-    headers = HEADERS + (["inodes"] if high else [])
-    rows = [_row(u, histories.get(u.mountpoint, []), now, show) for u in usages]
-    return table(headers, rows, title=title, align_right=RIGHT + ((8,) if high else ()))
+def needs_attention(usage: MountUsage, history: list, now: float, settings: DiskSettings) -> bool:
+    """Full or filling (at the warning threshold), full soon by the trend, many inodes, or no answer."""
+    if not usage.available or _inodes_high(usage, settings):
+        return True
+    limits = settings.limits(usage.mountpoint)
+    if usage.percent >= limits.warn:
+        return True
+    result = trend(history, now, TREND_DAYS)
+    return result.kind == "full" and result.days_until_full is not None \
+        and result.days_until_full <= max(limits.forecast_days, TREND_DAYS)
+
+
+def usage_list(usages: list[MountUsage], histories: dict[str, list], settings: DiskSettings,
+               now: float, title: str) -> Reply:
+    """Every filesystem, one line each (compact when there are many: one message holds them all)."""
+    compact = len(usages) > SUMMARY_AFTER
+    return items(title, [mount_item(u, histories.get(u.mountpoint, []), now, settings, compact)
+                         for u in usages])
 
 
 def overview_reply(usages: list[MountUsage], histories: dict[str, list], settings: DiskSettings,
-                   now: float) -> Reply:
+                   now: float, show_all: bool = False) -> Reply:
+    """Every filesystem when there are few (or `show_all`); on a large machine the ones that need
+    attention, fullest first, and a summary of the rest."""
     if not usages:
         return Reply.text("No filesystems to show: every mount is hidden by [disk] hide_mounts "
                           "or is a pseudo filesystem.")
-    count = f"{len(usages)} filesystem{'s' if len(usages) != 1 else ''}"
-    reply = usage_table(usages, histories, settings, now, f"Disks on {socket.gethostname()} ({count})")
+    title = f"Disks on {socket.gethostname()} ({_count(len(usages))})"
+    if show_all or len(usages) <= SUMMARY_AFTER:
+        reply = usage_list(usages, histories, settings, now, title)
+    else:
+        reply = _summary(usages, histories, settings, now, title)
     notes = _notes(usages, settings)
     return reply + Reply.text("\n".join(notes)) if notes else reply
+
+
+def _count(n: int) -> str:
+    return f"{n} filesystem{'s' if n != 1 else ''}"
+
+
+def _summary(usages: list[MountUsage], histories: dict[str, list], settings: DiskSettings,
+             now: float, title: str) -> Reply:
+    urgent = sorted((u for u in usages if needs_attention(u, histories.get(u.mountpoint, []), now, settings)),
+                    key=lambda u: (u.available, -u.percent))
+    shown = urgent[:SHOWN_ATTENTION]
+    rest = [u for u in usages if u not in urgent and u.available]
+    lines = []
+    if len(urgent) > len(shown):
+        lines.append(f"… and {len(urgent) - len(shown)} more that need attention.")
+    if rest:
+        fullest = max(rest, key=lambda u: u.percent)
+        lines.append(f"{_count(len(rest))} fine: below their warning level and not filling up "
+                     f"(fullest {fullest.mountpoint} at {fullest.percent:.0f}%).")
+    lines.append("!disk --all lists every one.")
+    head = f"{title}: {len(urgent)} need{'s' if len(urgent) == 1 else ''} attention" if urgent \
+        else f"{title}: all fine"
+    entries = [mount_item(u, histories.get(u.mountpoint, []), now, settings) for u in shown]
+    return items(head, entries, more="\n".join(lines))
 
 
 def _notes(usages: list[MountUsage], settings: DiskSettings) -> list[str]:
@@ -75,6 +121,9 @@ def _notes(usages: list[MountUsage], settings: DiskSettings) -> list[str]:
             notes.append(f"🚨 {u.mountpoint} is almost full: !disk {u.mountpoint}, then !cleanup")
         elif u.percent >= limits.warn:
             notes.append(f"⚠️ {u.mountpoint} is filling up: !disk {u.mountpoint}, then !cleanup")
+    if len(notes) > SHOWN_NOTES:      # the list above already shows each one
+        return [f"⚠️ {len(notes)} filesystems are filling up or almost full: !disk <mount> shows what "
+                "takes the space, then !cleanup frees some."]
     return notes
 
 
@@ -82,12 +131,18 @@ def one_mount_reply(where: str, usages: list[MountUsage], histories: dict[str, l
                     settings: DiskSettings, now: float, sizes: DirSizes) -> Reply:
     mounted_at = usages[0].mountpoint if usages else where
     title = where if mounted_at == where else f"{where} (on the filesystem mounted at {mounted_at})"
-    reply = usage_table(usages, histories, settings, now, title)
+    entries = [replace(mount_item(u, histories.get(u.mountpoint, []), now, settings), note=_device(u))
+               for u in usages]
+    reply = items(title, entries)
     for usage in usages:
         detail = _trend_detail(trend(histories.get(usage.mountpoint, []), now, TREND_DAYS), usage)
         if detail:
             reply = reply + Reply.text(detail)
     return reply + biggest_dirs_reply(sizes, settings)
+
+
+def _device(usage: MountUsage) -> str:
+    return "on " + (usage.device or "an unknown device") + (f" ({usage.fstype})" if usage.fstype else "")
 
 
 def _trend_detail(result: Trend, usage: MountUsage) -> str:
@@ -111,15 +166,22 @@ def biggest_dirs_reply(sizes: DirSizes, settings: DiskSettings) -> Reply:
     if not sizes.entries:
         return Reply.text(head + "\nno directories below it")
     total = max(sizes.total_bytes, 1)
-    rows = [[entry.path, human_bytes(entry.bytes), f"{bar(entry.bytes / total, 8)} {100 * entry.bytes / total:3.0f}%"]
-            for entry in sizes.entries]
-    reply = table(["directory", "size", "share"], rows, title=head, align_right=(1, 2))
+    entries = [Item(_below(entry.path, sizes.path), [
+        human_bytes(entry.bytes), f"{bar(entry.bytes / total, 8)} {100 * entry.bytes / total:.0f}%"])
+        for entry in sizes.entries]
+    reply = items(head, entries)
     notes = []
     if sizes.partial and not sizes.error:
         notes.append(f"Stopped after {human_duration(settings.du_time_budget)}: the sizes are at least these.")
     if sizes.unreadable:
         notes.append(f"{sizes.unreadable} entries could not be read.")
     return reply + Reply.text(" ".join(notes)) if notes else reply
+
+
+def _below(path: str, base: str) -> str:
+    """`path` relative to `base` (shorter on a phone), or whole when it is not below it."""
+    prefix = base.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else path
 
 
 def status_line(usages: list[MountUsage], settings: DiskSettings) -> str:

@@ -7,7 +7,7 @@ from datetime import datetime
 from html import escape
 from zoneinfo import ZoneInfo
 
-from spbot.render import Reply, human_bytes, human_duration, table
+from spbot.render import Item, Reply, human_bytes, human_duration, items
 from spbot.system.services import UnitState
 
 from .docker import ContainerState
@@ -65,11 +65,13 @@ def backup_text(ended: float | None, enabled: bool = True) -> str:
 
 
 def services_table(states: list[ServiceState], zone: ZoneInfo, backups: dict[str, str]) -> Reply:
-    rows = [[s.name, service_word(s), when_text(s.since, zone) if s.running else "",
-             human_bytes(s.memory) if s.memory is not None else "", _short_health(s), backups.get(s.name, "")]
-            for s in states]
-    reply = table(["service", "state", "since", "memory", "health", "last backup"], rows,
-                  title="Services:", align_right=(3,))
+    """One short line per service (a phone shows no six columns): state and since, memory, health, and
+    the last backup on the line below."""
+    entries = [Item(s.name, [service_word(s) + (f" since {when_text(s.since, zone)}" if s.running else ""),
+                             human_bytes(s.memory) if s.memory is not None else "", _short_health(s)],
+                    note=f"last backup: {backups[s.name]}" if backups.get(s.name) else "")
+               for s in states]
+    reply = items("Services:", entries)
     bad = [s.name for s in states if not s.healthy]
     if bad:
         reply = reply + Reply.text(f"Not healthy: {', '.join(bad)}. Details with !service <name>, the log with "

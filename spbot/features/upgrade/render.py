@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from spbot.render import Reply, human_duration, table
+from spbot.render import Item, Reply, human_duration, items
 from spbot.system.osinfo import OsInfo
 
 from .drivers.results import CheckResult, Generation, RebootStatus, UpgradeResult
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from spbot.jobs import Job
 
 SHOWN_CHANGES = 15
-SHOWN_PENDING = 30
+SHOWN_PENDING = 10
 
 
 def reboot_line(status: RebootStatus) -> str:
@@ -50,27 +50,28 @@ def pending_summary(result: CheckResult) -> str:
     return ", ".join(parts)
 
 
-def render_check(info: OsInfo, result: CheckResult) -> Reply:
+def render_check(info: OsInfo, result: CheckResult, show_all: bool = False) -> Reply:
+    """The pending updates: the security ones first, the first SHOWN_PENDING (all with `show_all`),
+    one per line."""
     warnings = [f"⚠️ {w}" for w in result.warnings[:3]]
     if not result.pending:
         return Reply.text("\n".join([f"✅ {info.pretty_name} is up to date.",
                                      reboot_line(result.reboot), *warnings]))
     title = f"📦 {info.pretty_name}: {pending_summary(result)}."
-    shown = result.updates[:SHOWN_PENDING]
+    ordered = sorted(result.updates, key=lambda u: not u.security)     # stable: security first
+    shown = ordered if show_all else ordered[:SHOWN_PENDING]
     if result.family == "nixos":
-        listing = table(["To build or download", "How"], [[u.name, u.origin or ""] for u in shown],
-                        title=title)
+        entries = [Item(u.name, [u.origin or ""]) for u in shown]
     else:
-        listing = table(["Package", "Installed", "New"],
-                        [[u.name + (" 🔒" if u.security else ""), u.current or "(new)", u.new or ""]
-                         for u in shown], title=title)
+        entries = [Item(u.name + (" 🔒" if u.security else ""), [f"{u.current or '(new)'} → {u.new or ''}"])
+                   for u in shown]
     more = len(result.updates) - len(shown)
-    after = ([f"… and {more} more"] if more > 0 else []) + \
+    after = ([f"… and {more} more: !upgrade check --all lists every one."] if more > 0 else []) + \
         (["🔒 security update"] if any(u.security for u in shown) else []) + \
         ([f"To remove: {', '.join(result.removals)}"] if result.removals else []) + \
         [reboot_line(result.reboot), "Send !upgrade to install (needs another admin's approval).",
          *warnings]
-    return listing + Reply.text("\n".join(after))
+    return items(title, entries) + Reply.text("\n".join(after))
 
 
 def render_upgrade(info: OsInfo, result: UpgradeResult, backup_line: str, job: "Job | None") -> Reply:
@@ -103,8 +104,7 @@ def render_rollback(info: OsInfo, result: UpgradeResult, job: "Job | None") -> R
 
 
 def render_generations(info: OsInfo, found: list[Generation]) -> Reply:
-    rows = [[str(g.number) + (" (current)" if g.current else ""), f"{g.created:%Y-%m-%d %H:%M}",
-             g.nixos_version or ""] for g in reversed(found)]
-    return table(["Generation", "Built", "NixOS version"], rows,
-                 title=f"System generations of {info.pretty_name}, newest first (!rollback goes "
-                       "back one):")
+    entries = [Item(f"generation {g.number}" + (" (current)" if g.current else ""),
+                    [f"built {g.created:%Y-%m-%d %H:%M}", f"NixOS {g.nixos_version}" if g.nixos_version else ""])
+               for g in reversed(found)]
+    return items(f"System generations of {info.pretty_name}, newest first (!rollback goes back one):", entries)
