@@ -473,8 +473,8 @@ async def test_dns_sync_with_approval(alice, bob, cloud):
     contents = {(r["name"], r["type"], r["content"]) for r in fake.zone_records(DOMAIN)}
     assert (f"git.{DOMAIN}", "A", IPV4) in contents
     assert (DOMAIN, "TXT", "google-site-verification=abc123") in contents
-    await alice.wait_for(lambda e: e.sender == bot.user_id and e.body.startswith(
-        "✅ resolved: DNS of example.org matches the configuration again"), JOB_TIMEOUT)
+    await alice.wait_for(lambda e: e.sender == bot.user_id and
+                         "✅ resolved: DNS of example.org matches the configuration again" in e.body, JOB_TIMEOUT)
     check = await alice.command(bot.room_id, "!dns check", bot.user_id, timeout=JOB_TIMEOUT)
     assert check.body.splitlines()[0].endswith("10 ok, 0 missing, 0 different")
 
