@@ -35,6 +35,7 @@ from .logs import get_logger
 from .matrix import NETWORK_ERRORS, Connection
 from .messenger import Messenger
 from .outbox import Outbox
+from .parsing import Addressing
 from .policy import Policies
 from .registry import REGISTRY, CommandSpec, Policy, Registry
 from .render import Reply
@@ -72,8 +73,10 @@ class Bot:
             preview=lambda spec, args: spec.preview(self, **args),
             before_vote=lambda: self.screen.replay_guard.flush(), spawn=self.spawn)
         self.jobs.on_finish.append(self.approvals.job_finished)
+        self.addressing = Addressing.from_config(config, registry)      # which bot of a fleet room answers
         self.dispatcher = Dispatcher(self.messenger, self.audit, registry, self.policies, self.approvals,
-                                     self.executor, prefix=config.command_prefix, started=self.started)
+                                     self.executor, prefix=config.command_prefix, started=self.started,
+                                     addressing=self.addressing)
         self.accepted = AcceptedCommands(self.inbox, self.store, self.messenger, config, self.dispatcher.handle,
                                          self.spawn)
         self.trust = Trust(config, self.store, self.connection, self.devices, self.alerts,
@@ -122,7 +125,7 @@ class Bot:
             first_start = time.time()
             await self.store.put("first_start", first_start)
         client = await self.connection.login()
-        self.screen = Screen(self.config, self.store, client.user_id, first_start)
+        self.screen = Screen(self.config, self.store, client.user_id, first_start, self.addressing)
         self.late = LateDecryption(self.screen, self.connection, self.store, self.inbox, self.messenger,
                                    self.config, self._take_message)
         await self.outbox.start()
