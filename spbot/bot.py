@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from nio import (InviteMemberEvent, MatrixRoom, MegolmEvent, ReactionEvent, RedactionEvent, RoomGetEventResponse,
-                 RoomMessageText)
+                 RoomMessageText, UnknownEvent)
 
 from . import __version__
 from .accepted import AcceptedCommands
@@ -60,7 +60,7 @@ class Bot:
         self.outbox = Outbox(self.store, self.connection)
         self.messenger = Messenger(self.outbox, self.store, self.connection, config)
         self.inbox = Inbox(self.store)
-        self.audit = AuditLog(self.store)
+        self.audit = AuditLog(self.store, config.host)
         self.devices = Devices(self.store, self.connection)
         self.scheduler = make_scheduler(config.timezone)
         self.policies = Policies(config, registry)
@@ -84,6 +84,8 @@ class Bot:
         self.screen: Screen | None = None    # made at start, with the bot's user id
         self.late: LateDecryption | None = None
         self.features = Features(features)
+        # Features read the other events of the rooms here (the fleet's own): async (room, event) -> None.
+        self.event_hooks: list[Any] = []
         # Modules add lines to !status here: async (bot) -> list[str].
         self.status_sections: list[Any] = []
         self._tasks: set[asyncio.Task] = set()
@@ -218,6 +220,9 @@ class Bot:
             await self._take_reaction(room, event)
         elif isinstance(event, RedactionEvent):
             await self.on_redaction(room, event)
+        elif isinstance(event, UnknownEvent) and self.screen.room_allowed(room.room_id):
+            for hook in self.event_hooks:
+                await hook(room, event)
 
     def _may_act_on(self, room: MatrixRoom, event) -> bool:
         return event.sender != self.connection.client.user_id and self.screen.room_allowed(room.room_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
 from .approvals import Approvals
@@ -96,6 +97,8 @@ class Dispatcher:
         policy = self.policy_for(spec, args)
         if self.addressing.fleet and not await self._route(request, address, spec, policy):
             return
+        if address.explicit:          # what runs (and is approved, and re-read after a restart) is the command
+            request = replace(request, text=address.text)
         try:
             await self._run(request, spec, args, policy, started)
         finally:

@@ -131,8 +131,8 @@ class Addressing:
 
     def fleet_wide(self, address: Address) -> bool:
         """An unaddressed command that every bot of a fleet answers (!fleet)."""
-        words = address.text[len(self.prefix):].split(maxsplit=1)
-        return self.fleet and not address.target and bool(words) and words[0].lower() in FLEET_WIDE
+        words = address.text[len(self.prefix):].split()
+        return self.fleet and not address.target and len(words) == 1 and words[0].lower() in FLEET_WIDE
 
     def known(self, address: Address) -> bool:
         return address.target in ("", ALL) or address.target in self.hosts
