@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="up: no sandbox; upgrade, reboot, cleanup, ssh act on this machine")
     dev.add_argument("--simulate-cloud", action="store_true",
                      help="up: local Hetzner and DNS API servers behind [hetzner] and [dns]")
+    dev.add_argument("--fleet", action="store_true",
+                     help="up: two federating homeservers with a bot each (nas, box) in one room")
     dev.add_argument("--state", type=Path, default=None, help=argparse.SUPPRESS)
     dev.add_argument("--after", type=float, default=0.0, help=argparse.SUPPRESS)
     dev.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
@@ -154,7 +156,8 @@ def _dev(args) -> int:
 def _dev_action(args, devup, state: Path) -> int:
     say = (lambda line: print(f"spbot dev: {line}", flush=True))
     if args.action == "up":
-        dev = devup.up(state, args.port, sandbox=not args.real_system, simulate_cloud=args.simulate_cloud, say=say)
+        dev = devup.up(state, args.port, sandbox=not args.real_system, simulate_cloud=args.simulate_cloud, say=say,
+                       fleet=args.fleet)
         print(f"dev stack up: homeserver {dev['homeserver']}, room {dev['room_id']}, "
               f"bot {dev['bot_user_id']}")
         print(f"accounts and passwords: {state / 'dev.json'}")

@@ -32,6 +32,7 @@ class Watch:
         self.down: dict[str, dict] = {}              # host → {outage, since, reporter}
         self.claims: dict[tuple[str, str], str] = {}  # (outage, "down"|"up") → the host that won it
         self.sent: set[tuple[str, str]] = set()
+        self.ready = False           # until this bot's own first heartbeat left, it judges nobody
 
     async def start(self) -> None:
         self.down = dict(await self.host.store.get(DOWN_KEY) or {})
@@ -39,8 +40,13 @@ class Watch:
     # --- what the others see of this bot ------------------------------------------------------
 
     async def beat(self) -> None:
-        for room_id in self.host.admin_rooms():
-            await self.wire.send(room_id, HEARTBEAT, interval=self.settings.heartbeat_interval)
+        sent = [await self.wire.send(room_id, HEARTBEAT, interval=self.settings.heartbeat_interval)
+                for room_id in self.host.admin_rooms()]
+        if any(sent) and not self.ready:
+            # The grace period starts once this bot is in the room (it may have just joined): the others
+            # have had no way to reach it before.
+            self.ready = True
+            self.last_heard = {h: max(t, time.time()) for h, t in self.last_heard.items()}
 
     # --- what this bot sees of the others -----------------------------------------------------
 
@@ -70,7 +76,7 @@ class Watch:
     async def check(self) -> None:
         """Scheduled: claim the report of every peer silent too long, if this bot is the one to say it."""
         now = time.time()
-        for peer in self.peers:
+        for peer in self.peers if self.ready else ():
             if peer in self.down or now - self.last_heard[peer] <= self.settings.silent_after:
                 continue
             outage = f"{peer}@{self.last_event.get(peer, 'start')}"
