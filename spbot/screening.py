@@ -15,7 +15,7 @@ from nio import MatrixRoom, RoomMessageText
 
 from .config import Config
 from .logs import get_logger
-from .parsing import Addressing
+from .parsing import ALL, Addressing
 from .render import Reply
 from .replay_guard import MegolmOrigin, ReplayGuard
 from .request import Request
@@ -71,6 +71,10 @@ class Screen:
         if age > self.config.max_command_age:
             return self._too_old(event)
         if event.sender not in self.config.admins:
+            if self.addressing.fleet and self.addressing.split(event.body).target == ALL:
+                # A command for every bot from an admin of some of them: those answer; a refusal from
+                # each of the others would be noise (the gathered reply lists who did not answer).
+                return Verdict(reason="non-admin, addressed to every bot")
             return await self._stranger(event)
         if not decrypted:
             log.warning("unencrypted_command", sender=event.sender, event_id=event.event_id)

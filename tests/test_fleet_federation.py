@@ -74,11 +74,24 @@ async def test_bots_and_admins_on_two_homeservers(fed):
 
 async def test_all_across_federation_is_one_labelled_reply(fed):
     fleet, clients = fed
-    dan = clients["dan"]
-    sent = await dan.send(fleet.room_id, "!all ping")
+    alice, dan = clients["alice"], clients["dan"]
+    sent = await alice.send(fleet.room_id, "!all ping")    # seen from both homeservers
     reply = await dan.wait_for(lambda e: e.reply_to == sent and fleet.by_user(e.sender), timeout=20)
     assert "2 of 2 servers answered" in reply.body
     assert "[nas] pong" in reply.body and "[box] pong" in reply.body
+    await asyncio.sleep(1.5)
+    assert len([e for e in dan.replies_to(sent) if fleet.by_user(e.sender)]) == 1
+    assert len([e for e in alice.replies_to(sent) if fleet.by_user(e.sender)]) == 1
+
+
+async def test_all_from_an_admin_of_one_host_only(fed):
+    """dan is an admin of box only: box answers his !all; nas stays quiet rather than refuse."""
+    fleet, clients = fed
+    dan = clients["dan"]
+    sent = await dan.send(fleet.room_id, "!all ping")
+    reply = await dan.wait_for(lambda e: e.reply_to == sent and fleet.by_user(e.sender), timeout=20)
+    assert "1 of 2 servers answered" in reply.body and "[box] pong" in reply.body
+    assert "no answer in time: nas" in reply.body
     await asyncio.sleep(1.5)
     assert len([e for e in dan.replies_to(sent) if fleet.by_user(e.sender)]) == 1
 

@@ -6,7 +6,7 @@ from spbot.config import FleetSettings
 from spbot.feature import Check, Feature, Scheduled
 from spbot.logs import get_logger
 
-from .gather import ANSWER, Gatherer
+from .gather import ANSWER, GATHERED, Gatherer
 from .overview import one_line
 from .watch import Watch
 from .wire import Wire
@@ -45,6 +45,8 @@ class FleetFeature(Feature):
         await self.watch.on_event(fleet_event)
         if fleet_event.kind == ANSWER:
             await self.gatherer.on_answer(fleet_event)
+        elif fleet_event.kind == GATHERED:
+            self.gatherer.on_gathered(fleet_event)
 
     def scheduled(self) -> list[Scheduled]:
         if not self.active:

@@ -14,8 +14,8 @@ from spbot.render import Reply
 from .wire import FleetEvent, Wire
 
 log = get_logger(__name__)
-ANSWER = "answer"
-STAND_IN_GRACE = 1.0            # seconds a stand-in waits past the timeout for the default's answer
+ANSWER, GATHERED = "answer", "gathered"
+STAND_IN_GRACE = 2.0            # seconds a stand-in waits past the timeout for the default's word
 MAX_ANSWER_CHARS = 6000           # one host's share of the gathered reply
 
 
@@ -42,6 +42,7 @@ class Gatherer:
         self.silence = silence              # host → "silent for 12 min" (or "")
         self.open: dict[str, Gathering] = {}
         self.posted: dict[str, float] = {}
+        self.gathered_by_default: set[str] = set()      # requests the default said it answers
 
     async def publish(self, request, reply: Reply) -> None:
         """This bot's answer to a command for every bot (called instead of replying to it)."""
@@ -70,8 +71,9 @@ class Gatherer:
                             name=f"fleet gather {request}")
 
     async def _post_when_done(self, g: Gathering, standing_in: bool) -> None:
-        """The default posts once every host answered or at the timeout; the first to answer posts in
-        its place only if the default has not answered by then (it is down or cut off)."""
+        """The default posts once every host answered or at the timeout, and tells the others first;
+        the first to answer posts in its place only if the default has not said so by then (it is down
+        or cut off)."""
         remaining = self.timeout - (time.monotonic() - g.first_seen)
         try:
             await asyncio.wait_for(g.done.wait(), max(0.0, remaining))
@@ -82,10 +84,18 @@ class Gatherer:
         self.posted[g.request] = time.monotonic()        # late answers start no second gathering
         self.open.pop(g.request, None)
         self._forget_old()
-        if standing_in and self.default in g.answers:
+        if standing_in and g.request in self.gathered_by_default:
             return
+        if not standing_in:                             # said first, so that no stand-in posts too
+            await self.wire.send(g.room_id, GATHERED, request=g.request)
         await self.host.outbox.send(g.room_id, self.render(g).content(in_reply_to=g.request))
         log.info("fleet_gathered", request=g.request, answered=len(g.answers), hosts=len(self.hosts))
+
+    def on_gathered(self, event: FleetEvent) -> None:
+        if event.host == self.default and isinstance(event.content.get("request"), str):
+            self.gathered_by_default.add(event.content["request"])
+            if len(self.gathered_by_default) > 1000:
+                self.gathered_by_default.clear()
 
     def render(self, g: Gathering) -> Reply:
         answered = [h for h in self.hosts if h in g.answers]
