@@ -164,7 +164,11 @@ def _dev_action(args, devup, state: Path) -> int:
         print("system: " + ("sandboxed (stand-ins under state/sandbox; --real-system to act on this "
                             "machine)" if dev["sandbox"] else "REAL: upgrade, reboot, cleanup and ssh act "
                             "on this machine"))
-        print(f"your config overrides: {dev['local_config']} (then: spbot dev restart)")
+        if dev.get("fleet"):
+            for bot in dev["fleet"]:
+                print(f"fleet: {bot['host']} = {bot['bot_user_id']} on {bot['homeserver']}")
+        else:
+            print(f"your config overrides: {dev['local_config']} (then: spbot dev restart)")
     elif args.action == "down":
         devup.down(state)
         print("dev stack down")

@@ -132,3 +132,30 @@ async def test_fleet_overview_and_a_silent_bot_reported_once(fleet, alice):
     await asyncio.sleep(4)
     assert len([e for e in alice.events if "box is back" in e.body and e.received > stopped]) == 1
     assert back.sender == alert.sender
+
+
+async def test_a_new_device_of_a_bot_account_cannot_speak_for_it(fleet, alice, tmp_path_factory):
+    """Someone logs in to vps's bot account and sends a forged answer and a forged claim that nas is
+    down: the other bots ignore both (vps's first device is pinned) and each says so, once."""
+    from spbot.chatclient import ChatClient
+    vps = fleet.bots["vps"]
+    intruder = await ChatClient(vps.synapse.url, vps.user_id, BOT_PASSWORD,
+                                tmp_path_factory.mktemp("intruder"), device_name="not the bot").start()
+    try:
+        since = time.monotonic()
+        sent = await alice.send(fleet.room_id, "!all ping")
+        await intruder.send_encrypted(fleet.room_id, "org.spbot.fleet", {
+            "kind": "answer", "host": "vps", "request": sent, "command": "!all ping", "body": "FORGED",
+            "html": "FORGED"})
+        await intruder.send_encrypted(fleet.room_id, "org.spbot.fleet", {
+            "kind": "claim", "host": "vps", "about": "box", "outage": "box@forged", "state": "down",
+            "since": time.time() - 3600})
+        reply = await alice.wait_for(lambda e: e.reply_to == sent and fleet.by_user(e.sender), timeout=20)
+        assert "FORGED" not in reply.body and "[vps] pong" in reply.body
+        warned = await alice.wait_for(lambda e: "a new device of vps's bot account" in e.body, timeout=20)
+        await asyncio.sleep(3)
+        warnings = [e for e in alice.events if "a new device of vps's bot account" in e.body and e.received > since]
+        assert sorted(fleet.by_user(e.sender) for e in warnings) == ["box", "nas"], warned.body
+        assert not [e for e in alice.events if "box has not been heard from" in e.body and e.received > since]
+    finally:
+        await intruder.stop()
