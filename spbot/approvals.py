@@ -344,6 +344,9 @@ class Approvals:
         others = [a for a in self.config.admins if a != row["requester"]]
         when = datetime.fromtimestamp(row["expires"], ZoneInfo(self.config.timezone))
         command = quote_user_text(row["text"])
+        fleet_host = self.config.host if self.config.fleet.peers else None     # a room of several bots
+        if fleet_host:
+            prefix = f"{prefix}on {fleet_host} "
         head = f"🔐 Request #{rid}: {row['requester']} wants to run "
         lines: list[str | Line] = list(preview.lines()) if preview else []
         state = row["state"]
@@ -357,6 +360,8 @@ class Approvals:
                       f"Expires {when:%H:%M %Z} (in {human_duration(max(0, row['expires'] - time.time()))})."]
         else:
             lines.append(self._outcome(row))
+        if fleet_host:
+            lines.insert(0, f"On {fleet_host} only (this server's bot counts the votes and runs it).")
         body = head + command.plain + "\n" + "\n".join(str(l) for l in lines)
         mentions = others if state == "pending" and not row["confirm"] else []
         html = f"<b>{esc(head)}</b>{command.html}<br>" + "<br>".join(

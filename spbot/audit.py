@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS audit (
     result TEXT NOT NULL,
     detail TEXT,
     duration_ms INTEGER,
-    approvals TEXT
+    approvals TEXT,
+    host TEXT
 );
 """
 KEPT_ROWS = 100_000             # the audit keeps its newest entries; older ones are deleted
@@ -42,11 +43,16 @@ class AuditEntry:
 
 
 class AuditLog:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, host: str | None = None):
+        """`host`: this server's name in a fleet, recorded on every row."""
         self.store = store
+        self.host = host
 
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
+        columns = {row["name"] for row in await self.store.fetchall("PRAGMA table_info(audit)")}
+        if "host" not in columns:               # a log from before fleets
+            await self.store.execute("ALTER TABLE audit ADD COLUMN host TEXT")
         await self._prune()
 
     async def _prune(self) -> None:
@@ -55,10 +61,10 @@ class AuditLog:
     async def record(self, entry: AuditEntry) -> int:
         entry_id = await self.store.insert(
             "INSERT INTO audit(ts, sender, device_id, room_id, event_id, command, args, result, detail,"
-            " duration_ms, approvals) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " duration_ms, approvals, host) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (time.time(), entry.sender, entry.device_id, entry.room_id, entry.event_id, entry.command,
              json.dumps(entry.args, ensure_ascii=False), entry.result, entry.detail[:500],
-             entry.duration_ms, json.dumps(entry.approvals or [])))
+             entry.duration_ms, json.dumps(entry.approvals or []), self.host))
         if entry_id % PRUNE_EVERY == 0:
             await self._prune()
         return entry_id

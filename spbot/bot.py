@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from nio import (InviteMemberEvent, MatrixRoom, MegolmEvent, ReactionEvent, RedactionEvent, RoomGetEventResponse,
-                 RoomMessageText)
+                 RoomMessageText, UnknownEvent)
 
 from . import __version__
 from .accepted import AcceptedCommands
@@ -35,6 +35,7 @@ from .logs import get_logger
 from .matrix import NETWORK_ERRORS, Connection
 from .messenger import Messenger
 from .outbox import Outbox
+from .parsing import Addressing
 from .policy import Policies
 from .registry import REGISTRY, CommandSpec, Policy, Registry
 from .render import Reply
@@ -60,7 +61,7 @@ class Bot:
         self.outbox = Outbox(self.store, self.connection)
         self.messenger = Messenger(self.outbox, self.store, self.connection, config)
         self.inbox = Inbox(self.store)
-        self.audit = AuditLog(self.store)
+        self.audit = AuditLog(self.store, config.host)
         self.devices = Devices(self.store, self.connection)
         self.scheduler = make_scheduler(config.timezone)
         self.policies = Policies(config, registry)
@@ -73,8 +74,10 @@ class Bot:
             preview=lambda spec, args: spec.preview(self, **args),
             before_vote=lambda: self.screen.replay_guard.flush(), spawn=self.spawn)
         self.jobs.on_finish.append(self.approvals.job_finished)
+        self.addressing = Addressing.from_config(config, registry)      # which bot of a fleet room answers
         self.dispatcher = Dispatcher(self.messenger, self.audit, registry, self.policies, self.approvals,
-                                     self.executor, prefix=config.command_prefix, started=self.started)
+                                     self.executor, prefix=config.command_prefix, started=self.started,
+                                     addressing=self.addressing)
         self.accepted = AcceptedCommands(self.inbox, self.store, self.messenger, config, self.dispatcher.handle,
                                          self.spawn)
         self.trust = Trust(config, self.store, self.connection, self.devices, self.alerts,
@@ -82,6 +85,8 @@ class Bot:
         self.screen: Screen | None = None    # made at start, with the bot's user id
         self.late: LateDecryption | None = None
         self.features = Features(features)
+        # Features read the other events of the rooms here (the fleet's own): async (room, event) -> None.
+        self.event_hooks: list[Any] = []
         # Modules add lines to !status here: async (bot) -> list[str].
         self.status_sections: list[Any] = []
         self._tasks: set[asyncio.Task] = set()
@@ -124,7 +129,7 @@ class Bot:
             first_start = time.time()
             await self.store.put("first_start", first_start)
         client = await self.connection.login()
-        self.screen = Screen(self.config, self.store, client.user_id, first_start)
+        self.screen = Screen(self.config, self.store, client.user_id, first_start, self.addressing)
         self.late = LateDecryption(self.screen, self.connection, self.store, self.inbox, self.messenger,
                                    self.config, self._take_message)
         await self.outbox.start()
@@ -217,6 +222,9 @@ class Bot:
             await self._take_reaction(room, event)
         elif isinstance(event, RedactionEvent):
             await self.on_redaction(room, event)
+        elif isinstance(event, UnknownEvent) and self.screen.room_allowed(room.room_id):
+            for hook in self.event_hooks:
+                await hook(room, event)
 
     def _may_act_on(self, room: MatrixRoom, event) -> bool:
         return event.sender != self.connection.client.user_id and self.screen.room_allowed(room.room_id)

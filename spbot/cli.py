@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="up: no sandbox; upgrade, reboot, cleanup, ssh act on this machine")
     dev.add_argument("--simulate-cloud", action="store_true",
                      help="up: local Hetzner and DNS API servers behind [hetzner] and [dns]")
+    dev.add_argument("--fleet", action="store_true",
+                     help="up: two federating homeservers with a bot each (nas, box) in one room")
     dev.add_argument("--state", type=Path, default=None, help=argparse.SUPPRESS)
     dev.add_argument("--after", type=float, default=0.0, help=argparse.SUPPRESS)
     dev.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
@@ -181,14 +183,19 @@ def _dev(args) -> int:
 def _dev_action(args, devup, state: Path) -> int:
     say = (lambda line: print(f"spbot dev: {line}", flush=True))
     if args.action == "up":
-        dev = devup.up(state, args.port, sandbox=not args.real_system, simulate_cloud=args.simulate_cloud, say=say)
+        dev = devup.up(state, args.port, sandbox=not args.real_system, simulate_cloud=args.simulate_cloud, say=say,
+                       fleet=args.fleet)
         print(f"dev stack up: homeserver {dev['homeserver']}, room {dev['room_id']}, "
               f"bot {dev['bot_user_id']}")
         print(f"accounts and passwords: {state / 'dev.json'}")
         print("system: " + ("sandboxed (stand-ins under state/sandbox; --real-system to act on this "
                             "machine)" if dev["sandbox"] else "REAL: upgrade, reboot, cleanup and ssh act "
                             "on this machine"))
-        print(f"your config overrides: {dev['local_config']} (then: spbot dev restart)")
+        if dev.get("fleet"):
+            for bot in dev["fleet"]:
+                print(f"fleet: {bot['host']} = {bot['bot_user_id']} on {bot['homeserver']}")
+        else:
+            print(f"your config overrides: {dev['local_config']} (then: spbot dev restart)")
     elif args.action == "down":
         devup.down(state)
         print("dev stack down")

@@ -25,6 +25,7 @@ from .system.private_files import read_secret_line
 
 USER_ID = re.compile(r"^@[a-z0-9._=/+\-]+:[A-Za-z0-9.\-]+(:\d+)?$")
 ROOM_ID = re.compile(r"^![A-Za-z0-9._=/+\-]+(:[A-Za-z0-9.\-]+(:\d+)?)?$")  # v12 ids have no server
+HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -68,6 +69,13 @@ def _room_id(value: str) -> str:
     return value
 
 
+def _host_name(value: str) -> str:
+    if not HOST_NAME.match(value):
+        raise ValueError("expected a short host name such as nas or vps-mail (lowercase letters, digits, "
+                         "dashes; at most 24)")
+    return value
+
+
 def _timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
@@ -81,6 +89,7 @@ def _timezone(value: str) -> str:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 UserId = Annotated[str, AfterValidator(_user_id)]
 RoomId = Annotated[str, AfterValidator(_room_id)]
+HostName = Annotated[str, AfterValidator(_host_name)]
 
 
 class Secret(BaseModel):
@@ -113,6 +122,23 @@ class Secret(BaseModel):
         return f"Secret(file={self.file!s}, env={self.env})"
 
 
+class FleetSettings(BaseModel):
+    """[fleet]: the other bots of a room shared by several servers (each runs its own spbot)."""
+    model_config = ConfigDict(extra="forbid")
+    peers: dict[HostName, UserId] = Field(
+        default_factory=dict, examples=[{"vps": "@spbot:vps.example.org"}],
+        description="The other bots in the admin room, by host name; empty: this bot is alone.")
+    default: HostName | None = Field(
+        None, description="The host whose bot answers unaddressed commands (default: the first name "
+                          "in alphabetical order).")
+    answer_timeout: Duration = Field(
+        10.0, description="How long the bot that gathers the answers to !all waits for the others.")
+    heartbeat_interval: Duration = Field(
+        60.0, description="How often each bot tells the others it is alive (a hidden, encrypted event).")
+    silent_after: Duration = Field(
+        600.0, description="A bot not heard from for this long is reported silent (once per outage).")
+
+
 class PolicyOverride(BaseModel):
     """[policies."backup restore"] approvals = 2 — overrides a command's declared policy."""
     model_config = ConfigDict(extra="forbid")
@@ -133,6 +159,9 @@ def config_section(name: str):
     return register
 
 
+config_section("fleet")(FleetSettings)
+
+
 class Config(BaseModel):
     """Everything the runtime needs; command groups read their own sections from `extra`. The file is
     read by `load_config`, which also merges SPBOT_ environment variables (pydantic-settings is not
@@ -149,6 +178,9 @@ class Config(BaseModel):
     access_token: Secret | None = Field(
         None,
         description="Instead of a password: an access token of an existing device of the bot's account.")
+    host: HostName | None = Field(
+        None, examples=["nas"],
+        description="This server's short name: in a room with several bots, `!on nas disk` addresses it.")
     device_name: str = Field("spbot", description="The name of the bot's device, as clients show it.")
     admins: list[UserId] = Field(
         min_length=1, examples=[["@alice:example.org", "@bob:example.org"]],
@@ -212,6 +244,10 @@ class Config(BaseModel):
             raise ValueError("list the admin room(s) in rooms = [\"!id:server\"], "
                              "or set allow_any_admin_room = true")
         return self
+
+    @property
+    def fleet(self) -> FleetSettings:
+        return self.settings("fleet")
 
     def section(self, name: str) -> dict[str, Any]:
         """A command group's own table, e.g. [backup]; {} when absent."""

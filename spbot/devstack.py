@@ -59,12 +59,16 @@ def port_is_free(port: int) -> bool:
 
 
 class Synapse:
-    """One Synapse homeserver (SQLite, 127.0.0.1 only, no federation) living in `directory`."""
+    """One Synapse homeserver (SQLite, 127.0.0.1 only) living in `directory`. With `federation_port`
+    it federates with others like it on loopback: its server name is localhost:<that port>, where it
+    listens for peers over TLS with a self-signed certificate (peers do not check it)."""
 
-    def __init__(self, directory: Path, port: int, server_name: str = "localhost"):
+    def __init__(self, directory: Path, port: int, server_name: str = "localhost",
+                 federation_port: int | None = None):
         self.dir = Path(directory)
         self.port = port
-        self.server_name = server_name
+        self.federation_port = federation_port
+        self.server_name = f"localhost:{federation_port}" if federation_port else server_name
         self.config_path = self.dir / "homeserver.yaml"
         self.pid_path = self.dir / "synapse.pid"
         self.process: subprocess.Popen | None = None
@@ -86,7 +90,26 @@ class Synapse:
                            check=True, capture_output=True, cwd=self.dir)
         config = yaml.safe_load(self.config_path.read_text())
         config.update(self._settings(config))
+        if self.federation_port:
+            config.update(self._federation_settings(config))
         self.config_path.write_text(yaml.safe_dump(config))
+
+    def _federation_settings(self, config: dict) -> dict:
+        """What two loopback homeservers need to federate (measured: see the field notes)."""
+        cert, key = self_signed_certificate(self.dir)
+        generous = {"window_size": 1000, "sleep_limit": 1000, "sleep_delay": 1, "reject_limit": 10000,
+                    "concurrent": 100}
+        config.pop("federation_domain_whitelist", None)
+        return {
+            "listeners": config["listeners"] + [{
+                "port": self.federation_port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                "tls": True, "x_forwarded": False,
+                "resources": [{"names": ["federation"], "compress": False}]}],
+            "tls_certificate_path": str(cert), "tls_private_key_path": str(key),
+            "federation_verify_certificates": False,
+            "ip_range_whitelist": ["127.0.0.1"],
+            "rc_federation": generous,
+        }
 
     def _settings(self, config: dict) -> dict:
         return {
@@ -96,7 +119,7 @@ class Synapse:
             "database": {"name": "sqlite3", "args": {"database": str(self.dir / "homeserver.db")}},
             "trusted_key_servers": [],
             "suppress_key_server_warning": True,
-            "federation_domain_whitelist": [],
+            **({} if self.federation_port else {"federation_domain_whitelist": []}),
             "enable_registration": True,
             "registration_requires_token": True,
             "registration_shared_secret": config.get("registration_shared_secret")
@@ -137,7 +160,9 @@ class Synapse:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"Synapse exited at start; see {self.dir / 'synapse.out'}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                # A federating server is ready for its peers once it answers /versions (not just /health).
+                path = "/_matrix/client/versions" if self.federation_port else "/health"
+                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -177,6 +202,35 @@ class Synapse:
             return user_id
         response.raise_for_status()
         return user_id
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and 127.0.0.1 (made once), for a homeserver's federation listener."""
+    cert, key = directory / "federation.crt", directory / "federation.key"
+    if cert.exists() and key.exists():
+        return cert, key
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(private.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=3650))
+                   .add_extension(x509.SubjectAlternativeName([
+                       x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+                   .sign(private, hashes.SHA256()))
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    key.chmod(0o600)
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return cert, key
 
 
 class PlainSession:

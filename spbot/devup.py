@@ -69,9 +69,16 @@ def _quiet(_: str) -> None:
 
 
 def up(state: Path = STATE, port: int | None = None, *, sandbox: bool = True,
-       simulate_cloud: bool = False, local_config: Path | None = None, say: Say = _quiet) -> dict:
+       simulate_cloud: bool = False, local_config: Path | None = None, say: Say = _quiet,
+       fleet: bool = False) -> dict:
     state.mkdir(parents=True, exist_ok=True)
     previous = _load(state)
+    if fleet:                     # two federating homeservers, a bot on each (spbot/devfleet.py)
+        from . import devfleet
+        dev = devfleet.up(state, previous, say)
+        (state / "dev.json").write_text(json.dumps(dev, indent=2))
+        (state / "dev.json").chmod(0o600)
+        return dev
     port = choose_port(state, port or previous.get("port"), say)
     synapse = Synapse(state / "synapse", port)
     synapse.configure()
@@ -391,6 +398,9 @@ def _stop_cloud(state: Path) -> None:
 
 def down(state: Path = STATE) -> None:
     dev = _load(state)
+    if dev.get("fleet"):
+        from . import devfleet
+        devfleet.down(state, dev)
     BotProcess(state / "bot.toml", state / "bot.log").stop()
     _stop_cloud(state)
     if dev:

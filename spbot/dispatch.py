@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from dataclasses import replace
+from typing import Any, Awaitable, Callable
 
 from .approvals import Approvals
 from .audit import AuditEntry, AuditLog
@@ -18,8 +19,8 @@ from .logs import get_logger, redact
 from .messenger import Messenger
 from .outbox import speaking_for
 from .policy import Policies
-from .parsing import first_word, parse_command
-from .registry import CommandSpec, Policy, Registry
+from .parsing import ALL, Address, Addressing, first_word, parse_command
+from .registry import CommandSpec, Policy, Registry, clip
 from .render import Reply
 from .request import Request
 
@@ -34,8 +35,12 @@ REPLY_CATCH_UP_SECONDS = 5.0
 class Dispatcher:
     def __init__(self, messenger: Messenger, audit: AuditLog, registry: Registry, policies: Policies,
                  approvals: Approvals, executor: Executor, *, prefix: str, started: float,
-                 lanes: SenderLanes | None = None):
+                 lanes: SenderLanes | None = None, addressing: Addressing | None = None):
         """`started`: when the bot started (a command sent before it is backlog)."""
+        self.addressing = addressing or Addressing(None, {}, None, prefix, registry)
+        # Set by the fleet package: async (request, reply) → None, this bot's answer to a command for
+        # every bot, handed to the one that posts them all in one reply.
+        self.fleet_answers: Callable[[Request, Reply], Awaitable[None]] | None = None
         self.messenger = messenger
         self.audit = audit
         self.registry = registry
@@ -80,19 +85,72 @@ class Dispatcher:
             await self._crashed(request, seen.get("spec"), seen.get("args") or {}, exc, started)
 
     async def _handle(self, request: Request, started: float, seen: dict[str, Any]) -> None:
-        parsed = parse_command(request.text, self.registry, self.prefix)
+        address = self.addressing.split(request.text)
+        if not self.addressing.known(address):
+            await self.messenger.reply(request, self._unknown_host(address))
+            return
+        parsed = parse_command(address.text, self.registry, self.prefix)
         if isinstance(parsed, Reply):
-            await self.messenger.reply(request, parsed)
+            if address.target != ALL or self.addressing.is_default():     # said once, not by every bot
+                await self.messenger.reply(request, parsed)
             return
         spec, args = parsed
         seen.update(spec=spec, args=args)
         policy = self.policy_for(spec, args)
+        if self.addressing.fleet and not await self._route(request, address, spec, policy):
+            return
+        if address.explicit:          # what runs (and is approved, and re-read after a restart) is the command
+            request = replace(request, text=address.text)
+        try:
+            await self._run(request, spec, args, policy, started)
+        finally:
+            if not spec.job:
+                self.messenger.routes.pop(request.event_id, None)
+
+    async def _run(self, request: Request, spec: CommandSpec, args: dict[str, Any], policy: Policy,
+                   started: float) -> None:
         if policy.needs_request:
             await self.approvals.open(request, spec, args, policy)
         elif spec.job:
             await self.executor.start_job(request, spec, args)
         else:
             await self.executor.run(request, spec, args, started=started)
+
+    async def _route(self, request: Request, address: Address, spec: CommandSpec, policy: Policy) -> bool:
+        """In a fleet room: whether this bot runs the command, and where its reply goes (False: it does
+        not run here, and the room's default bot has said why)."""
+        one_host = address.target not in ("", ALL) and not self.addressing.fleet_wide(address)
+        if (spec.dangerous or policy.needs_request) and not one_host:
+            if self.addressing.is_default():
+                await self.messenger.reply(request, Reply.error(
+                    f"{self.prefix}{spec.name} changes a server: name exactly one host.",
+                    f"send {self.prefix}on <host> {spec.name} …; the hosts here: "
+                    f"{', '.join(self.addressing.hosts)}."))
+            return False
+        if (address.target == ALL or self.addressing.fleet_wide(address)) and self.fleet_answers is not None:
+            answers = self.fleet_answers
+
+            async def gathered(reply: Reply) -> None:
+                await answers(request, reply)
+            self.messenger.routes[request.event_id] = gathered
+        elif not address.explicit:
+            self.messenger.routes[request.event_id] = self._with_hint(spec)
+        return True
+
+    def _with_hint(self, spec: CommandSpec):
+        others = [h for h in self.addressing.hosts if h != self.addressing.me]
+        hint = (f"(answered by {self.addressing.me}, this room's default; for another server send "
+                f"{self.prefix}on {others[0] if others else '<host>'} {spec.name}, for every server "
+                f"{self.prefix}all {spec.name})")
+
+        async def add_hint(reply: Reply) -> Reply:
+            return reply + Reply.text(hint)
+        return add_hint
+
+    def _unknown_host(self, address: Address) -> Reply:
+        return Reply.error(f"no bot here is called {clip(address.target, 30)}.",
+                           f"the hosts in this room: {', '.join(self.addressing.hosts) or '(none named)'}; "
+                           f"send {self.prefix}on <host> <command> or {self.prefix}all <command>.")
 
     def policy_for(self, spec: CommandSpec, args: dict[str, Any]) -> Policy:
         """The configured (or declared) policy, made stricter by the command's `policy_when`."""

@@ -70,6 +70,9 @@ class Host(Protocol):
     connection: Any              # online / offline: asyncio events of the homeserver connection
     jobs: Any                    # run_scheduled(...): scheduled work as a job, with its locks
     messenger: Any               # reply, send, edit, notify, direct_message (spbot/messenger.py)
+    addressing: Any              # this bot's host name among the bots of its room (spbot/parsing.py)
+    dispatcher: Any              # fleet_answers: where a command for every bot hands its answer
+    event_hooks: list            # async (room, event): the rooms' other events (the fleet's own)
 
     async def send_reply(self, request: Any, reply: Any) -> int: ...
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from html import escape
+from typing import Awaitable, Callable
 
 from nio import EnableEncryptionBuilder, RoomCreateResponse, RoomPreset
 
@@ -25,6 +27,18 @@ class Messenger:
         self.store = store
         self.connection = connection
         self.config = config
+        # Replies to these command events go through the function first (a fleet's gathered answers, the
+        # hint of a fleet room's default bot); None from it: nothing is posted here.
+        self.routes: dict[str, Callable[[Reply], Awaitable[Reply | None]]] = {}
+        fleet = config.host is not None and bool(config.fleet.peers)
+        self.label = f"[{config.host}] " if fleet else ""
+
+    def labelled(self, reply: Reply) -> Reply:
+        """In a room shared by several bots, what this one says starts with its host name."""
+        if not self.label or reply.body.startswith(self.label):
+            return reply
+        return Reply(self.label + reply.body, f"<b>{escape(self.label.strip())}</b> {reply.html}",
+                     list(reply.mentions))
 
     @property
     def user_id(self) -> str | None:
@@ -37,13 +51,18 @@ class Messenger:
         return await self.reply_to(request.room_id, request.event_id, reply)
 
     async def reply_to(self, room_id: str, event_id: str, reply: Reply) -> int:
-        return await self.outbox.send(room_id, reply.content(in_reply_to=event_id))
+        route = self.routes.get(event_id)
+        if route is not None:
+            reply = await route(reply)
+            if reply is None:
+                return 0
+        return await self.outbox.send(room_id, self.labelled(reply).content(in_reply_to=event_id))
 
     async def send(self, room_id: str, reply: Reply, in_reply_to: str | None = None) -> int:
-        return await self.outbox.send(room_id, reply.content(in_reply_to=in_reply_to))
+        return await self.outbox.send(room_id, self.labelled(reply).content(in_reply_to=in_reply_to))
 
     async def edit(self, message_id: int, reply: Reply) -> None:
-        await self.outbox.edit(message_id, reply.content())
+        await self.outbox.edit(message_id, self.labelled(reply).content())
 
     async def annotate(self, message_id: int, key: str) -> None:
         await self.outbox.annotate(message_id, key)
@@ -51,7 +70,7 @@ class Messenger:
     async def notify(self, reply: Reply, rooms: list[str] | None = None) -> list[int]:
         """Speak first (alerts, reports): a notice to every admin room."""
         targets = rooms or self.admin_rooms()
-        return [await self.outbox.send(room, reply.content()) for room in targets]
+        return [await self.outbox.send(room, self.labelled(reply).content()) for room in targets]
 
     def admin_rooms(self) -> list[str]:
         if self.config.rooms:

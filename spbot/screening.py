@@ -1,6 +1,7 @@
 """The event filter: which room messages are commands the bot will act on, in the order the checks run.
 
-room allowed → looks like a command → not an edit (in the decrypted payload or its cleartext wrapper) →
+room allowed → looks like a command → addressed to this bot (`!on nas …`, `!all …`, or unaddressed and
+this bot is the fleet room's default) → not an edit (in the decrypted payload or its cleartext wrapper) →
 not seen before (claimed in SQLite, so a command is acted on at most once across restarts) → not a
 replayed ciphertext (its Megolm session and index first used by another event, see replay_guard) → not
 older than max_command_age → from an admin → encrypted.
@@ -14,6 +15,7 @@ from nio import MatrixRoom, RoomMessageText
 
 from .config import Config
 from .logs import get_logger
+from .parsing import ALL, Addressing
 from .render import Reply
 from .replay_guard import MegolmOrigin, ReplayGuard
 from .request import Request
@@ -30,8 +32,10 @@ class Verdict:
 
 
 class Screen:
-    def __init__(self, config: Config, store: Store, bot_user_id: str, first_start: float):
+    def __init__(self, config: Config, store: Store, bot_user_id: str, first_start: float,
+                 addressing: Addressing | None = None):
         self.config = config
+        self.addressing = addressing or Addressing.from_config(config)
         self.store = store
         self.bot_user_id = bot_user_id
         self.first_start = first_start
@@ -51,6 +55,8 @@ class Screen:
             return Verdict(reason="room not configured")
         if not self.is_command(event.body or ""):
             return Verdict(reason="not a command")
+        if not self.addressing.for_me(self.addressing.split(event.body)):
+            return Verdict(reason="addressed to another bot")
         decrypted = getattr(event, "decrypted", False)
         origin = self.replay_guard.origin(event.event_id) if decrypted else None
         if is_edit(event, origin):
@@ -65,6 +71,10 @@ class Screen:
         if age > self.config.max_command_age:
             return self._too_old(event)
         if event.sender not in self.config.admins:
+            if self.addressing.fleet and self.addressing.split(event.body).target == ALL:
+                # A command for every bot from an admin of some of them: those answer; a refusal from
+                # each of the others would be noise (the gathered reply lists who did not answer).
+                return Verdict(reason="non-admin, addressed to every bot")
             return await self._stranger(event)
         if not decrypted:
             log.warning("unencrypted_command", sender=event.sender, event_id=event.event_id)

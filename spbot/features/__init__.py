@@ -12,6 +12,7 @@ def all_features() -> list[type[Feature]]:
     from .cleanup import CleanupFeature
     from .disk import DiskFeature
     from .dns import DnsFeature
+    from .fleet import FleetFeature
     from .heartbeat import HeartbeatFeature
     from .outofband import OutOfBandFeature
     from .server import ServerFeature
@@ -31,4 +32,5 @@ def all_features() -> list[type[Feature]]:
         DnsFeature,
         OutOfBandFeature,
         HeartbeatFeature,
+        FleetFeature,
     ]

@@ -1,0 +1,105 @@
+"""The bots' own channel: encrypted events of type EVENT_TYPE in the shared room, one `kind` each
+(answer, heartbeat, claim). Only what comes from a peer's pinned device counts (its first device is
+pinned, like an admin's identity): a new device of another bot's account cannot speak for that bot."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from nio import RoomSendResponse
+
+from spbot.logs import get_logger
+from spbot.matrix import NETWORK_ERRORS
+from spbot.render import Reply
+
+log = get_logger(__name__)
+EVENT_TYPE = "org.spbot.fleet"          # not m.room.message: clients leave it out of the timeline
+PIN_KEY = "fleet:pin:{user_id}"
+SEND_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class FleetEvent:
+    """One event of the bots' channel, from `host` (checked against the sender)."""
+    event_id: str
+    room_id: str
+    host: str
+    kind: str
+    content: dict[str, Any]
+    ts: float                         # the homeserver's time, seconds
+
+
+class Wire:
+    def __init__(self, host: Any, me: str, peers: dict[str, str]):
+        self.host = host
+        self.me = me
+        self.peers = dict(peers)                 # host name → bot user id
+        self.by_user = {user: name for name, user in peers.items()}
+        self._told: set[str] = set()
+
+    async def send(self, room_id: str, kind: str, **content: Any) -> str | None:
+        """Send to the other bots (encrypted); the event id, or None when the homeserver refused it
+        three times (logged: a heartbeat or an answer that is lost is reported as silence)."""
+        client = self.host.connection.client
+        body = {"kind": kind, "host": self.me, **content}
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                if client.should_query_keys:
+                    await client.keys_query()
+                response = await client.room_send(room_id, EVENT_TYPE, body, ignore_unverified_devices=True)
+                if isinstance(response, RoomSendResponse):
+                    return response.event_id
+                log.warning("fleet_send_refused", kind=kind, detail=str(getattr(response, "message", response)))
+            except (*NETWORK_ERRORS, ConnectionError) as exc:
+                log.warning("fleet_send_failed", kind=kind, error=exc.__class__.__name__)
+            except Exception as exc:                 # an encryption hiccup: the next attempt shares anew
+                log.warning("fleet_send_failed", kind=kind, error=f"{exc.__class__.__name__}: {exc}")
+            await asyncio.sleep(0.5 * (attempt + 1))
+        return None
+
+    async def read(self, room, event) -> FleetEvent | None:
+        """The fleet event in `event`, if it is one and it comes from a bot of the fleet through its
+        pinned device; None otherwise (a stranger's or an unpinned device's is logged, and said once)."""
+        source = getattr(event, "source", None) or {}
+        if source.get("type") != EVENT_TYPE or not getattr(event, "decrypted", False):
+            return None
+        content = source.get("content") or {}
+        own = event.sender == self.host.connection.client.user_id
+        name = self.me if own else self.by_user.get(event.sender)
+        if name is None or content.get("host") != name or not isinstance(content.get("kind"), str):
+            log.warning("fleet_event_ignored", sender=event.sender, reason="not a bot of the fleet")
+            return None
+        if not await self._pinned(event, name, own):
+            return None
+        return FleetEvent(event.event_id, room.room_id, name, content["kind"], content,
+                          event.server_timestamp / 1000)
+
+    async def _pinned(self, event, name: str, own: bool) -> bool:
+        key = getattr(event, "sender_key", None)
+        if own:
+            return key == self.host.connection.client.olm.account.identity_keys["curve25519"]
+        store_key = PIN_KEY.format(user_id=event.sender)
+        pinned = await self.host.store.get(store_key)
+        if pinned is None and key:
+            await self.host.store.put(store_key, key)
+            log.info("fleet_peer_pinned", host=name, sender=event.sender, device_key=key)
+            return True
+        if key and key == pinned:
+            return True
+        log.warning("fleet_peer_device_refused", host=name, sender=event.sender, device_key=key)
+        if event.sender not in self._told:
+            self._told.add(event.sender)
+            await self.host.notify(Reply.error(
+                f"a new device of {name}'s bot account ({event.sender}) speaks for {name}; I ignore it.",
+                f"If {name}'s bot was reinstalled, send !on {self.me} fleet trust {name}; if not, someone "
+                f"else logged in to that account: change its password."))
+        return False
+
+    async def forget_pin(self, name: str) -> bool:
+        user = self.peers.get(name)
+        if user is None:
+            return False
+        await self.host.store.put(PIN_KEY.format(user_id=user), None)
+        self._told.discard(user)
+        return True
