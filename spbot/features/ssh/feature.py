@@ -17,6 +17,7 @@ from spbot.system.sshkeys import AuthorizedKeys, SshKeysParams
 
 @config_section("ssh")
 class SshSettings(BaseModel):
+    """[ssh]: the authorized_keys file !ssh lists, adds to and removes from, and how keys are checked."""
     model_config = ConfigDict(extra="forbid")
     authorized_keys: Path = Field(
         Path("/root/.ssh/authorized_keys"),
