@@ -30,14 +30,16 @@ HEADER = """\
 WIDTH = 100
 
 
-def render_example() -> str:
-    """The whole example file: the core keys, then every registered section, commented out."""
+def render_example(sections: dict[str, type[BaseModel]] | None = None) -> str:
+    """The whole example file: the core keys, then every registered section (or those given),
+    commented out."""
+    sections = SECTIONS if sections is None else sections
     parts = [HEADER, *_keys(Config, active=True, skip={"plugins", "policies"})]
     parts += _section('policies."backup restore"', PolicyOverride,
                       about="Override one command's approval policy (the command's name in quotes); "
                             "0 approvals only for a one-admin household.")
-    for name in sorted(SECTIONS):
-        parts += _section(name, SECTIONS[name])
+    for name in sorted(sections):
+        parts += _section(name, sections[name])
     return "\n".join(parts).rstrip() + "\n"
 
 
