@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from spbot.config import USER_ID, Duration, config_section
 from spbot.context import Context, Request, UserError
@@ -23,7 +23,11 @@ from spbot.trust.signing import decode_b64
 @config_section("trust")
 class TrustSettings(BaseModel):
     """[trust]: how long the only trusted admin waits before accepting another admin's new identity alone."""
-    sole_admin_wait: Duration = 24 * 3600.0
+    model_config = ConfigDict(extra="forbid")
+    sole_admin_wait: Duration = Field(
+        24 * 3600.0,
+        description="When an admin's cross-signing identity changes and only one other admin is trusted, "
+                    "that admin's !trust accept alone takes effect after this long (announced loudly).")
 
 
 # --- !devices ------------------------------------------------------------------------------------------

@@ -142,9 +142,12 @@ class FleetSettings(BaseModel):
 class PolicyOverride(BaseModel):
     """[policies."backup restore"] approvals = 2 — overrides a command's declared policy."""
     model_config = ConfigDict(extra="forbid")
-    approvals: int = Field(ge=0, le=10)
-    confirm: bool = False
-    expires: Duration | None = None
+    approvals: int = Field(ge=0, le=10, examples=[2],
+                           description="How many other admins must approve (0: none, for a one-admin household).")
+    confirm: bool = Field(False, description="With approvals = 0: the requester confirms once more before it "
+                                             "runs.")
+    expires: Duration | None = Field(None, description="How long the request waits for votes (unset: the "
+                                                       "command's own, else approval_expiry).")
 
 
 # Command modules declare their own [section] with `config_section`; validated with the rest at start.
@@ -318,15 +321,17 @@ def _fields_at(model: type[BaseModel] | None, path: tuple) -> list[str]:
         field = model.model_fields.get(str(part))
         if field is None:
             return []
-        model = _model_in(field.annotation)
+        model = model_in(field.annotation)
     return sorted(model.model_fields) if model is not None else []
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings model a field's type holds (`Secret | None`, `dict[str, ServiceSettings]`, …), the
+    first one of a union; None for a plain value."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
+        found = model_in(arg)
         if found is not None:
             return found
     return None

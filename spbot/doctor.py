@@ -6,6 +6,8 @@ import json
 import httpx
 
 from .config import Config, ConfigError
+from .feature import Check
+from .statedir import stored_access_token
 
 OK, BAD, WARN = "ok  ", "FAIL", "warn"
 
@@ -15,15 +17,35 @@ def _line(mark: str, text: str) -> None:
 
 
 async def run_checks(config: Config) -> int:
-    """Homeserver and bot account first, then each feature's own set-up checks."""
+    """Homeserver and bot account first, then each feature's own set-up checks under its heading; a
+    feature that is not set up says nothing."""
+    _heading("matrix")
     failures = await _check_matrix(config)
     from .features import all_features
     for kind in all_features():
-        for check in await kind.doctor(config):
+        checks = await _feature_checks(kind, config)
+        if checks:
+            _heading(kind.title or kind.name)
+        for check in checks:
+            todo = check.todo if check.state != "ok" else ""
             _line({"ok": OK, "warn": WARN}.get(check.state, BAD),
-                  check.text + (f": {check.todo}" if check.todo and check.state != "ok" else ""))
+                  f"{check.text.rstrip('.')}: {todo}" if todo else check.text)
             failures += check.state == "fail"
     return 1 if failures else 0
+
+
+def _heading(name: str) -> None:
+    print(f"-- {name}", flush=True)
+
+
+async def _feature_checks(kind, config: Config) -> list[Check]:
+    try:
+        return await kind.doctor(config)
+    except ConfigError as exc:
+        return [Check("fail", exc.problems[0], "fix it in the config")]
+    except Exception as exc:  # one feature's broken check must not hide the others' results
+        return [Check("fail", f"the check itself failed ({exc.__class__.__name__})",
+                      "report this as a bug in spbot")]
 
 
 async def _check_matrix(config: Config) -> int:
@@ -71,10 +93,7 @@ async def _check_cross_signing(config: Config, token: str) -> int:
 
 
 def _stored_token(config: Config) -> str | None:
-    try:
-        return json.loads((config.state_dir / "credentials.json").read_text())["access_token"]
-    except (OSError, ValueError, KeyError):
-        return None
+    return stored_access_token(config.state_dir)
 
 
 async def _check_password(http: httpx.AsyncClient, config: Config) -> int:

@@ -88,6 +88,7 @@ F = TypeVar("F", bound="Feature")
 
 class Feature:
     name: ClassVar[str]
+    title: ClassVar[str | None] = None     # its heading in `spbot doctor` when not its name
     settings_model: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, host: Host, settings: BaseModel | None):

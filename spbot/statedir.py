@@ -44,3 +44,12 @@ def _restrict(path: Path) -> bool:
         return False
     os.chmod(path, stat.S_IMODE(mode) & ~0o077)
     return True
+
+
+def stored_access_token(state_dir: Path) -> str | None:
+    """The bot's access token as its last login stored it (credentials.json); None before the first."""
+    import json
+    try:
+        return json.loads((state_dir / "credentials.json").read_text())["access_token"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

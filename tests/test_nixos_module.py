@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from spbot.config_example import to_toml
+
 ROOT = Path(__file__).resolve().parent.parent
 NIXOS = ROOT / "deploy" / "nixos"
 pytestmark = pytest.mark.skipif(shutil.which("nix-instantiate") is None,
@@ -24,22 +26,6 @@ def test_every_nix_file_parses(name):
     assert result.returncode == 0, result.stderr
 
 
-def toml_of(data: dict, table: str = "") -> str:
-    """A small TOML writer for the evaluated settings (scalars and lists first, then sub-tables)."""
-    lines, tables = [], []
-    for key, value in data.items():
-        if isinstance(value, dict) and not (set(value) <= {"file", "env"} and value):
-            tables.append((key, value))
-        elif isinstance(value, dict):
-            lines.append(f"{key} = {{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + " }")
-        else:
-            lines.append(f"{key} = {json.dumps(value)}")
-    text = (f"[{table}]\n" if table else "") + "\n".join(lines) + "\n"
-    for key, value in tables:
-        text += "\n" + toml_of(value, f"{table}.{key}" if table else key)
-    return text
-
-
 def test_the_rendered_default_settings_are_accepted(tmp_path):
     evaluated = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", str(NIXOS / "defaults.nix")],
                                capture_output=True, text=True, check=True).stdout
@@ -48,7 +34,7 @@ def test_the_rendered_default_settings_are_accepted(tmp_path):
                      "admins": ["@alice:example.org", "@bob:example.org"],
                      "rooms": ["!AbCdEfGhIjKlMnOpQr:example.org"]})
     config = tmp_path / "spbot.toml"
-    config.write_text(toml_of(settings))
+    config.write_text(to_toml(settings))
     result = subprocess.run([sys.executable, "-m", "spbot", "config", "check", str(config)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr + config.read_text()

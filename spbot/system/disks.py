@@ -33,13 +33,13 @@ PSEUDO_PREFIXES = ("cgroup",)
 
 class DiskParams(BaseModel):
     """The `[disk]` settings: which mounts to show and how long a probe may take."""
-    probe_timeout: float = Field(5.0, gt=0, description="seconds one mount may take to answer")
+    probe_timeout: float = Field(5.0, gt=0, description="Seconds one mount may take to answer !disk.")
     include_mounts: list[str] = Field(default_factory=list,
-                                      description="paths shown even when their type is hidden")
+                                      description="Mount points shown even when their filesystem type is hidden.")
     hide_mounts: list[str] = Field(default_factory=list,
-                                   description="mount points (fnmatch patterns) never shown")
+                                   description="Mount points (fnmatch patterns) never shown.")
     extra_pseudo_types: list[str] = Field(default_factory=list,
-                                          description="more filesystem types to hide")
+                                          description="More filesystem types to hide (tmpfs, overlay and the like are hidden already).")
 
 
 class MountUsage(BaseModel):

@@ -29,13 +29,21 @@ class DatabaseError(Exception):
 class Database(BaseModel):
     """How one service's database is dumped and imported back."""
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["postgresql", "mysql", "sqlite"]
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")  # postgresql, mysql
-    path: Path | None = None       # sqlite: the database file
-    user: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$")  # the system user the tools run as
-    host: str | None = None        # a socket directory or host name (default: the tool's default)
-    port: int | None = Field(None, gt=0, lt=65536)
-    tool_dir: Path | None = None   # where pg_dump, pg_restore, mysqldump, mysql are (default: PATH)
+    kind: Literal["postgresql", "mysql", "sqlite"] = Field(
+        examples=["postgresql"], description="postgresql, mysql (also MariaDB) or sqlite.")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$", examples=["nextcloud"],
+                             description="postgresql and mysql: the database's name.")
+    path: Path | None = Field(None, description="sqlite: the database file (an absolute path).")
+    user: str | None = Field(
+        None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="The system user the dump and import tools run as when the bot runs as root, e.g. "
+                    "postgres (unset: the bot's own user).")
+    host: str | None = Field(None, description="A socket directory or host name of the database server "
+                                               "(unset: the tools' default).")
+    port: int | None = Field(None, gt=0, lt=65536, description="The database server's port (unset: the "
+                                                               "tools' default).")
+    tool_dir: Path | None = Field(
+        None, description="The directory of pg_dump, pg_restore, mysqldump and mysql (unset: found on PATH).")
 
     @model_validator(mode="after")
     def _complete(self) -> "Database":

@@ -57,6 +57,8 @@ async def check_setup(backups: "Backups") -> list[tuple[str, str]]:
         return [("fail", f"restic is not installed ({backups.settings.restic} not found): apt-get install restic")]
     lines.append(("ok", f"restic found at {restic_path}"))
     lines += _password_file_lines(backups)
+    if lines[-1][0] == "fail":          # without the password the repository cannot be opened: said once
+        return lines + _service_lines(backups.settings)
     try:
         restic = backups.restic()
     except UserError as exc:

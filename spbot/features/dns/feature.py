@@ -5,9 +5,10 @@ from __future__ import annotations
 from spbot.providers.dns.diff import RecordCheck
 
 from ...context import UserError
-from ...feature import Feature, Scheduled
+from ...feature import Check, Feature, Scheduled
 from .drift import DriftWatch, report_drift
 from .settings import DnsConfig, with_homeserver
+from .zone import check_dns, drift_summary, provider_label
 
 FIRST_CHECK_WITHIN = 60.0  # seconds after start, so a drift is seen soon after a restart
 
@@ -16,6 +17,24 @@ class DnsFeature(Feature):
     name = "dns"
     settings_model = DnsConfig
     settings: DnsConfig
+
+    @classmethod
+    async def doctor(cls, config) -> list[Check]:
+        """The token readable, the zone readable with it, and whether it says what [dns] asks for."""
+        settings: DnsConfig = config.settings(cls.name)
+        if not settings.configured:
+            return []
+        zone = with_homeserver(settings, config.homeserver)
+        try:
+            checks = await check_dns(zone)
+        except UserError as exc:
+            return [Check("fail", f"{provider_label(zone)} zone {zone.domain}: {exc.what}",
+                          exc.todo or "check the token (it needs the zone's read and write rights) and domain")]
+        differ = drift_summary(checks)
+        return [Check("ok", f"{provider_label(zone)} zone {zone.domain} readable with the token"),
+                Check("warn" if differ else "ok",
+                      f"records: {differ}" if differ else f"all {len(checks)} records as [dns] says",
+                      "see !dns check, then !dns sync" if differ else "")]
 
     def zone_settings(self) -> DnsConfig:
         """[dns] with the homeserver's own name added when it lies in the zone."""

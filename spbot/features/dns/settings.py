@@ -18,22 +18,36 @@ class DnsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["cloudflare", "desec"] | None = None
-    domain: str | None = None
-    token: Secret | None = None
-    base_url: str | None = None  # the provider's API root; only tests change it
-    ipv4: str | None = None
-    ipv6: str | None = None
-    subdomains: list[str] = Field(default_factory=lambda: list(DEFAULT_SUBDOMAINS))
-    mail: bool = True
-    dkim: str | None = None  # the DKIM TXT value, "v=DKIM1; k=rsa; p=…"
-    dkim_selector: str = "selector"
-    dmarc: str = "v=DMARC1; p=none"
-    check_interval: Duration = 21600.0  # scheduled drift check; 0 turns it off
-    timeout: Duration = 15.0
-    max_retries: int = Field(3, ge=0, le=20)
-    backoff: Duration = 1.0
-    max_retry_wait: Duration = 60.0
+    provider: Literal["cloudflare", "desec"] | None = Field(
+        None, examples=["desec"], description="Who holds the zone: cloudflare or desec.")
+    domain: str | None = Field(None, examples=["example.org"], description="The zone (the family's domain).")
+    token: Secret | None = Field(
+        None, examples=[{"file": "/etc/spbot/dns-token"}],
+        description="An API token that may read and change the zone's records.")
+    base_url: str | None = Field(None, description="The provider's API root (only tests change it).")
+    ipv4: str | None = Field(None, examples=["203.0.113.10"],
+                             description="The server's public IPv4 address: the A records' value.")
+    ipv6: str | None = Field(None, examples=["2001:db8::10"],
+                             description="The server's public IPv6 address: the AAAA records' value "
+                                         "(unset: no AAAA records).")
+    subdomains: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SUBDOMAINS),
+        description="The names under the domain that point to the server (the domain itself always "
+                    "does; so does the homeserver's name when it lies in the zone).")
+    mail: bool = Field(True, description="The server receives mail: MX, SPF and DMARC records are expected.")
+    dkim: str | None = Field(
+        None, examples=["v=DKIM1; k=rsa; p=MIIBIjANBgkqh..."],
+        description="The DKIM TXT value of the mail server (unset: no DKIM record is expected).")
+    dkim_selector: str = Field("selector", description="The DKIM record's name: <selector>._domainkey.")
+    dmarc: str = Field("v=DMARC1; p=none", description="The DMARC TXT value at _dmarc.")
+    check_interval: Duration = Field(
+        21600.0, description="How often the zone is compared with these records (an alert when they "
+                             "differ); 0: never.")
+    timeout: Duration = Field(15.0, description="How long one API request may take.")
+    max_retries: int = Field(3, ge=0, le=20, description="How often a failed request is tried again.")
+    backoff: Duration = Field(1.0, description="The first wait before a retry; it doubles each time.")
+    max_retry_wait: Duration = Field(60.0, description="The longest wait before a retry (also when the "
+                                                       "provider asks to slow down).")
 
     @model_validator(mode="after")
     def _complete(self) -> DnsConfig:

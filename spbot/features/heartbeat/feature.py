@@ -18,6 +18,8 @@ TIMEOUT = 10.0
 
 @config_section("heartbeat")
 class HeartbeatSettings(BaseModel):
+    """[heartbeat]: a dead man's switch: the bot pings a monitoring service while it runs, so that service
+    tells you when the bot (or the whole server) has stopped."""
     model_config = ConfigDict(extra="forbid")
     url: Secret | None = Field(
         None, examples=[{"file": "/etc/spbot/heartbeat-url"}],

@@ -10,6 +10,7 @@ from ...config import Duration, Secret, config_section
 
 @config_section("outofband")
 class OutOfBandSettings(BaseModel):
+    """[outofband]: channels outside Matrix (e-mail, ntfy, …) for alerts that cannot reach the room."""
     model_config = ConfigDict(extra="forbid")
     urls: list[Secret] = Field(
         default_factory=list, examples=[[{"file": "/etc/spbot/outofband-email"}, {"env": "SPBOT_NTFY_URL"}]],

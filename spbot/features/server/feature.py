@@ -12,7 +12,7 @@ import psutil
 from spbot.providers.cloud_server import ServerFacts
 
 from ...context import UserError
-from ...feature import Feature
+from ...feature import Check, Feature
 from ...logs import get_logger
 from ..common import read_token
 from . import marks
@@ -35,6 +35,7 @@ SETUP = {
 
 class ServerFeature(Feature):
     name = "hetzner"
+    title = "cloud server"
     settings_model = HetznerConfig
     settings: ServerConfig  # of the provider [cloud] names: HetznerConfig or DigitalOceanConfig
 
@@ -48,6 +49,11 @@ class ServerFeature(Feature):
         settings, problem = chosen(config.settings("cloud"), config.settings("hetzner"),
                                    config.settings("digitalocean"))
         return cls(host, settings, problem)
+
+    @classmethod
+    async def doctor(cls, config) -> list[Check]:
+        from .doctor import check_server
+        return await check_server(config, SETUP)
 
     async def start(self) -> None:
         if self.settings.configured:

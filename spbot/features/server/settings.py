@@ -31,25 +31,40 @@ class ServerConfig(BaseModel):
     currency: ClassVar[str]  # of its prices
     max_volume_gb: ClassVar[int]  # its largest volume
 
-    token: Secret | None = None
-    timeout: Duration = 30.0
-    poll_interval: Duration = 1.0
-    action_timeout: Duration = 900.0
-    shutdown_timeout: Duration = 120.0
-    max_retries: int = Field(5, ge=0, le=20)
-    backoff_base: Duration = 1.0
-    backoff_cap: Duration = 30.0
-    rate_limit_max_wait: Duration = 60.0
-    # None: the bot runs on the server if one of its addresses is on a local interface.
-    bot_runs_on_server: bool | None = None
-    by_id_dir: Path = Path("/dev/disk/by-id")
-    findmnt: str = "findmnt"
-    resize2fs: str = "resize2fs"
-    xfs_growfs: str = "xfs_growfs"
-    grow_timeout: Duration = 600.0
-    volume_grow_step_gb: int = Field(10, ge=1, le=16384)
-    # Per GB and month before tax, in the provider's currency, when its price list says nothing.
-    volume_price_per_gb_month: Decimal | None = None
+    token: Secret | None = Field(
+        None, examples=[{"file": "/etc/spbot/cloud-token"}],
+        description="An API token of the project with read and write access (the provider's console "
+                    "makes it).")
+    timeout: Duration = Field(30.0, description="How long one API request may take.")
+    poll_interval: Duration = Field(1.0, description="How often a running action (a reboot, a resize) is "
+                                                     "asked whether it has finished.")
+    action_timeout: Duration = Field(900.0, description="How long one action may take before the bot "
+                                                        "gives up waiting for it.")
+    shutdown_timeout: Duration = Field(
+        120.0, description="How long the server may take to shut down cleanly before it is powered off "
+                           "(before a type change).")
+    max_retries: int = Field(5, ge=0, le=20, description="How often a failed or rate-limited request is "
+                                                         "tried again.")
+    backoff_base: Duration = Field(1.0, description="The first wait before a retry; it doubles each time.")
+    backoff_cap: Duration = Field(30.0, description="The longest wait between two retries.")
+    rate_limit_max_wait: Duration = Field(
+        60.0, description="The longest the bot waits when the API's rate limit is used up.")
+    bot_runs_on_server: bool | None = Field(
+        None, description="Whether the bot runs on the managed server (a reboot or type change also "
+                          "stops the bot). Unset: yes when one of the server's addresses is on this "
+                          "machine.")
+    by_id_dir: Path = Field(Path("/dev/disk/by-id"),
+                            description="Where udev names the disks (how a mount is matched to its volume).")
+    findmnt: str = Field("findmnt", description="The findmnt program (lists the mounts).")
+    resize2fs: str = Field("resize2fs", description="The resize2fs program (grows an ext4 filesystem).")
+    xfs_growfs: str = Field("xfs_growfs", description="The xfs_growfs program (grows an XFS filesystem).")
+    grow_timeout: Duration = Field(600.0, description="How long growing a filesystem may take.")
+    volume_grow_step_gb: int = Field(
+        10, ge=1, le=16384, description="How many GB the disk alert's offer adds to a full volume.")
+    volume_price_per_gb_month: Decimal | None = Field(
+        None, description="The volume price per GB and month before tax, in the provider's currency, "
+                          "shown with a grow offer when the provider's price list says nothing (unset: "
+                          "no price shown).")
 
     @property
     def configured(self) -> bool:
@@ -70,8 +85,11 @@ class HetznerConfig(ServerConfig):
     currency: ClassVar[str] = "EUR"
     max_volume_gb: ClassVar[int] = MAX_VOLUME_GB
 
-    server: str | int | None = None  # the server's name (or id) in the Hetzner project
-    api_endpoint: str = "https://api.hetzner.cloud/v1"
+    server: str | int | None = Field(
+        None, examples=["family-server"],
+        description="The server's name (or id) in the Hetzner Cloud project; needed with token.")
+    api_endpoint: str = Field("https://api.hetzner.cloud/v1",
+                              description="The Hetzner Cloud API (only tests change it).")
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> HetznerConfig:
@@ -102,12 +120,21 @@ class DigitalOceanConfig(ServerConfig):
     currency: ClassVar[str] = "USD"
     max_volume_gb: ClassVar[int] = 16384
 
-    droplet: str | int | None = None
-    api_endpoint: str = "https://api.digitalocean.com"
-    metadata_url: str | None = "http://169.254.169.254/metadata/v1/id"  # "" or None: never ask
-    poll_interval: Duration = 2.0
+    droplet: str | int | None = Field(
+        None, examples=["family-server"],
+        description="The droplet's name (or id). Unset: the droplet the bot runs on, asked from the "
+                    "metadata service.")
+    api_endpoint: str = Field("https://api.digitalocean.com",
+                              description="The DigitalOcean API (only tests change it).")
+    metadata_url: str | None = Field(
+        "http://169.254.169.254/metadata/v1/id",
+        description="Where a droplet learns its own id when droplet is unset (\"\": never ask).")
+    poll_interval: Duration = Field(2.0, description="How often a running action (a reboot, a resize) is "
+                                                     "asked whether it has finished.")
     # DigitalOcean has no price API for volumes; its pricing page: $0.10 per GiB and month.
-    volume_price_per_gb_month: Decimal | None = Decimal("0.10")
+    volume_price_per_gb_month: Decimal | None = Field(
+        Decimal("0.10"), description="The volume price per GB and month before tax, in US dollars, shown "
+                                     "with a grow offer (DigitalOcean has no price API for volumes).")
 
     def provider_settings(self, token: str) -> DigitalOceanSettings:
         from spbot.providers.digitalocean import DigitalOceanSettings, RetryPolicy
@@ -128,7 +155,9 @@ class CloudConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: ProviderName | None = None
+    provider: ProviderName | None = Field(
+        None, examples=["hetzner"],
+        description="hetzner or digitalocean; needed only when both sections are set up.")
 
 
 def chosen(cloud: CloudConfig, hetzner: HetznerConfig,

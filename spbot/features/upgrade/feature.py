@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from spbot.feature import Feature, Host, Scheduled
+from spbot.feature import Check, Feature, Host, Scheduled
 
 from .flows import UpgradeFlows
 from .reboot import Reboots
@@ -29,6 +29,13 @@ class UpgradeFeature(Feature):
         self.flows = UpgradeFlows(host, settings)
         self.reboots = Reboots(host, settings, self.flows)
         self.schedule = UpgradeSchedule(host, settings, self.flows, self.reboots)
+
+    @classmethod
+    async def doctor(cls, config) -> list[Check]:
+        """Which system this is, and that its upgrade tool is there (always: the daily check runs
+        without an [upgrade] section)."""
+        from .doctor import check_upgrade
+        return check_upgrade(config.settings(cls.name))
 
     async def start(self) -> None:
         await self.reboots.announce_start()

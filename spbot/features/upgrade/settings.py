@@ -36,7 +36,8 @@ class RebootSettings(RebootParams):
 
 @config_section("upgrade")
 class UpgradeSettings(BaseModel):
-    """[upgrade], with [upgrade.apt], [upgrade.nixos] and [upgrade.reboot] for the tools."""
+    """[upgrade]: the daily check for updates, the automatic upgrade window and the reboot reminder;
+    [upgrade.apt], [upgrade.nixos] and [upgrade.reboot] hold the tools and their limits."""
     model_config = ConfigDict(extra="forbid")
 
     os_release: Path | None = Field(

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from spbot.config import ConfigError
 from spbot.context import UserError
-from spbot.feature import Feature
+from spbot.feature import Check, Feature
 from spbot.logs import register_secret
 from spbot.providers.synapse_admin import SynapseAdmin
 from spbot.providers.usernames import validate_username
@@ -24,6 +24,13 @@ class UsersFeature(Feature):
     name = "users"
     settings_model = UsersSettings
     settings: UsersSettings
+
+    @classmethod
+    async def doctor(cls, config) -> list[Check]:
+        if cls.name not in (config.model_extra or {}):
+            return []
+        from .doctor import check_users
+        return await check_users(config, config.settings(cls.name))
 
     def server_name(self) -> str:
         return self.host.config.user_id.split(":", 1)[1]

@@ -17,14 +17,29 @@ from spbot.config import Duration, Secret, config_section
 
 @config_section("users")
 class UsersSettings(BaseModel):
+    """[users]: how the bot reaches the homeserver's (Synapse) admin API for !user and !invite, what
+    people type into Element, and the defaults of invites."""
     model_config = ConfigDict(extra="forbid")
-    admin_api_url: str | None = None
-    admin_token: Secret | None = None
-    public_url: str | None = None
-    timeout: Duration = 30.0
-    invite_uses: int = Field(1, ge=1)
-    invite_expires: Duration = 7 * 86400.0      # 0: invites do not expire
-    reserved: list[str] = Field(default_factory=list)
+    admin_api_url: str | None = Field(
+        None, examples=["http://127.0.0.1:8008"],
+        description="Where the Synapse admin API answers, e.g. its local listener (unset: the bot's "
+                    "homeserver URL).")
+    admin_token: Secret | None = Field(
+        None, examples=[{"file": "/etc/spbot/synapse-admin-token"}],
+        description="An access token of a Synapse server admin (unset: the bot's own, so the bot's "
+                    "account must then be a server admin).")
+    public_url: str | None = Field(
+        None, examples=["https://matrix.example.org"],
+        description="The homeserver address people type into Element, shown with new accounts and "
+                    "invites (unset: the bot's homeserver URL).")
+    timeout: Duration = Field(30.0, description="How long one admin API request may take.")
+    invite_uses: int = Field(1, ge=1, description="How many accounts one invite (registration token) "
+                                                  "can create.")
+    invite_expires: Duration = Field(7 * 86400.0, description="How long an invite stays valid; 0: it does "
+                                                              "not expire.")
+    reserved: list[str] = Field(
+        default_factory=list, examples=[["admin", "root"]],
+        description="More names no new account may take (the bot's own and a few others always are).")
 
     @field_validator("admin_api_url", "public_url")
     @classmethod

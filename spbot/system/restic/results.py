@@ -75,14 +75,14 @@ class BackupSummary(_Parsed):
 class RetentionPolicy(BaseModel):
     """How many snapshots `forget` keeps, per restic's --keep-* rules (at least one must be set)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    keep_last: int | None = Field(default=None, ge=1)
-    keep_hourly: int | None = Field(default=None, ge=1)
-    keep_daily: int | None = Field(default=None, ge=1)
-    keep_weekly: int | None = Field(default=None, ge=1)
-    keep_monthly: int | None = Field(default=None, ge=1)
-    keep_yearly: int | None = Field(default=None, ge=1)
+    keep_last: int | None = Field(default=None, ge=1, description="The most recent snapshots to keep.")
+    keep_hourly: int | None = Field(default=None, ge=1, description="Hours for which the last snapshot is kept.")
+    keep_daily: int | None = Field(default=None, ge=1, description="Days for which the last snapshot is kept.")
+    keep_weekly: int | None = Field(default=None, ge=1, description="Weeks for which the last snapshot is kept.")
+    keep_monthly: int | None = Field(default=None, ge=1, description="Months for which the last snapshot is kept.")
+    keep_yearly: int | None = Field(default=None, ge=1, description="Years for which the last snapshot is kept.")
 
     @model_validator(mode="after")
     def _not_empty(self) -> RetentionPolicy:
