@@ -85,7 +85,7 @@ class HomeserverUpkeep:
             return "database size: unknown (no database in the definition)"
         if db.kind == "sqlite":
             try:
-                size = sum(await asyncio.to_thread(_file_size, Path(f"{db.path}{suffix}")) for suffix in ("", "-wal"))
+                size = await asyncio.to_thread(_sqlite_size, Path(db.path))
             except OSError as exc:
                 return f"database size: cannot read {db.path} ({exc.strerror or exc})"
             return f"database size: {human_bytes(size)} (SQLite)"
@@ -121,11 +121,13 @@ class HomeserverUpkeep:
         return PurgeOffer(mount, size.remote) if size.readable and size.remote > 0 else None
 
 
-def _file_size(path: Path) -> int:
+def _sqlite_size(path: Path) -> int:
+    """The database file and its write-ahead log, allocated bytes (OSError when the file is not there)."""
+    size = os.stat(path).st_blocks * 512
     try:
-        return os.stat(path).st_blocks * 512
+        return size + os.stat(f"{path}-wal").st_blocks * 512
     except FileNotFoundError:
-        return 0
+        return size
 
 
 async def _postgres_size(db) -> str:
