@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import commands  # noqa: E402
+from spbot import commands  # noqa: E402
 from spbot.parsing import parse_command  # noqa: E402
 from spbot.registry import MAX_LINE_CHARS, REGISTRY, _base_type, split_words  # noqa: E402
 from spbot.render import Reply  # noqa: E402

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stack import Figure, median  # noqa: E402
-from commands.jobs import jobs as jobs_command  # noqa: E402
+from spbot.commands.jobs import jobs as jobs_command  # noqa: E402
 from spbot import jobs  # noqa: E402
 from spbot.store import Store  # noqa: E402
 

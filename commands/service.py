@@ -3,6 +3,7 @@ container output, secrets masked; !service restart|stop|start <name>: its units 
 stop need another admin's approval). A configured unit ([services] units) works where a service does."""
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,7 @@ from spbot.features.services.definition import Definition
 from spbot.features.services.journal import journal, mask, since_seconds, summarise
 from spbot.features.services.render import backup_text, details, log_reply, service_word, since_text, state_text
 from spbot.features.services.settings import EnabledName, ServiceTarget
+from spbot.features.services.synapse.restart import back_after
 from spbot.registry import Arg, command
 from spbot.render import Reply
 from spbot.system.services import (ServiceError, ServicesParams, UnitNameError, act, restart, unit_state)
@@ -27,7 +29,9 @@ async def service(ctx: Context, name: Annotated[EnabledName, Arg(help="e.g. next
     feature = ctx.feature(ServicesFeature)
     state = await feature.controller.state(feature.services[name])
     backups = await feature.last_backups()
-    return details(state, ZoneInfo(ctx.config.timezone), backups.get(name, backup_text(None)))
+    upkeep = feature.homeserver
+    extra = await upkeep.store_lines() if upkeep is not None and upkeep.spec.name == name else []
+    return details(state, ZoneInfo(ctx.config.timezone), backups.get(name, backup_text(None)), extra)
 
 
 @command("service logs", group="disks", help="the recent log of a service or unit, secrets masked: [n lines] [--since 1h]")
@@ -131,10 +135,16 @@ async def _act(ctx: Context, target: ServiceTarget, action: str) -> Reply:
         await ctx.say(Reply.text(f"{verb} {target}, the homeserver this chat runs on: I go quiet and report "
                                  "back when it answers again."))
     await ctx.job.progress(f"{verb} {target}")
+    started = asyncio.get_running_loop().time()
     try:
         await feature.controller.act(spec, action)
     except ServiceError as exc:
         raise UserError(str(exc), f"read its log: !service logs {target}") from None
+    back = ""
+    if target == HOMESERVER and action == "restart":
+        seconds = await back_after(feature.host.connection, started)
+        back = (f" The homeserver is back after {seconds:.0f} s." if seconds is not None
+                else " The homeserver is not back yet: check it on the server (systemctl status matrix-synapse).")
     state = await feature.controller.state(spec, http=False)
     if action == "stop":
         mark = "✅" if all(not u.healthy for u in state.units) and all(not c.healthy for c in state.containers) \
@@ -143,5 +153,5 @@ async def _act(ctx: Context, target: ServiceTarget, action: str) -> Reply:
                           f"{target}.")
     state = await feature.controller.healthy_within(spec, HEALTH_WAIT)
     mark = "✅" if state.healthy else "⚠️"
-    return Reply.text(f"{mark} {target} {done}: {service_word(state)}; health: {state.health_text()}.")
+    return Reply.text(f"{mark} {target} {done}: {service_word(state)}; health: {state.health_text()}.{back}")
 

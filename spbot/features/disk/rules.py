@@ -1,5 +1,6 @@
 """The disk alert rules: warn / critical thresholds with hysteresis, "full within N days" from the
-trend, and what an alert says (with an offer to grow the mount when it is a Hetzner volume)."""
+trend, and what an alert says (with an offer to purge the homeserver's remote media cache when the mount
+holds its media store, to grow the mount when it is a cloud volume)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,17 +53,32 @@ async def grow_offer(host: Any, mount: str) -> Any:
     return await host.feature(ServerFeature).grow_offer(mount)
 
 
+async def purge_offer(host: Any, mount: str) -> Any:
+    """The offer to purge the homeserver's cache of other servers' media when `mount` holds its media
+    store, or None. The one seam to the services feature (its homeserver upkeep)."""
+    from ..services import ServicesFeature
+    try:
+        upkeep = host.feature(ServicesFeature).homeserver
+    except (LookupError, AttributeError):       # not running, or a host without features (unit tests)
+        return None
+    return await upkeep.purge_offer(mount) if upkeep is not None else None
+
+
 async def apply_finding(host: Any, finding: Finding, renotify: float, now: float | None = None) -> None:
     """Fire the alert of a bad finding, clear (recovery notice if it was active) a good one. When the
-    mount is a cloud volume the alert also offers to grow it: an admin's ✅ starts the approval."""
+    mount holds the homeserver's media store the alert offers to purge its cache of remote media (free);
+    when it is a cloud volume it offers to grow it. An admin's ✅ starts the first offer's approval."""
     mount = getattr(finding, "grow_mount", None)
-    sections = set(getattr(host.config, "model_extra", None) or {})
-    if finding.severity is None or not mount or not {"hetzner", "digitalocean"} & sections:
+    if finding.severity is None or not mount:
         await report(host.alerts, finding, renotify, now)
         return
-    text, offer = finding.text, None
-    grow = await grow_offer(host, mount)
-    if grow is not None:
-        text += "\n" + grow.alert_line
-        offer = grow.command
-    await report(host.alerts, finding, renotify, now, text=text, offer=offer)
+    sections = set(getattr(host.config, "model_extra", None) or {})
+    offers = [await purge_offer(host, mount)]
+    if {"hetzner", "digitalocean"} & sections:
+        offers.append(await grow_offer(host, mount))
+    offers = [o for o in offers if o is not None]
+    if not offers:
+        await report(host.alerts, finding, renotify, now)
+        return
+    text = "\n".join([finding.text, *(o.alert_line for o in offers)])
+    await report(host.alerts, finding, renotify, now, text=text, offer=offers[0].command)

@@ -72,6 +72,7 @@ class Variant(BaseModel):
     database: Database | None = None
     log_units: list[Unit] | None = None
     health: HealthCheck | None = None
+    media_store: AbsPath | None = None
 
 
 class Definition(BaseModel):
@@ -92,6 +93,7 @@ class Definition(BaseModel):
     nixos_option: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-\"]+$")  # e.g. services.gitea.enable
     variants: dict[str, Variant] = Field(default_factory=dict)
     generic: bool = False           # a template (e.g. "folder") that detection never proposes
+    media_store: AbsPath | None = None  # a Matrix homeserver's media_store_path: measured, its cache purged
 
     @model_validator(mode="after")
     def _made_of_something(self) -> "Definition":

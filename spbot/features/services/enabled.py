@@ -38,6 +38,7 @@ class ServiceConfig(BaseModel):
     excludes: list[str] = Field(default_factory=list)  # added to the catalogue's
     database: Database | None = None
     health_url: LocalUrl | None = None
+    media_store: AbsPath | None = None         # a homeserver's media_store_path, if not the catalogue's
     backup: bool = True                        # back it up with !backup (as service:<name>)
     unhealthy_after: Duration = 300.0          # alert when its health check fails this long
 
@@ -83,6 +84,11 @@ def resolve(name: str, config: ServiceConfig, nixos_marker: Path = NIXOS_MARKER)
         data["database"] = config.database.model_dump()
     if config.health_url is not None:
         data["health"] = {**data["health"], "url": config.health_url}
+    if config.media_store is not None:
+        data["media_store"] = config.media_store
+    if data.get("media_store"):
+        cache = [f"{data['media_store']}/{part}" for part in ("remote_content", "remote_thumbnail")]
+        data["excludes"] = list(dict.fromkeys([*data["excludes"], *cache]))
     if base.generic and not data["data_paths"]:
         raise ValueError(f"{base.name} is a template: give its data_paths = [\"/srv/...\"]")
     data["generic"] = False

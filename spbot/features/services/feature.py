@@ -2,6 +2,8 @@
 [health] (the failed-units and certificate checks that alert), and the server lines of !status."""
 from __future__ import annotations
 
+import asyncio
+
 from spbot.feature import Feature, Scheduled
 from spbot.features.backup import BackupFeature, ServiceSettings, Stopper
 from spbot.logs import get_logger
@@ -15,6 +17,8 @@ from .render import backup_text
 from .settings import EnabledName, HealthSettings, ServicesSettings, ServiceTarget, UnitName
 from .state import Controller
 from .service_watch import ServiceWatch
+from .synapse import HomeserverUpkeep
+from .synapse.upkeep import SAMPLE_INTERVAL
 from .watch import HealthWatch
 
 log = get_logger(__name__)
@@ -38,11 +42,15 @@ class ServicesFeature(Feature):
                                           {n: c.unhealthy_after for n, c in settings.enabled.items()},
                                           self.health.renotify)
         self.watch.covered = self.service_watch.units()
+        homeservers = [spec for spec in self.services.values() if spec.media_store is not None]
+        self.homeserver: HomeserverUpkeep | None = HomeserverUpkeep(host, homeservers[0]) if homeservers else None
 
     async def start(self) -> None:
         UnitName.configured = self.settings
         ServiceTarget.enabled = EnabledName.enabled = frozenset(self.services)
         self._add_backups()
+        if self.homeserver is not None:
+            await self.homeserver.start()
         s = self.health
         if s.failed_units_interval > 0 and not self.watch.systemd_running():
             log.info("failed_units_not_checked", reason=f"{s.systemd_dir} is missing: systemd does not run "
@@ -88,6 +96,9 @@ class ServicesFeature(Feature):
         if self.services and self.settings.check_interval > 0:
             work.append(Scheduled("services-check", "service checks", self.service_watch.check,
                                   interval=self.settings.check_interval, first_in=SOON))
+        if self.homeserver is not None:
+            work.append(Scheduled("media-store-sampler", "homeserver media store sampler", self.homeserver.sample,
+                                  interval=SAMPLE_INTERVAL, first_in=SOON))
         if s.tls_domains and s.tls_interval > 0:
             work.append(Scheduled("health-tls", "certificate check", self.watch.check_tls,
                                   interval=s.tls_interval, first_in=SOON))
@@ -104,7 +115,16 @@ class ServicesFeature(Feature):
         except (disks.ProbeTimeout, OSError) as exc:
             lines.append(f"server: cannot read uptime, load and memory ({exc})")
         lines.append("failed units: " + await self._failed_text())
+        if self.services:
+            lines.append(await self._services_line())
         return lines
+
+    async def _services_line(self) -> str:
+        """Enabled catalogue services: how many run healthy, and the names of the others."""
+        states = await asyncio.gather(*(self.controller.state(spec) for spec in self.services.values()))
+        bad = [state.name for state in states if not state.healthy]
+        text = f"services: {len(states) - len(bad)} running"
+        return text + (f", {len(bad)} failing ({', '.join(bad)}) ❌" if bad else ", none failing")
 
     async def _failed_text(self) -> str:
         if not self.watch.systemd_running():

@@ -87,7 +87,7 @@ def _short_health(state: ServiceState) -> str:
     return state.http.text if state.http.ok else "❌ " + state.http.text
 
 
-def details(state: ServiceState, zone: ZoneInfo, last_backup: str) -> Reply:
+def details(state: ServiceState, zone: ZoneInfo, last_backup: str, extra: list[str] = ()) -> Reply:
     spec = state.spec
     lines = [f"{spec.name}: {spec.description}",
              f"state: {service_word(state)}" + (f" since {when_text(state.since, zone)}" if state.since and
@@ -102,8 +102,10 @@ def details(state: ServiceState, zone: ZoneInfo, last_backup: str) -> Reply:
         lines.append(f"data: {', '.join(map(str, spec.data_paths))}")
     if spec.database:
         lines.append(f"database: {spec.database.describe()}")
+    lines.extend(extra)
     lines.append(f"last backup: {last_backup}")
-    lines.append(f"more: !service logs {spec.name} · !service restart {spec.name}")
+    lines.append(f"more: !service logs {spec.name} · !service restart {spec.name}"
+                 + (" · !matrix media" if spec.media_store else ""))
     return Reply.text("\n".join(lines))
 
 
