@@ -8,6 +8,7 @@ from spbot.logs import get_logger
 
 from .gather import ANSWER, GATHERED, Gatherer
 from .overview import one_line
+from .peers import PeerTrust
 from .watch import Watch
 from .wire import Wire
 
@@ -59,8 +60,14 @@ class FleetFeature(Feature):
     async def line(self) -> str:
         return await one_line(self.host, self.host.config.host or "this server")
 
-    async def trust_again(self, name: str) -> bool:
-        return self.active and await self.wire.forget_pin(name)
+    @property
+    def trust(self) -> PeerTrust | None:
+        """The peer bots' identities (None when this bot is not in a fleet)."""
+        return self.wire.trust if self.active else None
+
+    async def stop(self) -> None:
+        if self.active and hasattr(self, "wire"):
+            await self.wire.trust.close()
 
     async def status_lines(self) -> list[str]:
         if not self.active:

@@ -1,6 +1,6 @@
 """The bots' own channel: encrypted events of type EVENT_TYPE in the shared room, one `kind` each
-(answer, heartbeat, claim). Only what comes from a peer's pinned device counts (its first device is
-pinned, like an admin's identity): a new device of another bot's account cannot speak for that bot."""
+(answer, heartbeat, claim). Only what comes from a device that the peer bot's pinned cross-signing
+identity signed counts (see peers): a new device of another bot's account cannot speak for that bot."""
 from __future__ import annotations
 
 import asyncio
@@ -11,11 +11,11 @@ from nio import RoomSendResponse
 
 from spbot.logs import get_logger
 from spbot.matrix import NETWORK_ERRORS
-from spbot.render import Reply
+
+from .peers import PeerTrust
 
 log = get_logger(__name__)
 EVENT_TYPE = "org.spbot.fleet"          # not m.room.message: clients leave it out of the timeline
-PIN_KEY = "fleet:pin:{user_id}"
 SEND_ATTEMPTS = 3
 
 
@@ -36,7 +36,7 @@ class Wire:
         self.me = me
         self.peers = dict(peers)                 # host name → bot user id
         self.by_user = {user: name for name, user in peers.items()}
-        self._told: set[str] = set()
+        self.trust = PeerTrust(host, me, peers)
 
     async def send(self, room_id: str, kind: str, **content: Any) -> str | None:
         """Send to the other bots (encrypted); the event id, or None when the homeserver refused it
@@ -59,8 +59,8 @@ class Wire:
         return None
 
     async def read(self, room, event) -> FleetEvent | None:
-        """The fleet event in `event`, if it is one and it comes from a bot of the fleet through its
-        pinned device; None otherwise (a stranger's or an unpinned device's is logged, and said once)."""
+        """The fleet event in `event`, if it is one and it comes from a bot of the fleet through a device
+        its identity vouches for; None otherwise (logged; an untrusted device of a bot is said once)."""
         source = getattr(event, "source", None) or {}
         if source.get("type") != EVENT_TYPE or not getattr(event, "decrypted", False):
             return None
@@ -70,36 +70,13 @@ class Wire:
         if name is None or content.get("host") != name or not isinstance(content.get("kind"), str):
             log.warning("fleet_event_ignored", sender=event.sender, reason="not a bot of the fleet")
             return None
-        if not await self._pinned(event, name, own):
+        if not await self._trusted(event, name, own):
             return None
         return FleetEvent(event.event_id, room.room_id, name, content["kind"], content,
                           event.server_timestamp / 1000)
 
-    async def _pinned(self, event, name: str, own: bool) -> bool:
+    async def _trusted(self, event, name: str, own: bool) -> bool:
         key = getattr(event, "sender_key", None)
         if own:
             return key == self.host.connection.client.olm.account.identity_keys["curve25519"]
-        store_key = PIN_KEY.format(user_id=event.sender)
-        pinned = await self.host.store.get(store_key)
-        if pinned is None and key:
-            await self.host.store.put(store_key, key)
-            log.info("fleet_peer_pinned", host=name, sender=event.sender, device_key=key)
-            return True
-        if key and key == pinned:
-            return True
-        log.warning("fleet_peer_device_refused", host=name, sender=event.sender, device_key=key)
-        if event.sender not in self._told:
-            self._told.add(event.sender)
-            await self.host.notify(Reply.error(
-                f"a new device of {name}'s bot account ({event.sender}) speaks for {name}; I ignore it.",
-                f"If {name}'s bot was reinstalled, send !on {self.me} fleet trust {name}; if not, someone "
-                f"else logged in to that account: change its password."))
-        return False
-
-    async def forget_pin(self, name: str) -> bool:
-        user = self.peers.get(name)
-        if user is None:
-            return False
-        await self.host.store.put(PIN_KEY.format(user_id=user), None)
-        self._told.discard(user)
-        return True
+        return await self.trust.allowed(name, event.sender, key)
