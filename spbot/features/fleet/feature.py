@@ -36,8 +36,20 @@ class FleetFeature(Feature):
         addressing.live = self.watch.live
         self.host.dispatcher.fleet_answers = self.gatherer.publish
         self.host.event_hooks.append(self.on_event)
+        self._follow_device_changes()
         log.info("fleet_joined", host=addressing.me, peers=sorted(self.settings.peers),
                  default=addressing.default)
+
+    def _follow_device_changes(self) -> None:
+        """A peer's identity or devices changed in a sync: look them up again before trusting it (after
+        whatever else listens)."""
+        connection, before = self.host.connection, self.host.connection.on_device_changes
+
+        def changed(user_ids: list[str]) -> None:
+            if before is not None:
+                before(user_ids)
+            self.wire.trust.forget_cached(user_ids)
+        connection.on_device_changes = changed
 
     async def on_event(self, room, event) -> None:
         fleet_event = await self.wire.read(room, event)

@@ -49,6 +49,10 @@ class PeerTrust:
         if self._http is not None:
             await self._http.aclose()
 
+    def forget_cached(self, user_ids) -> None:
+        for user_id in user_ids:
+            self._identities.pop(user_id, None)
+
     def _client_http(self):
         if self._http is None:
             self._http = matrix_http(self.host.config.homeserver, self.host.connection.client.access_token)
