@@ -136,7 +136,8 @@ async def test_fleet_overview_and_a_silent_bot_reported_once(fleet, alice):
 
 async def test_a_new_device_of_a_bot_account_cannot_speak_for_it(fleet, alice, tmp_path_factory):
     """Someone logs in to vps's bot account and sends a forged answer and a forged claim that nas is
-    down: the other bots ignore both (vps's first device is pinned) and each says so, once."""
+    down: the other bots ignore both (the new device is not signed by vps's pinned cross-signing identity)
+    and each says so, once."""
     from spbot.chatclient import ChatClient
     vps = fleet.bots["vps"]
     intruder = await ChatClient(vps.synapse.url, vps.user_id, BOT_PASSWORD,
