@@ -24,7 +24,7 @@ from typing import Callable
 
 import psutil
 
-from .chatclient import ChatClient
+from .chatclient import ChatClient, quiet_nio
 from .devsandbox import cloud as cloudsim
 from .devsandbox.sqlite_dump import dump as sqlite_dump
 from .devsandbox.standins import UNITS, Sandbox
@@ -277,7 +277,7 @@ def _start_bot(state: Path, dev: dict, password: str) -> BotProcess:
 
 
 async def _wait_answering(state: Path, dev: dict, bot: BotProcess, timeout: float = 90.0) -> None:
-    alice = dev["users"][0]
+    alice, _ = dev["users"][0], quiet_nio()
     # Its own device, not the console's: a console may be open while up or restart runs.
     client = ChatClient(dev["homeserver"], alice["user_id"], alice["password"],
                         state / "console" / "up-check" / alice["user_id"], device_name="spbot dev up")
