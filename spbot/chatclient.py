@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,12 @@ class Seen:
     @property
     def body(self) -> str:
         return self.content.get("body", "")
+
+
+def quiet_nio() -> None:
+    """A new device cannot read what was said before it existed; nio warns about each such message
+    ("Error decrypting megolm event…"), which on a terminal looks like something broke."""
+    logging.getLogger("nio").setLevel(logging.ERROR)
 
 
 class ChatClient:

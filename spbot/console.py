@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from .chatclient import ChatClient, Seen
+from .chatclient import ChatClient, Seen, quiet_nio
 
 FIRST_ANSWER_WAIT = 30.0
 # The head line of a job's message (spbot/jobs.py: "<icon> <title> — job #N"): running or waiting.
@@ -103,6 +103,7 @@ class Tracker:
 
 async def run_console(dev_json: Path | None, user: str | None, timeout: float = 600.0) -> int:
     from .devup import STATE
+    quiet_nio()
     dev_json = dev_json or STATE / "dev.json"
     if not dev_json.exists():
         print(f"no {dev_json}: start the dev stack first with deploy/synapse-dev/up", file=sys.stderr)

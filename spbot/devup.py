@@ -24,13 +24,13 @@ from typing import Callable
 
 import psutil
 
-from .chatclient import ChatClient
+from .chatclient import ChatClient, quiet_nio
 from .devsandbox import cloud as cloudsim
 from .devsandbox.sqlite_dump import dump as sqlite_dump
 from .devsandbox.standins import UNITS, Sandbox
 from .devsandbox.tomlout import dumps, merged
+from .devsandbox.volumes import VolumeBox
 from .devstack import BotProcess, PlainSession, Synapse, free_port, port_is_free, running_pid
-from .devstack import write_bot_config  # noqa: F401  (kept importable from here for older callers)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_DIR = ROOT / "deploy" / "synapse-dev"
@@ -96,6 +96,7 @@ def up(state: Path = STATE, port: int | None = None, *, sandbox: bool = True,
     if sandbox:
         Sandbox(state).install()
     _cloud(state, simulate_cloud)
+    VolumeBox(state).attach(sandbox and simulate_cloud)   # the cloud's volume, "mounted" in the sandbox
     (state / "dev.json").write_text(json.dumps(dev, indent=2))
     (state / "dev.json").chmod(0o600)
     bot = _start_bot(state, dev, passwords[BOT])
@@ -226,7 +227,7 @@ def bot_config(state: Path, dev: dict, password_file: Path) -> dict:
     info = _cloud_info(state) if dev.get("simulate_cloud") else None
     if info:
         config = merged(config, {"plugins": config.get("plugins", []) + [CLOUD_NOTICE],
-                                 "hetzner": cloudsim.hetzner_section(state, info),
+                                 "hetzner": cloudsim.hetzner_section(state, info, dev.get("sandbox", True)),
                                  "dns": cloudsim.dns_section(state, info)})
     if dev.get("disk_alert"):
         config = merged(config, {"disk": _disk_alert_section(state)})
@@ -276,7 +277,7 @@ def _start_bot(state: Path, dev: dict, password: str) -> BotProcess:
 
 
 async def _wait_answering(state: Path, dev: dict, bot: BotProcess, timeout: float = 90.0) -> None:
-    alice = dev["users"][0]
+    alice, _ = dev["users"][0], quiet_nio()
     # Its own device, not the console's: a console may be open while up or restart runs.
     client = ChatClient(dev["homeserver"], alice["user_id"], alice["password"],
                         state / "console" / "up-check" / alice["user_id"], device_name="spbot dev up")

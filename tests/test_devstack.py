@@ -24,6 +24,7 @@ from spbot.chatclient import ChatClient
 from spbot.devsandbox.notice import NOTICE
 from spbot.devsandbox.standins import SANDBOX_LINE, Sandbox
 from spbot.devsandbox.tomlout import dumps
+from spbot.devsandbox.volumes import VolumeBox
 from spbot.devstack import free_port
 
 from .conftest import ROOT
@@ -74,6 +75,33 @@ def approved_by_bob(state: Path, text: str) -> str:
     request = alice.read_until(r"!approve (\d+)")[1]
     assert "approved" in console(state, f"!approve {request}\n", user="@bob:localhost")
     return alice.finish()
+
+
+class Listener:
+    """Alice's own client, synced in a thread from now on, until a message of the bot fits `wanted`
+    (one that comes after the bot restarted, which a console would not wait for)."""
+
+    def __init__(self, dev: dict, store: Path, wanted, timeout: float = 150):
+        alice, self.found = dev["users"][0], None
+        self.client = ChatClient(dev["homeserver"], alice["user_id"], alice["password"], store)
+        self.ready = threading.Event()
+
+        async def listen():
+            await self.client.start()
+            self.ready.set()
+            try:
+                self.found = await self.client.wait_for(
+                    lambda e: e.sender == dev["bot_user_id"] and wanted(e), timeout=timeout)
+            finally:
+                await self.client.stop()
+        self.thread = threading.Thread(target=asyncio.run, args=(listen(),), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(60), "Alice's listening client did not start"
+
+    def result(self):
+        self.thread.join(200)
+        assert self.found is not None, [e.body for e in self.client.events][-10:]
+        return self.found
 
 
 def fingerprint(path: Path) -> str:
@@ -133,11 +161,14 @@ def test_newcomer_walk_is_real_and_changes_nothing_on_the_host(tmp_path, monkeyp
         snapshots = dict(re.findall(r"✅ ([\w-]+): snapshot ([0-9a-f]{8})", out))
         assert set(snapshots) == {"synapse", "family-files"}, out
 
-        restored = tmp_path / "restored"
-        out = approved_by_bob(state, f"!backup restore latest family-files --to {restored}\n")
+        restored = tmp_path / "restored"          # the issue's path: every service's latest, side by side
+        out = approved_by_bob(state, f"!backup restore latest --to {restored}\n")
         assert "finished" in out, out
-        cakes = list(restored.rglob("grandmas-cake.md"))
+        assert sorted(p.name for p in restored.iterdir()) == ["family-files", "synapse"], out
+        cakes = list((restored / "family-files").rglob("grandmas-cake.md"))
         assert cakes and cakes[0].read_text() == devup.FAMILY_FILES["documents/recipes/grandmas-cake.md"]
+        db_dumps = list((restored / "synapse").rglob("homeserver.db"))
+        assert db_dumps and db_dumps[0].read_bytes().startswith(b"SQLite format 3"), out
 
         box.bins.clear()
         out = approved_by_bob(state, "!upgrade\n")
@@ -153,6 +184,7 @@ def test_newcomer_walk_is_real_and_changes_nothing_on_the_host(tmp_path, monkeyp
 
         starts = (state / "bot.log").read_text().count("spbot.bot started")
         boot = box.boot_id.read_text()
+        back = Listener(dev, tmp_path / "listener", lambda e: "Back after a reboot" in e.body)
         out = approved_by_bob(state, "!reboot\n")
         assert "Rebooting" in out and NOTICE in out, out
         deadline = time.monotonic() + 90
@@ -161,10 +193,11 @@ def test_newcomer_walk_is_real_and_changes_nothing_on_the_host(tmp_path, monkeyp
             time.sleep(0.5)
         assert box.boot_id.read_text() != boot and [c.argv for c in box.bins.calls("systemctl")
                                                     if c.argv[0] == "reboot"] == [["reboot"]]
+        assert NOTICE in back.result().body            # the report after the reboot says it was simulated
 
         out = console(state, "!services\n")
         for unit in ("matrix-synapse.service", "spbot.service", "nginx.service"):
-            assert re.search(rf"{unit}\s+✅ active", out), out
+            assert f"{unit} · ✅ active" in out, out
 
         assert host_state() == before
         devup.restart(state)
@@ -177,7 +210,8 @@ def test_newcomer_walk_is_real_and_changes_nothing_on_the_host(tmp_path, monkeyp
 async def test_failed_unit_reaches_the_admins_and_the_cloud_is_simulated(tmp_path):
     """`spbot dev fail-unit` marks a sandbox unit failed: the bot's own check alerts the admins in
     the room, and !services shows it failed. With --simulate-cloud, !server and !dns check answer
-    from the project's local Hetzner and Cloudflare fakes, and say so."""
+    from the project's local Hetzner and Cloudflare fakes, and say so; !volume grow, approved by Bob,
+    grows the fake's volume and then the sandboxed filesystem on it (the resize2fs stand-in)."""
     state = tmp_path / "state"
     try:
         dev = await asyncio.to_thread(functools.partial(devup.up, state, free_port(), simulate_cloud=True))
@@ -195,9 +229,19 @@ async def test_failed_unit_reaches_the_admins_and_the_cloud_is_simulated(tmp_pat
         finally:
             await client.stop()
         out = await asyncio.to_thread(console, state, "!services\n!server\n!dns check\n")
-        assert re.search(r"nginx.service\s+❌", out), out
-        assert "family-server: running" in out and "❌ missing     git A" in out, out
+        assert "nginx.service · ❌ failed" in out, out
+        assert "family-server: running" in out and "git A — ❌ missing" in out, out
         assert out.count(NOTICE) == 3, out
+
+        box = Sandbox(state)                 # the fake's volume 100 ("data", 50 GB) is at /mnt/data
+        box.bins.clear()
+        out = await asyncio.to_thread(approved_by_bob, state, "!volume grow /mnt/data +10\n")
+        assert "grew 50 → 60 GB" in out and "49.0 GiB → 58.8 GiB" in out and NOTICE in out, out
+        device = str(VolumeBox(state).device)
+        assert [c.argv for c in box.bins.calls("resize2fs")] == [["--", device]], box.bins.calls()
+        assert VolumeBox(state).mounts()["/mnt/data"]["blocks"] == 60 * 2**30 // 4096
+        out = await asyncio.to_thread(console, state, "!volume list\n")
+        assert re.search(r"data \(#100\).*60 GB", out) and "mounted at /mnt/data: ext4" in out, out
     finally:
         await asyncio.to_thread(devup.down, state)
 

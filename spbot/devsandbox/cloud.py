@@ -30,9 +30,14 @@ def dns_section(state: Path, info: dict) -> dict:
             "mail": False}
 
 
-def hetzner_section(state: Path, info: dict) -> dict:
-    return {"token": {"file": info["hetzner_token"]}, "server": "family-server",
-            "api_endpoint": info["hetzner_url"], "poll_interval": 0.2, "bot_runs_on_server": False}
+def hetzner_section(state: Path, info: dict, sandbox: bool = True) -> dict:
+    """[hetzner] on the fake API; with the sandbox, volumes are found among the sandbox's disks
+    (spbot/devsandbox/volumes.py), where volume 100 is mounted at /mnt/data and can be grown."""
+    section = {"token": {"file": info["hetzner_token"]}, "server": "family-server",
+               "api_endpoint": info["hetzner_url"], "poll_interval": 0.2, "bot_runs_on_server": False}
+    if sandbox:
+        section["by_id_dir"] = str(Path(state) / "sandbox" / "dev" / "disk" / "by-id")
+    return section
 
 
 def _seed_zone(cloudflare, expected_records, domain_config) -> None:

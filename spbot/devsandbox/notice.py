@@ -3,7 +3,8 @@ demo for their server.
 
 The dev stack's config lists the plugins that use this (system_notice for the sandboxed system tools,
 cloud_notice for the simulated Hetzner and DNS APIs). Loaded after the built-in commands, they wrap the
-functions of those commands; errors get the line too. Without them (a real server, or
+functions of those commands; errors get the line too, and so do the reports a feature sends after a
+restart (the "back after a reboot" of a reboot a stand-in did: `add_report_note`). Without them (a real server, or
 `spbot dev up --real-system`) nothing changes.
 """
 from __future__ import annotations
@@ -40,3 +41,9 @@ def install(groups: tuple[str, ...]) -> int:
             spec.func = _with_notice(spec.func)
             count += 1
     return count
+
+
+def add_report_note(notes: list[str]) -> None:
+    """End a feature's after-restart reports (its REPORT_NOTES) with the notice, once."""
+    if NOTICE not in notes:
+        notes.append(NOTICE)

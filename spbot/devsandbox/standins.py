@@ -1,4 +1,5 @@
-"""The dev stack's system tools: apt-get, systemctl, journalctl, nixos-rebuild, reboot, resize2fs.
+"""The dev stack's system tools: apt-get, systemctl, journalctl, nixos-rebuild, reboot, and (in
+volumes.py) findmnt and resize2fs.
 
 They are FakeBin executables (spbot/devsandbox/fakebin.py: each call recorded in calls.jsonl) whose one
 rule hands the call to a handler here. The handlers answer in the real tools' formats, so the bot's
@@ -26,8 +27,8 @@ from .fakebin import FakeBin, Rule
 SANDBOX_LINE = "[dev sandbox] simulated by a stand-in: nothing on this machine was changed"
 TOOLS = {
     "apt-get": "apt_get", "systemctl": "systemctl", "journalctl": "journalctl",
-    "nixos-rebuild": "nixos_rebuild", "reboot": "reboot", "resize2fs": "grow_fs",
-    "xfs_growfs": "grow_fs",
+    "nixos-rebuild": "nixos_rebuild", "reboot": "reboot", "xfs_growfs": "grow_fs",
+    "findmnt": "spbot.devsandbox.volumes:findmnt", "resize2fs": "spbot.devsandbox.volumes:resize2fs",
 }
 # Units every dev stack shows: two that mirror real processes of the stack, two pretend ones.
 REAL_UNITS = {"matrix-synapse.service": "synapse/synapse.pid", "spbot.service": "bot.pid"}
@@ -68,7 +69,7 @@ class Sandbox:
     def install(self) -> None:
         """Create the stand-ins and the sandbox's files; existing state (units, keys) is kept."""
         for tool, handler in TOOLS.items():
-            self.bins.add(tool, [Rule(handler=f"{__name__}:{handler}")])
+            self.bins.add(tool, [Rule(handler=handler if ":" in handler else f"{__name__}:{handler}")])
         for directory in (self.authorized_keys.parent, self.reboot_required.parent, self.systemd_dir,
                           self.journal_dir, self.log_dir, self.apt_archives):
             directory.mkdir(parents=True, exist_ok=True)
@@ -189,7 +190,7 @@ def journalctl(argv: list[str], base: str) -> int:
 # -- apt-get ---------------------------------------------------------------------------------
 
 
-def _real(tool: str, base: str) -> str | None:
+def real_tool(tool: str, base: str) -> str | None:
     """The real tool on PATH, skipping the sandbox's own directory."""
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
                            if p and Path(p).resolve() != Path(base).resolve())
@@ -198,7 +199,7 @@ def _real(tool: str, base: str) -> str | None:
 
 def _pending(base: str) -> list[tuple[str, str, str]]:
     """What the host's apt would upgrade (a harmless simulation), or the demo list."""
-    real = _real("apt-get", base)
+    real = real_tool("apt-get", base)
     if real:
         try:
             out = subprocess.run([real, "-s", "dist-upgrade"], capture_output=True, text=True,
@@ -223,7 +224,7 @@ def apt_get(argv: list[str], base: str) -> int:
         print("Reading package lists...")
         return 0
     if "-s" in words or "--simulate" in words:
-        real = _real("apt-get", base)
+        real = real_tool("apt-get", base)
         if real:
             os.execv(real, [real, *argv])
         for name, old, new in DEMO_UPGRADES:

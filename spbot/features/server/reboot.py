@@ -25,6 +25,8 @@ log = get_logger(__name__)
 
 REPORT_ATTEMPTS = 6
 REPORT_RETRY_WAIT = 10.0  # seconds between tries to read the outcome after a restart
+# Lines ending the report; the simulated cloud's plugin (dev stack) adds "a stand-in answered".
+REPORT_NOTES: list[str] = []
 
 
 async def report_reboot_after_restart(server: ServerFeature,
@@ -46,6 +48,8 @@ async def report_reboot_after_restart(server: ServerFeature,
                                 f"Check the server in {server.settings.console}.")
             if attempt < REPORT_ATTEMPTS:
                 await asyncio.sleep(retry_wait)
+    if REPORT_NOTES:
+        reply += Reply.text("\n".join(REPORT_NOTES))
     request = Request(mark["requester"], "", mark["room_id"], mark["event_id"], "", 0)
     await host.send_reply(request, reply)
     await forget_reboot(host.store)
