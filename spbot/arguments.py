@@ -158,7 +158,8 @@ def _convert(param: Param, word: str) -> Any:
         try:
             return target.parse_arg(word)
         except (ValueError, OverflowError) as exc:
-            raise ArgError(f"{label}: {exc}")
+            text = str(exc)       # a converter may quote the word: keep the reply short however long it was
+            raise ArgError(f"{label}: {text if len(text) <= 300 else text[:299] + '…'}")
     return _bounded_word(param, word, label, DEFAULT_MAX_LENGTH)
 
 

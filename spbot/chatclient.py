@@ -60,6 +60,9 @@ class ChatClient:
         self.client: AsyncClient | None = None
         self.events: list[Seen] = []
         self._changed = asyncio.Condition()
+        # Undecryptable events, tried again after each sync: a room key can arrive after its message
+        # (a client such as Element does the same).
+        self._undecrypted: dict[str, tuple] = {}
         self._sync_task: asyncio.Task | None = None
         self._since: str | None = None
         self.on_event: Callable[[Seen], None] | None = None
@@ -119,8 +122,21 @@ class ChatClient:
                 await self._record(room, event)
         for room, event in batch.gap:            # nio ran its callbacks for the timeline only
             await self.client._on_event(event, room)
+        await self._decrypt_late()
         self._since = response.next_batch
         (self.store_dir / "sync_position").write_text(self._since)
+
+    async def _decrypt_late(self) -> None:
+        """Record, as decrypted now, the events whose room key has arrived since."""
+        for event_id, (room, event) in list(self._undecrypted.items()):
+            try:
+                decrypted = self.client.decrypt_event(event)
+            except Exception:
+                continue
+            del self._undecrypted[event_id]
+            if isinstance(decrypted, Event):
+                decrypted.event_id = event_id
+                await self._record(room, decrypted)
 
     async def _upkeep(self) -> None:
         await key_upkeep(self.client)
@@ -130,6 +146,8 @@ class ChatClient:
         content = source.get("content") or {}
         if isinstance(event, MegolmEvent):
             kind, decrypted = "m.room.encrypted", False
+            if len(self._undecrypted) < 1000:
+                self._undecrypted[event.event_id] = (room, event)
         else:
             kind = source.get("type") or getattr(event, "type", "")
             decrypted = bool(getattr(event, "decrypted", False))

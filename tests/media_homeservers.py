@@ -38,8 +38,7 @@ class FederatingSynapse(Synapse):
     """A test Synapse with a federation listener (TLS) next to its client listener."""
 
     def __init__(self, directory: Path, tls: tuple[Path, Path]):
-        self.federation_port = free_port()
-        super().__init__(directory, free_port(), server_name=f"localhost:{self.federation_port}")
+        super().__init__(directory, free_port(), federation_port=free_port())
         self.tls = tls
 
     @property
@@ -48,15 +47,15 @@ class FederatingSynapse(Synapse):
 
     def _settings(self, config: dict) -> dict:
         settings = super()._settings(config)
-        settings.pop("federation_domain_whitelist")
-        settings["listeners"].append({
-            "port": self.federation_port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": True,
-            "x_forwarded": False, "resources": [{"names": ["federation"], "compress": False}]})
+        settings.update(media_store_path=str(self.media_store), rc_media_create=RATE_LIMIT_OFF)
+        return settings
+
+    def _federation_settings(self, config: dict) -> dict:
+        """The shared federation settings (spbot/devstack.py), with this module's trustme certificate."""
+        settings = super()._federation_settings(config)
         cert, key = self.tls
         settings.update(tls_certificate_path=str(cert), tls_private_key_path=str(key),
-                        federation_verify_certificates=False, ip_range_whitelist=["127.0.0.1"],
-                        media_store_path=str(self.media_store), rc_federation=FEDERATION_LIMITS,
-                        rc_media_create=RATE_LIMIT_OFF)
+                        rc_federation=FEDERATION_LIMITS)
         return settings
 
 

@@ -145,7 +145,8 @@ async def test_help_is_grouped(alice, phone_bot):
     group = await ask(alice, phone_bot, "!help disks")
     assert group.body.splitlines()[0] == "Disk and services commands"
     assert {line.split(" — ")[0] for line in group.body.splitlines()[1:]} == {
-        "!cleanup", "!cleanup run", "!disk", "!service restart", "!services"}
+        "!cleanup", "!cleanup run", "!disk", "!service", "!service logs", "!service restart",
+        "!service start", "!service stop", "!services", "!services detect"}
 
 
 async def test_no_reply_overflows_a_phone_screen(alice, bob, phone_bot, tmp_path_factory):

@@ -501,7 +501,11 @@ async def test_real_apt_simulation_renders_every_pending_update():
     check = await AptDriver(AptParams(simulate_timeout=120), family="debian").check(refresh=False)
     reply = render_check(info, check)
     assert info.pretty_name in reply.body
-    for update in check.updates[:SHOWN_PENDING]:
+    shown = sorted(check.updates, key=lambda u: not u.security)[:SHOWN_PENDING]     # security first
+    for update in shown:
         assert update.name in reply.body and (update.new or "") in reply.body
+    every = render_check(info, check, show_all=True)
+    for update in check.updates:
+        assert update.name in every.body and (update.new or "") in every.body
     if not check.pending:
         assert "is up to date" in reply.body

@@ -3,6 +3,7 @@ check that alerts when the zone no longer says what the config asks for."""
 from __future__ import annotations
 
 from spbot.providers.dns.diff import RecordCheck
+from spbot.providers.errors import ProviderError
 
 from ...context import UserError
 from ...feature import Check, Feature, Scheduled
@@ -27,7 +28,7 @@ class DnsFeature(Feature):
         zone = with_homeserver(settings, config.homeserver)
         try:
             checks = await check_dns(zone)
-        except UserError as exc:
+        except (UserError, ProviderError) as exc:
             return [Check("fail", f"{provider_label(zone)} zone {zone.domain}: {exc.what}",
                           exc.todo or "check the token (it needs the zone's read and write rights) and domain")]
         differ = drift_summary(checks)
