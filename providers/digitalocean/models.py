@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..cloud_server import CloudError
+from ..cloud_server import CloudError, MetricPoint, MetricSeries  # noqa: F401  (shared with Hetzner)
 
 MetricKind = Literal["cpu", "network", "disk"]
 Period = Literal["1h", "24h", "7d"]
@@ -114,29 +114,6 @@ class DropletFacts(_Model):
     @property
     def monthly_price(self) -> Price:
         return self.size.monthly_price
-
-
-class MetricPoint(_Model):
-    at: datetime
-    value: float
-
-
-class MetricSeries(_Model):
-    name: str  # e.g. "cpu", "bandwidth.public.inbound", "filesystem.free./"
-    unit: str  # "%", "Mbit/s", "bytes"
-    points: tuple[MetricPoint, ...]
-
-    @property
-    def latest(self) -> float | None:
-        return self.points[-1].value if self.points else None
-
-    @property
-    def average(self) -> float | None:
-        return sum(p.value for p in self.points) / len(self.points) if self.points else None
-
-    @property
-    def peak(self) -> float | None:
-        return max((p.value for p in self.points), default=None)
 
 
 class DropletMetrics(_Model):
