@@ -15,6 +15,7 @@ two admins), or by `spbot trust accept` at the server's console; every way is to
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -266,7 +267,8 @@ class Trust:
 
     async def run_ticker(self) -> None:
         """`tick` for as long as the bot runs, from the first sync on (the rooms to speak in are known
-        then): at the next waited-out acceptance's due time, or after CONSOLE_CHECK_SECONDS."""
+        then): at the next waited-out acceptance's due time, or when the store's files changed (looked at
+        every CONSOLE_CHECK_SECONDS: the console's acceptances are another process's writes)."""
         await self.connection.first_sync_done.wait()
         while True:
             try:
@@ -274,13 +276,35 @@ class Trust:
             except Exception:
                 log.exception("trust_tick_failed")
             self._new_wait.clear()
-            try:
-                await asyncio.wait_for(self._new_wait.wait(), await self._until_next_tick())
-            except asyncio.TimeoutError:
-                pass
+            due, seen = time.monotonic() + await self._until_due(), self._store_files()
+            while not await self._woken(max(0.05, min(CONSOLE_CHECK_SECONDS, due - time.monotonic()))):
+                if time.monotonic() >= due - 0.01 or seen is None or self._store_files() != seen:
+                    break                  # due, or another process (the console) may have written
 
-    async def _until_next_tick(self) -> float:
-        wait = CONSOLE_CHECK_SECONDS
+    async def _woken(self, wait: float) -> bool:
+        try:
+            await asyncio.wait_for(self._new_wait.wait(), wait)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def _store_files(self) -> tuple | None:
+        """The store's files as the file system tells them (a stat on the loop, no query): an idle bot
+        looks for the console's acceptances only after something wrote to the store."""
+        path = getattr(self.store, "path", None)
+        if path is None:
+            return None
+        found = []
+        for name in (path, path.with_name(path.name + "-wal")):
+            try:
+                found.append((os.stat(name).st_mtime_ns, os.stat(name).st_size))
+            except OSError:
+                found.append(None)
+        return tuple(found)
+
+    async def _until_due(self) -> float:
+        """Until the next waited-out acceptance is due (a long time when none waits)."""
+        wait = 86400.0
         for user_id in self.config.admins:
             waiting = await self.waiting(user_id)
             if waiting:
