@@ -15,7 +15,6 @@ two admins), or by `spbot trust accept` at the server's console; every way is to
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -29,7 +28,7 @@ from .errors import CrossSigningError
 from .homeserver import matrix_http
 from .identities import UserIdentity, query_identities, query_identity
 from .own_device import OwnDevice
-from .pins import IdentityPins, KeyMoved
+from .pins import IdentityPins, KeyMoved, console_note_time
 from .signing import format_fingerprint
 
 log = get_logger(__name__)
@@ -267,19 +266,20 @@ class Trust:
 
     async def run_ticker(self) -> None:
         """`tick` for as long as the bot runs, from the first sync on (the rooms to speak in are known
-        then): at the next waited-out acceptance's due time, or when the store's files changed (looked at
-        every CONSOLE_CHECK_SECONDS: the console's acceptances are another process's writes)."""
+        then): at the next waited-out acceptance's due time, or when `spbot trust accept` left its note
+        (looked at every CONSOLE_CHECK_SECONDS with a stat: the console is another process)."""
         await self.connection.first_sync_done.wait()
         while True:
+            seen = self._console_note()            # before the tick: a note left during it counts
             try:
                 await self.tick()
             except Exception:
                 log.exception("trust_tick_failed")
             self._new_wait.clear()
-            due, seen = time.monotonic() + await self._until_due(), self._store_files()
+            due = time.monotonic() + await self._until_due()
             while not await self._woken(max(0.05, min(CONSOLE_CHECK_SECONDS, due - time.monotonic()))):
-                if time.monotonic() >= due - 0.01 or seen is None or self._store_files() != seen:
-                    break                  # due, or another process (the console) may have written
+                if time.monotonic() >= due - 0.01 or self._console_note() != seen:
+                    break                  # due, or an acceptance at the console (spbot trust accept)
 
     async def _woken(self, wait: float) -> bool:
         try:
@@ -288,19 +288,8 @@ class Trust:
         except asyncio.TimeoutError:
             return False
 
-    def _store_files(self) -> tuple | None:
-        """The store's files as the file system tells them (a stat on the loop, no query): an idle bot
-        looks for the console's acceptances only after something wrote to the store."""
-        path = getattr(self.store, "path", None)
-        if path is None:
-            return None
-        found = []
-        for name in (path, path.with_name(path.name + "-wal")):
-            try:
-                found.append((os.stat(name).st_mtime_ns, os.stat(name).st_size))
-            except OSError:
-                found.append(None)
-        return tuple(found)
+    def _console_note(self) -> int | None:
+        return console_note_time(self.config.state_dir)
 
     async def _until_due(self) -> float:
         """Until the next waited-out acceptance is due (a long time when none waits)."""
