@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from .errors import ProviderError
 
@@ -85,6 +86,7 @@ class SynapseMedia:
         self.server_name = server_name
         self.timeout = timeout
         self._token = access_token
+        import httpx                 # loaded with the first client, not with the command modules
         self._client = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(timeout), follow_redirects=False,
                                          headers={"Authorization": f"Bearer {access_token}"}, transport=transport)
 
@@ -162,6 +164,7 @@ class SynapseMedia:
 
     async def _request(self, method: str, path: str, doing: str, *, params: dict[str, Any] | None = None,
                        json: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
+        import httpx                 # loaded with the first client, not with the command modules
         try:
             response = await self._client.request(method, path, params=params, json=json,
                                                    timeout=httpx.Timeout(timeout or self.timeout))

@@ -23,11 +23,11 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-
 from ..errors import ProviderError
 
 if TYPE_CHECKING:
+    import httpx
+
     from .records import DnsRecord, RecordChange
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ async def send(client: httpx.AsyncClient, label: str, method: str, url: str, *,
                **kwargs: Any) -> httpx.Response:
     """One API request with the retry rules above; returns the last response for the
     provider to read (its error envelope is provider-specific)."""
+    import httpx                     # loaded with a provider's client, not with the settings
     idempotent = method in IDEMPOTENT if idempotent is None else idempotent
     attempts = policy.max_retries + 1
     for attempt in range(attempts):

@@ -6,8 +6,6 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import httpx
-
 from ..passwords import generate_password
 from ..usernames import UsernameError, validate_username
 from .errors import InvalidRequest, Refused, TokenNotFound, UserDeactivated, UserExists, UserNotFound
@@ -260,6 +258,7 @@ class SynapseAdmin(AdminTransport):
         answers 403 "Registration has been disabled" when enable_registration is off, or 401
         with the flows, which offer `m.login.registration_token` only when
         registration_requires_token is on (synapse/rest/client/register.py)."""
+        import httpx                 # loaded with the first client, not with the command modules
         request = self._client.build_request("POST", "/_matrix/client/v3/register", json={})
         del request.headers["Authorization"]  # with a token Synapse takes it for an appservice
         try:

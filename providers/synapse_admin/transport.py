@@ -2,10 +2,11 @@
 the `SynapseAdminError` that says what to do, with the token and any secret sent scrubbed from it."""
 from __future__ import annotations
 
-from typing import Any, Callable, Self
+from typing import TYPE_CHECKING, Any, Callable, Self
 from urllib.parse import quote
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from .errors import (
     ADMIN_HELP, AccessTokenRejected, AdminApiUnavailable, Forbidden, HomeserverFailed, HomeserverUnreachable,
@@ -26,6 +27,7 @@ class AdminTransport:
         self.timeout = timeout
         self._token = access_token
         self._me: str | None = None
+        import httpx                 # loaded with the first client, not with the command modules
         self._client = httpx.AsyncClient(
             base_url=self.url, timeout=httpx.Timeout(timeout), follow_redirects=False,
             headers={"Authorization": f"Bearer {access_token}"}, transport=transport)
@@ -56,6 +58,7 @@ class AdminTransport:
                        not_found: Callable[[], SynapseAdminError] | None = None,
                        user_id: str | None = None) -> dict[str, Any]:
         hidden = (self._token, *[s for s in conceal if s])
+        import httpx                 # loaded with the first client, not with the command modules
         try:
             response = await self._client.request(method, path, json=json, params=params)
         except httpx.TimeoutException:

@@ -16,7 +16,7 @@ from .homeserver import matrix_http
 from .identities import query_identity
 from .own_identity import CrossSigning
 from .pickle_key import ready_pickle_key
-from .pins import IdentityPins
+from .pins import IdentityPins, leave_console_note
 from .signing import format_fingerprint
 
 
@@ -56,6 +56,7 @@ async def accept(config: Config, user_id: str) -> int:
         return 1
     finally:
         await store.close()
+    leave_console_note(config.state_dir)
     print(f"accepted the identity of {user_id}: {format_fingerprint(result.master_key)}; the bot tells "
           "the room")
     return 0

@@ -1,16 +1,17 @@
-"""The client-server API as the trust code uses it: an httpx client with the account's token, requests
+"""The client-server API as the trust code uses it: an HTTP client with the account's token, requests
 whose failures become a `HomeserverError` naming what failed, `/keys/query`, and user-interactive auth
 with the account's password. matrix-nio has no cross-signing API, but the endpoints are plain HTTP."""
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterable
-
-import httpx
 
 from ..logs import register_secret
 from .errors import AuthFailed, AuthRequired, HomeserverError
+from .http import HttpFailed, MatrixHttp, Response
 
-DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+DEFAULT_TIMEOUT = 20.0        # s for an answer; connecting gets CONNECT_TIMEOUT
+CONNECT_TIMEOUT = 5.0
 
 KEYS_QUERY = "/_matrix/client/v3/keys/query"
 SIGNING_UPLOAD = "/_matrix/client/v3/keys/device_signing/upload"
@@ -18,23 +19,29 @@ SIGNATURES_UPLOAD = "/_matrix/client/v3/keys/signatures/upload"
 DEVICES = "/_matrix/client/v3/devices"
 
 
-def matrix_http(homeserver: str, access_token: str, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT
-                ) -> httpx.AsyncClient:
-    """An httpx client for the client-server API with the account's token (the caller closes it)."""
+def matrix_http(homeserver: str, access_token: str, timeout: float = DEFAULT_TIMEOUT) -> MatrixHttp:
+    """A client for the client-server API with the account's token (the caller closes it)."""
     register_secret(access_token)
-    return httpx.AsyncClient(base_url=homeserver.rstrip("/"), timeout=timeout,
-                             headers={"Authorization": f"Bearer {access_token}"})
+    return MatrixHttp(homeserver, {"Authorization": f"Bearer {access_token}"},
+                      connect=min(CONNECT_TIMEOUT, timeout), read=timeout)
 
 
-async def request(http: httpx.AsyncClient, method: str, path: str, body: Any = None) -> httpx.Response:
+def _unanswered() -> tuple[type[BaseException], ...]:
+    """What a client failing to get an answer raises: ours, or httpx's when a caller passed one."""
+    httpx = sys.modules.get("httpx")
+    return (HttpFailed,) if httpx is None else (HttpFailed, httpx.HTTPError)
+
+
+async def request(http: Any, method: str, path: str, body: Any = None) -> Response:
     try:
         return await http.request(method, path, json=body)
-    except httpx.HTTPError as exc:
+    except _unanswered() as exc:
+        cause = exc.cause_name if isinstance(exc, HttpFailed) else exc.__class__.__name__
         raise HomeserverError(f"the homeserver did not answer {method} {path.split('?')[0]} "
-                              f"({exc.__class__.__name__}); check that it runs and is reachable") from None
+                              f"({cause}); check that it runs and is reachable") from None
 
 
-def failure(response: httpx.Response, what: str) -> HomeserverError:
+def failure(response: Response, what: str) -> HomeserverError:
     try:
         data = response.json()
     except ValueError:
@@ -45,7 +52,7 @@ def failure(response: httpx.Response, what: str) -> HomeserverError:
                            response.status_code, errcode)
 
 
-def answer_json(response: httpx.Response, what: str) -> dict:
+def answer_json(response: Response, what: str) -> dict:
     if response.status_code != 200:
         raise failure(response, what)
     try:
@@ -57,7 +64,7 @@ def answer_json(response: httpx.Response, what: str) -> dict:
     return data
 
 
-async def query_keys(http: httpx.AsyncClient, user_ids: Iterable[str]) -> dict:
+async def query_keys(http: Any, user_ids: Iterable[str]) -> dict:
     """The raw `/keys/query` answer for all devices of these users."""
     users = list(dict.fromkeys(user_ids))
     response = await request(http, "POST", KEYS_QUERY, {"device_keys": {u: [] for u in users},
@@ -65,8 +72,8 @@ async def query_keys(http: httpx.AsyncClient, user_ids: Iterable[str]) -> dict:
     return answer_json(response, "querying keys")
 
 
-async def with_uia(http: httpx.AsyncClient, user_id: str, method: str, path: str, body: dict,
-                   password: str | None, what: str) -> httpx.Response:
+async def with_uia(http: Any, user_id: str, method: str, path: str, body: dict,
+                   password: str | None, what: str) -> Response:
     """Send; on a 401 that starts user-interactive auth, answer with m.login.password."""
     response = await request(http, method, path, body)
     if response.status_code != 401:
@@ -99,7 +106,7 @@ async def with_uia(http: httpx.AsyncClient, user_id: str, method: str, path: str
     return response
 
 
-def errcode_of(response: httpx.Response) -> str | None:
+def errcode_of(response: Response) -> str | None:
     try:
         data = response.json()
     except ValueError:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-import httpx
 
 from .homeserver import query_keys
 from .signing import decode_b64, format_fingerprint, key_id_for, verify_signature
@@ -136,14 +135,14 @@ def identity_from_query(user_id: str, answer: Mapping[str, Any]) -> UserIdentity
     return UserIdentity(user_id, master, ssk, usk, devices, tuple(problems))
 
 
-async def query_identities(http: httpx.AsyncClient, user_ids: Iterable[str]) -> dict[str, UserIdentity]:
+async def query_identities(http: Any, user_ids: Iterable[str]) -> dict[str, UserIdentity]:
     """Identities of several users in one `/keys/query` (e.g. every admin for `!trust`)."""
     users = list(dict.fromkeys(user_ids))
     answer = await query_keys(http, users)
     return {u: identity_from_query(u, answer) for u in users}
 
 
-async def query_identity(http: httpx.AsyncClient, user_id: str) -> UserIdentity:
+async def query_identity(http: Any, user_id: str) -> UserIdentity:
     """One user's master key, self-signing key (verified against the master) and devices, each with
     `cross_signed` True only if its JSON carries a valid signature by that self-signing key."""
     return (await query_identities(http, [user_id]))[user_id]

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 from urllib.parse import quote
 
-import httpx
-
 from ..logs import get_logger, register_secret
 from .errors import CrossSigningError, DeviceKeysMismatch, DeviceKeysUnavailable, StateFileError
 from .homeserver import (DEFAULT_TIMEOUT, DEVICES, SIGNATURES_UPLOAD, SIGNING_UPLOAD, answer_json, matrix_http,
@@ -68,8 +66,8 @@ class CrossSigning:
     operations the homeserver guards with user-interactive auth (replacing keys, deleting devices)."""
 
     def __init__(self, homeserver: str, user_id: str, access_token: str, device_id: str, *,
-                 password: str | None = None, http: httpx.AsyncClient | None = None,
-                 timeout: httpx.Timeout | float = DEFAULT_TIMEOUT):
+                 password: str | None = None, http: Any = None,
+                 timeout: float = DEFAULT_TIMEOUT):
         self.homeserver, self.user_id, self.device_id = homeserver, user_id, device_id
         register_secret(access_token)
         register_secret(password)

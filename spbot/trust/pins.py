@@ -9,6 +9,9 @@ new key (`spbot trust accept`, `!trust`). Pure logic over any JSON key-value sto
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -147,3 +150,21 @@ class IdentityPins:
     async def forget(self, user_id: str) -> None:
         """Drop the pin (the next check pins whatever it sees)."""
         await self.store.put(self._key(user_id), None)
+
+
+# An acceptance at the console (another process) leaves this file's time changed: the running bot looks
+# at it, not at the store, so that an idle bot does not query the store for it every few seconds.
+CONSOLE_NOTE = "trust-console-accepted"
+
+
+def leave_console_note(state_dir: Path) -> None:
+    note = Path(state_dir) / CONSOLE_NOTE
+    note.touch(mode=0o600)
+    os.utime(note)
+
+
+def console_note_time(state_dir: Path) -> int | None:
+    try:
+        return os.stat(Path(state_dir) / CONSOLE_NOTE).st_mtime_ns
+    except OSError:
+        return None

@@ -28,7 +28,7 @@ from .errors import CrossSigningError
 from .homeserver import matrix_http
 from .identities import UserIdentity, query_identities, query_identity
 from .own_device import OwnDevice
-from .pins import IdentityPins, KeyMoved
+from .pins import IdentityPins, KeyMoved, console_note_time
 from .signing import format_fingerprint
 
 log = get_logger(__name__)
@@ -266,21 +266,34 @@ class Trust:
 
     async def run_ticker(self) -> None:
         """`tick` for as long as the bot runs, from the first sync on (the rooms to speak in are known
-        then): at the next waited-out acceptance's due time, or after CONSOLE_CHECK_SECONDS."""
+        then): at the next waited-out acceptance's due time, or when `spbot trust accept` left its note
+        (looked at every CONSOLE_CHECK_SECONDS with a stat: the console is another process)."""
         await self.connection.first_sync_done.wait()
         while True:
+            seen = self._console_note()            # before the tick: a note left during it counts
             try:
                 await self.tick()
             except Exception:
                 log.exception("trust_tick_failed")
             self._new_wait.clear()
-            try:
-                await asyncio.wait_for(self._new_wait.wait(), await self._until_next_tick())
-            except asyncio.TimeoutError:
-                pass
+            due = time.monotonic() + await self._until_due()
+            while not await self._woken(max(0.05, min(CONSOLE_CHECK_SECONDS, due - time.monotonic()))):
+                if time.monotonic() >= due - 0.01 or self._console_note() != seen:
+                    break                  # due, or an acceptance at the console (spbot trust accept)
 
-    async def _until_next_tick(self) -> float:
-        wait = CONSOLE_CHECK_SECONDS
+    async def _woken(self, wait: float) -> bool:
+        try:
+            await asyncio.wait_for(self._new_wait.wait(), wait)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def _console_note(self) -> int | None:
+        return console_note_time(self.config.state_dir)
+
+    async def _until_due(self) -> float:
+        """Until the next waited-out acceptance is due (a long time when none waits)."""
+        wait = 86400.0
         for user_id in self.config.admins:
             waiting = await self.waiting(user_id)
             if waiting:

@@ -1,16 +1,19 @@
 """Reading the repository: the snapshots (of one service), one snapshot found by id prefix or `latest`,
 their sizes (from the run log, the rest asked from restic once each, in the background), and the
-repository's stats with B2 usage."""
+repository's stats with B2 usage. A local repository's listing is kept while its snapshots/ folder
+holds the same files (restic names each snapshot file by its id and never rewrites one), so a listing
+asks restic again only after the repository changed."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from spbot.context import UserError
 from spbot.providers.b2 import B2Error
-from spbot.system.restic import Restic, ResticError, Snapshot
+from spbot.system.restic import LocalRepository, Restic, ResticError, Snapshot
 
 from .model import StatsReport, restic_user_error, service_of
 from .repository import safe_location
@@ -22,10 +25,33 @@ if TYPE_CHECKING:
 
 async def of_service(backups: "Backups", service: str | None = None, restic: Restic | None = None) -> list[Snapshot]:
     restic = restic or backups.restic()
+    tags = (f"service:{service}",) if service else ()
+    key, state = (restic.repository.location(), tags), repository_state(restic)
+    cached = _listed.get(key)
+    if state is not None and cached is not None and cached[0] == state:
+        return list(cached[1])
     try:
-        return await restic.snapshots(tags=[f"service:{service}"] if service else ())
+        found = await restic.snapshots(tags=tags)
     except ResticError as exc:
         raise restic_user_error(exc, backups) from None
+    if state is not None and repository_state(restic) == state:       # nothing changed while restic read
+        _listed[key] = (state, tuple(found))
+    return found
+
+
+def repository_state(restic: Restic) -> frozenset[str] | None:
+    """The snapshot files of a local repository (their names are the snapshot ids); None when it cannot
+    be told without restic (a remote repository, or the folder cannot be read)."""
+    if not isinstance(restic.repository, LocalRepository):
+        return None
+    try:
+        return frozenset(os.listdir(restic.repository.path / "snapshots"))
+    except OSError:
+        return None
+
+
+# (repository location, tags) -> (its snapshot files, the snapshots restic listed for them)
+_listed: dict[tuple[str, tuple[str, ...]], tuple[frozenset[str], tuple[Snapshot, ...]]] = {}
 
 
 async def find(backups: "Backups", ref: str, service: str | None, restic: Restic) -> tuple[Snapshot, str]:
