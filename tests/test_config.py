@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from spbot import commands
-from spbot.config import ConfigError, load_config
+from spbot.config import load_config
+
+from .unit.test_config_example import check as problems
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = (ROOT / "deploy" / "spbot.example.toml").read_text()
@@ -34,16 +36,6 @@ def clean_environment(monkeypatch):
     for name in list(__import__("os").environ):
         if name.startswith("SPBOT_"):
             monkeypatch.delenv(name)
-
-
-def problems(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / "bot.toml"
-    path.write_text(text)
-    try:
-        load_config(path).check_sections()
-    except ConfigError as exc:
-        return exc.problems
-    return []
 
 
 def test_a_misspelt_section_gets_a_did_you_mean(tmp_path):
