@@ -1,12 +1,11 @@
 """!help: generated from the command declarations. The overview names the groups (each command declares
 its own) with their commands in a few short lines; !help <group> lists one group, !help <command>
 explains one command."""
-from html import escape
 from typing import Annotated
 
 from spbot.context import Context, UserError
 from spbot.registry import Arg, command
-from spbot.render import Reply
+from spbot.render import Reply, escape
 
 # key (what !help <key> takes) → title, in the order the overview shows them
 GROUPS = {"core": "core", "approvals": "approvals and jobs", "disks": "disk and services",

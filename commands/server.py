@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from html import escape
 from typing import Annotated, Literal
 
 from spbot.context import Context, UserError
@@ -17,7 +16,7 @@ from spbot.providers.cloud_server import (
 )
 from spbot.providers.errors import ProviderError
 from spbot.registry import Arg, command
-from spbot.render import Item, Reply, human_bytes, items
+from spbot.render import Item, Reply, escape, human_bytes, items
 from spbot.system.forecast import DAY, sparkline
 
 OWN_HOST = ("I run on {name} myself: a resize first powers it off, and I would go down with "

@@ -5,7 +5,6 @@ checks and alerts are the services feature's (spbot/features/services/)."""
 from __future__ import annotations
 
 import asyncio
-from html import escape
 from zoneinfo import ZoneInfo
 
 from spbot.context import Context, UserError
@@ -13,7 +12,7 @@ from spbot.features.services import ServicesFeature
 from spbot.features.services.detect import detect, proposal
 from spbot.features.services.render import services_table, since_text, state_text
 from spbot.registry import command
-from spbot.render import Reply, human_bytes, table
+from spbot.render import Reply, escape, human_bytes, table
 from spbot.system.services import ServiceError, unit_states
 
 

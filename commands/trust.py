@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from spbot.config import USER_ID, Duration, config_section
 from spbot.context import Context, Request, UserError
@@ -18,10 +18,11 @@ from spbot.registry import command, on_startup, shown
 from spbot.render import Item, Reply, human_duration, items, mention
 from spbot.trust import CrossSigningError, KeyMoved, Trust, format_fingerprint
 from spbot.trust.signing import decode_b64
+from spbot.model import Model
 
 
 @config_section("trust")
-class TrustSettings(BaseModel):
+class TrustSettings(Model):
     """[trust]: how long the only trusted admin waits before accepting another admin's new identity alone."""
     model_config = ConfigDict(extra="forbid")
     sole_admin_wait: Duration = Field(

@@ -5,7 +5,6 @@ Passwords go only to the requesting admin, in an encrypted direct room (spbot/fe
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from html import escape
 from typing import Annotated
 
 from spbot.context import Context, UserError
@@ -14,7 +13,7 @@ from spbot.features.users.messages import ELEMENT, ago, delivery_note
 from spbot.providers.errors import ProviderError
 from spbot.providers.synapse_admin import HomeserverUser, RegistrationToken
 from spbot.registry import ONE_OTHER_ADMIN, Arg, Policy, command, parse_span
-from spbot.render import Item, Reply, items
+from spbot.render import Item, Reply, escape, items
 
 
 class Expiry:

@@ -14,9 +14,10 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 
 from .errors import ProviderError
+from .model import Model
 
 if TYPE_CHECKING:
     from b2sdk.v2 import B2Api, B2HttpApiConfig
@@ -42,14 +43,14 @@ class B2Error(ProviderError):
         self.kind = kind  # bad_key, no_permission, name_taken, not_private, no_bucket, unreachable, busy, timeout, failed
 
 
-class BucketInfo(BaseModel):
+class BucketInfo(Model):
     name: str
     id: str
     created: bool  # False: it already existed in this account
     lifecycle_rules: list[dict[str, Any]] = []
 
 
-class RestrictedKey(BaseModel):
+class RestrictedKey(Model):
     key_id: str
     key: SecretStr  # shown once by B2; store it where restic's configuration lives
     name: str
@@ -59,7 +60,7 @@ class RestrictedKey(BaseModel):
     name_prefix: str | None = None
 
 
-class BucketUsage(BaseModel):
+class BucketUsage(Model):
     bucket: str
     file_count: int  # current (not hidden) files
     total_bytes: int  # their size

@@ -11,9 +11,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from .errors import ProviderError
+from .model import Model
 
 __all__ = [
     "ActionResult", "CloudError", "MetricKind", "MetricPoint", "MetricSeries", "Period", "Price",
@@ -30,7 +31,7 @@ class CloudError(ProviderError):
     """A call to a cloud provider failed; the message names what failed and what to do."""
 
 
-class _Model(BaseModel):
+class _Model(Model):
     model_config = ConfigDict(frozen=True)
 
 

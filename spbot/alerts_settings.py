@@ -7,15 +7,16 @@ from datetime import datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from .config import Duration, config_section
+from spbot.model import Model
 
 _CLOCK = r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?"
 _WINDOW = re.compile(rf"^\s*{_CLOCK}\s*-\s*{_CLOCK}\s*$")
 
 
-class SeverityPolicy(BaseModel):
+class SeverityPolicy(Model):
     """[alerts.warning]: alerts that need attention soon (a disk filling up, a failed backup)."""
     model_config = ConfigDict(extra="forbid")
     mention: Literal["admins", "none"] = Field(
@@ -75,7 +76,7 @@ def parse_window(value: str) -> tuple[time, time]:
 
 
 @config_section("alerts")
-class AlertSettings(BaseModel):
+class AlertSettings(Model):
     """[alerts]: who an alert of each severity mentions and how often it repeats; the quiet hours."""
     model_config = ConfigDict(extra="forbid")
     quiet_hours: str = Field(

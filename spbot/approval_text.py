@@ -2,11 +2,10 @@
 characters made visible, so a crafted argument cannot draw a line that passes for the bot's own."""
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 from typing import Any
 
-from .render import Quoted, quote_user_text, visible_text
+from .render import Quoted, escape, quote_user_text, visible_text
 
 
 class Line:

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
+
+# pydantic looks for plugins among every installed package's entry points on its first model: spbot
+# uses none, and the scan costs time and memory at every start.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from .config import ConfigError, load_config
 from .logs import get_logger, setup_logging

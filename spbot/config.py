@@ -9,7 +9,6 @@ key or section gets a did-you-mean); see `load_config` and `Config.check_section
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -22,6 +21,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from .logs import register_secret
 from .system.private_files import read_secret_line
+from spbot.model import Model
 
 USER_ID = re.compile(r"^@[a-z0-9._=/+\-]+:[A-Za-z0-9.\-]+(:\d+)?$")
 ROOM_ID = re.compile(r"^![A-Za-z0-9._=/+\-]+(:[A-Za-z0-9.\-]+(:\d+)?)?$")  # v12 ids have no server
@@ -77,10 +77,11 @@ def _host_name(value: str) -> str:
 
 
 def _timezone(value: str) -> str:
+    from difflib import get_close_matches   # only when a name is wrong
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
+        close = get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         raise ValueError(f"unknown time zone; {hint}use a name such as Europe/Berlin or UTC") from None
     return value
@@ -92,7 +93,7 @@ RoomId = Annotated[str, AfterValidator(_room_id)]
 HostName = Annotated[str, AfterValidator(_host_name)]
 
 
-class Secret(BaseModel):
+class Secret(Model):
     """Where a secret comes from: a file (first line) or an environment variable; never inline."""
     model_config = ConfigDict(extra="forbid")
     file: Path | None = None
@@ -122,7 +123,7 @@ class Secret(BaseModel):
         return f"Secret(file={self.file!s}, env={self.env})"
 
 
-class FleetSettings(BaseModel):
+class FleetSettings(Model):
     """[fleet]: the other bots of a room shared by several servers (each runs its own spbot)."""
     model_config = ConfigDict(extra="forbid")
     peers: dict[HostName, UserId] = Field(
@@ -139,7 +140,7 @@ class FleetSettings(BaseModel):
         600.0, description="A bot not heard from for this long is reported silent (once per outage).")
 
 
-class PolicyOverride(BaseModel):
+class PolicyOverride(Model):
     """[policies."backup restore"] approvals = 2 — overrides a command's declared policy."""
     model_config = ConfigDict(extra="forbid")
     approvals: int = Field(ge=0, le=10, examples=[2],
@@ -165,7 +166,7 @@ def config_section(name: str):
 config_section("fleet")(FleetSettings)
 
 
-class Config(BaseModel):
+class Config(Model):
     """Everything the runtime needs; command groups read their own sections from `extra`. The file is
     read by `load_config`, which also merges SPBOT_ environment variables (pydantic-settings is not
     needed for that, and costs ~20 MB of memory)."""
@@ -302,8 +303,9 @@ _PLAIN = {
 
 
 def _unknown_line(loc: tuple, known: list[str], is_table: bool = False) -> str:
+    from difflib import get_close_matches   # only when a name is wrong
     name = str(loc[-1])
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    close = get_close_matches(name, known, n=1, cutoff=0.6)
     what = "section" if is_table else "key"
     shown = f"[{name}]" if is_table and len(loc) == 1 else ".".join(map(str, loc))
     if close:

@@ -8,13 +8,12 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from html import escape
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .config import Config
 from .logs import get_logger
 from .messenger import Messenger
-from .render import Reply, bar, human_duration
+from .render import Reply, bar, escape, human_duration
 from .request import Request
 from .store import Store
 from .system import children

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from html import escape
 from typing import Awaitable, Callable
 
 from nio import EnableEncryptionBuilder, RoomCreateResponse, RoomPreset
@@ -14,7 +13,7 @@ from .config import Config
 from .logs import get_logger
 from .matrix import Connection
 from .outbox import Outbox
-from .render import Reply
+from .render import Reply, escape
 from .request import Request, UserError
 from .store import Store
 

@@ -18,7 +18,6 @@ A `preview` is checked against the command's arguments when the command is decla
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import types
 import typing
@@ -150,11 +149,12 @@ class Registry:
         return [c for c in self.visible() if c.name.split()[0] == first_word.lower()]
 
     def suggest(self, words: list[str]) -> list[str]:
+        from difflib import get_close_matches   # only when a name is wrong
         names = [c.name for c in self.visible()]
         typed = " ".join(words[:2]).lower()
-        close = difflib.get_close_matches(typed, names, n=3, cutoff=0.6)
+        close = get_close_matches(typed, names, n=3, cutoff=0.6)
         firsts = sorted({n.split()[0] for n in names})
-        close += [n for n in difflib.get_close_matches(words[0].lower(), firsts, n=2, cutoff=0.6)
+        close += [n for n in get_close_matches(words[0].lower(), firsts, n=2, cutoff=0.6)
                   if n not in close and not any(c.startswith(n) for c in close)]
         return close[:3]
 

@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from html import escape
 from typing import Sequence
+
+
+def escape(text: str, quote: bool = True) -> str:
+    """HTML-escape like the standard library's html.escape, without importing html (its entity table
+    costs half a MiB in a process that never unescapes)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace('"', "&quot;").replace("'", "&#x27;") if quote else text
 
 
 @dataclass

@@ -6,9 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from ..cloud_server import CloudError, MetricPoint, MetricSeries  # noqa: F401  (shared with Hetzner)
+from ..model import Model
 
 MetricKind = Literal["cpu", "network", "disk"]
 Period = Literal["1h", "24h", "7d"]
@@ -56,7 +57,7 @@ class DigitalOceanSettings:
     retry: RetryPolicy = RetryPolicy()
 
 
-class _Model(BaseModel):
+class _Model(Model):
     model_config = ConfigDict(frozen=True)
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from . import DnsProvider
 from .records import DnsRecord, RecordChange
+from ..model import Model
 
 __all__ = ["RecordCheck", "Status", "check_records", "conflicts", "check_zone", "plan_sync", "sync_zone"]
 
@@ -27,7 +28,7 @@ class Status(str, Enum):
     CONFLICT = "conflict"  # a CNAME holds the name
 
 
-class RecordCheck(BaseModel):
+class RecordCheck(Model):
     """One expected record and what the zone has at its key."""
 
     model_config = ConfigDict(frozen=True)

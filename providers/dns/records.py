@@ -12,7 +12,8 @@ import ipaddress
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import ConfigDict, field_validator, model_validator
+from ..model import Model
 
 __all__ = [
     "DEFAULT_SUBDOMAINS", "SELFPRIVACY_SUBDOMAINS", "DnsRecord", "DomainConfig",
@@ -32,7 +33,7 @@ _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _ESCAPE = re.compile(r"\\(\d{3}|.)", re.DOTALL)
 
 
-class _Model(BaseModel):
+class _Model(Model):
     model_config = ConfigDict(frozen=True)
 
 

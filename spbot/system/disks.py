@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar
 
 import psutil
-from pydantic import BaseModel, Field
+from pydantic import Field
+from spbot.model import Model
 
 T = TypeVar("T")
 
@@ -31,7 +32,7 @@ PSEUDO_FSTYPES = frozenset({
 PSEUDO_PREFIXES = ("cgroup",)
 
 
-class DiskParams(BaseModel):
+class DiskParams(Model):
     """The `[disk]` settings: which mounts to show and how long a probe may take."""
     probe_timeout: float = Field(5.0, gt=0, description="Seconds one mount may take to answer !disk.")
     include_mounts: list[str] = Field(default_factory=list,
@@ -42,7 +43,7 @@ class DiskParams(BaseModel):
                                           description="More filesystem types to hide (tmpfs, overlay and the like are hidden already).")
 
 
-class MountUsage(BaseModel):
+class MountUsage(Model):
     """One filesystem: space and inodes, or why it could not be read (`available` False)."""
     mountpoint: str
     device: str = ""
@@ -60,13 +61,13 @@ class MountUsage(BaseModel):
     also_mounted_at: list[str] = Field(default_factory=list)
 
 
-class DirSize(BaseModel):
+class DirSize(Model):
     path: str
     bytes: int
     depth: int
 
 
-class DirSizes(BaseModel):
+class DirSizes(Model):
     """biggest_dirs' answer; with `partial` the sizes are lower bounds (time ran out)."""
     path: str
     total_bytes: int

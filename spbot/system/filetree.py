@@ -9,12 +9,12 @@ import stat
 from pathlib import Path
 from typing import Iterator
 
-from pydantic import BaseModel
 
 from spbot.system import disks
+from spbot.model import Model
 
 
-class FileItem(BaseModel):
+class FileItem(Model):
     path: str
     bytes: int
 

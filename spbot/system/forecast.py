@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Literal, NamedTuple, Sequence
 
-from pydantic import BaseModel
+from spbot.model import Model
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -21,7 +21,7 @@ class Sample(NamedTuple):
     total: int
 
 
-class Trend(BaseModel):
+class Trend(Model):
     """`kind`: full (growing; see days_until_full), stable, shrinking, or unknown (too few data)."""
     kind: Literal["full", "stable", "shrinking", "unknown"]
     bytes_per_day: float = 0.0

@@ -5,7 +5,7 @@ import shlex
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from spbot.model import Model
 
 Family = Literal["debian", "ubuntu", "nixos", "other"]
 
@@ -13,7 +13,7 @@ OS_RELEASE_PATHS = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
 _KNOWN: tuple[Family, ...] = ("nixos", "ubuntu", "debian")
 
 
-class OsInfo(BaseModel):
+class OsInfo(Model):
     family: Family
     id: str = ""
     name: str = ""

@@ -14,10 +14,11 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psutil
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from spbot.system import disks
 from spbot.system.proc import ProcError, ProcResult, run
+from spbot.model import Model
 
 _UNIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]*\.(service|timer|socket|target|mount|path)$")
 _BARE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]*$")
@@ -46,7 +47,7 @@ def normalize_unit(name: str) -> str:
                         f"suffix such as .service)")
 
 
-class ServicesParams(BaseModel):
+class ServicesParams(Model):
     """The `[services]` settings: which units may be shown and restarted."""
     units: list[str] = Field(
         default_factory=list, examples=[["nginx.service", "postgresql.service"]],
@@ -71,7 +72,7 @@ class ServicesParams(BaseModel):
         return unit
 
 
-class UnitState(BaseModel):
+class UnitState(Model):
     unit: str
     load_state: str = ""
     active_state: str = ""
@@ -89,7 +90,7 @@ class UnitState(BaseModel):
         return self.load_state not in ("not-found", "")
 
 
-class FailedUnit(BaseModel):
+class FailedUnit(Model):
     unit: str
     load_state: str
     active_state: str
@@ -97,7 +98,7 @@ class FailedUnit(BaseModel):
     description: str = ""
 
 
-class SystemSummary(BaseModel):
+class SystemSummary(Model):
     boot_time: datetime
     uptime_seconds: float
     load_1: float

@@ -15,10 +15,10 @@ import re
 import stat
 from pathlib import Path
 
-from pydantic import BaseModel
 
 from spbot.system.private_files import write_private
 from spbot.system.proc import ProcError, run
+from spbot.model import Model
 
 # Key type in the file -> the name ssh-keygen prints for it.
 ALLOWED_TYPES: dict[str, str] = {
@@ -40,7 +40,7 @@ _locks: dict[str, asyncio.Lock] = {}
 _KEYGEN_CONCURRENCY = 8
 
 
-class SshKeysParams(BaseModel):
+class SshKeysParams(Model):
     path: Path = Path("/root/.ssh/authorized_keys")
     ssh_keygen: str = "ssh-keygen"
     timeout: float = 15.0
@@ -50,7 +50,7 @@ class SshKeysParams(BaseModel):
     env: dict[str, str] | None = None
 
 
-class AuthorizedKey(BaseModel):
+class AuthorizedKey(Model):
     line_no: int
     key_type: str  # as written in the file, e.g. "ssh-ed25519"
     kind: str  # as ssh-keygen names it, e.g. "ED25519", "RSA", "ECDSA-SK"
@@ -84,7 +84,7 @@ class KeyFileError(SshKeyError):
     """authorized_keys could not be read or written; the old file is still in place."""
 
 
-class _Line(BaseModel):
+class _Line(Model):
     options: str
     key_type: str
     blob: str

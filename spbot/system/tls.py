@@ -13,7 +13,8 @@ import time
 from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from spbot.model import Model
 
 ErrorKind = Literal["unreachable", "timeout", "handshake", "verification", "hostname_mismatch",
                     "expired", "not_yet_valid"]
@@ -24,7 +25,7 @@ _SHORT_NAMES = {"commonName": "CN", "organizationName": "O", "organizationalUnit
                 "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L"}
 
 
-class CertInfo(BaseModel):
+class CertInfo(Model):
     subject: str
     issuer: str
     sans: list[str] = Field(default_factory=list)
@@ -32,7 +33,7 @@ class CertInfo(BaseModel):
     not_after: datetime
 
 
-class CertStatus(BaseModel):
+class CertStatus(Model):
     """`ok` means a verified handshake; otherwise `error_kind` says what went wrong."""
     host: str
     port: int

@@ -17,7 +17,8 @@ import sqlite3
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+from spbot.model import Model
 
 DUMP_TIMEOUT = 1800.0
 
@@ -26,7 +27,7 @@ class DatabaseError(Exception):
     """A dump or an import failed; the message is safe to show."""
 
 
-class Database(BaseModel):
+class Database(Model):
     """How one service's database is dumped and imported back."""
     model_config = ConfigDict(extra="forbid")
     kind: Literal["postgresql", "mysql", "sqlite"] = Field(

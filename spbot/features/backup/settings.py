@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, field_validator
 
 from spbot.config import Duration, Secret, config_section
 from spbot.scheduler import cron_trigger
@@ -14,6 +14,7 @@ from spbot.system.restic import RetentionPolicy
 from spbot.system.services import normalize_unit
 
 from .databases import Database
+from spbot.model import Model
 
 
 _SERVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -48,7 +49,7 @@ Cron = Annotated[str, AfterValidator(_cron)]
 Argv = Annotated[list[str], Field(min_length=1)]
 
 
-class ServiceSettings(BaseModel):
+class ServiceSettings(Model):
     """[backup.services.nextcloud]: what one service's snapshot holds, and what runs around it."""
     model_config = ConfigDict(extra="forbid")
     paths: list[AbsPath] = Field(
@@ -73,7 +74,7 @@ class ServiceSettings(BaseModel):
         description="A database dumped into the snapshot before it is taken and imported back on restore.")
 
 
-class LocalRepositorySettings(BaseModel):
+class LocalRepositorySettings(Model):
     """[backup.repository] kind = "local": a restic repository in a directory of this server (the
     default; a warning says it does not survive the loss of the disk unless same_disk_ok = true)."""
     model_config = ConfigDict(extra="forbid")
@@ -82,7 +83,7 @@ class LocalRepositorySettings(BaseModel):
         None, description="The repository's directory (unset: <state_dir>/restic-repo).")
 
 
-class S3RepositorySettings(BaseModel):
+class S3RepositorySettings(Model):
     """[backup.repository] kind = "s3": a bucket of any S3-compatible storage (AWS, MinIO, Wasabi, …)."""
     model_config = ConfigDict(extra="forbid")
     kind: Literal["s3"] = Field(examples=["s3"], description="s3: an S3-compatible bucket.")
@@ -106,7 +107,7 @@ class S3RepositorySettings(BaseModel):
         return value.rstrip("/")
 
 
-class B2RepositorySettings(BaseModel):
+class B2RepositorySettings(Model):
     """[backup.repository] kind = "b2": a Backblaze B2 bucket, used through its S3-compatible API;
     `!backup setup b2` makes the bucket and a key for it alone (see [backup.b2]).
 
@@ -127,7 +128,7 @@ class B2RepositorySettings(BaseModel):
                           "(unset: the one `!backup setup b2` stored with the key).")
 
 
-class B2Settings(BaseModel):
+class B2Settings(Model):
     """[backup.b2]: the account key `!backup setup b2` uses to make the bucket and restic's own key."""
     model_config = ConfigDict(extra="forbid")
     master_key_id: str | None = Field(
@@ -152,7 +153,7 @@ RepositorySettings = Annotated[LocalRepositorySettings | S3RepositorySettings | 
 
 
 @config_section("backup")
-class BackupSettings(BaseModel):
+class BackupSettings(Model):
     """[backup]: restic backups of the services below, where they go, how long they are kept and when
     they run."""
     model_config = ConfigDict(extra="forbid")

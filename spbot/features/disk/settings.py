@@ -4,15 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from spbot.config import Duration, config_section
 from spbot.system.disks import DiskParams
+from spbot.model import Model
 
 TREND_DAYS = 7.0
 
 
-class MountLimits(BaseModel):
+class MountLimits(Model):
     """[disk.mounts."/srv"]: thresholds for one mount (unset values use the [disk] ones)."""
     model_config = ConfigDict(extra="forbid")
     warn_percent: float | None = Field(

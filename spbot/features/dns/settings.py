@@ -4,16 +4,17 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from spbot.providers.dns import HttpPolicy
 from spbot.providers.dns.records import DEFAULT_SUBDOMAINS, DomainConfig
 
 from ...config import Duration, Secret, config_section
+from spbot.model import Model
 
 
 @config_section("dns")
-class DnsConfig(BaseModel):
+class DnsConfig(Model):
     """[dns]: the zone, its provider, and what the records should say."""
 
     model_config = ConfigDict(extra="forbid")

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ...config import Duration, Secret, config_section
 from ...feature import Check, Feature, Scheduled
 from ...logs import get_logger
 from ...render import human_duration
+from spbot.model import Model
 
 log = get_logger(__name__)
 TIMEOUT = 10.0
 
 
 @config_section("heartbeat")
-class HeartbeatSettings(BaseModel):
+class HeartbeatSettings(Model):
     """[heartbeat]: a dead man's switch: the bot pings a monitoring service while it runs, so that service
     tells you when the bot (or the whole server) has stopped."""
     model_config = ConfigDict(extra="forbid")

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ...config import Duration, Secret, config_section
+from spbot.model import Model
 
 
 @config_section("outofband")
-class OutOfBandSettings(BaseModel):
+class OutOfBandSettings(Model):
     """[outofband]: channels outside Matrix (e-mail, ntfy, …) for alerts that cannot reach the room."""
     model_config = ConfigDict(extra="forbid")
     urls: list[Secret] = Field(

@@ -7,9 +7,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from ...config import Duration, Secret, config_section
+from spbot.model import Model
 
 if TYPE_CHECKING:
     from spbot.providers.digitalocean import DigitalOceanSettings
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 ProviderName = Literal["hetzner", "digitalocean"]
 
 
-class ServerConfig(BaseModel):
+class ServerConfig(Model):
     """What [hetzner] and [digitalocean] have in common: the token, the API's pacing, and how the
     bot finds and grows the provider's volumes on this machine."""
 
@@ -149,7 +150,7 @@ class DigitalOceanConfig(ServerConfig):
 
 
 @config_section("cloud")
-class CloudConfig(BaseModel):
+class CloudConfig(Model):
     """[cloud]: which provider's section the server feature uses. Left out, the one of [hetzner]
     and [digitalocean] that is set up."""
 

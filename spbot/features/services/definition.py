@@ -20,10 +20,11 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from spbot.features.backup.databases import Database
 from spbot.system.services import normalize_unit
+from spbot.model import Model
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -54,7 +55,7 @@ Container = Annotated[str, AfterValidator(_container)]
 LocalUrl = Annotated[str, AfterValidator(_local_url)]
 
 
-class HealthCheck(BaseModel):
+class HealthCheck(Model):
     """Healthy: every unit active (every container running) and, where cheap, a local HTTP answer."""
     model_config = ConfigDict(extra="forbid")
     url: LocalUrl | None = None
@@ -63,7 +64,7 @@ class HealthCheck(BaseModel):
     timeout: float = Field(5.0, gt=0, le=60)
 
 
-class Variant(BaseModel):
+class Variant(Model):
     """[variants.<distro>]: the keys that differ on that distribution (NixOS names its units otherwise)."""
     model_config = ConfigDict(extra="forbid")
     units: list[Unit] | None = None
@@ -75,7 +76,7 @@ class Variant(BaseModel):
     media_store: AbsPath | None = None
 
 
-class Definition(BaseModel):
+class Definition(Model):
     """One service of the catalogue."""
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME.pattern)

@@ -14,18 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from spbot.config import Duration
 from spbot.features.backup.databases import Database
 
 from .catalogue import definition
 from .definition import AbsPath, Container, Definition, LocalUrl, Unit
+from spbot.model import Model
 
 NIXOS_MARKER = Path("/etc/NIXOS")
 
 
-class ServiceConfig(BaseModel):
+class ServiceConfig(Model):
     """[services.<name>]: one enabled service, with overrides of its catalogue definition."""
     model_config = ConfigDict(extra="forbid")
     definition: str | None = None              # the catalogue entry (default: the table's name)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from html import escape
 from zoneinfo import ZoneInfo
 
-from spbot.render import Item, Reply, human_bytes, human_duration, items
+from spbot.render import Item, Reply, escape, human_bytes, human_duration, items
 from spbot.system.services import UnitState
 
 from .docker import ContainerState

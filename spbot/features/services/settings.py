@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from spbot.config import Duration, config_section
 from spbot.system.services import ServicesParams, normalize_unit
 
 from .enabled import ServiceConfig, parse_tables
+from spbot.model import Model
 
 
 @config_section("services")
@@ -41,7 +42,7 @@ class ServicesSettings(ServicesParams):
 
 
 @config_section("health")
-class HealthSettings(BaseModel):
+class HealthSettings(Model):
     """[health]: the failed-units and certificate checks."""
     model_config = ConfigDict(extra="forbid")
     failed_units_interval: Duration = Field(

@@ -10,15 +10,16 @@ import os
 import shutil
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from spbot.config import Duration, config_section
 from spbot.feature import Check, Feature
 from spbot.system.sshkeys import AuthorizedKeys, SshKeysParams
+from spbot.model import Model
 
 
 @config_section("ssh")
-class SshSettings(BaseModel):
+class SshSettings(Model):
     """[ssh]: the authorized_keys file !ssh lists, adds to and removes from, and how keys are checked."""
     model_config = ConfigDict(extra="forbid")
     authorized_keys: Path = Field(

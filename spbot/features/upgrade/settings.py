@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from spbot.config import Duration, config_section
 from spbot.scheduler import cron_trigger
@@ -12,6 +12,7 @@ from spbot.scheduler import cron_trigger
 from .drivers.apt import AptParams
 from .drivers.nixos import NixosParams
 from .drivers.systemctl import RebootParams
+from spbot.model import Model
 
 
 def _valid_cron(expr: str) -> str:
@@ -35,7 +36,7 @@ class RebootSettings(RebootParams):
 
 
 @config_section("upgrade")
-class UpgradeSettings(BaseModel):
+class UpgradeSettings(Model):
     """[upgrade]: the daily check for updates, the automatic upgrade window and the reboot reminder;
     [upgrade.apt], [upgrade.nixos] and [upgrade.reboot] hold the tools and their limits."""
     model_config = ConfigDict(extra="forbid")

@@ -3,10 +3,9 @@ went, and times as the family reads them."""
 from __future__ import annotations
 
 from datetime import datetime
-from html import escape
 from zoneinfo import ZoneInfo
 
-from spbot.render import Reply, human_duration
+from spbot.render import Reply, escape, human_duration
 
 ELEMENT = "https://element.io/download"
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from spbot.config import Duration, Secret, config_section
+from spbot.model import Model
 
 
 @config_section("users")
-class UsersSettings(BaseModel):
+class UsersSettings(Model):
     """[users]: how the bot reaches the homeserver's (Synapse) admin API for !user and !invite, what
     people type into Element, and the defaults of invites."""
     model_config = ConfigDict(extra="forbid")

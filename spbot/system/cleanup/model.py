@@ -7,15 +7,16 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from spbot.system.filetree import FileItem
+from spbot.model import Model
 
 StepName = Literal["nix", "journal", "logs", "apt", "old-root"]
 _TOOL_VALUE = re.compile(r"^[0-9]+[A-Za-z]*$")
 
 
-class CleanupParams(BaseModel):
+class CleanupParams(Model):
     """The `[cleanup]` settings; defaults describe a SelfPrivacy-like NixOS or Debian server."""
     enabled: list[StepName] | None = Field(
         None, examples=[["journal", "logs"]],
@@ -68,7 +69,7 @@ class CleanupParams(BaseModel):
         return value
 
 
-class Estimate(BaseModel):
+class Estimate(Model):
     """A dry run: what a step would free. `bytes` None when it cannot be known before running."""
     step: str
     title: str
@@ -79,7 +80,7 @@ class Estimate(BaseModel):
     error: str | None = None
 
 
-class StepResult(BaseModel):
+class StepResult(Model):
     """A run: `freed_bytes` measured on the filesystem; `reported_bytes` what the tool said."""
     step: str
     title: str
@@ -92,7 +93,7 @@ class StepResult(BaseModel):
     duration: float = 0.0
 
 
-class CleanupReport(BaseModel):
+class CleanupReport(Model):
     results: list[StepResult]
 
     @property

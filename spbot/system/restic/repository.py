@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
+from spbot.model import Model
 
-class _Repository(BaseModel):
+class _Repository(Model):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def location(self) -> str:

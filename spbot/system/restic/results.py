@@ -5,7 +5,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+from spbot.model import Model
 
 def _none_as_empty(value: Any) -> Any:
     return [] if value is None else value
@@ -14,7 +15,7 @@ def _none_as_empty(value: Any) -> Any:
 StrList = Annotated[list[str], BeforeValidator(_none_as_empty)]
 
 
-class _Parsed(BaseModel):
+class _Parsed(Model):
     """restic's JSON; newer versions add fields, which are ignored."""
 
     model_config = ConfigDict(extra="ignore")
@@ -72,7 +73,7 @@ class BackupSummary(_Parsed):
     warnings: list[str] = []  # what restic said on stderr, e.g. "/srv/x does not exist, skipping"
 
 
-class RetentionPolicy(BaseModel):
+class RetentionPolicy(Model):
     """How many snapshots `forget` keeps, per restic's --keep-* rules (at least one must be set)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -106,7 +107,7 @@ class ForgetGroup(_Parsed):
     remove: Annotated[list[Snapshot], BeforeValidator(_none_as_empty)] = []
 
 
-class ForgetResult(BaseModel):
+class ForgetResult(Model):
     groups: list[ForgetGroup] = []
     pruned: bool = False
 
@@ -131,7 +132,7 @@ class Node(_Parsed):
     # No link target: `ls --json` (cmd/restic/cmd_ls.go, lsNode) reports none in any version.
 
 
-class Listing(BaseModel):
+class Listing(Model):
     """What a snapshot holds: counts and sizes, to verify a restore against."""
 
     snapshot: Snapshot | None = None
@@ -157,7 +158,7 @@ class Listing(BaseModel):
             self.nodes.append(node)
 
 
-class RestoreCheck(BaseModel):
+class RestoreCheck(Model):
     """A restored tree compared with a listing: what is missing or has the wrong size."""
 
     checked: int = 0
@@ -169,7 +170,7 @@ class RestoreCheck(BaseModel):
         return not self.missing and not self.wrong_size
 
 
-class CheckResult(BaseModel):
+class CheckResult(Model):
     ok: bool
     output: str  # restic's last lines, for showing
 
@@ -185,7 +186,7 @@ class Stats(_Parsed):
     total_uncompressed_size: int | None = None  # restic >= 0.15, raw-data mode
 
 
-class DedupReport(BaseModel):
+class DedupReport(Model):
     restore_size: int  # what restoring every snapshot would write
     stored_size: int  # what the repository holds (after dedup and compression)
 

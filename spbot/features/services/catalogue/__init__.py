@@ -3,7 +3,6 @@ into Definitions. Adding a service: a new <name>.toml here (see definition.py fo
 test tests/unit/test_service_catalogue.py validates every file."""
 from __future__ import annotations
 
-import difflib
 import tomllib
 from functools import cache
 from importlib import resources
@@ -38,9 +37,10 @@ def catalogue() -> dict[str, Definition]:
 
 def definition(name: str) -> Definition:
     """The named definition; KeyError with a did-you-mean sentence when there is none."""
+    from difflib import get_close_matches   # only when a name is wrong
     known = catalogue()
     if name in known:
         return known[name]
-    close = difflib.get_close_matches(name, sorted(known), n=1)
+    close = get_close_matches(name, sorted(known), n=1)
     raise KeyError((f"did you mean {close[0]}? " if close else "")
                    + f"the catalogue has {', '.join(sorted(known))}")

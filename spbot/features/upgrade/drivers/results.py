@@ -4,12 +4,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from spbot.system.osinfo import Family
+from spbot.model import Model
 
 
-class PendingUpdate(BaseModel):
+class PendingUpdate(Model):
     name: str
     current: str | None = None
     new: str | None = None
@@ -17,7 +18,7 @@ class PendingUpdate(BaseModel):
     security: bool = False
 
 
-class AptSummary(BaseModel):
+class AptSummary(Model):
     """apt's "N upgraded, M newly installed, K to remove and H not upgraded." line."""
     upgraded: int
     newly_installed: int
@@ -25,12 +26,12 @@ class AptSummary(BaseModel):
     not_upgraded: int
 
 
-class RebootStatus(BaseModel):
+class RebootStatus(Model):
     required: bool = False
     reasons: list[str] = Field(default_factory=list)  # apt: packages; NixOS: "kernel", "initrd", ...
 
 
-class CheckResult(BaseModel):
+class CheckResult(Model):
     family: Family
     updates: list[PendingUpdate] = Field(default_factory=list)
     removals: list[str] = Field(default_factory=list)
@@ -48,14 +49,14 @@ class CheckResult(BaseModel):
         return [u for u in self.updates if u.security]
 
 
-class PackageChange(BaseModel):
+class PackageChange(Model):
     name: str
     action: Literal["upgraded", "installed", "removed"]
     old: str | None = None
     new: str | None = None
 
 
-class UpgradeResult(BaseModel):
+class UpgradeResult(Model):
     family: Family
     changes: list[PackageChange] = Field(default_factory=list)
     summary: AptSummary | None = None
@@ -73,7 +74,7 @@ class UpgradeResult(BaseModel):
             self.summary.upgraded or self.summary.newly_installed or self.summary.removed))
 
 
-class Generation(BaseModel):
+class Generation(Model):
     number: int
     created: datetime
     current: bool = False

@@ -15,18 +15,19 @@ from collections import deque
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from spbot.system.proc import ProcError, ProcResult, run
 
 from .errors import UpgradeError
+from spbot.model import Model
 
 log = logging.getLogger(__name__)
 
 LineCallback = Callable[[str], Awaitable[None] | None]
 
 
-class ToolParams(BaseModel):
+class ToolParams(Model):
     env: dict[str, str] | None = Field(None, description="The tools' environment (unset: the bot's own).")
     max_line_length: int = Field(500, description="Longer output lines are cut (with …) in the live log.")
     tail_lines: int = Field(20, description="How many of the last output lines a failure report shows.")
