@@ -16,33 +16,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stack import ROOT, Figure, Stack, rss_mib, run  # noqa: E402
 
 GOAL = 1.3
-IMPORTS = ["nio", "aiosqlite", "aiohttp", "httpx", "pydantic", "pydantic_settings", "apscheduler",
-           "structlog", "hcloud", "b2sdk.v2", "pydo", "apprise", "spbot.config", "spbot.bot",
-           "spbot.features.backup", "spbot.features.server", "spbot.features.dns", "spbot.features.upgrade.feature",
-           "spbot.features.outofband", "spbot.features.disk", "spbot.features.cleanup"]
+IMPORTS = ["nio", "aiosqlite", "aiohttp", "httpx", "pydantic", "apscheduler", "psutil", "nacl.signing",
+           "hcloud", "b2sdk.v2", "pydo", "apprise", "spbot.config", "spbot.bot"]
+FEATURES = ["backup", "disk", "services", "cleanup", "ssh", "users", "upgrade.feature", "server", "dns",
+            "outofband", "heartbeat", "fleet"]
 HEAVY = ["hcloud", "b2sdk", "pydo", "apprise", "pydantic_settings", "boto3", "cryptography.x509"]
 _PROBE = """
-import sys
+import os, sys
+os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
 def rss():
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * 4096
+{base}
 before = rss()
 import {module}
 print((rss() - before) / 2**20)
 """
 
 
-def import_rss(module: str) -> float | None:
-    result = subprocess.run([sys.executable, "-c", _PROBE.format(module=module)], cwd=ROOT,
+def import_rss(module: str, base: str = "") -> float | None:
+    result = subprocess.run([sys.executable, "-c", _PROBE.format(module=module, base=base)], cwd=ROOT,
                             capture_output=True, text=True)
     return float(result.stdout) if result.returncode == 0 else None
 
 
 def import_table() -> list[str]:
+    """What each import adds alone (on top of Python), then what each feature adds to a bot whose core
+    (spbot.bot, with nio and pydantic) is loaded: every feature is imported whether configured or not,
+    and none of them loads a provider SDK until it is used."""
     lines = ["| import | RSS added |", "|---|---|"]
     for module in IMPORTS:
         cost = import_rss(module)
         lines.append(f"| {module} | {'not installed' if cost is None else f'{cost:.1f} MiB'} |")
+    for name in FEATURES:
+        cost = import_rss(f"spbot.features.{name}", base="import spbot.cli, spbot.bot")
+        lines.append(f"| feature {name.split('.')[0]} (on the core) | "
+                     f"{'failed' if cost is None else f'{cost:.1f} MiB'} |")
     return lines
 
 
