@@ -77,10 +77,10 @@ def _host_name(value: str) -> str:
 
 
 def _timezone(value: str) -> str:
-    from difflib import get_close_matches   # only when a name is wrong
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        from difflib import get_close_matches   # only when a name is wrong
         close = get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         raise ValueError(f"unknown time zone; {hint}use a name such as Europe/Berlin or UTC") from None

@@ -37,10 +37,10 @@ def catalogue() -> dict[str, Definition]:
 
 def definition(name: str) -> Definition:
     """The named definition; KeyError with a did-you-mean sentence when there is none."""
-    from difflib import get_close_matches   # only when a name is wrong
     known = catalogue()
     if name in known:
         return known[name]
+    from difflib import get_close_matches   # only when a name is wrong
     close = get_close_matches(name, sorted(known), n=1)
     raise KeyError((f"did you mean {close[0]}? " if close else "")
                    + f"the catalogue has {', '.join(sorted(known))}")
