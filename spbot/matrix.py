@@ -14,6 +14,7 @@ from nio import (AsyncClient, AsyncClientConfig, KeysQueryResponse, LocalProtoco
                  SyncResponse, WhoamiResponse)
 from aiohttp import ClientError
 
+from . import nio_fixes
 from .config import Config
 from .trust.pickle_key import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
@@ -21,6 +22,7 @@ from .system.private_files import write_private_json
 from .timeline import SYNC_FILTER, Batch, GapError, read_batch
 
 log = get_logger(__name__)
+nio_fixes.apply()
 
 SYNC_TIMEOUT_MS = 30_000
 # nio's crypto store (SQLite, written on the event loop) in WAL mode without an fsync per commit: a

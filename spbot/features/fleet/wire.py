@@ -11,6 +11,7 @@ from nio import RoomSendResponse
 
 from spbot.logs import get_logger
 from spbot.matrix import NETWORK_ERRORS
+from spbot.room_keys import share_room_key
 
 from .peers import PeerTrust
 
@@ -47,6 +48,7 @@ class Wire:
             try:
                 if client.should_query_keys:
                     await client.keys_query()
+                await share_room_key(client, room_id)
                 response = await client.room_send(room_id, EVENT_TYPE, body, ignore_unverified_devices=True)
                 if isinstance(response, RoomSendResponse):
                     return response.event_id

@@ -1,0 +1,37 @@
+"""Fixes for matrix-nio bugs that hurt the bot in the field, applied once when spbot.matrix is imported.
+
+nio 0.26 builds a ShareGroupSessionError (the homeserver refused a to-device request carrying a room key:
+a 5xx, or a 429 after nio's retries) with the room id and the set of devices as its third and fourth
+positional fields, which are `retry_after_ms` and `soft_logout`. A non-empty set is true, so nio takes
+the error for a soft logout and forgets its access token: from then on every request of the bot fails
+with "Not logged in" until it is restarted (found with tests/fault_proxy.py; test_room_keys.py).
+ToDeviceError has the same slip one field earlier: the message it failed to send becomes its
+`retry_after_ms`, which nio divides by 1000 when the refusal was a 429 (a TypeError in the sync loop)."""
+from __future__ import annotations
+
+from jsonschema.exceptions import SchemaError, ValidationError
+from nio import responses
+from nio.schemas import Schemas, validate_json
+
+
+def _share_group_session_error(cls, parsed_dict, room_id, users_shared_with):
+    try:
+        validate_json(parsed_dict, Schemas.error)
+    except (SchemaError, ValidationError):
+        return cls("unknown error", room_id=room_id, users_shared_with=users_shared_with)
+    return cls(parsed_dict["error"], parsed_dict["errcode"], parsed_dict.get("retry_after_ms"),
+               bool(parsed_dict.get("soft_logout", False)), room_id=room_id, users_shared_with=users_shared_with)
+
+
+def _to_device_error(cls, parsed_dict, message):
+    try:
+        validate_json(parsed_dict, Schemas.error)
+    except (SchemaError, ValidationError):
+        return cls("unknown error", to_device_message=message)
+    return cls(parsed_dict["error"], parsed_dict["errcode"], parsed_dict.get("retry_after_ms"),
+               bool(parsed_dict.get("soft_logout", False)), to_device_message=message)
+
+
+def apply() -> None:
+    responses.ShareGroupSessionError.from_dict = classmethod(_share_group_session_error)
+    responses.ToDeviceError.from_dict = classmethod(_to_device_error)
