@@ -18,6 +18,7 @@ from nio import (Api, AsyncClient, AsyncClientConfig, LoginResponse, MegolmEvent
 from nio.events.room_events import Event
 
 from .matrix import key_upkeep
+from .room_keys import KeyNotDelivered, share_room_key
 from .system.private_files import write_private_json
 from .timeline import SYNC_FILTER, read_batch
 
@@ -165,11 +166,23 @@ class ChatClient:
     async def send(self, room_id: str, text: str, content: dict | None = None) -> str:
         """An encrypted m.text message (or the given content); returns its event id."""
         content = content or {"msgtype": "m.text", "body": text}
+        await self._share_key(room_id)
         response = await self.client.room_send(room_id, "m.room.message", content,
                                                ignore_unverified_devices=True)
         if not isinstance(response, RoomSendResponse):
             raise RuntimeError(f"send failed: {response}")
         return response.event_id
+
+    async def _share_key(self, room_id: str) -> None:
+        """The room key, shared before the message and checked to have reached the bot (a refused share
+        is tried again; spbot/room_keys.py), twice more after a pause if the homeserver keeps refusing."""
+        for attempt in range(3):
+            try:
+                return await share_room_key(self.client, room_id)
+            except KeyNotDelivered:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(1 + attempt)
 
     async def send_unencrypted(self, room_id: str, event_type: str, content: dict) -> str:
         """Bypasses encryption on purpose (tests of what the bot must refuse)."""
@@ -185,8 +198,7 @@ class ChatClient:
             await self.client.joined_members(room_id)
         if self.client.should_query_keys:
             await self.client.keys_query()
-        if self.client.olm.should_share_group_session(room_id):
-            await self.client.share_group_session(room_id, ignore_unverified_devices=True)
+        await self._share_key(room_id)
         kind, encrypted = self.client.encrypt(room_id, event_type, content)
         return await self.send_unencrypted(room_id, kind, encrypted)
 
