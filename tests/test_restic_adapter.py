@@ -736,3 +736,16 @@ async def _back_up_an_unreadable_file(template_repo: Path, tmp_path: Path) -> No
     assert summary.incomplete and summary.snapshot_id
     assert f"could not read {secret}: permission denied" in summary.warnings
     assert not any(w.startswith("{") for w in summary.warnings)
+
+
+async def test_a_write_limit_holds_a_backup_to_its_rate(restic, tmp_path):
+    """[backup] write_limit reaches restic: 3 MiB that does not compress, at 1 MiB/s, cannot be written in
+    under two seconds (restic's own limiter on what it writes to the repository)."""
+    data = tmp_path / "incompressible"
+    data.mkdir()
+    (data / "noise.bin").write_bytes(os.urandom(3 << 20))
+    restic.write_limit_kib = 1024
+    started = time.monotonic()
+    summary = await restic.backup([data], tags=["service:limited"])
+    assert summary.data_added >= 3 << 20
+    assert time.monotonic() - started >= 2.0

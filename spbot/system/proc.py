@@ -119,16 +119,17 @@ async def run(
     """
     argv = [os.fspath(a) for a in argv]
     started = time.monotonic()
+    lowered = priority.for_work(work)
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=dict(env) if env is not None else None,
+            env=lowered.environment(env),
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=priority.preexec(children.die_with_bot(), priority.for_work(work)),
+            preexec_fn=priority.preexec(children.die_with_bot(), lowered),
             pass_fds=tuple(pass_fds),
             umask=umask,
             limit=1 << 20,

@@ -92,7 +92,7 @@ class Backups:
         repository, password = self.repository(), self.read_password(create=create_password)
         self.secrets = [password, *repository.secrets()]
         return Restic(repository, password, binary=self.settings.restic, cache_dir=self.settings.cache_dir or self.state_dir / "restic-cache",
-                      progress_fps=self.settings.progress_fps)
+                      progress_fps=self.settings.progress_fps, write_limit_kib=self.settings.write_limit)
 
     def _is_new_default_repository(self) -> bool:
         """The embedded default: a local repository that does not exist yet, password not configured."""

