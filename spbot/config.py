@@ -236,8 +236,9 @@ class Config(Model):
     priority: dict[Literal["backup", "upgrade", "cleanup"], Literal["low", "idle", "normal"]] = Field(
         default_factory=dict, examples=[{"backup": "idle"}],
         description="How much of the machine each feature's long programs (restic, apt, nixos-rebuild, "
-                    "cleanup steps) may take: low (nice 10, lowest best-effort I/O; the default), idle "
-                    "(nice 19, idle I/O: only what no one else wants) or normal (as the bot).")
+                    "cleanup steps) may take: low (nice 10, lowest best-effort I/O, half the cores for "
+                    "restic; the default), idle (nice 19, idle I/O: only what no one else wants, one "
+                    "core) or normal (as the bot).")
 
     @model_validator(mode="after")
     def _credentials(self) -> "Config":

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.matrix
 TIMEOUT = 30
-QUIET_FOR = 75.0                 # seconds of quiet hours left when the bot is configured
+QUIET_FOR = 50.0                 # seconds of quiet hours left when the bot is configured
 QUIET_END: list[float] = []
 
 
