@@ -29,21 +29,6 @@ TEST_BOT_TABLES = """
 approvals = 2
 """
 
-# The files that take a minute or more of a worker (measured with --durations), longest first. With
-# `--dist loadfile` a file runs whole on one worker in collection order: a long file collected late
-# would start late and be the whole run's tail, so these are collected first. (Not test_phone_width.py:
-# it renders every reply its worker recorded before it, so it is better not run first.)
-LONG_FILES = ["test_sync_gaps.py", "test_devstack.py", "test_trust_recovery.py", "test_quiet_hours_chat.py",
-              "test_outbox_delivery.py", "test_matrix_media_chat.py",
-              "test_fleet_federation.py", "test_channel.py", "test_fleet.py", "test_fleet_trust.py",
-              "test_backup_chat.py", "test_cloud_chat.py", "test_trust_chat.py", "test_disk_chat.py",
-              "test_deploy.py", "test_command_bounds.py"]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {f"tests/{name}": i for i, name in enumerate(LONG_FILES)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))     # stable: the rest keep order
-
 
 def _quiet_schedules(extra: str) -> str:
     """Test bots never run the real machine's package manager on a schedule (a session can span 06:00)."""

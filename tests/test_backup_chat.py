@@ -61,9 +61,11 @@ async def new_repository(root: Path) -> tuple[Path, Path]:
 
 
 def backup_config(repo_table: str, password_file: Path, bins: FakeBin, services: str, **keys: str) -> str:
+    # write_limit off: these tests back up 160 MiB many times (the limit has its own test in
+    # tests/test_restic_adapter.py, and the other backup chat tests run with the default).
     settings = {"schedule": '"off"', "retention_schedule": '"off"', "drill_schedule": '"off"',
                 "digest_schedule": '"off"', "max_age": '"30d"', "drill_files": "100", "host": '"testhost"',
-                **keys}
+                "write_limit": '"off"', **keys}
     lines = "\n".join(f"{k} = {v}" for k, v in settings.items())
     return f"""
 [backup]
