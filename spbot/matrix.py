@@ -38,12 +38,18 @@ async def key_upkeep(client: AsyncClient) -> None:
     await client.send_to_device_messages()
     if client.should_upload_keys:
         await client.keys_upload()
+    await know_devices(client)
+    if client.should_claim_keys:
+        await client.keys_claim(client.get_users_for_key_claiming())
+
+
+async def know_devices(client: AsyncClient) -> None:
+    """Fetch the device lists that changed, before anything is encrypted for those users or judged by
+    their devices; a failed query raises ConnectionError (what depends on it waits and tries again)."""
     if client.should_query_keys:
         response = await client.keys_query()
         if not isinstance(response, KeysQueryResponse):
             raise ConnectionError(f"keys query failed: {getattr(response, 'message', response)}")
-    if client.should_claim_keys:
-        await client.keys_claim(client.get_users_for_key_claiming())
 
 
 class LoginFailed(Exception):

@@ -14,22 +14,22 @@ from nio import responses
 from nio.schemas import Schemas, validate_json
 
 
-def _share_group_session_error(cls, parsed_dict, room_id, users_shared_with):
+def _error(cls, parsed_dict, **fields):
+    """The error response nio meant to build: its own fields by name, after the common ones."""
     try:
         validate_json(parsed_dict, Schemas.error)
     except (SchemaError, ValidationError):
-        return cls("unknown error", room_id=room_id, users_shared_with=users_shared_with)
+        return cls("unknown error", **fields)
     return cls(parsed_dict["error"], parsed_dict["errcode"], parsed_dict.get("retry_after_ms"),
-               bool(parsed_dict.get("soft_logout", False)), room_id=room_id, users_shared_with=users_shared_with)
+               bool(parsed_dict.get("soft_logout", False)), **fields)
+
+
+def _share_group_session_error(cls, parsed_dict, room_id, users_shared_with):
+    return _error(cls, parsed_dict, room_id=room_id, users_shared_with=users_shared_with)
 
 
 def _to_device_error(cls, parsed_dict, message):
-    try:
-        validate_json(parsed_dict, Schemas.error)
-    except (SchemaError, ValidationError):
-        return cls("unknown error", to_device_message=message)
-    return cls(parsed_dict["error"], parsed_dict["errcode"], parsed_dict.get("retry_after_ms"),
-               bool(parsed_dict.get("soft_logout", False)), to_device_message=message)
+    return _error(cls, parsed_dict, to_device_message=message)
 
 
 def apply() -> None:

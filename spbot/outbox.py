@@ -22,11 +22,11 @@ import secrets
 import time
 from contextvars import ContextVar
 
-from nio import (EncryptionError, GroupEncryptionError, JoinedRoomsResponse, KeysQueryResponse,
-                 LocalProtocolError, RoomSendResponse)
+from nio import (EncryptionError, GroupEncryptionError, JoinedRoomsResponse, LocalProtocolError,
+                 RoomSendResponse)
 
 from .logs import get_logger
-from .matrix import NETWORK_ERRORS, Connection
+from .matrix import NETWORK_ERRORS, Connection, know_devices
 from .render import Reply
 from .room_keys import share_room_key
 from .store import Store
@@ -227,7 +227,7 @@ class Outbox:
         event_type, content = built
         client = self.connection.client
         try:
-            await self._know_devices(client)
+            await know_devices(client)
             await share_room_key(client, row["room_id"])
             response = await client.room_send(row["room_id"], event_type, content,
                                               tx_id=f"{self._salt}-{row['id']}",
@@ -249,15 +249,6 @@ class Outbox:
         if errcode in PERMANENT_ERRCODES:
             return await self._fail(row, detail)
         raise _Retry(detail)
-
-    @staticmethod
-    async def _know_devices(client) -> None:
-        """The members' device lists are fetched before a message is encrypted for them (a failed query
-        would leave a new device without the room key: the message waits instead)."""
-        if client.should_query_keys:
-            response = await client.keys_query()
-            if not isinstance(response, KeysQueryResponse):
-                raise _Retry(f"keys query failed: {getattr(response, 'message', response)}")
 
     async def _event(self, row: dict) -> tuple[str, dict] | None:
         """The event type and content to send for a row, shortened to fit (None: its target was never

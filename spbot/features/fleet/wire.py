@@ -10,7 +10,7 @@ from typing import Any
 from nio import RoomSendResponse
 
 from spbot.logs import get_logger
-from spbot.matrix import NETWORK_ERRORS
+from spbot.matrix import NETWORK_ERRORS, know_devices
 from spbot.room_keys import share_room_key
 
 from .peers import PeerTrust
@@ -46,8 +46,7 @@ class Wire:
         body = {"kind": kind, "host": self.me, **content}
         for attempt in range(SEND_ATTEMPTS):
             try:
-                if client.should_query_keys:
-                    await client.keys_query()
+                await know_devices(client)
                 await share_room_key(client, room_id)
                 response = await client.room_send(room_id, EVENT_TYPE, body, ignore_unverified_devices=True)
                 if isinstance(response, RoomSendResponse):
