@@ -5,13 +5,22 @@ to-device request carrying a room key for alice's device with 502, as a loaded p
 nio drops that failure silently and marks the key shared; without the check every later message of that
 key would stay unreadable on alice's device. The bot must notice and share the key with her again before
 its message goes out; when the homeserver keeps refusing, the message waits and goes out later with a
-key that arrived. (nio also took such a refusal for a logout: spbot/nio_fixes.py.)"""
+key that arrived. (nio also took such a refusal for a logout: spbot/nio_fixes.py.)
+
+nio also drops the key it is sharing when a member's device list changes during the share, and then
+fails on it: the last test makes that happen at the worst moment, with a real device change."""
 from __future__ import annotations
 
 import os
 
+import httpx
 import pytest
+from nio import ShareGroupSessionResponse
 
+from spbot.chatclient import ChatClient
+from spbot.devstack import PlainSession
+
+from .conftest import PASSWORD
 from .fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.matrix
@@ -51,3 +60,39 @@ async def test_a_key_refused_again_and_again_holds_the_message_until_it_is_deliv
     first = [e for e in alice.events if e.sender == bot.user_id and e.body.startswith("pong")]
     assert all(e.decrypted for e in first)
     assert "Not logged in" not in bot.log()
+
+
+async def test_a_device_list_change_during_the_share_gets_a_fresh_key(synapse, people, alice, tmp_path):
+    dave = await ChatClient(synapse.url, people["dave"].user_id, PASSWORD, tmp_path / "dave").start()
+    try:
+        setup = PlainSession.login(synapse.url, dave.user_id, PASSWORD)
+        room = setup.create_encrypted_room("key race", [alice.user_id])
+        setup.logout()
+        await alice.join(room)
+        await dave.wait_joined(room, alice.user_id)
+        renamed = []
+
+        async def device_list_changes_meanwhile(response, handle=dave.client.receive_response):
+            await handle(response)
+            if isinstance(response, ShareGroupSessionResponse) and not renamed:
+                renamed.append(await rename_device(synapse.url, alice))
+                dave.client.olm.users_for_key_query.add(alice.user_id)
+                await dave.client.keys_query()      # answers before the share is over
+        dave.client.receive_response = device_list_changes_meanwhile
+
+        event_id = await dave.send(room, "sent across a device list change")
+
+        assert renamed, "the device list never changed during the share: the test proves nothing"
+        seen = await alice.wait_for(lambda e: e.event_id == event_id, timeout=30)
+        assert seen.decrypted and seen.body == "sent across a device list change", seen
+    finally:
+        await dave.stop()
+
+
+async def rename_device(url: str, person: ChatClient) -> str:
+    name = f"{person.device_name} (renamed)"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        response = await http.put(f"/_matrix/client/v3/devices/{person.device_id}", json={"display_name": name},
+                                  headers={"Authorization": f"Bearer {person.client.access_token}"})
+        response.raise_for_status()
+    return name

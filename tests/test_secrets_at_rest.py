@@ -84,7 +84,7 @@ async def test_a_delivered_password_rests_in_no_file(alice, atrest_bot, synapse)
                                    and e.body.startswith(f"🔑 New account {user_id}"), TIMEOUT)
     password = PASSWORD_RE.search(message.body).group(1).encode()
 
-    await until(lambda: not files_holding(bot.state_dir, password), 10,
+    await until(lambda: not files_holding(bot.state_dir, password), TIMEOUT,   # the bot may learn late that it was sent
                 f"password still in {files_holding(bot.state_dir, password)}")
     await asyncio.sleep(1)            # and it stays gone while the bot goes on working
     assert (await alice.command(bot.room_id, "!ping", bot.user_id, timeout=TIMEOUT)).body
