@@ -416,6 +416,7 @@ async def test_backup_blocked_by_stale_exclusive_lock_unlocks_and_retries(restic
     with pytest.raises(ResticError) as blocked:
         await restic.backup([source])
     assert blocked.value.kind is ResticFailure.LOCKED
+    assert len(await restic.snapshots()) == 1           # a listing takes no lock: the lock does not block it
 
     unlocked: list[ResticError] = []
     summary = await restic.backup_with_stale_lock_recovery([source], on_unlock=unlocked.append)
