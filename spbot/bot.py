@@ -30,6 +30,7 @@ from .execute import Executor
 from .feature import F, Feature, Features
 from .inbox import Inbox
 from .jobs import JobRunner
+from .key_resend import KeyResend
 from .late_decryption import LateDecryption
 from .logs import get_logger
 from .matrix import NETWORK_ERRORS, Connection
@@ -129,6 +130,8 @@ class Bot:
             first_start = time.time()
             await self.store.put("first_start", first_start)
         client = await self.connection.login()
+        self.key_resend = KeyResend(client)       # a device that lost a key of the bot's gets it again
+        self.connection.on_sync.append(self.key_resend.read_key_requests)
         self.screen = Screen(self.config, self.store, client.user_id, first_start, self.addressing)
         self.late = LateDecryption(self.screen, self.connection, self.store, self.inbox, self.messenger,
                                    self.config, self._take_message)

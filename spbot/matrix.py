@@ -67,6 +67,7 @@ class Connection:
         self.offline = asyncio.Event()          # set while syncs fail (online's opposite, to wait on)
         self._stopping = False
         self.on_device_changes: Callable[[list[str]], None] | None = None
+        self.on_sync: list[Callable[[SyncResponse], None]] = []     # each response as it comes (quick)
 
     # --- login ---------------------------------------------------------------------------------
 
@@ -217,6 +218,8 @@ class Connection:
                 log.info("homeserver_online")
             self.online.set()
             self.offline.clear()
+            for hook in self.on_sync:
+                hook(response)
             return response
 
     async def _until_done(self, step: str, work: Callable[[], Awaitable]):

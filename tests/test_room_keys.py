@@ -11,11 +11,13 @@ nio also drops the key it is sharing when a member's device list changes during 
 fails on it: the last test makes that happen at the worst moment, with a real device change."""
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 
 import httpx
 import pytest
-from nio import ShareGroupSessionResponse
+from nio import EncryptionError, MegolmEvent, ShareGroupSessionResponse, ToDeviceResponse
 
 from spbot.chatclient import ChatClient
 from spbot.devstack import PlainSession
@@ -90,9 +92,100 @@ async def test_a_device_list_change_during_the_share_gets_a_fresh_key(synapse, p
 
 
 async def rename_device(url: str, person: ChatClient) -> str:
-    name = f"{person.device_name} (renamed)"
+    name = f"{person.device_name} (renamed {time.monotonic_ns()})"
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         response = await http.put(f"/_matrix/client/v3/devices/{person.device_id}", json={"display_name": name},
                                   headers={"Authorization": f"Bearer {person.client.access_token}"})
         response.raise_for_status()
     return name
+
+
+async def test_a_device_that_lost_its_channel_with_the_bot_reads_the_reply_once_it_mends_it(alice, make_bot,
+                                                                                            synapse):
+    bot = await make_bot("roomkeys-mended")
+    bot_keys = [d.curve25519 for d in alice.client.olm.device_store.active_user_devices(bot.user_id)]
+    assert bot_keys, "alice's client does not know the bot's device"
+    for key in bot_keys:                    # her channel with the bot is gone, as on a restored phone
+        alice.client.olm.session_store._entries.pop(key, None)
+    await rename_device(synapse.url, alice)  # her device list changed: the bot makes a new room key for her
+
+    first = await alice.command(bot.room_id, "!ping", bot.user_id, timeout=30)
+    assert not first.decrypted, "the reply was readable at once: the test proves nothing"
+
+    reply = await alice.wait_for(lambda e: e.event_id == first.event_id and e.decrypted, timeout=60)
+    assert reply.body.startswith("pong"), reply
+    assert "room_key_sent_again" in bot.log()
+
+
+async def test_a_device_that_lost_a_room_key_gets_it_again_when_it_asks_the_bot(alice, make_bot, synapse):
+    bot = await make_bot("roomkeys-asked")
+    reply = await alice.command(bot.room_id, "!ping", bot.user_id, timeout=30)
+    assert reply.decrypted
+    event = await raw_event(synapse.url, alice, bot.room_id, reply.event_id)
+    sessions = alice.client.olm.inbound_group_store._entries[bot.room_id][event.sender_key]
+    assert sessions.pop(event.session_id, None) is not None     # she lost the key (a restored store)
+    with pytest.raises(EncryptionError):
+        alice.client.decrypt_event(event)
+
+    # What nio asks the sender for a key it misses after a broken channel, as a real client sends it.
+    request = event.as_key_request(bot.user_id, alice.device_id, f"ask-{event.session_id}", event.device_id)
+    assert isinstance(await alice.client.to_device(request), ToDeviceResponse)
+
+    deadline = time.monotonic() + 30
+    while not readable(alice, event):
+        assert time.monotonic() < deadline, "the bot never sent the key again"
+        await asyncio.sleep(0.2)
+    assert 'why="key requested"' in bot.log()
+
+
+async def raw_event(url: str, client: ChatClient, room_id: str, event_id: str) -> MegolmEvent:
+    """The event as the homeserver holds it, still encrypted."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        raw = await http.get(f"/_matrix/client/v3/rooms/{room_id}/event/{event_id}",
+                             headers={"Authorization": f"Bearer {client.client.access_token}"})
+    event = MegolmEvent.from_dict(raw.raise_for_status().json())
+    event.room_id = room_id
+    return event
+
+
+async def until_logged(bot, text: str, failure: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in bot.log():
+        assert time.monotonic() < deadline, failure
+        await asyncio.sleep(0.2)
+
+
+def readable(client: ChatClient, event: MegolmEvent) -> bool:
+    try:
+        return client.client.decrypt_event(event).body.startswith("pong")
+    except EncryptionError:
+        return False
+
+
+async def test_a_device_that_never_had_a_room_key_asks_for_it_in_vain(alice, make_bot, synapse, people, tmp_path):
+    """bob logs in a new device after a reply was sent: it may read what comes next, not what came
+    before (the key of that reply was never shared with it), even when it asks the bot."""
+    bot = await make_bot("roomkeys-newdevice")
+    before = await alice.command(bot.room_id, "!ping", bot.user_id, timeout=30)
+    event = await raw_event(synapse.url, alice, bot.room_id, before.event_id)
+    new_bob = await ChatClient(synapse.url, people["bob"].user_id, PASSWORD, tmp_path / "bob-new").start()
+    try:
+        for _ in range(6):                 # once the bot knows the new device, its replies reach it
+            after = await alice.command(bot.room_id, "!ping", bot.user_id, timeout=30)
+            try:
+                await new_bob.wait_for(lambda e: e.event_id == after.event_id and e.decrypted, timeout=5)
+                break
+            except asyncio.TimeoutError:
+                continue
+        else:
+            raise AssertionError("the bot's replies never reached bob's new device")
+
+        request = event.as_key_request(bot.user_id, new_bob.device_id, f"ask-{event.session_id}", event.device_id)
+        assert isinstance(await new_bob.client.to_device(request), ToDeviceResponse)
+        await alice.command(bot.room_id, "!ping", bot.user_id, timeout=30)   # a sync later: it has read it
+        await asyncio.sleep(2)
+        assert not readable(new_bob, event)
+        assert 'why="key requested"' not in bot.log()
+    finally:
+        await new_bob.client.logout()             # the later tests' bots meet bob's usual devices only
+        await new_bob.stop()
