@@ -17,6 +17,7 @@ from nio import (Api, AsyncClient, AsyncClientConfig, LoginResponse, MegolmEvent
                  RoomSendResponse, SyncResponse)
 from nio.events.room_events import Event
 
+from .key_resend import KeyResend
 from .matrix import key_upkeep
 from .room_keys import KeyNotDelivered, share_room_key
 from .system.private_files import write_private_json
@@ -83,6 +84,7 @@ class ChatClient:
                 raise RuntimeError(f"login as {self.user_id} failed: {response}")
             write_private_json(creds_path, {"device_id": response.device_id,
                                             "access_token": response.access_token})
+        self.key_resend = KeyResend(self.client)     # the bot gets a room key of ours again if it lost it
         position = self.store_dir / "sync_position"
         self._since = position.read_text().strip() or None if position.exists() else None
         await self._sync_once(timeout=0, full_state=True)
@@ -116,6 +118,7 @@ class ChatClient:
                                           sync_filter=SYNC_FILTER)
         if not isinstance(response, SyncResponse):
             raise RuntimeError(f"sync as {self.user_id} failed: {response}")
+        self.key_resend.read_key_requests(response)
         await self._upkeep()
         batch = await read_batch(self.client, response, self._since)
         for room, event in batch.invites + batch.events:

@@ -51,8 +51,20 @@ class LateDecryption:
         self.undecrypted[event.event_id] = (room, event, time.monotonic())
         self._added.set()
         try:
-            await self.connection.client.request_room_key(event)
+            await self.connection.client.request_room_key(event)      # the bot's other devices
         except Exception as exc:  # already requested, or no session to ask with
+            log.debug("room_key_request_skipped", reason=str(exc))
+        await self._ask_sender(event)
+
+    async def _ask_sender(self, event: MegolmEvent) -> None:
+        """The sending device holds the key too and gives it to a device it shared it with (Element
+        does, and spbot's console): asked as well. nio asks only the bot's own devices."""
+        client = self.connection.client
+        request = event.as_key_request(event.sender, client.device_id, f"{event.session_id}|sender",
+                                       event.device_id)
+        try:
+            await client.to_device(request)
+        except Exception as exc:  # the network: the command is answered with what to do in time
             log.debug("room_key_request_skipped", reason=str(exc))
 
     async def until_due(self) -> None:

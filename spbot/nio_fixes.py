@@ -6,11 +6,17 @@ positional fields, which are `retry_after_ms` and `soft_logout`. A non-empty set
 the error for a soft logout and forgets its access token: from then on every request of the bot fails
 with "Not logged in" until it is restarted (found with tests/fault_proxy.py; test_room_keys.py).
 ToDeviceError has the same slip one field earlier: the message it failed to send becomes its
-`retry_after_ms`, which nio divides by 1000 when the refusal was a 429 (a TypeError in the sync loop)."""
+`retry_after_ms`, which nio divides by 1000 when the refusal was a 429 (a TypeError in the sync loop).
+
+nio takes a forwarded room key only from the bot's own verified devices. The bot asks an admin's device
+for the key of a command it could not decrypt, and Element answers with a forwarded key: from the very
+device that made the key (its Olm key is the key's sender key, its signing key the one the key claims,
+no forwarding chain), which is as good as the first m.room_key. That one is taken too, when asked for."""
 from __future__ import annotations
 
 from jsonschema.exceptions import SchemaError, ValidationError
 from nio import responses
+from nio.crypto.olm_machine import Olm
 from nio.schemas import Schemas, validate_json
 
 
@@ -32,6 +38,24 @@ def _to_device_error(cls, parsed_dict, message):
     return _error(cls, parsed_dict, to_device_message=message)
 
 
+_should_accept_forward = Olm._should_accept_forward
+
+
+def _accept_forward_from_the_key_maker(machine, sender, sender_key, event) -> bool:
+    if _should_accept_forward(machine, sender, sender_key, event):
+        return True
+    request = machine.outgoing_key_requests.get(event.session_id)
+    content = event.source.get("content", {})
+    device = machine.device_store.device_from_sender_key(sender, sender_key)
+    return (request is not None and device is not None and not machine.is_device_blacklisted(device)
+            and event.algorithm == request.algorithm == "m.megolm.v1.aes-sha2"
+            and (event.room_id, event.session_id) == (request.room_id, request.session_id)
+            and content.get("sender_key") == sender_key
+            and content.get("sender_claimed_ed25519_key") == device.ed25519
+            and not content.get("forwarding_curve25519_key_chain"))
+
+
 def apply() -> None:
     responses.ShareGroupSessionError.from_dict = classmethod(_share_group_session_error)
     responses.ToDeviceError.from_dict = classmethod(_to_device_error)
+    Olm._should_accept_forward = _accept_forward_from_the_key_maker

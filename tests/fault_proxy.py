@@ -24,6 +24,7 @@ class Fault:
     path_part: str
     containing: str
     times: int
+    swallow: bool = False            # answer 200 and pass nothing on (a message lost after it was taken)
 
 
 class FaultProxy:
@@ -40,6 +41,11 @@ class FaultProxy:
         """Answer the next `times` requests whose path has `path_part` (and whose body has `containing`)
         with 502 Bad Gateway, without passing them on."""
         self.faults.append(Fault(path_part, containing, times))
+
+    def swallow_next(self, path_part: str, containing: str = "", times: int = 1) -> None:
+        """Answer the next `times` such requests with 200 {} without passing them on: the sender believes
+        they arrived (a to-device message the recipient's store then lost)."""
+        self.faults.append(Fault(path_part, containing, times, swallow=True))
 
     async def start(self) -> "FaultProxy":
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
@@ -58,8 +64,11 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        if self._armed(request.path, body):
+        fault = self._armed(request.path, body)
+        if fault is not None:
             self.failed += 1
+            if fault.swallow:
+                return web.json_response({})
             return web.json_response({"errcode": "M_UNKNOWN", "error": "bad gateway (fault proxy)"}, status=502)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         async with self._session.request(request.method, self.upstream + request.path_qs, data=body,
@@ -68,9 +77,9 @@ class FaultProxy:
             out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
             return web.Response(status=upstream.status, body=payload, headers=out)
 
-    def _armed(self, path: str, body: bytes) -> bool:
+    def _armed(self, path: str, body: bytes) -> Fault | None:
         for fault in self.faults:
             if fault.times > 0 and fault.path_part in path and fault.containing.encode() in body:
                 fault.times -= 1
-                return True
-        return False
+                return fault
+        return None

@@ -18,6 +18,7 @@ import time
 import httpx
 import pytest
 from nio import EncryptionError, MegolmEvent, ShareGroupSessionResponse, ToDeviceResponse
+from nio.event_builders import ToDeviceMessage
 
 from spbot.chatclient import ChatClient
 from spbot.devstack import PlainSession
@@ -189,3 +190,67 @@ async def test_a_device_that_never_had_a_room_key_asks_for_it_in_vain(alice, mak
     finally:
         await new_bob.client.logout()             # the later tests' bots meet bob's usual devices only
         await new_bob.stop()
+
+
+@pytest.fixture
+async def erin_console(proxy, people, tmp_path):
+    """Starts a new device of erin's (an admin) talking through the fault proxy, after the bot: the bot
+    has no channel to it, and so no reason of its own to ask it for keys. Logged out at the end."""
+    started: list[ChatClient] = []
+
+    async def start() -> ChatClient:
+        console = ChatClient(proxy.url, people["erin"].user_id, PASSWORD, tmp_path / "erin-console")
+        started.append(console)
+        return await console.start()
+    yield start
+    for console in started:
+        await console.client.logout()
+        await console.stop()
+
+
+async def lost_command(proxy, console: ChatClient, bot) -> str:
+    """`!ping` from the console whose room key never reaches the bot (taken by the homeserver, then lost)."""
+    await console.wait_joined(bot.room_id, bot.user_id)
+    proxy.swallow_next(TO_DEVICE_ROOM_KEY, containing=bot.user_id)
+    event_id = await console.send(bot.room_id, "!ping")
+    assert proxy.faults[-1].times == 0, "the room key was never sent: the test proves nothing"
+    await until_logged(bot, "undecryptable", "the bot could decrypt the command: the test proves nothing")
+    return event_id
+
+
+async def test_a_command_whose_room_key_the_bot_lost_runs_once_the_sender_gives_it_again(
+        proxy, make_bot, erin_console):
+    bot = await make_bot("roomkeys-lostcmd")
+    console = await erin_console()
+    event_id = await lost_command(proxy, console, bot)
+
+    reply = await console.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == event_id, timeout=30)
+    assert reply.decrypted and reply.body.startswith("pong"), reply
+
+
+async def test_a_forwarded_key_from_the_device_that_made_it_opens_the_command(proxy, make_bot, erin_console):
+    """Element answers the bot's key request with a forwarded key, which nio took only from the bot's own
+    devices (spbot/nio_fixes.py): sent here by hand as Element sends it."""
+    bot = await make_bot("roomkeys-forwarded")
+    console = await erin_console()
+    console.key_resend.read_key_requests = lambda response: None     # only the forwarded key answers
+    event_id = await lost_command(proxy, console, bot)
+
+    await forward_own_key(console, bot)
+    reply = await console.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == event_id, timeout=30)
+    assert reply.decrypted and reply.body.startswith("pong"), reply
+
+
+async def forward_own_key(console: ChatClient, bot) -> None:
+    olm = console.client.olm
+    outbound = olm.outbound_group_sessions[bot.room_id]
+    own_curve, own_ed = olm.account.identity_keys["curve25519"], olm.account.identity_keys["ed25519"]
+    session = olm.inbound_group_store.get(bot.room_id, own_curve, outbound.id)
+    content = {"algorithm": "m.megolm.v1.aes-sha2", "room_id": bot.room_id, "sender_key": own_curve,
+               "session_id": outbound.id, "session_key": session.export_session(session.first_known_index),
+               "sender_claimed_ed25519_key": own_ed, "forwarding_curve25519_key_chain": []}
+    bot_device = next(olm.device_store.active_user_devices(bot.user_id))
+    channel = olm.session_store.get(bot_device.curve25519)
+    message = ToDeviceMessage("m.room.encrypted", bot.user_id, bot_device.id,
+                              olm._olm_encrypt(channel, bot_device, "m.forwarded_room_key", content))
+    assert isinstance(await console.client.to_device(message), ToDeviceResponse)
