@@ -8,7 +8,10 @@ its message goes out; when the homeserver keeps refusing, the message waits and 
 key that arrived. (nio also took such a refusal for a logout: spbot/nio_fixes.py.)
 
 nio also drops the key it is sharing when a member's device list changes during the share, and then
-fails on it: the last test makes that happen at the worst moment, with a real device change."""
+fails on it: one test makes that happen at the worst moment, with a real device change. The others lose
+a key after it was taken (a broken channel, a dropped key, a to-device message swallowed on the way) and
+show that it comes again to a device that was meant to have it (spbot/key_resend.py,
+spbot/late_decryption.py) and never to one that was not."""
 from __future__ import annotations
 
 import asyncio
