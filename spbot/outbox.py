@@ -316,20 +316,16 @@ class Outbox:
     async def _wipe(self) -> None:
         """Move the overwritten pages into the database file and empty the write-ahead log, which
         still holds every earlier copy of the secret's page (secure_delete zeroes the old bytes)."""
-        if not await self._checkpoint() and (self._wiper is None or self._wiper.done()):
+        if not await self.store.checkpoint() and (self._wiper is None or self._wiper.done()):
             self._wiper = asyncio.create_task(self._wipe_later(), name="outbox wipe")
 
     async def _wipe_later(self) -> None:
         for attempt in range(WIPE_RETRIES):
             await asyncio.sleep(min(0.25 * 2 ** attempt, 30.0))
-            if await self._checkpoint():
+            if await self.store.checkpoint():
                 return
         log.error("secret_wipe_incomplete", hint="a reader kept the write-ahead log busy; it is "
                   "emptied at the next start or after the next secret message")
-
-    async def _checkpoint(self) -> bool:
-        row = await self.store.fetchone("PRAGMA wal_checkpoint(TRUNCATE)")
-        return row is not None and row[0] == 0
 
 
 class _Retry(Exception):

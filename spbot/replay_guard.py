@@ -132,10 +132,9 @@ class ReplayGuard:
         while self._unsaved and self.store.db is not None:
             rows, self._unsaved = self._unsaved, []
             try:
-                await self.store.db.executemany(
+                await self.store.executemany(
                     "INSERT OR IGNORE INTO megolm_indexes(session_id, message_index, event_id, room_id,"
                     " sender, seen_at) VALUES(?, ?, ?, ?, ?, ?)", rows)
-                await self.store.db.commit()
             except Exception as exc:     # the store is closing: claim() rewrites what matters
                 log.warning("replay_guard_flush_failed", error=exc.__class__.__name__, rows=len(rows))
                 return

@@ -2,8 +2,10 @@
 through `ensure_schema`, so the store stays a thin, shared connection."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -27,6 +29,10 @@ class Store:
         self.path = Path(path)
         self.db: aiosqlite.Connection | None = None
         self._claims = 0
+        # One statement and its commit (or its fetch) at a time: with the connection shared by many
+        # coroutines, another's open transaction or cursor would make a checkpoint fail ("database
+        # table is locked") and leave a wiped secret's old pages in the write-ahead log.
+        self._turn = asyncio.Lock()
 
     async def open(self) -> "Store":
         """Open (or create) the database, private to the bot: secrets written to it (queued passwords)
@@ -59,36 +65,55 @@ class Store:
             self.db = None
 
     async def ensure_schema(self, sql: str) -> None:
-        await self.db.executescript(sql)
-        await self.db.commit()
+        async with self._turn:
+            await self.db.executescript(sql)
+            await self.db.commit()
 
     async def add_columns(self, table: str, columns: dict[str, str]) -> None:
         """Add columns a newer version needs to a table an older version created."""
         existing = {row["name"] for row in await self.fetchall(f"PRAGMA table_info({table})")}
-        for name, declaration in columns.items():
-            if name not in existing:
-                await self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
-        await self.db.commit()
+        async with self._turn:
+            for name, declaration in columns.items():
+                if name not in existing:
+                    await self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+            await self.db.commit()
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement and commit; returns the number of rows changed."""
-        cursor = await self.db.execute(sql, tuple(params))
-        await self.db.commit()
-        return cursor.rowcount
+        async with self._turn:
+            cursor = await self.db.execute(sql, tuple(params))
+            await self.db.commit()
+            return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        """Run one statement for each row, committed together."""
+        async with self._turn:
+            await self.db.executemany(sql, [tuple(row) for row in rows])
+            await self.db.commit()
 
     async def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one INSERT and commit; returns the new row's id."""
-        cursor = await self.db.execute(sql, tuple(params))
-        await self.db.commit()
-        return cursor.lastrowid
+        async with self._turn:
+            cursor = await self.db.execute(sql, tuple(params))
+            await self.db.commit()
+            return cursor.lastrowid
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.db.execute(sql, tuple(params)) as cursor:
+        async with self._turn, self.db.execute(sql, tuple(params)) as cursor:
             return list(await cursor.fetchall())
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self.db.execute(sql, tuple(params)) as cursor:
+        async with self._turn, self.db.execute(sql, tuple(params)) as cursor:
             return await cursor.fetchone()
+
+    async def checkpoint(self) -> bool:
+        """Copy the write-ahead log into the database file and empty it; False if a reader (another
+        process: a backup's copy) kept it busy."""
+        try:
+            row = await self.fetchone("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError:
+            return False
+        return row is not None and row[0] == 0
 
     async def get(self, key: str, default: Any = None) -> Any:
         row = await self.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
@@ -100,14 +125,13 @@ class Store:
 
     async def claim_event(self, event_id: str, room_id: str, now: float) -> bool:
         """Record an event as handled; False if it was already (so nothing runs twice, across restarts)."""
-        cursor = await self.db.execute(
+        changed = await self.execute(
             "INSERT OR IGNORE INTO seen_events(event_id, room_id, seen_at) VALUES(?, ?, ?)",
             (event_id, room_id, now))
-        await self.db.commit()
         self._claims += 1
         if self._claims % PRUNE_EVERY == 0:
             await self.prune_seen(now)
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def prune_seen(self, now: float | None = None) -> None:
         """Forget handled events older than SEEN_KEPT: the table stays bounded; they are far older
