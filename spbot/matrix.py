@@ -219,7 +219,10 @@ class Connection:
             self.online.set()
             self.offline.clear()
             for hook in self.on_sync:
-                hook(response)
+                try:
+                    hook(response)
+                except Exception:        # a helper's bug must not end the sync loop
+                    log.exception("sync_hook_failed", hook=getattr(hook, "__qualname__", repr(hook)))
             return response
 
     async def _until_done(self, step: str, work: Callable[[], Awaitable]):
