@@ -65,7 +65,14 @@ class KeyResend:
 
     async def _on_mended_channel(self, event: DummyEvent) -> None:
         """Every remembered key that was shared with the device goes to it again (the device is the one
-        whose key opened the channel, not the one the message names)."""
+        whose key opened the channel, not the one the message names). nio runs this inside its sync:
+        an error here would fail that sync, and the same to-device event would come and fail again."""
+        try:
+            self._resend_all(event)
+        except Exception:
+            log.exception("room_key_resend_failed", user=event.sender)
+
+    def _resend_all(self, event: DummyEvent) -> None:
         known = self.client.olm.device_store.device_from_sender_key(event.sender, event.sender_key)
         if known is None:
             return

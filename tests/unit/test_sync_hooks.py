@@ -1,4 +1,4 @@
-"""What reads each sync response beside nio (spbot/matrix.py's `on_sync`, e.g. the key requests
+"""What reads each sync beside nio (spbot/matrix.py's `on_sync`, e.g. the key requests
 KeyResend answers) cannot hold the sync: a hook that fails is logged, the others still run, and the
 response is handed on. Before, the failure escaped Connection.sync_forever and ended the bot's sync loop
 (and the next start met the same batch again)."""
@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 from nio import SyncResponse
 
+from spbot.key_resend import KeyResend
 from spbot.matrix import Connection
 
 from .pipeline_kit import make_config
@@ -35,3 +36,18 @@ async def test_a_failing_sync_hook_is_logged_and_the_sync_goes_on(tmp_path, capl
         response = await connection._sync(since="s0")
     assert response.next_batch == "s1" and seen == [response] and len(syncs) == 1
     assert "sync_hook_failed" in caplog.text and "broken" in caplog.text
+
+
+async def test_a_failing_mended_channel_handler_does_not_fail_nios_sync(caplog):
+    """KeyResend's m.dummy handler runs inside nio's sync: an error there would fail that sync, and the
+    retried sync would bring the same to-device event and fail again."""
+    def broken_lookup(user_id: str, sender_key: str):
+        raise RuntimeError("a corrupted device store")
+    olm = SimpleNamespace(create_outbound_group_session=lambda room_id: None, outbound_group_sessions={},
+                          device_store=SimpleNamespace(device_from_sender_key=broken_lookup))
+    callbacks = []
+    client = SimpleNamespace(olm=olm, add_to_device_callback=lambda cb, kind: callbacks.append(cb))
+    KeyResend(client)
+    with caplog.at_level(logging.ERROR):
+        await callbacks[0](SimpleNamespace(sender="@alice:example.org", sender_key="curve"))
+    assert "room_key_resend_failed" in caplog.text and "corrupted device store" in caplog.text
