@@ -134,7 +134,7 @@ class Bot:
         self.connection.on_sync.append(self.key_resend.read_key_requests)
         self.screen = Screen(self.config, self.store, client.user_id, first_start, self.addressing)
         self.late = LateDecryption(self.screen, self.connection, self.store, self.inbox, self.messenger,
-                                   self.config, self._take_message)
+                                   self.config, self._take_late_message)
         await self.outbox.start()
         await self.approvals.start()          # first: the job runner reports interrupted jobs to it
         await self.jobs.start()
@@ -238,6 +238,11 @@ class Bot:
         if await self.inbox.begin(event.event_id, room.room_id, event.sender, "command"):
             await self.on_message(room, event)
             await self.inbox.finish_if_arrived(event.event_id)
+
+    async def _take_late_message(self, room: MatrixRoom, event: RoomMessageText) -> None:
+        """A command decrypted at last (after its batch): guarded as in a batch, so that an error on it
+        is answered after three tries instead of failing every later batch."""
+        await self._guarded(room, event, self._take_message)
 
     async def _take_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
         if not (self._may_act_on(room, event) and event.key in APPROVE_KEYS | DENY_KEYS):
