@@ -27,7 +27,7 @@ from .audit import AuditEntry, AuditLog
 from .config import Config
 from .dispatch import Dispatcher
 from .execute import Executor
-from .feature import F, Feature, Features
+from .feature import RESTART_TODO, F, Feature, Features
 from .inbox import Inbox
 from .jobs import JobRunner
 from .key_resend import KeyResend
@@ -50,6 +50,7 @@ from .system import priority
 
 log = get_logger(__name__)
 SYNC_POSITION_KEY = "sync_position"
+FEATURE_ALERT = "feature_start:"       # + the feature's name: an alert while it fails to start
 
 
 class Bot:
@@ -148,8 +149,21 @@ class Bot:
         for hook in self.registry.startup_hooks:
             await hook(self)
         await self.features.start(self)
+        await self._tell_feature_starts()
         log.info("started", version=__version__, device_id=client.device_id,
                  commands=len(self.registry.commands))
+
+    async def _tell_feature_starts(self) -> None:
+        """A feature that failed to start is an alert (the rest of the bot runs); one that starts again
+        after such a failure clears it."""
+        for kind, why in self.features.failed.items():
+            await self.alerts.fire(f"{FEATURE_ALERT}{kind.name}", "warning",
+                                   f"[{kind.name}] did not start: {why}. Its commands and scheduled work are "
+                                   "off; everything else runs.", RESTART_TODO)
+        for alert in await self.alerts.active(FEATURE_ALERT):
+            name = alert.key.removeprefix(FEATURE_ALERT)
+            if name not in {kind.name for kind in self.features.failed}:
+                await self.alerts.clear(alert.key, f"[{name}] started again")
 
     async def _after_first_sync(self) -> None:
         await self.connection.first_sync_done.wait()

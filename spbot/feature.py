@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Protocol, 
 
 from pydantic import BaseModel
 
+from .logs import get_logger
+from .request import UserError
+
 if TYPE_CHECKING:
     from .config import Config
 
@@ -84,6 +87,17 @@ class Host(Protocol):
 
 
 F = TypeVar("F", bound="Feature")
+log = get_logger(__name__)
+RESTART_TODO = "Fix it (the details are in my log), then restart me (systemctl restart spbot)."
+
+
+def failure_text(exc: Exception) -> str:
+    """Why a feature failed to start, for the room: a config problem as it is, anything else by kind
+    only (its message may hold what the room should not see; the log has it)."""
+    problems = getattr(exc, "problems", None)
+    if isinstance(problems, list) and problems:
+        return "; ".join(str(p) for p in problems)
+    return f"an internal error ({exc.__class__.__name__})"
 
 
 class Feature:
@@ -118,33 +132,49 @@ class Feature:
         return []
 
 
+class FeatureNotRunning(UserError, LookupError):
+    """A feature that failed at start: its commands say why (a LookupError to the features that can do
+    without it)."""
+
+
 class Features:
-    """The running features, in list order: started in order, stopped in reverse."""
+    """The running features, in list order: started in order, stopped in reverse. One that fails to
+    start is left out and kept in `failed` with why: the others and the chat channel still run, and the
+    admins are told (spbot/bot.py)."""
 
     def __init__(self, kinds: list[type[Feature]]):
         self.kinds = list(kinds)
         self.running: dict[type[Feature], Feature] = {}
+        self.failed: dict[type[Feature], str] = {}
 
     async def start(self, host: Host) -> None:
         for kind in self.kinds:
-            feature = kind.create(host, host.config)
+            try:
+                feature = kind.create(host, host.config)
+                await feature.start()
+                work = feature.scheduled()
+            except Exception as exc:
+                self.failed[kind] = failure_text(exc)
+                log.exception("feature_not_started", feature=kind.name)
+                continue
             self.running[kind] = feature
-            await feature.start()
-            for work in feature.scheduled():
-                work.add_to(host.scheduler, host.config.timezone)
+            for one in work:
+                one.add_to(host.scheduler, host.config.timezone)
 
     async def stop(self) -> None:
         for feature in reversed(list(self.running.values())):
             await feature.stop()
 
     def get(self, kind: type[F]) -> F:
+        if kind in self.failed:
+            raise FeatureNotRunning(f"[{kind.name}] did not start: {self.failed[kind]}", RESTART_TODO)
         try:
             return self.running[kind]        # type: ignore[return-value]
         except KeyError:
             raise LookupError(f"feature {kind.__name__} is not running in this bot") from None
 
     async def status_lines(self) -> list[str]:
-        lines: list[str] = []
+        lines = [f"⚠️ {kind.name}: not running, it did not start: {why}" for kind, why in self.failed.items()]
         for feature in self.running.values():
             lines.extend(await feature.status_lines())
         return lines

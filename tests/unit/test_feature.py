@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from spbot.config import Config, config_section
-from spbot.feature import Feature, Features, Scheduled
+from spbot.feature import Feature, FeatureNotRunning, Features, Scheduled
 from spbot.scheduler import make_scheduler
 
 
@@ -85,3 +85,31 @@ async def test_an_absent_section_gives_the_defaults_and_an_unknown_feature_is_na
     assert features.get(Sample).settings.every == 60
     with pytest.raises(LookupError, match="Plain is not running"):
         features.get(Plain)
+
+
+class Broken(Feature):
+    name = "unit_broken"
+
+    async def start(self) -> None:
+        raise RuntimeError("a bug, with a detail the room must not see: /srv/secret-path")
+
+    def scheduled(self) -> list[Scheduled]:
+        return [Scheduled("broken-tick", "broken tick", self.start, interval=60)]
+
+
+async def test_a_feature_that_fails_to_start_is_left_out_and_its_commands_say_why():
+    EVENTS.clear()
+    host = Host(config())
+    features = Features([Broken, Sample, Plain])
+    await features.start(host)
+    assert EVENTS == ["start sample every=60", "start plain settings=None"]     # the others started
+    assert {job.id for job in host.scheduler.get_jobs()} == {"sample-tick", "sample-night"}
+    assert features.failed == {Broken: "an internal error (RuntimeError)"}
+    with pytest.raises(FeatureNotRunning) as told:
+        features.get(Broken)
+    assert told.value.what == "[unit_broken] did not start: an internal error (RuntimeError)"
+    assert "restart me" in told.value.todo and isinstance(told.value, LookupError)
+    assert await features.status_lines() == [
+        "⚠️ unit_broken: not running, it did not start: an internal error (RuntimeError)", "sample: fine"]
+    await features.stop()
+    assert EVENTS[-2:] == ["stop plain", "stop sample"]
