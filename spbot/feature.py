@@ -162,8 +162,12 @@ class Features:
                 one.add_to(host.scheduler, host.config.timezone)
 
     async def stop(self) -> None:
+        """Each feature, even when one before it fails to stop (the bot still flushes its outbox)."""
         for feature in reversed(list(self.running.values())):
-            await feature.stop()
+            try:
+                await feature.stop()
+            except Exception:
+                log.exception("feature_stop_failed", feature=feature.name)
 
     def get(self, kind: type[F]) -> F:
         if kind in self.failed:

@@ -93,6 +93,13 @@ class Broken(Feature):
     async def start(self) -> None:
         raise RuntimeError("a bug, with a detail the room must not see: /srv/secret-path")
 
+
+class BadStop(Feature):
+    name = "unit_bad_stop"
+
+    async def stop(self) -> None:
+        raise OSError("a socket already closed")
+
     def scheduled(self) -> list[Scheduled]:
         return [Scheduled("broken-tick", "broken tick", self.start, interval=60)]
 
@@ -111,5 +118,13 @@ async def test_a_feature_that_fails_to_start_is_left_out_and_its_commands_say_wh
     assert "restart me" in told.value.todo and isinstance(told.value, LookupError)
     assert await features.status_lines() == [
         "⚠️ unit_broken: not running, it did not start: an internal error (RuntimeError)", "sample: fine"]
+    await features.stop()
+    assert EVENTS[-2:] == ["stop plain", "stop sample"]
+
+
+async def test_a_feature_that_fails_to_stop_does_not_keep_the_others_from_stopping():
+    EVENTS.clear()
+    features = Features([Sample, BadStop, Plain])
+    await features.start(Host(config()))
     await features.stop()
     assert EVENTS[-2:] == ["stop plain", "stop sample"]
