@@ -97,9 +97,21 @@ class Approvals:
     async def start(self) -> None:
         """Before the job runner starts (it reports interrupted jobs to `job_finished`)."""
         await self.store.ensure_schema(SCHEMA)
-        await self.store.execute(
-            "UPDATE requests SET state = 'interrupted' WHERE state = 'running' AND job_id IS NULL")
+        await self._stopped_before_the_job()
         self._spawn(self._expire_loop(), name="approval expiry")
+
+    async def _stopped_before_the_job(self) -> None:
+        """Requests approved when the bot was stopped before their job was recorded: nothing ran (a job
+        that did start is reported by the job runner, through job_finished). Their message and a reply
+        say so; before, the message went on showing the request as waiting for approval."""
+        for row in await self.store.fetchall(
+                "SELECT * FROM requests WHERE state = 'running' AND job_id IS NULL"):
+            await self.store.execute("UPDATE requests SET state = 'interrupted' WHERE id = ?", (row["id"],))
+            await self._refresh_message(await self._row(row["id"]))
+            await self.messenger.reply_to(row["room_id"], row["event_id"], Reply.error(
+                f"Request #{row['id']} was approved by {row['decided_by']}, but I was stopped before it "
+                "started; nothing ran.", "Send the command again if it is still wanted."))
+            log.warning("approved_request_not_started", request=row["id"])
 
     # --- opening a request ---------------------------------------------------------------------
 
@@ -318,6 +330,8 @@ class Approvals:
         """A job ended: the request it ran for (if any) shows how."""
         if request_id is None:
             return
+        await self.store.execute("UPDATE requests SET job_id = COALESCE(job_id, ?) WHERE id = ?",
+                                 (job_id, request_id))      # a stop may have come before it was noted
         await self.store.execute("UPDATE requests SET state = ? WHERE id = ? AND state = 'running'",
                                  (JOB_STATE_TO_REQUEST.get(state, state), request_id))
         await self._refresh_message(await self._row(request_id))
@@ -382,7 +396,8 @@ class Approvals:
             "done": f"✅ approved by {by}: {job} finished.",
             "failed": f"✅ approved by {by}, but {job} failed." + (f" {reason}" if reason else ""),
             "cancelled": "🛑 cancelled" + (f" by {by}." if by else "."),
-            "interrupted": f"⚠️ approved by {by}, but the bot stopped during {job}.",
+            "interrupted": f"⚠️ approved by {by}, but the bot stopped during {job}." if row["job_id"] else
+                           f"⚠️ approved by {by}, but the bot stopped before it started. Nothing ran.",
             "denied": f"❌ denied by {by}. Nothing ran.",
             "expired": "⌛ expired: nobody approved in time. Nothing ran.",
         }.get(state, state)

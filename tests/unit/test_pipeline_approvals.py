@@ -151,8 +151,37 @@ async def test_a_refused_start_fails_the_request(setup):
     assert (row["state"], row["reason"]) == ("failed", "refused: the same work was already running")
 
 
-async def test_a_restart_marks_a_request_whose_job_never_started_interrupted(setup):
+class Killed(Exception):
+    """Stands for a kill -9 at that point: nothing after it runs."""
+
+
+async def test_a_stop_between_the_approval_and_its_job_is_told_at_the_next_start(setup):
+    """Approved, then the bot dies before the job is recorded (CI caught a kill in that window): at the
+    next start the request says nothing ran, and a reply tells the requester to send it again.
+    Before, the request was marked interrupted in silence and its message still asked for votes."""
     rid = await open_request(setup)
-    await setup.parts.store.execute("UPDATE requests SET state = 'running' WHERE id = ?", (rid,))
-    await setup.approvals.start()
-    assert (await state(setup, rid))["state"] == "interrupted"
+
+    async def dies(*args):
+        raise Killed
+    setup.approvals._start = dies
+    with pytest.raises(Killed):
+        await setup.approvals.vote(rid, BOB, True, room_id=ROOM)
+    assert (await state(setup, rid))["state"] == "running"
+    before = len(await settled(setup.parts))
+
+    await setup.approvals.start()                 # the next start, on the same store
+    row = await state(setup, rid)
+    assert (row["state"], row["job_id"]) == ("interrupted", None)
+    new = (await settled(setup.parts))[before:]
+    edit = next(c for _, _, c in new if "m.new_content" in c)["m.new_content"]["body"]
+    assert edit.endswith(f"⚠️ approved by {BOB}, but the bot stopped before it started. Nothing ran."), edit
+    reply = next(c for _, _, c in new if c.get("m.relates_to", {}).get("m.in_reply_to"))
+    assert reply["m.relates_to"]["m.in_reply_to"]["event_id"] == "$cmd"
+    assert reply["body"] == (f"⚠️ Request #{rid} was approved by {BOB}, but I was stopped before it started; "
+                             "nothing ran.\nSend the command again if it is still wanted.")
+
+    # A job that did start before the stop (only its number was not noted) is told by the job runner.
+    await setup.approvals.job_finished(77, rid, "interrupted")
+    assert (await state(setup, rid))["job_id"] == 77
+    edits = [c["m.new_content"]["body"] for _, _, c in (await settled(setup.parts)) if "m.new_content" in c]
+    assert edits[-1].endswith(f"⚠️ approved by {BOB}, but the bot stopped during job #77."), edits[-1]
