@@ -35,6 +35,25 @@ def _quiet_schedules(extra: str) -> str:
     return "" if "[upgrade]" in extra else "\n[upgrade]\ncheck_enabled = false\n"
 
 
+BOTS: list["TestBot"] = []        # every bot process of this session, for the failure report below
+LOG_TAIL = 60                     # lines of a bot's log shown under a failed test
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under a failed test, the end of the log of each bot that wrote during it: CI shows only what
+    pytest prints, and a timeout alone does not say what the bot was doing."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for bot in BOTS:
+        path = bot.process.log_path
+        if path.exists() and path.stat().st_mtime >= call.start:
+            tail = path.read_text(errors="replace").splitlines()[-LOG_TAIL:]
+            report.sections.append((f"log of bot {bot.user_id} (last {LOG_TAIL} lines)", "\n".join(tail)))
+
+
 @dataclass
 class Person:
     name: str
@@ -61,6 +80,7 @@ class TestBot:
             password_file=password_file, admins=admins, rooms=[room_id], state_dir=self.state_dir,
             extra=TEST_BOT_SETTINGS + extra + TEST_BOT_TABLES + _quiet_schedules(extra))
         self.process = BotProcess(self.config_path, directory / "bot.log", cwd=ROOT)
+        BOTS.append(self)
 
     def start(self) -> None:
         self.process.start()
