@@ -118,12 +118,13 @@ class Alerts:
             "text = excluded.text, todo = excluded.todo, offer = excluded.offer, recipients = excluded.recipients, "
             "cleared = NULL, first_seen = CASE WHEN alerts.active THEN alerts.first_seen "
             "ELSE excluded.first_seen END, mentioned = CASE WHEN alerts.active THEN alerts.mentioned END",
-            (key, severity, text, now, now, todo, offer, json.dumps(to) if to else None))
+            # last_notified 0 until it is posted: a stop in between must not count as having told anyone
+            (key, severity, text, now, 0.0, todo, offer, json.dumps(to) if to else None))
         if self.quiet_now(severity, now):
             await self.store.execute("UPDATE alerts SET held = 1 WHERE key = ?", (key,))
             log.info("alert_held", key=key, severity=severity, until=self.quiet.ends_after(now))
             return False
-        await self._post(key, now, reminder=ongoing and not worse)
+        await self._post(key, now, reminder=ongoing and not worse and current.last_notified > 0)
         return True
 
     async def _post(self, key: str, now: float, reminder: bool) -> None:

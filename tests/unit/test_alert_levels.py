@@ -127,3 +127,23 @@ def test_quiet_hours_are_checked_when_the_config_is_read():
     quiet = AlertSettings(quiet_hours="09:00-17:30").quiet("UTC")
     assert quiet.contains(at(9)) and quiet.contains(at(17, 29)) and not quiet.contains(at(17, 30))
     assert quiet.ends_after(at(12)) == at(17, 30) and quiet.ends_after(at(18)) == at(18)
+
+
+class Stopped(Exception):
+    """Stands for the bot being killed at that moment."""
+
+
+async def test_an_alert_the_bot_was_stopped_before_posting_is_posted_at_the_next_check(store):
+    """The alert's row is written before it is posted: a kill in between left it looking notified, and
+    the next checks stayed silent until it was due again (a day for a warning)."""
+    alerts, posted = await alerts_for(store)
+
+    async def killed(reply, rooms=None):
+        raise Stopped
+    alerts.messenger = SimpleNamespace(notify=killed)
+    with pytest.raises(Stopped):
+        await alerts.fire("disk:/srv", "warning", "/srv is 91% full", now=at(12))
+    alerts.messenger = posted                      # the next start, the next check
+    assert await alerts.fire("disk:/srv", "warning", "/srv is 91% full", now=at(12, 5)) is True
+    assert [r.body for r in posted.replies] == [f"{' '.join(ADMINS)}: ⚠️ /srv is 91% full"]
+    assert await alerts.fire("disk:/srv", "warning", "/srv is 91% full", now=at(12, 10)) is False
