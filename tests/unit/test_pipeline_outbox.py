@@ -84,7 +84,7 @@ async def test_a_sent_secret_leaves_no_file_while_other_writes_go_on(parts, tmp_
     secrets = [f"pw-{n}-Zq8vL2" for n in range(10)]
     for n, secret in enumerate(secrets):
         message = await parts.outbox.send(ROOM, Reply.text(secret).content(), secret=True)
-        assert await parts.outbox.event_id(message, timeout=5) == f"$sent{n + 1}"
+        assert await parts.outbox.event_id(message, timeout=30) == f"$sent{n + 1}"
     await asyncio.sleep(0.5)
     for writer in writers:
         writer.cancel()
