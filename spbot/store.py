@@ -78,12 +78,15 @@ class Store:
                     await self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
             await self.db.commit()
 
-    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one statement and commit; returns the number of rows changed."""
+    async def _write(self, sql: str, params: Iterable[Any]) -> aiosqlite.Cursor:
         async with self._turn:
             cursor = await self.db.execute(sql, tuple(params))
             await self.db.commit()
-            return cursor.rowcount
+            return cursor
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one statement and commit; returns the number of rows changed."""
+        return (await self._write(sql, params)).rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         """Run one statement for each row, committed together."""
@@ -93,10 +96,7 @@ class Store:
 
     async def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one INSERT and commit; returns the new row's id."""
-        async with self._turn:
-            cursor = await self.db.execute(sql, tuple(params))
-            await self.db.commit()
-            return cursor.lastrowid
+        return (await self._write(sql, params)).lastrowid
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         async with self._turn, self.db.execute(sql, tuple(params)) as cursor:
