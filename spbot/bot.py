@@ -156,13 +156,14 @@ class Bot:
     async def _tell_feature_starts(self) -> None:
         """A feature that failed to start is an alert (the rest of the bot runs); one that starts again
         after such a failure clears it."""
-        for kind, why in self.features.failed.items():
-            await self.alerts.fire(f"{FEATURE_ALERT}{kind.name}", "warning",
-                                   f"[{kind.name}] did not start: {why}. Its commands and scheduled work are "
+        failed = {kind.name: why for kind, why in self.features.failed.items()}
+        for name, why in failed.items():
+            await self.alerts.fire(f"{FEATURE_ALERT}{name}", "warning",
+                                   f"[{name}] did not start: {why}. Its commands and scheduled work are "
                                    "off; everything else runs.", RESTART_TODO)
         for alert in await self.alerts.active(FEATURE_ALERT):
             name = alert.key.removeprefix(FEATURE_ALERT)
-            if name not in {kind.name for kind in self.features.failed}:
+            if name not in failed:
                 await self.alerts.clear(alert.key, f"[{name}] started again")
 
     async def _after_first_sync(self) -> None:

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Protocol, TypeVar
+from typing import Any, Awaitable, Callable, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from .config import Config, ConfigError
 from .logs import get_logger
 from .request import UserError
-
-if TYPE_CHECKING:
-    from .config import Config
 
 
 @dataclass(frozen=True)
@@ -94,9 +92,8 @@ RESTART_TODO = "Fix it (the details are in my log), then restart me (systemctl r
 def failure_text(exc: Exception) -> str:
     """Why a feature failed to start, for the room: a config problem as it is, anything else by kind
     only (its message may hold what the room should not see; the log has it)."""
-    problems = getattr(exc, "problems", None)
-    if isinstance(problems, list) and problems:
-        return "; ".join(str(p) for p in problems)
+    if isinstance(exc, ConfigError):
+        return "; ".join(exc.problems)
     return f"an internal error ({exc.__class__.__name__})"
 
 
