@@ -6,7 +6,11 @@ them but loses none. Hysteresis belongs to the caller: it decides when a conditi
 The severity decides who is mentioned, and so whose phone rings ([alerts], spbot/alerts_settings.py):
 an alert that mentions somebody is an m.text that the default push rules notify and highlight; so is the
 recovery notice of an alert that rang. During the quiet hours a non-critical alert is held (durably) and
-posted once when they end, if it still holds; one that clears before then is never posted."""
+posted once when they end, if it still holds; one that clears before then is never posted.
+
+A stop at any moment neither loses nor repeats a message: an alert's row counts as told only once its
+message is queued, and a recovery notice is owed in the row (`resolution`) until it is queued; both are
+queued under a key that makes a second attempt, after a restart, find the first (Outbox.send's `once`)."""
 from __future__ import annotations
 
 import asyncio
@@ -38,9 +42,15 @@ CREATE TABLE IF NOT EXISTS alerts (
 """
 # held: a notification is owed once the quiet hours end; mentioned: whom its last message mentioned
 # (NULL: not posted yet in this activation, or a row from before mentions were kept); todo, offer, recipients
-# (the `to` of fire): what a held alert is posted with.
+# (the `to` of fire): what a held alert is posted with; resolution: the recovery notice owed (NULL: none);
+# posts: how many of its messages were queued (in its key's every activation); told: the severity its last
+# message said (NULL: not posted yet in this activation).
 COLUMNS = {"held": "INTEGER NOT NULL DEFAULT 0", "mentioned": "TEXT", "todo": "TEXT NOT NULL DEFAULT ''",
-           "offer": "TEXT", "recipients": "TEXT"}
+           "offer": "TEXT", "recipients": "TEXT", "resolution": "TEXT", "posts": "INTEGER NOT NULL DEFAULT 0",
+           "told": "TEXT"}
+# Posted in this activation: whom it mentioned is known (or, in a row from before that was kept, it was
+# notified and not held).
+WAS_POSTED = "(mentioned IS NOT NULL OR (held = 0 AND last_notified > 0))"
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 ICONS = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}
 DEFAULT_RENOTIFY = 24 * 3600.0
@@ -57,6 +67,7 @@ class AlertState:
     last_notified: float
     held: bool = False
     mentioned: list[str] | None = None
+    told: str | None = None
 
 
 class Alerts:
@@ -74,6 +85,8 @@ class Alerts:
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
         await self.store.add_columns("alerts", COLUMNS)
+        for row in await self.store.fetchall("SELECT key FROM alerts WHERE resolution IS NOT NULL"):
+            await self._resolve(row["key"])          # owed since a stop cut clear() short
         if self.quiet is not None or await self._held_keys():
             self.spawn(self._release_loop(), "held alerts")
 
@@ -83,7 +96,7 @@ class Alerts:
             return None
         return AlertState(row["key"], row["severity"], bool(row["active"]), row["text"],
                           row["first_seen"], row["last_notified"], bool(row["held"]),
-                          None if row["mentioned"] is None else json.loads(row["mentioned"]))
+                          None if row["mentioned"] is None else json.loads(row["mentioned"]), row["told"])
 
     async def active(self, prefix: str = "") -> list[AlertState]:
         rows = await self.store.fetchall("SELECT key FROM alerts WHERE active = 1 AND key LIKE ? ORDER BY key",
@@ -107,7 +120,8 @@ class Alerts:
         renotify = renotify if wanted is None else wanted
         current = await self.state(key)
         ongoing = current is not None and current.active
-        worse = ongoing and SEVERITY_RANK[severity] > SEVERITY_RANK[current.severity]
+        # worse than what the admins were told (a stop may have come between the row and its message)
+        worse = ongoing and SEVERITY_RANK[severity] > SEVERITY_RANK[current.told or current.severity]
         if ongoing and not worse and (current.held or now - current.last_notified < renotify):
             await self.store.execute("UPDATE alerts SET text = ?, todo = ?, offer = ? WHERE key = ?",
                                      (text, todo, offer, key))
@@ -116,15 +130,18 @@ class Alerts:
             "INSERT INTO alerts(key, severity, active, text, first_seen, last_notified, todo, offer, recipients) "
             "VALUES(?,?,1,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET severity = excluded.severity, active = 1, "
             "text = excluded.text, todo = excluded.todo, offer = excluded.offer, recipients = excluded.recipients, "
-            "cleared = NULL, first_seen = CASE WHEN alerts.active THEN alerts.first_seen "
-            "ELSE excluded.first_seen END, mentioned = CASE WHEN alerts.active THEN alerts.mentioned END",
+            "cleared = NULL, resolution = NULL, last_notified = 0, first_seen = CASE WHEN alerts.active "
+            "THEN alerts.first_seen ELSE excluded.first_seen END, "
+            "mentioned = CASE WHEN alerts.active THEN alerts.mentioned END, "
+            "told = CASE WHEN alerts.active THEN alerts.told END",
             # last_notified 0 until it is posted: a stop in between must not count as having told anyone
+            # (a new alert, one that came back, one that got worse or one due again alike)
             (key, severity, text, now, 0.0, todo, offer, json.dumps(to) if to else None))
         if self.quiet_now(severity, now):
             await self.store.execute("UPDATE alerts SET held = 1 WHERE key = ?", (key,))
             log.info("alert_held", key=key, severity=severity, until=self.quiet.ends_after(now))
             return False
-        await self._post(key, now, reminder=ongoing and not worse and current.last_notified > 0)
+        await self._post(key, now, reminder=ongoing and not worse and current.mentioned is not None)
         return True
 
     async def _post(self, key: str, now: float, reminder: bool) -> None:
@@ -137,12 +154,14 @@ class Alerts:
         if offer:
             todo = f"react ✅ to this message to run {offer}" + (f"; or {todo}" if todo else "")
         message = prefix + (f"\nWhat to do: {todo}" if todo else "")
-        ids = await self.messenger.notify(mention(who, message) if who else Reply.text(message))
-        await self.store.execute("UPDATE alerts SET held = 0, last_notified = ?, mentioned = ? WHERE key = ?",
-                                 (now, json.dumps(who), key))
+        # the row as it is until this post is recorded: the same key if a stop makes the next check post again
+        once = f"alert|{key}|{row['posts']}"
+        ids = await self.messenger.notify(mention(who, message) if who else Reply.text(message), once=once)
         for message_id in ids if offer else []:
             await self.store.execute("INSERT OR REPLACE INTO alert_offers(message_id, command, created) "
                                      "VALUES(?, ?, ?)", (message_id, offer, now))
+        await self.store.execute("UPDATE alerts SET held = 0, last_notified = ?, mentioned = ?, told = ?, "
+                                 "posts = posts + 1 WHERE key = ?", (now, json.dumps(who), severity, key))
         log.warning("alert", key=key, severity=severity, reminder=reminder, mentioned=len(who))
         if not reminder:
             for listener in self.listeners:
@@ -158,18 +177,27 @@ class Alerts:
         posted). True if an alert was active. The recovery of an alert that rang rings the same people,
         except a non-critical one during the quiet hours (good news can wait)."""
         now = time.time() if now is None else now
-        current = await self.state(key)
         changed = await self.store.execute(
-            "UPDATE alerts SET active = 0, held = 0, cleared = ? WHERE key = ? AND active = 1", (now, key))
+            f"UPDATE alerts SET active = 0, held = 0, cleared = ?, "
+            f"resolution = CASE WHEN {WAS_POSTED} THEN ? END WHERE key = ? AND active = 1",
+            (now, f"✅ resolved: {text}", key))
         if not changed:
             return False
-        if current.held and current.mentioned is None:
+        if not await self._resolve(key):
             log.info("alert_cleared_unposted", key=key)
-            return True
-        who = self.config.admins if current.mentioned is None else current.mentioned
-        message = f"✅ resolved: {text}"
-        quiet = self.quiet_now(current.severity, now)
-        await self.messenger.notify(mention(who, message) if who and not quiet else Reply.text(message))
+        return True
+
+    async def _resolve(self, key: str) -> bool:
+        """Post the recovery notice the row owes, if any (once, even when a stop cut the last try short)."""
+        row = await self.store.fetchone("SELECT * FROM alerts WHERE key = ?", (key,))
+        if row is None or row["resolution"] is None:
+            return False
+        who = self.config.admins if row["mentioned"] is None else json.loads(row["mentioned"])
+        message = row["resolution"]
+        quiet = self.quiet_now(row["severity"], row["cleared"])
+        await self.messenger.notify(mention(who, message) if who and not quiet else Reply.text(message),
+                                    once=f"resolved|{key}|{row['cleared']}")
+        await self.store.execute("UPDATE alerts SET resolution = NULL WHERE key = ?", (key,))
         log.info("alert_cleared", key=key)
         return True
 

@@ -66,10 +66,13 @@ class Messenger:
     async def annotate(self, message_id: int, key: str) -> None:
         await self.outbox.annotate(message_id, key)
 
-    async def notify(self, reply: Reply, rooms: list[str] | None = None) -> list[int]:
-        """Speak first (alerts, reports): a notice to every admin room."""
+    async def notify(self, reply: Reply, rooms: list[str] | None = None, once: str | None = None) -> list[int]:
+        """Speak first (alerts, reports): a notice to every admin room. `once`: queued at most once per room
+        under this key (Outbox.send)."""
         targets = rooms or self.admin_rooms()
-        return [await self.outbox.send(room, self.labelled(reply).content()) for room in targets]
+        return [await self.outbox.send(room, self.labelled(reply).content(),
+                                       once=None if once is None else f"{once}|{room}")
+                for room in targets]
 
     def admin_rooms(self) -> list[str]:
         if self.config.rooms:

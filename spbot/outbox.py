@@ -78,7 +78,9 @@ class Outbox:
 
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
-        await self.store.add_columns("outbox", {"relation": "TEXT", "secret": "INTEGER", "lane": "TEXT"})
+        await self.store.add_columns("outbox", {"relation": "TEXT", "secret": "INTEGER", "lane": "TEXT",
+                                                "once": "TEXT"})
+        await self.store.ensure_schema("CREATE UNIQUE INDEX IF NOT EXISTS outbox_once ON outbox(once);")
         self._salt = await self.store.get("outbox_salt") or secrets.token_hex(6)
         await self.store.put("outbox_salt", self._salt)
         await self.store.execute("DELETE FROM outbox WHERE sent_at < ?", (time.time() - 7 * 86400,))
@@ -100,11 +102,19 @@ class Outbox:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    async def send(self, room_id: str, content: dict, secret: bool = False) -> int:
-        """Queue a message; `secret` ones are wiped from the store once they are sent."""
-        message_id = await self.store.insert(
-            "INSERT INTO outbox(room_id, content, created, secret, lane) VALUES(?, ?, ?, ?, ?)",
-            (room_id, json.dumps(content), time.time(), int(secret), speaking_for.get()))
+    async def send(self, room_id: str, content: dict, secret: bool = False, once: str | None = None) -> int:
+        """Queue a message; `secret` ones are wiped from the store once they are sent. `once`: a key that
+        queues it at most once (while its row is kept, a week after sending): sent again with the same key,
+        e.g. after a restart cut short what followed the first send, it returns the first one's id."""
+        row = (room_id, json.dumps(content), time.time(), int(secret), speaking_for.get(), once)
+        if once is None:
+            message_id = await self.store.insert(
+                "INSERT INTO outbox(room_id, content, created, secret, lane, once) VALUES(?, ?, ?, ?, ?, ?)", row)
+        else:
+            await self.store.execute(
+                "INSERT INTO outbox(room_id, content, created, secret, lane, once) VALUES(?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(once) DO NOTHING", row)
+            message_id = (await self.store.fetchone("SELECT id FROM outbox WHERE once = ?", (once,)))["id"]
         self._wake.set()
         return message_id
 

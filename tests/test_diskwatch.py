@@ -37,7 +37,7 @@ class StandInHost:
         self.posted: list[Reply] = []
         self.alerts = Alerts(store, self, self.config)
 
-    async def notify(self, reply: Reply, rooms=None) -> list[int]:
+    async def notify(self, reply: Reply, rooms=None, once=None) -> list[int]:
         self.posted.append(reply)
         return [len(self.posted)]
 

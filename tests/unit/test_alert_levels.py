@@ -27,7 +27,7 @@ class Posted:
     def __init__(self):
         self.replies: list[Reply] = []
 
-    async def notify(self, reply: Reply, rooms=None) -> list[int]:
+    async def notify(self, reply: Reply, rooms=None, once=None) -> list[int]:
         self.replies.append(reply)
         return [len(self.replies)]
 
@@ -138,7 +138,7 @@ async def test_an_alert_the_bot_was_stopped_before_posting_is_posted_at_the_next
     the next checks stayed silent until it was due again (a day for a warning)."""
     alerts, posted = await alerts_for(store)
 
-    async def killed(reply, rooms=None):
+    async def killed(reply, rooms=None, once=None):
         raise Stopped
     alerts.messenger = SimpleNamespace(notify=killed)
     with pytest.raises(Stopped):

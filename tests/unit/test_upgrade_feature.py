@@ -25,7 +25,7 @@ class Host:
         self.alerts = self
         self.said: list[str] = []
 
-    async def notify(self, reply, rooms=None) -> list[int]:
+    async def notify(self, reply, rooms=None, once=None) -> list[int]:
         self.said.append(reply.body)
         return [1]
 
