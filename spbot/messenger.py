@@ -18,6 +18,7 @@ from .request import Request, UserError
 from .store import Store
 
 log = get_logger(__name__)
+DIRECT_NAME = "spbot (private)"
 
 
 class Messenger:
@@ -97,23 +98,36 @@ class Messenger:
 
     async def _direct_room(self, user_id: str) -> str:
         key = f"direct_room:{user_id}"
-        room_id = await self.store.get(key)
-        if room_id and await self._has_member(room_id, user_id, wait=2.0):
-            return room_id
-        if room_id:                               # they left it: a message there would go nowhere
-            log.info("direct_room_replaced", user_id=user_id, room=room_id)
-            await self.connection.client.room_leave(room_id)
-        room_id = await self._create_direct_room(user_id)
-        await self.store.put(key, room_id)
-        return room_id
+        recorded = await self.store.get(key)
+        if recorded and await self._has_member(recorded, user_id, wait=2.0):
+            return recorded
+        made = self._made_before(user_id)
+        if made is not None:
+            await self.store.put(key, made)
+            return made
+        if recorded:                              # they left it: a message there would go nowhere
+            log.info("direct_room_replaced", user_id=user_id, room=recorded)
+            await self.connection.client.room_leave(recorded)
+        return await self._create_direct_room(user_id, key)
 
-    async def _create_direct_room(self, user_id: str) -> str:
+    def _made_before(self, user_id: str) -> str | None:
+        """A private room with them that was made but never recorded (a stop came in between): used
+        rather than inviting them to a second one."""
+        client = self.connection.client
+        for room in client.rooms.values():
+            if (room.name == DIRECT_NAME and room.encrypted and room.join_rule == "invite"
+                    and user_id in room.users and set(room.users) <= {client.user_id, user_id}):
+                return room.room_id
+        return None
+
+    async def _create_direct_room(self, user_id: str, key: str) -> str:
         response = await self.connection.client.room_create(
             is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat,
-            name="spbot (private)", initial_state=[EnableEncryptionBuilder().as_dict()])
+            name=DIRECT_NAME, initial_state=[EnableEncryptionBuilder().as_dict()])
         if not isinstance(response, RoomCreateResponse):
             raise UserError(f"I could not open a private room with {user_id}: "
                             f"{getattr(response, 'message', response)}", "try again in a minute")
+        await self.store.put(key, response.room_id)     # before waiting: a retry uses it, not a new one
         # Until the invitation has synced, a message would be encrypted for the bot alone.
         if not await self._has_member(response.room_id, user_id, wait=15.0):
             raise UserError(f"I opened a private room with {user_id}, but the invitation did not show "
