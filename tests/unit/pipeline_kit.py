@@ -144,3 +144,7 @@ def sample_registry() -> Registry:
         raise RuntimeError("kaboom")
 
     return registry
+
+
+class Stopped(Exception):
+    """Stands for the bot being killed at that moment."""

@@ -14,6 +14,8 @@ from spbot.alerts_settings import AlertSettings
 from spbot.render import Reply
 from spbot.store import Store
 
+from .pipeline_kit import Stopped
+
 ADMINS = ["@alice:example.org", "@bob:example.org"]
 
 
@@ -127,10 +129,6 @@ def test_quiet_hours_are_checked_when_the_config_is_read():
     quiet = AlertSettings(quiet_hours="09:00-17:30").quiet("UTC")
     assert quiet.contains(at(9)) and quiet.contains(at(17, 29)) and not quiet.contains(at(17, 30))
     assert quiet.ends_after(at(12)) == at(17, 30) and quiet.ends_after(at(18)) == at(18)
-
-
-class Stopped(Exception):
-    """Stands for the bot being killed at that moment."""
 
 
 async def test_an_alert_the_bot_was_stopped_before_posting_is_posted_at_the_next_check(store):

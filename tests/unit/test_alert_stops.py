@@ -10,15 +10,11 @@ import pytest
 from spbot.alerts import Alerts
 from spbot.outbox import Outbox
 
-from .pipeline_kit import ALICE, BOB, CAROL, ROOM, Parts
+from .pipeline_kit import ALICE, BOB, CAROL, Parts, ROOM, Stopped
 
 ADMINS = [ALICE, BOB, CAROL]
 T0 = 1_800_000_000.0
 HOUR = 3600.0
-
-
-class Stopped(Exception):
-    """Stands for the bot being killed at that moment."""
 
 
 class StopAround:
@@ -33,13 +29,6 @@ class StopAround:
         if self.after:
             await self.messenger.notify(reply, rooms, once=once)
         raise Stopped
-
-
-@pytest.fixture
-async def parts(tmp_path):
-    parts = await Parts(tmp_path).start()
-    yield parts
-    await parts.stop()
 
 
 async def started(parts: Parts, messenger=None) -> Alerts:

@@ -9,11 +9,7 @@ from nio import MatrixRoom, RoomCreateResponse
 from spbot.messenger import DIRECT_NAME, Messenger
 from spbot.render import Reply
 
-from .pipeline_kit import ALICE, BOB, BOT, Parts
-
-
-class Stopped(Exception):
-    """Stands for the bot being killed at that moment."""
+from .pipeline_kit import ALICE, BOB, BOT, Stopped
 
 
 class RoomMaker:
@@ -39,13 +35,6 @@ def add_room(client, room_id: str, name: str, members: list[str], join_rule: str
         room.add_member(user, None, None, invited=user != BOT)
     client.rooms[room_id] = room
     return room
-
-
-@pytest.fixture
-async def parts(tmp_path):
-    parts = await Parts(tmp_path).start()
-    yield parts
-    await parts.stop()
 
 
 async def test_a_room_made_just_before_a_stop_is_used_after_the_restart(parts):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from aiohttp import ClientConnectionError
 
 from spbot.outbox import speaking_for
@@ -13,13 +12,6 @@ from spbot.render import Reply
 from .pipeline_kit import ROOM, Parts, until_sent
 
 ALICE, BOB = "@alice:example.org", "@bob:example.org"
-
-
-@pytest.fixture
-async def parts(tmp_path):
-    parts = await Parts(tmp_path).start()
-    yield parts
-    await parts.stop()
 
 
 async def say(parts: Parts, sender: str, texts: list[str]) -> list[int]:

@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from aiohttp import ClientConnectionError
 
 from spbot.render import Reply
 
-from .pipeline_kit import OTHER_ROOM, ROOM, Parts, request, until_sent
-
-
-@pytest.fixture
-async def parts(tmp_path):
-    parts = await Parts(tmp_path).start()
-    yield parts
-    await parts.stop()
+from .pipeline_kit import OTHER_ROOM, ROOM, request, until_sent
 
 
 async def test_messages_leave_in_the_order_they_were_queued(parts):
