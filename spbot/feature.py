@@ -146,13 +146,17 @@ class Features:
 
     async def start(self, host: Host) -> None:
         for kind in self.kinds:
+            started = None
             try:
                 feature = kind.create(host, host.config)
                 await feature.start()
+                started = feature
                 work = feature.scheduled()
             except Exception as exc:
                 self.failed[kind] = failure_text(exc)
                 log.exception("feature_not_started", feature=kind.name)
+                if started is not None:
+                    await self._stop(started)       # what its start() set going
                 continue
             self.running[kind] = feature
             for one in work:
@@ -161,10 +165,14 @@ class Features:
     async def stop(self) -> None:
         """Each feature, even when one before it fails to stop (the bot still flushes its outbox)."""
         for feature in reversed(list(self.running.values())):
-            try:
-                await feature.stop()
-            except Exception:
-                log.exception("feature_stop_failed", feature=feature.name)
+            await self._stop(feature)
+
+    @staticmethod
+    async def _stop(feature: Feature) -> None:
+        try:
+            await feature.stop()
+        except Exception:
+            log.exception("feature_stop_failed", feature=feature.name)
 
     def get(self, kind: type[F]) -> F:
         if kind in self.failed:

@@ -128,3 +128,22 @@ async def test_a_feature_that_fails_to_stop_does_not_keep_the_others_from_stoppi
     await features.start(Host(config()))
     await features.stop()
     assert EVENTS[-2:] == ["stop plain", "stop sample"]
+
+
+class BadSchedule(Plain):
+    name = "unit_bad_schedule"
+
+    def scheduled(self) -> list[Scheduled]:
+        raise ValueError("a schedule it cannot read")
+
+
+async def test_a_feature_that_started_but_cannot_schedule_its_work_is_stopped_again():
+    """It counts as not started; before, what its start() set going (tasks, listeners) kept running
+    in a feature the bot no longer stopped."""
+    EVENTS.clear()
+    features = Features([BadSchedule, Sample])
+    await features.start(Host(config()))
+    assert EVENTS == ["start plain settings=None", "stop plain", "start sample every=60"]
+    assert features.failed == {BadSchedule: "an internal error (ValueError)"}
+    await features.stop()
+    assert EVENTS[-1] == "stop sample"
