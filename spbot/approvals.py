@@ -330,10 +330,10 @@ class Approvals:
         """A job ended: the request it ran for (if any) shows how."""
         if request_id is None:
             return
-        await self.store.execute("UPDATE requests SET job_id = COALESCE(job_id, ?) WHERE id = ?",
-                                 (job_id, request_id))      # a stop may have come before it was noted
-        await self.store.execute("UPDATE requests SET state = ? WHERE id = ? AND state = 'running'",
-                                 (JOB_STATE_TO_REQUEST.get(state, state), request_id))
+        await self.store.execute(      # its job: a stop may have come before it was noted
+            "UPDATE requests SET job_id = COALESCE(job_id, ?), "
+            "state = CASE WHEN state = 'running' THEN ? ELSE state END WHERE id = ?",
+            (job_id, JOB_STATE_TO_REQUEST.get(state, state), request_id))
         await self._refresh_message(await self._row(request_id))
 
     # --- reading and rendering -----------------------------------------------------------------

@@ -52,7 +52,7 @@ class Store:
         if await self.get(SCRUBBED_KEY) is None:     # pages freed before secure_delete was on
             await self.db.execute("VACUUM")
             await self.put(SCRUBBED_KEY, True)
-        await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self.checkpoint()
         for suffix in ("", "-wal", "-shm"):
             companion = self.path.with_name(self.path.name + suffix)
             if companion.exists():
