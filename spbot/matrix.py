@@ -52,6 +52,14 @@ async def know_devices(client: AsyncClient) -> None:
             raise ConnectionError(f"keys query failed: {getattr(response, 'message', response)}")
 
 
+def nothing_new(response: SyncResponse) -> bool:
+    """A long poll that ended with nothing for the bot: no room, to-device, device-list or account
+    event. Reading it again (from the position before it) changes nothing."""
+    rooms, devices = response.rooms, response.device_list
+    return not (rooms.join or rooms.invite or rooms.leave or response.to_device_events
+                or devices.changed or devices.left or response.account_data_events)
+
+
 class LoginFailed(Exception):
     """The homeserver refused the bot's credentials; the message says what to fix."""
 
@@ -183,7 +191,8 @@ class Connection:
             if batch.gap_events:
                 log.info("gap_filled", events=batch.gap_events)
             await self._until_done("handle_batch", lambda: handle(batch))
-            await self._until_done("save_sync_position", lambda: save_position(response.next_batch))
+            if not nothing_new(response):      # an idle long poll writes nothing (a restart reads it again)
+                await self._until_done("save_sync_position", lambda: save_position(response.next_batch))
             since = response.next_batch
             self.first_sync_done.set()
 
