@@ -114,6 +114,10 @@ class Feature:
     async def start(self) -> None:
         """Called once, after login and before the first command runs."""
 
+    async def after_start(self) -> None:
+        """Called once every feature has started (for what needs another feature's part), before the
+        first command runs; an error here is logged and leaves the feature running."""
+
     async def stop(self) -> None:
         """Called once when the bot stops: end loops, close clients."""
 
@@ -161,6 +165,11 @@ class Features:
             self.running[kind] = feature
             for one in work:
                 one.add_to(host.scheduler, host.config.timezone)
+        for feature in list(self.running.values()):
+            try:
+                await feature.after_start()
+            except Exception:
+                log.exception("feature_after_start_failed", feature=feature.name)
 
     async def stop(self) -> None:
         """Each feature, even when one before it fails to stop (the bot still flushes its outbox)."""

@@ -2,11 +2,15 @@
 before replacing, retention, the drill, crashes, full disks, and B2 set-up on b2sdk's simulator."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +24,9 @@ from spbot.context import UserError
 from spbot.features.backup import (BackupSettings, Backups, render_digest, render_forget, render_list, render_stats,
                                    reply_for, restic_pattern)
 from spbot.features.backup.alerting import overdue
+from spbot.features.backup.model import Stopper
+from spbot.features.backup.recovery import finish_what_a_stop_left
+from spbot.features.backup.restore_files import aside_of
 from spbot.scheduler import cron_trigger
 from spbot.store import Store
 from spbot.system.restic import LocalRepository, Restic, ResticFailure
@@ -623,3 +630,146 @@ async def test_doctor_checks_give_backup_lines(tmp_path, repo, live):
     assert sum(1 for c in checks if c.state == "fail") == 1
     assert checks[1].state == "warn" and "chmod 600" in checks[1].text
     assert any(c.state == "fail" and "wrong repository password" in c.text for c in checks), checks
+
+
+# --------------------------------------------------------------------------- a stop in the middle
+# What a stop of the bot leaves undone in a backup or a restore is finished at the next start
+# (spbot/features/backup/recovery.py): a real SIGKILL of a process running a backup, and restores cut at
+# each phase (their files as a kill leaves them).
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKUP_IN_A_PROCESS = """
+import asyncio, json, sys
+from spbot.features.backup import BackupSettings, Backups
+from spbot.store import Store
+
+async def main():
+    store = await Store(sys.argv[2]).open()
+    settings = BackupSettings.model_validate(json.loads(sys.argv[1]))
+    await Backups(settings, sys.argv[3], store).run(["files"], "manual")
+
+asyncio.run(main())
+"""
+
+
+async def test_post_commands_owed_by_a_killed_backup_run_at_the_next_start(tmp_path, repo, live, store):
+    """The pre command stopped the family's service, the post command would start it again: a kill in
+    between left it stopped for good."""
+    order = tmp_path / "order.log"
+    settings = settings_for(tmp_path, repo, services={"files": {
+        "paths": [str(live / "files")],
+        "pre": [["sh", "-c", f"echo pre >> {order}; exec sleep 60"]],
+        "post": [["sh", "-c", f"echo post >> {order}"]]}})
+    process = subprocess.Popen([sys.executable, "-c", BACKUP_IN_A_PROCESS, settings.model_dump_json(),
+                                str(store.path), str(tmp_path / "state")], cwd=ROOT, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not (order.exists() and order.read_text() == "pre\n"):
+        assert time.monotonic() < deadline and process.poll() is None, "the pre command never ran"
+        await asyncio.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)        # the bot and the pre command's sleep with it
+    process.wait()
+
+    backups = Backups(settings, tmp_path / "state", store)     # the next start
+    lines = await finish_what_a_stop_left(backups)
+
+    assert order.read_text() == "pre\npost\n"
+    assert lines == ["I was stopped during the backup of files, after its pre commands: I ran its post "
+                     "commands now"]
+    assert await backups.log.owed() == {} and await finish_what_a_stop_left(backups) == []
+
+
+async def test_a_finished_backup_owes_nothing(tmp_path, repo, live, store):
+    settings = settings_for(tmp_path, repo, services={"files": {
+        "paths": [str(live / "files")], "post": [["true"]]}})
+    backups = Backups(settings, tmp_path / "state", store)
+    [outcome] = await backups.run()
+    assert outcome.ok and await backups.log.owed() == {}
+
+
+def restore_cut_short(tmp_path: Path, live: Path, phase: str, database: bool = False) -> dict:
+    """The files and record a kill leaves at `phase` of a restore of `live` (with the unit stopped):
+    replacing: the old data moved aside and the restored copy not yet in place; replaced: the restored
+    copy in place and the old data aside, not yet removed."""
+    stage = live.parent / ".spbot-restore-0a1b2c3d-files"
+    make_tree(stage / str(live).lstrip("/"))
+    (stage / str(live).lstrip("/") / "docs" / "note.txt").write_text("the restored note")
+    os.rename(live, aside_of(live, stage))
+    if phase == "replaced":
+        os.rename(stage / str(live).lstrip("/"), live)
+    return {"kind": "restore", "service": "files", "units": ["web-app.service"], "stopper": False,
+            "staged": [[str(live), str(stage)]], "snapshot": "0a1b2c3d", "pre_restore": "9f8e7d6c",
+            "database": database, "since": time.time(), "phase": phase}
+
+
+@pytest.fixture
+def systemctl(tmp_path) -> FakeBin:
+    bins = FakeBin(tmp_path)
+    bins.add("systemctl", [Rule(match=["**"])])
+    return bins
+
+
+async def test_a_restore_cut_while_replacing_puts_the_old_data_back(tmp_path, repo, live, store, systemctl):
+    before = tmp_path / "before"
+    shutil.copytree(live / "files", before, symlinks=True)
+    settings = settings_for(tmp_path, repo).model_copy(update={"systemctl": str(systemctl.dir / "systemctl")})
+    backups = Backups(settings, tmp_path / "state", store)
+    await backups.log.owe("restore:files", restore_cut_short(tmp_path, live / "files", "replacing"))
+
+    [line] = await finish_what_a_stop_left(backups)
+
+    assert_same_tree(before, live / "files")
+    assert [p.name for p in live.iterdir() if p.name.startswith(".spbot-")] == []
+    assert [c.argv for c in systemctl.calls("systemctl")] == [["start", "--", "web-app.service"]]
+    assert line == ("I was stopped in the middle of restoring files from snapshot 0a1b2c3d: I put the data back "
+                    "as it was before the restore, and started web-app.service again. Nothing was restored: "
+                    "send the restore again if you still want it")
+    assert await backups.log.owed() == {}
+
+
+async def test_a_restore_cut_after_replacing_keeps_the_restored_data_and_says_what_the_database_needs(
+        tmp_path, repo, live, store, systemctl):
+    settings = settings_for(tmp_path, repo).model_copy(update={"systemctl": str(systemctl.dir / "systemctl")})
+    backups = Backups(settings, tmp_path / "state", store)
+    await backups.log.owe("restore:files", restore_cut_short(tmp_path, live / "files", "replaced", database=True))
+
+    [line] = await finish_what_a_stop_left(backups)
+
+    assert (live / "files" / "docs" / "note.txt").read_text() == "the restored note"
+    assert [p.name for p in live.iterdir() if p.name.startswith(".spbot-")] == []
+    assert [c.argv for c in systemctl.calls("systemctl")] == [["start", "--", "web-app.service"]]
+    assert line.startswith("I was stopped in the middle of restoring files from snapshot 0a1b2c3d: the restored "
+                           "data was already in place, and started web-app.service again. Its database import "
+                           "was cut short: restore it again (!backup restore 0a1b2c3d files) or go back to the "
+                           "data from before (!backup restore 9f8e7d6c files)"), line
+
+
+async def test_a_broken_record_is_told_and_does_not_stop_the_others(tmp_path, repo, live, store, systemctl):
+    order = tmp_path / "order.log"
+    settings = settings_for(tmp_path, repo, services={"files": {
+        "paths": [str(live / "files")], "post": [["sh", "-c", f"echo post >> {order}"]]}})
+    backups = Backups(settings, tmp_path / "state", store)
+    await backups.log.owe("restore:mail", {"kind": "restore", "service": "mail"})     # no phase, no paths
+    await backups.log.owe("post:files", {"kind": "post", "service": "files"})
+
+    lines = await finish_what_a_stop_left(backups)
+
+    assert order.read_text() == "post\n"
+    assert json.dumps(lines).count("I was stopped") == 2
+    assert "restore of mail and could not finish it" in lines[1] and "check that service now" in lines[1]
+    assert await backups.log.owed() == {}
+
+
+async def test_a_restore_cut_short_starts_again_what_another_feature_stopped(tmp_path, repo, live, store):
+    """A catalogue service without units (its containers): the services feature's stopper starts it."""
+    started = []
+
+    async def start() -> None:
+        started.append("nextcloud")
+    backups = Backups(settings_for(tmp_path, repo), tmp_path / "state", store)
+    backups.stoppers["files"] = Stopper("container(s) nextcloud", stop=lambda: None, start=start)
+    record = restore_cut_short(tmp_path, live / "files", "replacing")
+    await backups.log.owe("restore:files", {**record, "units": [], "stopper": True})
+
+    [line] = await finish_what_a_stop_left(backups)
+
+    assert started == ["nextcloud"] and "and started container(s) nextcloud again" in line

@@ -147,3 +147,25 @@ async def test_a_feature_that_started_but_cannot_schedule_its_work_is_stopped_ag
     assert features.failed == {BadSchedule: "an internal error (ValueError)"}
     await features.stop()
     assert EVENTS[-1] == "stop sample"
+
+
+class Late(Plain):
+    name = "unit_late"
+
+    async def after_start(self) -> None:
+        EVENTS.append("after start late")
+        raise RuntimeError("a bug after starting")
+
+
+class Early(Sample):
+    async def after_start(self) -> None:
+        EVENTS.append("after start sample")
+
+
+async def test_after_start_runs_once_every_feature_started_and_its_error_leaves_the_feature_running():
+    EVENTS.clear()
+    features = Features([Late, Early])
+    await features.start(Host(config()))
+    assert EVENTS == ["start plain settings=None", "start sample every=60", "after start late",
+                      "after start sample"]
+    assert set(features.running) == {Late, Early} and features.failed == {}

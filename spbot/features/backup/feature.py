@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from spbot.feature import Check, Feature, Scheduled
-from spbot.render import Reply, human_duration
+from spbot.render import Reply, human_duration, mention
 
 from . import alerting
 from .model import Outcome, Progress, Stopper
+from .recovery import finish_what_a_stop_left
 from .schedule import BackupSchedule
 from .service import Backups
 from .settings import BackupSettings, ServiceSettings
@@ -36,6 +37,13 @@ class BackupFeature(Feature):
         await self.backups.log.start()
         if self.settings.services:
             self._watchdog = self.host.spawn(self.schedule.watch(), name="backup watchdog")
+
+    async def after_start(self) -> None:
+        """What a stop of the bot left undone in a backup or a restore, finished now and told (after the
+        other features: a catalogue service's post commands and stopper are theirs)."""
+        lines = await finish_what_a_stop_left(self.backups)
+        if lines:
+            await self.host.notify(mention(self.host.config.admins, "⚠️ " + "\n⚠️ ".join(lines)))
 
     def add_services(self, services: dict[str, ServiceSettings],
                      checks: dict[str, Callable[[], Awaitable[str]]] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,11 +46,16 @@ async def into_place(backups: "Backups", ref: str, service: str | None,
         report.pre_restore = await _pre_restore_snapshot(backups, restic, name, spec, snapshot, report)
         then = lambda: _reimport(backups, name, spec, snapshot, progress, report)  # noqa: E731
         stopper = backups.stoppers.get(name) if not spec.units else None
-        if stopper is not None:
-            report.units = [stopper.what]
-            await _swap_with_stopper(stopper, staged, progress, report, then)
-        else:
-            await _swap_with_units_stopped(backups, spec.units, staged, progress, report, then)
+        mark = await _owe_the_restore(backups, name, spec, stopper, staged, snapshot, report)
+        try:
+            swap = lambda: _swap_and_import(staged, progress, then, mark)  # noqa: E731
+            if stopper is not None:
+                report.units = [stopper.what]
+                await _swap_with_stopper(stopper, progress, report, swap)
+            else:
+                await _swap_with_units_stopped(backups, spec.units, progress, report, swap)
+        finally:
+            await backups.log.paid(f"restore:{name}")    # the units are started again, whatever happened
     finally:
         await asyncio.to_thread(remove_all, [stage for _, stage in staged])
         if spec.database is not None:
@@ -167,50 +173,73 @@ async def _pre_restore_snapshot(backups: "Backups", restic: Restic, name: str, s
     return outcome.snapshot_id
 
 
-async def _swap_with_units_stopped(backups: "Backups", units: list[str], staged: list[tuple[Path, Path]],
-                                   progress: Progress | None, report: RestoreReport,
-                                   then: Callable[[], Awaitable[None]] | None = None) -> None:
+async def _owe_the_restore(backups: "Backups", name: str, spec: ServiceSettings, stopper: Stopper | None,
+                           staged: list[tuple[Path, Path]], snapshot: Snapshot,
+                           report: RestoreReport) -> Callable[[str], Awaitable[None]]:
+    """Recorded before the service is stopped, so that a stop of the bot from here on still gets it
+    started again and its data put back or tidied (recovery.py); returns how to note each phase:
+    replacing (the data may be half swapped), replaced (the restored data is in place), imported."""
+    key = f"restore:{name}"
+    entry = {"kind": "restore", "service": name, "units": list(spec.units), "stopper": stopper is not None,
+             "staged": [[str(live), str(stage)] for live, stage in staged], "snapshot": snapshot.short_id,
+             "pre_restore": report.pre_restore, "database": spec.database is not None, "since": time.time()}
+
+    async def mark(phase: str) -> None:
+        await backups.log.owe(key, {**entry, "phase": phase})
+    await mark("replacing")
+    return mark
+
+
+async def _swap_and_import(staged: list[tuple[Path, Path]], progress: Progress | None,
+                           then: Callable[[], Awaitable[None]], mark: Callable[[str], Awaitable[None]]) -> None:
+    await _say(progress, "moving the restored data into place", None)
+    replaced = await asyncio.to_thread(swap_into_place, staged)
+    await mark("replaced")
+    await asyncio.to_thread(remove_all, replaced)
+    await then()
+    await mark("imported")
+
+
+async def _swap_with_units_stopped(backups: "Backups", units: list[str], progress: Progress | None,
+                                   report: RestoreReport, swap: Callable[[], Awaitable[None]]) -> None:
     if units:
         await _say(progress, f"stopping {', '.join(units)}", None)
-        await _systemctl(backups, "stop", units, report, must=True)
+        await systemctl(backups, "stop", units, report.warnings, must=True)
     try:
-        await _say(progress, "moving the restored data into place", None)
-        await asyncio.to_thread(swap_into_place, staged)
-        if then is not None:
-            await then()
+        await swap()
     finally:
         if units:
             await _say(progress, f"starting {', '.join(units)}", None)
-            await _systemctl(backups, "start", units, report, must=False)
+            await systemctl(backups, "start", units, report.warnings, must=False)
 
 
-async def _swap_with_stopper(stopper: Stopper, staged: list[tuple[Path, Path]], progress: Progress | None,
-                             report: RestoreReport, then: Callable[[], Awaitable[None]]) -> None:
+async def _swap_with_stopper(stopper: Stopper, progress: Progress | None, report: RestoreReport,
+                             swap: Callable[[], Awaitable[None]]) -> None:
     """As _swap_with_units_stopped, for a service another feature stops and starts (its containers)."""
     await _say(progress, f"stopping {stopper.what}", None)
     try:
         await stopper.stop()
     except Exception as exc:
-        await _start(stopper, report)
+        await start_with(stopper, report.warnings)
         raise UserError(f"stopping {stopper.what} failed, so nothing was replaced: {exc}",
                         "check it with !services, then try the restore again") from None
     try:
-        await _say(progress, "moving the restored data into place", None)
-        await asyncio.to_thread(swap_into_place, staged)
-        await then()
+        await swap()
     finally:
         await _say(progress, f"starting {stopper.what}", None)
-        await _start(stopper, report)
+        await start_with(stopper, report.warnings)
 
 
-async def _start(stopper: Stopper, report: RestoreReport) -> None:
+async def start_with(stopper: Stopper, warnings: list[str]) -> None:
     try:
         await stopper.start()
     except Exception as exc:
-        report.warnings.append(f"starting {stopper.what} failed ({exc}): check it now (!services)")
+        warnings.append(f"starting {stopper.what} failed ({exc}): check it now (!services)")
 
 
-async def _systemctl(backups: "Backups", action: str, units: list[str], report: RestoreReport, *, must: bool) -> None:
+async def systemctl(backups: "Backups", action: str, units: list[str], warnings: list[str], *,
+                    must: bool) -> None:
+    """systemctl <action> on the units; a failure is a warning, or (`must`) starts them again and raises."""
     try:
         result = await run([backups.settings.systemctl, action, "--", *units],
                            timeout=backups.settings.command_timeout)
@@ -221,11 +250,11 @@ async def _systemctl(backups: "Backups", action: str, units: list[str], report: 
     if not problem:
         return
     if must:
-        await _systemctl(backups, "start", units, report, must=False)
+        await systemctl(backups, "start", units, warnings, must=False)
         raise UserError(f"systemctl {action} {' '.join(units)} failed, so nothing was replaced: {problem}",
                         "check the units with !services or journalctl, then try the restore again")
-    report.warnings.append(f"systemctl {action} {' '.join(units)} failed ({problem}): check them now "
-                           "(journalctl -u <unit>)")
+    warnings.append(f"systemctl {action} {' '.join(units)} failed ({problem}): check them now "
+                    "(journalctl -u <unit>)")
 
 
 async def _say(progress: Progress | None, step: str, fraction: float | None) -> None:

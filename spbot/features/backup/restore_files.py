@@ -62,14 +62,20 @@ def staging_dir(live: Path, snapshot: Snapshot) -> Path:
     return live.parent / f".spbot-restore-{snapshot.short_id}-{live.name}"
 
 
-def swap_into_place(staged: list[tuple[Path, Path]]) -> None:
-    """Blocking: rename each live path aside, rename the restored copy in, then delete the old data.
-    If a step fails, what was already swapped is put back."""
+def aside_of(live: Path, stage: Path) -> Path:
+    """Where a restore moves the live data while the restored copy takes its place."""
+    return live.parent / f".spbot-replaced-{stage.name.removeprefix('.spbot-restore-')}"
+
+
+def swap_into_place(staged: list[tuple[Path, Path]]) -> list[Path]:
+    """Blocking: rename each live path aside and the restored copy in; returns where the old data is now
+    (for remove_all once the swap is recorded as done). If a step fails, what was already swapped is
+    put back."""
     done: list[tuple[Path, Path | None]] = []
     try:
         for live, stage in staged:
             restored = stage / str(live).lstrip("/")
-            aside = live.parent / f".spbot-replaced-{stage.name.removeprefix('.spbot-restore-')}"
+            aside = aside_of(live, stage)
             had_live = os.path.lexists(live)
             if had_live:
                 os.rename(live, aside)
@@ -83,7 +89,23 @@ def swap_into_place(staged: list[tuple[Path, Path]]) -> None:
                 os.rename(aside, live)
         raise UserError(f"moving the restored data into place failed ({exc.strerror}); the live data was put back",
                         "check the free space and permissions next to the live data") from None
-    remove_all([aside for _, aside in done if aside is not None])
+    return [aside for _, aside in done if aside is not None]
+
+
+def put_back(staged: list[tuple[Path, Path]]) -> list[str]:
+    """Blocking: undo a swap that a stop of the bot cut short: wherever the old data is aside, it goes
+    back (a restored copy already in its place is removed: the snapshot still has it). Returns the live
+    paths put back."""
+    back = []
+    for live, stage in staged:
+        aside = aside_of(live, stage)
+        if not os.path.lexists(aside):
+            continue
+        if os.path.lexists(live):
+            _remove(live)
+        os.rename(aside, live)
+        back.append(str(live))
+    return back
 
 
 def _remove(path: Path) -> None:

@@ -1,9 +1,10 @@
 """The run log: one row per finished backup run in the bot's database, snapshot sizes, the marker of a
-restic run that did not end cleanly, and when the watchdog first knew of each service."""
+restic run that did not end cleanly, what a stop of the bot left undone (recovery.py finishes it), and
+when the watchdog first knew of each service."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spbot.system.restic import BackupSummary
 
@@ -31,6 +32,9 @@ CREATE TABLE IF NOT EXISTS backup_runs (
 CREATE INDEX IF NOT EXISTS backup_runs_by_service ON backup_runs(service, ok, ended);
 CREATE TABLE IF NOT EXISTS backup_sizes (snapshot_id TEXT PRIMARY KEY, size INTEGER NOT NULL);
 """
+
+
+OWED = "backup:owed:"
 
 
 class RunLog:
@@ -87,6 +91,18 @@ class RunLog:
 
     async def interrupted(self) -> bool:
         return await self.store.get("backup:restic_running") is not None
+
+    # Work that must be finished even if the bot is killed halfway (a service's post commands once its pre
+    # commands ran, the units a restore stopped): written before the first step, removed after the last.
+    async def owe(self, key: str, entry: dict[str, Any]) -> None:
+        await self.store.put(OWED + key, entry)
+
+    async def paid(self, key: str) -> None:
+        await self.store.execute("DELETE FROM kv WHERE key = ?", (OWED + key,))
+
+    async def owed(self) -> dict[str, dict[str, Any]]:
+        rows = await self.store.fetchall("SELECT key FROM kv WHERE key LIKE ? ORDER BY key", (OWED + "%",))
+        return {r["key"].removeprefix(OWED): await self.store.get(r["key"]) for r in rows}
 
     async def first_seen(self, service: str, now: float) -> float:
         """When the watchdog first knew of this service (its grace period starts there)."""

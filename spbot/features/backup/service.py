@@ -178,6 +178,8 @@ class Backups:
                              paths: Sequence[Path] | None = None) -> Outcome:
         outcome = Outcome(name, reason)
         label = f"{name} ({index}/{count})" if count > 1 else name
+        if spec.post:       # even if the bot is killed before they run (recovery.py runs them then)
+            await self.log.owe(f"post:{name}", {"kind": "post", "service": name, "since": time.time()})
         try:
             if await self._commands("pre", label, spec.pre, outcome, progress) and \
                     await self._dump(name, spec, label, outcome, progress):
@@ -188,7 +190,7 @@ class Backups:
             if spec.database is not None:
                 await asyncio.to_thread(shutil.rmtree, self.dump_dir(name), True)
             # Even when cancelled: a post command may restart what a pre command stopped.
-            await self._commands("post", label, spec.post, outcome, progress)
+            await self.post_commands(name, spec, outcome, label, progress)
             outcome.ended = time.time()
         log.info("backup_done", service=name, reason=reason, ok=outcome.ok, snapshot=outcome.snapshot_id,
                  kind=str(outcome.kind or ""), seconds=round(outcome.ended - outcome.started, 1))
@@ -249,6 +251,15 @@ class Backups:
                          "!backup now again")
             return False
         return True
+
+    async def post_commands(self, name: str, spec: ServiceSettings, outcome: Outcome, label: str | None = None,
+                            progress: Progress | None = None) -> bool:
+        """The service's post commands; then they are no longer owed. False if one failed."""
+        warned = len(outcome.warnings)
+        await self._commands("post", label or name, spec.post, outcome, progress)
+        if spec.post:
+            await self.log.paid(f"post:{name}")
+        return len(outcome.warnings) == warned
 
     async def _commands(self, stage: str, label: str, commands: list[list[str]], outcome: Outcome,
                         progress: Progress | None) -> bool:
