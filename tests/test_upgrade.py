@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -75,6 +76,7 @@ Conf linux-image-amd64 (6.1.119-1 Debian-Security:12/stable-security [amd64])
 Conf openssh-client (1:9.2p1-2+deb12u10 Debian:12.15/oldstable [amd64])
 """
 
+ROOT = Path(__file__).resolve().parents[1]
 UPGRADE_LOG = [
     "Reading package lists...",
     "Building dependency tree...",
@@ -338,11 +340,49 @@ async def test_apt_upgrade_frontend_lock_message_alone(apt, bins):
         await apt.upgrade(refresh=False)
 
 
-async def test_apt_upgrade_interrupted_dpkg(apt, bins):
-    stderr = "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem.\n"
-    bins.add("apt-get", [Rule(match=["-y", "**"], stderr=stderr, exit=100)])
-    with pytest.raises(UpgradeError, match="dpkg --configure -a"):
+INTERRUPTED = "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem.\n"
+
+
+async def test_apt_upgrade_finishes_an_interrupted_installation_first(bins, tmp_path):
+    """A crash or a stop in the middle of an earlier upgrade leaves dpkg interrupted, and every apt-get
+    run refuses until `dpkg --configure -a`: the family should not need a root console for that."""
+    finished = tmp_path / "dpkg-finished"
+    bins.add("dpkg", [Rule(match=["--force-confdef", "--force-confold", "--configure", "-a"],
+                           stream=["Setting up nginx (1.22.1-9) ..."], writes={str(finished): "yes"})])
+    bins.add("apt-get", [Rule(match=["-y", "**"], handler="tests.test_upgrade:apt_after_dpkg")])
+    apt = AptDriver(AptParams(env=bins.env(PYTHONPATH=str(ROOT)), reboot_required_file=tmp_path / "none"))
+    lines: list[str] = []
+    result = await apt.upgrade(refresh=False, on_line=lines.append)
+    assert [c.tool for c in bins.calls()] == ["apt-get", "dpkg", "apt-get"]
+    assert "finishing an earlier installation that was interrupted: dpkg --configure -a" in lines
+    assert "Setting up nginx (1.22.1-9) ..." in lines
+    assert "base-files" in [c.name for c in result.changes]
+
+
+def apt_after_dpkg(argv: list[str], base: str) -> int:
+    """apt-get dist-upgrade that refuses until the fake dpkg has finished the interrupted installation."""
+    if not (Path(base).parent / "dpkg-finished").exists():
+        sys.stderr.write(INTERRUPTED)
+        return 100
+    sys.stdout.write("\n".join(UPGRADE_LOG) + "\n")
+    return 0
+
+
+async def test_apt_upgrade_says_so_when_the_interrupted_installation_cannot_be_finished(apt, bins):
+    bins.add("dpkg", [Rule(match=["**"], exit=1, stderr="dpkg: error processing package nginx (--configure):\n")])
+    bins.add("apt-get", [Rule(match=["-y", "**"], stderr=INTERRUPTED, exit=100)])
+    with pytest.raises(UpgradeError, match=r"finishing it \(dpkg --configure -a\) failed \(exit code 1\): "
+                                           r"dpkg: error processing package nginx"):
         await apt.upgrade(refresh=False)
+    assert [c.tool for c in bins.calls()] == ["apt-get", "dpkg"]
+
+
+async def test_apt_check_of_an_interrupted_installation_says_upgrade_finishes_it(apt, bins):
+    bins.add("dpkg", [Rule(match=["**"])])
+    bins.add("apt-get", [Rule(match=["-s", "**"], stderr=INTERRUPTED, exit=100)])
+    with pytest.raises(UpgradeError, match=r"interrupted; !upgrade finishes it \(dpkg --configure -a\)"):
+        await apt.check(refresh=False)
+    assert [c.tool for c in bins.calls()] == ["apt-get"]          # a check changes nothing
 
 
 async def test_apt_upgrade_other_failure_keeps_tail(apt, bins):

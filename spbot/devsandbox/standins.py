@@ -27,7 +27,7 @@ from .fakebin import FakeBin, Rule
 SANDBOX_LINE = "[dev sandbox] simulated by a stand-in: nothing on this machine was changed"
 TOOLS = {
     "apt-get": "apt_get", "systemctl": "systemctl", "journalctl": "journalctl",
-    "nixos-rebuild": "nixos_rebuild", "reboot": "reboot", "xfs_growfs": "grow_fs",
+    "nixos-rebuild": "nixos_rebuild", "reboot": "reboot", "xfs_growfs": "grow_fs", "dpkg": "dpkg",
     "findmnt": "spbot.devsandbox.volumes:findmnt", "resize2fs": "spbot.devsandbox.volumes:resize2fs",
 }
 # Units every dev stack shows: two that mirror real processes of the stack, two pretend ones.
@@ -214,6 +214,12 @@ def _pending(base: str) -> list[tuple[str, str, str]]:
         if found:
             return found
     return DEMO_UPGRADES
+
+
+def dpkg(argv: list[str], base: str) -> int:
+    """Only `dpkg --configure -a` is asked of it (after an interrupted upgrade): nothing to finish here."""
+    print(SANDBOX_LINE)
+    return 0
 
 
 def apt_get(argv: list[str], base: str) -> int:

@@ -21,6 +21,7 @@ BUSY_MESSAGE = "another package manager is running; try again later"
 
 class AptParams(ToolParams):
     apt_get: str = Field("apt-get", description="The apt-get program.")
+    dpkg: str = Field("dpkg", description="The dpkg program (finishes an installation a crash interrupted).")
     reboot_required_file: Path = Field(
         Path("/run/reboot-required"),
         description="The file Debian creates when a reboot is needed.")
@@ -43,6 +44,7 @@ _SUMMARY = re.compile(r"^(\d+) upgraded, (\d+) newly installed, (\d+) to remove 
 _UNPACK = re.compile(r"^Unpacking (\S+) \(([^)]*)\)(?: over \(([^)]*)\))?")
 _REMOVING = re.compile(r"^Removing (\S+) \(([^)]*)\)")
 _LOCK_HOLDER = re.compile(r"held by process (\d+) \(([^)]*)\)")
+INTERRUPTED = "dpkg was interrupted"
 _LOCK_SIGNS = ("Could not get lock", "Unable to acquire the dpkg frontend lock",
                "Unable to lock the administration directory", "Unable to lock directory")
 
@@ -97,9 +99,9 @@ def apt_failure(what: str, result: ProcResult, tail: list[str]) -> UpgradeError:
         holder = _LOCK_HOLDER.search(text)
         detail = f" (held by {holder[2]}, pid {holder[1]})" if holder else ""
         return PackageManagerBusy(BUSY_MESSAGE + detail, tail)
-    if "dpkg was interrupted" in text:
-        return UpgradeError("an earlier package installation was interrupted; run "
-                            "`dpkg --configure -a` as root, then try again", tail)
+    if INTERRUPTED in text:
+        return UpgradeError("an earlier package installation was interrupted; !upgrade finishes it "
+                            "(dpkg --configure -a) before it upgrades", tail)
     errors = [line[3:] for line in lines if line.startswith("E: ")]
     detail = f": {errors[-1]}" if errors else ""
     return UpgradeError(f"{what} failed (exit code {result.returncode}){detail}", tail)
@@ -155,12 +157,27 @@ class AptDriver:
         sink = self._sink(on_line)
         result = await run_tool(self.upgrade_argv(), "apt-get dist-upgrade",
                                 self.params.upgrade_timeout, self.env(), sink)
+        if result.returncode != 0 and INTERRUPTED in result.stdout + result.stderr:
+            await self._finish_interrupted(sink)       # e.g. the bot or the server stopped mid-upgrade
+            result = await run_tool(self.upgrade_argv(), "apt-get dist-upgrade",
+                                    self.params.upgrade_timeout, self.env(), sink)
         if result.returncode != 0:
             raise apt_failure("apt-get dist-upgrade", result, list(sink.tail))
         changes, summary = parse_upgrade_log(result.stdout)
         return UpgradeResult(family=self.family, changes=changes, summary=summary,
                              duration=time.monotonic() - started, reboot=await self.reboot_status(),
                              log_tail=list(sink.tail))
+
+    async def _finish_interrupted(self, sink: LineSink) -> None:
+        """`dpkg --configure -a`, keeping changed config files, as apt asks after an interrupted run."""
+        await sink("finishing an earlier installation that was interrupted: dpkg --configure -a")
+        argv = [self.params.dpkg, "--force-confdef", "--force-confold", "--configure", "-a"]
+        result = await run_tool(argv, "dpkg --configure -a", self.params.upgrade_timeout, self.env(), sink)
+        if result.returncode != 0:
+            errors = [line for line in output_lines(result.stderr) if line.strip()]
+            raise UpgradeError("an earlier package installation was interrupted, and finishing it "
+                               f"(dpkg --configure -a) failed (exit code {result.returncode})"
+                               + (f": {errors[-1]}" if errors else ""), list(sink.tail))
 
     async def reboot_status(self) -> RebootStatus:
         """Debian's flag file /run/reboot-required and the packages listed in its .pkgs companion."""
