@@ -74,14 +74,27 @@ async def until(condition, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+def undelivered(alice: ChatClient, bot) -> str:
+    """What alice saw from the bot and where the bot's outbox stands (no message text): seen once in
+    CI, where the password message did not reach alice within the timeout."""
+    seen = [(e.type, e.decrypted, e.body[:20]) for e in alice.events[-30:] if e.sender == bot.user_id]
+    with sqlite3.connect(f"file:{bot.state_dir / 'spbot.db'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT id, room_id, secret, sent_at IS NOT NULL, failed, event_id FROM outbox "
+                          "ORDER BY id DESC LIMIT 5").fetchall()
+    return f"alice saw from the bot {seen}; the bot's last outbox rows {rows}"
+
+
 async def test_a_delivered_password_rests_in_no_file(alice, atrest_bot, synapse):
     bot = atrest_bot
     user_id = f"@kid_{SUFFIX}:{synapse.server_name}"
     reply = await alice.command(bot.room_id, f"!user add kid_{SUFFIX}", bot.user_id, timeout=TIMEOUT)
     assert reply.body.startswith(f"✅ Created {user_id}"), reply.body
-    await private_room(alice, bot)
-    message = await alice.wait_for(lambda e: e.sender == bot.user_id
-                                   and e.body.startswith(f"🔑 New account {user_id}"), TIMEOUT)
+    room = await private_room(alice, bot)
+    try:
+        message = await alice.wait_for(lambda e: e.sender == bot.user_id
+                                       and e.body.startswith(f"🔑 New account {user_id}"), TIMEOUT)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no password message in {room}: {undelivered(alice, bot)}") from None
     password = PASSWORD_RE.search(message.body).group(1).encode()
 
     await until(lambda: not files_holding(bot.state_dir, password), TIMEOUT,   # the bot may learn late that it was sent
