@@ -32,6 +32,7 @@ class Messenger:
         self.routes: dict[str, Callable[[Reply], Awaitable[Reply | None]]] = {}
         fleet = config.host is not None and bool(config.fleet.peers)
         self.label = f"[{config.host}] " if fleet else ""
+        self._waiting: set[asyncio.Task] = set()      # notices waiting for the admin rooms to be known
 
     def labelled(self, reply: Reply) -> Reply:
         """In a room shared by several bots, what this one says starts with its host name."""
@@ -71,9 +72,20 @@ class Messenger:
         """Speak first (alerts, reports): a notice to every admin room. `once`: queued at most once per room
         under this key (Outbox.send)."""
         targets = rooms or self.admin_rooms()
+        if not targets and not self.connection.first_sync_done.is_set():
+            # Any admin room (allow_any_admin_room): they are known after the first sync, which a notice
+            # given while the bot starts (an alert, a recovery) comes before; it waits for them.
+            task = asyncio.create_task(self._notify_once_rooms_known(reply, once), name="notice for later")
+            self._waiting.add(task)
+            task.add_done_callback(self._waiting.discard)
+            return []
         return [await self.outbox.send(room, self.labelled(reply).content(),
                                        once=None if once is None else f"{once}|{room}")
                 for room in targets]
+
+    async def _notify_once_rooms_known(self, reply: Reply, once: str | None) -> None:
+        await self.connection.first_sync_done.wait()
+        await self.notify(reply, once=once)
 
     def admin_rooms(self) -> list[str]:
         if self.config.rooms:

@@ -9,7 +9,7 @@ from aiohttp import ClientConnectionError
 
 from spbot.render import Reply
 
-from .pipeline_kit import OTHER_ROOM, ROOM, request, until_sent
+from .pipeline_kit import OTHER_ROOM, ROOM, Parts, request, until_sent
 
 
 async def test_messages_leave_in_the_order_they_were_queued(parts):
@@ -84,3 +84,23 @@ async def test_a_sent_secret_leaves_no_file_while_other_writes_go_on(parts, tmp_
     holding = {path.name for path in tmp_path.iterdir() if path.is_file()
                for secret in secrets if secret.encode() in path.read_bytes()}
     assert holding == set()
+
+
+async def test_a_notice_given_before_any_admin_room_is_known_waits_for_them(tmp_path):
+    """allow_any_admin_room: the admin rooms are the rooms the bot is in, known after the first sync;
+    a notice given while the bot starts (an alert, what a stop left undone) went to no room at all."""
+    parts = await Parts(tmp_path, rooms=[], allow_any_admin_room=True).start()
+    try:
+        connection, client = parts.connection, parts.connection.client
+        connection.first_sync_done.clear()
+        known, client.rooms = client.rooms, {}
+        assert await parts.messenger.notify(Reply.text("⚠️ I was stopped in the middle of …")) == []
+        await asyncio.sleep(0.1)
+        assert client.sent == []
+        client.rooms = known                                      # the first sync
+        connection.first_sync_done.set()
+        sent = await until_sent(client, 2)
+        assert sorted(room for room, _, _ in sent) == sorted(known)
+        assert {c["body"] for _, _, c in sent} == {"⚠️ I was stopped in the middle of …"}
+    finally:
+        await parts.stop()
