@@ -9,6 +9,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from spbot.chatclient import ChatClient
@@ -87,6 +88,17 @@ class TestBot:
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         return self.process.stop(sig)
+
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer would; then to the programs it had running (a hanging stand-in),
+        which a real kill would leave to finish."""
+        children = psutil.Process(self.process.running_pid()).children(recursive=True)
+        self.stop(signal.SIGKILL)
+        for child in children:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
 
     def log(self) -> str:
         return self.process.log_text()

@@ -5,11 +5,7 @@ recording fakebin; nothing on this machine is stopped or started."""
 from __future__ import annotations
 
 import shutil
-import signal
 import time
-from typing import TYPE_CHECKING
-
-import psutil
 import pytest
 
 from tests.fakebin import FakeBin, Rule
@@ -17,26 +13,10 @@ from tests.test_approvals import request_for
 from tests.test_backup_chat import backup_config, from_bot, new_repository, snapshot_id
 from tests.test_restic_adapter import assert_same_tree, make_tree
 
-if TYPE_CHECKING:
-    from .conftest import TestBot
-
 pytestmark = [pytest.mark.matrix,
               pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")]
 
 ADMINS = ["@alice:localhost", "@bob:localhost", "@erin:localhost"]
-
-
-def kill_with_children(bot: "TestBot") -> None:
-    """SIGKILL to the bot, as the OOM killer would; then to what it had running (here a systemctl stop
-    that would sleep on), which a real kill would leave to finish."""
-    pid = bot.process.running_pid()
-    children = psutil.Process(pid).children(recursive=True)
-    bot.stop(signal.SIGKILL)
-    for child in children:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 async def test_a_restore_killed_while_the_service_is_stopped_is_undone_and_told(make_bot, alice, bob,
@@ -62,7 +42,7 @@ async def test_a_restore_killed_while_the_service_is_stopped_is_undone_and_told(
     while not any(c.argv[0] == "stop" for c in bins.calls("systemctl")):
         assert time.monotonic() < deadline, "the restore never stopped the unit"
         time.sleep(0.1)
-    kill_with_children(bot)
+    bot.kill()
 
     bot.start()
     told = await alice.wait_for(from_bot(bot, f"I was stopped in the middle of restoring files from snapshot "

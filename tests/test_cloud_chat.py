@@ -407,6 +407,62 @@ async def test_volume_grown_but_filesystem_step_failed(alice, bob, cloud):
     assert side.volume_size("data") == 65
 
 
+async def test_a_growth_asked_twice_and_approved_twice_grows_once(alice, bob, cloud):
+    """Two admins ask for the same growth (or one asks twice); both requests show 30 → 35 GB and both are
+    approved: the volume grows once, the second says so and adds nothing (nor bills it)."""
+    bot, side = cloud.bot, cloud.side
+    grown_before = len(cloud.bins.calls("xfs_growfs"))
+    cloud.expect_growth("xfs_growfs", ["--", "/mnt/archive"], "/mnt/archive", 35)
+    first_id, first, first_rid = await request_for(alice, bot, "!volume grow /mnt/archive +5")
+    second_id, second, second_rid = await request_for(bob, bot, "!volume grow /mnt/archive +5")
+    assert "30 GB → 35 GB (+5 GB)" in first.body and "30 GB → 35 GB (+5 GB)" in second.body
+    await approve(bob, bot, first_rid)
+    assert "volume “archive” grew 30 → 35 GB" in (await result_reply(alice, first_id, bot, "grew", JOB_TIMEOUT)).body
+    answer = await alice.command(bot.room_id, f"!approve {second_rid}", bot.user_id)
+    assert answer.body == f"request #{second_rid} approved"
+    twin = await result_reply(bob, second_id, bot, "already", JOB_TIMEOUT)
+    assert twin.body.startswith("✅ /mnt/archive: volume “archive” is 35 GB already, as this request asked: "
+                                "another request grew it, so nothing more was added or billed."), twin.body
+    assert side.volume_size("archive") == 35
+    assert len(cloud.bins.calls("xfs_growfs")) == grown_before + 2     # the second only fills what is there
+
+
+async def test_a_growth_approved_after_the_volume_changed_is_refused(alice, bob, cloud):
+    bot, side = cloud.bot, cloud.side
+    stale_id, stale, stale_rid = await request_for(alice, bot, "!volume grow /mnt/archive +5")
+    assert "35 GB → 40 GB (+5 GB)" in stale.body
+    cloud.expect_growth("xfs_growfs", ["--", "/mnt/archive"], "/mnt/archive", 45)
+    other_id, _, other_rid = await request_for(alice, bot, "!volume grow /mnt/archive 45")
+    await approve(bob, bot, other_rid)
+    await result_reply(alice, other_id, bot, "grew", JOB_TIMEOUT)
+    await approve(bob, bot, stale_rid)
+    refused = await result_reply(alice, stale_id, bot, "nothing was changed", JOB_TIMEOUT)
+    assert ("The volume at /mnt/archive is 45 GB now, not 35 GB as the request showed; nothing was changed."
+            in refused.body), refused.body
+    assert side.volume_size("archive") == 45
+
+
+async def test_a_growth_cut_short_by_a_stop_is_finished_at_the_next_start(alice, bob, cloud):
+    """The provider grew the volume (billed from then on), then the bot was killed while the filesystem
+    grew: after the restart the filesystem is grown and the command answered, with nothing grown twice."""
+    bot, side = cloud.bot, cloud.side
+    calls = len(cloud.bins.calls("xfs_growfs"))
+    cloud.bins.add("xfs_growfs", [Rule(match=["--", "/mnt/archive"], sleep=120)])
+    command_id, _, rid = await request_for(alice, bot, "!volume grow /mnt/archive 50")
+    await approve(bob, bot, rid)
+    await until(lambda: len(cloud.bins.calls("xfs_growfs")) > calls, JOB_TIMEOUT)
+    bot.kill()
+    cloud.expect_growth("xfs_growfs", ["--", "/mnt/archive"], "/mnt/archive", 50)
+
+    bot.start()
+    done = await result_reply(alice, command_id, bot, "I was stopped while growing", JOB_TIMEOUT * 3)
+    assert re.match(r"✅ I was stopped while growing volume “archive” at /mnt/archive \(job #\d+\), after "
+                    + re.escape(side.label) + r" grew it to 50 GB: I grew the xfs filesystem now \(xfs_growfs\): "
+                    r"44\.1 GiB → 49\.0 GiB\.$", done.body), done.body
+    assert side.volume_size("archive") == 50 and len(cloud.bins.calls("xfs_growfs")) == calls + 2
+    await wait_answering(alice, bot)
+
+
 async def test_grow_offer_for_disk_alerts(cloud):
     side = cloud.side
     settings = side.settings(cloud.token_file, cloud.by_id)

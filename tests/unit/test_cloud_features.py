@@ -78,10 +78,10 @@ async def test_a_zero_interval_turns_the_drift_check_off():
     assert host.scheduler.get_jobs() == []
 
 
-async def test_a_configured_server_reports_a_reboot_after_start():
+async def test_a_configured_server_reports_a_reboot_and_a_volume_growth_after_start():
     token = {"env": "UNUSED"}
     host, _ = await started(config(hetzner={"token": token, "server": "family-server"}))
-    assert host.spawned == ["reboot report"]
+    assert host.spawned == ["reboot report", "volume growth report"]
 
 
 def test_the_hetzner_server_implements_every_operation_of_the_provider_interface():

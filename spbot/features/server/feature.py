@@ -18,6 +18,7 @@ from ..common import read_token
 from . import marks
 from .offer import GrowOffer, grow_offer_for
 from .provider import ServerProvider
+from .growth import finish_growth_after_restart
 from .reboot import report_reboot_after_restart
 from .settings import DigitalOceanConfig, HetznerConfig, ServerConfig, chosen
 
@@ -58,12 +59,19 @@ class ServerFeature(Feature):
     async def start(self) -> None:
         if self.settings.configured:
             self.host.spawn(self._report_reboot(), name="reboot report")
+            self.host.spawn(self._finish_growth(), name="volume growth report")
 
     async def _report_reboot(self) -> None:
         try:
             await report_reboot_after_restart(self)
         except Exception:  # a background task: nobody else would see the traceback
             log.exception("reboot_report_failed")
+
+    async def _finish_growth(self) -> None:
+        try:
+            await finish_growth_after_restart(self)
+        except Exception:  # a background task: nobody else would see the traceback
+            log.exception("volume_growth_report_failed")
 
     def require_settings(self) -> ServerConfig:
         """The provider's section, or a UserError saying how to set it up."""
@@ -94,6 +102,18 @@ class ServerFeature(Feature):
 
     async def forget_reboot(self) -> None:
         await marks.forget_reboot(self.host.store)
+
+    async def remember_growth(self, **mark: Any) -> None:
+        await marks.remember_growth(self.host.store, **mark)
+
+    async def forget_growth(self) -> None:
+        await marks.forget_growth(self.host.store)
+
+    async def remember_shown_growth(self, mount: str, size: str, volume: str, current: int, new: int) -> None:
+        await marks.remember_shown_growth(self.host.store, mount, size, volume, current, new)
+
+    async def shown_growth(self, mount: str, size: str) -> dict[str, Any] | None:
+        return await marks.shown_growth(self.host.store, mount, size, self.host.config.approval_expiry)
 
     async def remember_shown_type(self, new_type: str, current: str) -> None:
         await marks.remember_shown_type(self.host.store, new_type, current)

@@ -1,6 +1,8 @@
 """What the server feature keeps in the bot's store: the mark of a reboot in flight (so the bot
-that the reboot restarted can report how it ended) and the server type a resize approval request
-showed (so the resize refuses a stale plan)."""
+that the reboot restarted can report how it ended), the server type a resize approval request
+showed (so the resize refuses a stale plan), and the same two for a volume's growth: the sizes its
+request showed (a twin request does not grow it twice) and the growth in flight (a stop between the
+provider's growth and the filesystem's is finished at the next start)."""
 from __future__ import annotations
 
 import time
@@ -8,6 +10,8 @@ from typing import Any
 
 REBOOT_KEY = "hetzner:reboot"
 RESIZE_SHOWN_KEY = "hetzner:resize-shown:"
+GROWTH_KEY = "hetzner:volume-growth"
+GROWTH_SHOWN_KEY = "hetzner:growth-shown:"
 
 
 async def remember_reboot(store: Any, **mark: Any) -> None:
@@ -33,3 +37,28 @@ async def shown_type(store: Any, new_type: str, approval_expiry: float) -> str |
     if not shown or time.time() - shown["at"] > approval_expiry + 60:
         return None
     return shown["current"]
+
+
+async def remember_shown_growth(store: Any, mount: str, size: str, volume: str, current: int, new: int) -> None:
+    """The sizes the approval request of `!volume grow <mount> <size>` showed."""
+    await store.put(GROWTH_SHOWN_KEY + f"{mount}|{size}",
+                    {"volume": volume, "current": current, "new": new, "at": time.time()})
+
+
+async def shown_growth(store: Any, mount: str, size: str, approval_expiry: float) -> dict[str, Any] | None:
+    shown = await store.get(GROWTH_SHOWN_KEY + f"{mount}|{size}")
+    if not shown or time.time() - shown["at"] > approval_expiry + 60:
+        return None
+    return shown
+
+
+async def remember_growth(store: Any, **mark: Any) -> None:
+    await store.put(GROWTH_KEY, mark)
+
+
+async def growth_mark(store: Any) -> dict[str, Any] | None:
+    return await store.get(GROWTH_KEY)
+
+
+async def forget_growth(store: Any) -> None:
+    await store.put(GROWTH_KEY, None)

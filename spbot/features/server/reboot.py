@@ -11,49 +11,25 @@ from zoneinfo import ZoneInfo
 
 import psutil
 
-from spbot.providers.errors import ProviderError
 
-from ...context import Request, UserError
-from ...logs import get_logger
 from ...render import Reply, human_duration
+from .after_restart import report_after_restart
 from .marks import forget_reboot, reboot_mark
 
 if TYPE_CHECKING:
     from .feature import ServerFeature
 
-log = get_logger(__name__)
-
-REPORT_ATTEMPTS = 6
-REPORT_RETRY_WAIT = 10.0  # seconds between tries to read the outcome after a restart
 # Lines ending the report; the simulated cloud's plugin (dev stack) adds "a stand-in answered".
 REPORT_NOTES: list[str] = []
 
 
-async def report_reboot_after_restart(server: ServerFeature,
-                                      retry_wait: float = REPORT_RETRY_WAIT) -> None:
-    """A reboot was asked for before the bot stopped: tell the room how it ended. Right after
-    a reboot the network may not be up yet, so failed reads are tried again a few times."""
-    host = server.host
-    mark = await reboot_mark(host.store)
-    if not mark:
-        return
-    for attempt in range(1, REPORT_ATTEMPTS + 1):
-        try:
-            reply = await _reboot_outcome(server, mark)
-            break
-        except (UserError, ProviderError) as exc:
-            log.info("reboot_report_retry", attempt=attempt, reason=exc.what[:200])
-            reply = Reply.error(f"I could not find out how the reboot of {mark['server']} "
-                                f"(job #{mark['job_id']}) ended: {exc.what}",
-                                f"Check the server in {server.settings.console}.")
-            if attempt < REPORT_ATTEMPTS:
-                await asyncio.sleep(retry_wait)
-    if REPORT_NOTES:
-        reply += Reply.text("\n".join(REPORT_NOTES))
-    request = Request(mark["requester"], "", mark["room_id"], mark["event_id"], "", 0)
-    await host.send_reply(request, reply)
-    await forget_reboot(host.store)
-    log.info("reboot_reported_after_restart", job=mark["job_id"])
+async def report_reboot_after_restart(server: ServerFeature) -> None:
+    """A reboot was asked for before the bot stopped: tell the room how it ended (after_restart.py)."""
+    await report_after_restart(
+        server.host, "reboot", reboot_mark, forget_reboot, lambda mark: _reboot_outcome(server, mark),
+        lambda mark, exc: Reply.error(f"I could not find out how the reboot of {mark['server']} "
+                                      f"(job #{mark['job_id']}) ended: {exc.what}",
+                                      f"Check the server in {server.settings.console}."), REPORT_NOTES)
 
 
 async def _reboot_outcome(server: ServerFeature, mark: dict[str, Any]) -> Reply:
