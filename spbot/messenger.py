@@ -88,10 +88,12 @@ class Messenger:
         await self.notify(reply, once=once)
 
     def admin_rooms(self) -> list[str]:
+        """The configured rooms; with allow_any_admin_room, the bot's rooms but its private ones (an
+        admin there would be told everything twice)."""
         if self.config.rooms:
             return list(self.config.rooms)
         client = self.connection.client
-        return sorted(client.rooms) if client else []
+        return sorted(r for r, room in client.rooms.items() if not _private(room)) if client else []
 
     async def caught_up(self, timeout: float) -> None:
         """Wait (at most `timeout` s) until what is queued in the outbox now has been sent."""
@@ -127,8 +129,7 @@ class Messenger:
         rather than inviting them to a second one."""
         client = self.connection.client
         for room in client.rooms.values():
-            if (room.name == DIRECT_NAME and room.encrypted and room.join_rule == "invite"
-                    and user_id in room.users and set(room.users) <= {client.user_id, user_id}):
+            if _private(room) and user_id in room.users and set(room.users) <= {client.user_id, user_id}:
                 return room.room_id
         return None
 
@@ -157,3 +158,9 @@ class Messenger:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.1)
+
+
+def _private(room) -> bool:
+    """One of the bot's private rooms with one person (as _create_direct_room makes them)."""
+    return (getattr(room, "name", None) == DIRECT_NAME and getattr(room, "encrypted", False)
+            and getattr(room, "join_rule", "") == "invite" and len(getattr(room, "users", {})) <= 2)

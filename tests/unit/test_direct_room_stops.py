@@ -9,7 +9,7 @@ from nio import MatrixRoom, RoomCreateResponse
 from spbot.messenger import DIRECT_NAME, Messenger
 from spbot.render import Reply
 
-from .pipeline_kit import ALICE, BOB, BOT, Stopped
+from .pipeline_kit import ALICE, BOB, BOT, Parts, Stopped
 
 
 class RoomMaker:
@@ -63,3 +63,18 @@ async def test_only_a_private_room_of_the_two_of_them_is_taken_for_one(parts, me
     await parts.messenger.direct_message(ALICE, Reply.text("hello"))
     assert maker.made == ["!dm1:localhost"]
     assert await parts.store.get(f"direct_room:{ALICE}") == "!dm1:localhost"
+
+
+async def test_with_any_admin_room_a_notice_skips_the_private_rooms(tmp_path):
+    """allow_any_admin_room: the admin rooms are the bot's rooms, and its private ones are not among
+    them (the admin there would be told everything twice)."""
+    parts = await Parts(tmp_path, rooms=[], allow_any_admin_room=True).start()
+    try:
+        client = parts.connection.client
+        RoomMaker(client)
+        add_room(client, "!admins:localhost", "Server admin", [BOT, ALICE, BOB])
+        add_room(client, "!dm:localhost", DIRECT_NAME, [BOT, ALICE])
+        add_room(client, "!named-so:localhost", DIRECT_NAME, [BOT, ALICE, BOB])      # not private
+        assert parts.messenger.admin_rooms() == ["!admins:localhost", "!named-so:localhost"]
+    finally:
+        await parts.stop()
