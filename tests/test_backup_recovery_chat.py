@@ -53,7 +53,7 @@ async def test_a_restore_killed_while_the_service_is_stopped_is_undone_and_told(
     assert [c.argv for c in bins.calls("systemctl")][-1] == ["start", "--", "web-app.service"]
     assert_same_tree(before, live)
     assert [p.name for p in live.parent.iterdir() if p.name.startswith(".spbot-")] == []
-    again = await alice.command(bot.room_id, "!ping", bot.user_id, timeout=30)
-    assert "pong" in again.body
+    again = await alice.send(bot.room_id, "!backup now files")         # backups wait no longer
+    await alice.wait_for(from_bot(bot, "✅ files: snapshot", again), 60)
     told_twice = [e for e in alice.events if e.sender == bot.user_id and "I was stopped in the middle" in e.body]
     assert len(told_twice) == 1

@@ -773,3 +773,22 @@ async def test_a_restore_cut_short_starts_again_what_another_feature_stopped(tmp
     [line] = await finish_what_a_stop_left(backups)
 
     assert started == ["nextcloud"] and "and started container(s) nextcloud again" in line
+
+
+async def test_a_backup_started_while_a_stop_is_being_finished_waits_for_it(tmp_path, repo, live, store):
+    """After a crash during the nightly backup, the scheduler runs the missed one as soon as the bot is
+    back: it must not run its pre commands while the recovery runs the post commands of the last one."""
+    order = tmp_path / "order.log"
+    settings = settings_for(tmp_path, repo, services={"files": {
+        "paths": [str(live / "files")], "pre": [["sh", "-c", f"echo pre >> {order}"]],
+        "post": [["sh", "-c", f"echo post >> {order}"]]}})
+    backups = Backups(settings, tmp_path / "state", store)
+    await backups.log.owe("post:files", {"kind": "post", "service": "files"})
+    backups.recovered.clear()                                # BackupFeature.start() with a record owed
+    late = asyncio.create_task(backups.run(["files"], "auto"))
+    await asyncio.sleep(0.5)
+    assert not order.exists() and not late.done()
+    await finish_what_a_stop_left(backups)                   # BackupFeature.after_start()
+    backups.recovered.set()
+    [outcome] = await late
+    assert outcome.ok and order.read_text() == "post\npre\npost\n"

@@ -35,13 +35,18 @@ class BackupFeature(Feature):
 
     async def start(self) -> None:
         await self.backups.log.start()
+        if await self.backups.log.owed():
+            self.backups.recovered.clear()      # until after_start has finished it: before any scheduled run
         if self.settings.services:
             self._watchdog = self.host.spawn(self.schedule.watch(), name="backup watchdog")
 
     async def after_start(self) -> None:
         """What a stop of the bot left undone in a backup or a restore, finished now and told (after the
         other features: a catalogue service's post commands and stopper are theirs)."""
-        lines = await finish_what_a_stop_left(self.backups)
+        try:
+            lines = await finish_what_a_stop_left(self.backups)
+        finally:
+            self.backups.recovered.set()
         if lines:
             await self.host.notify(mention(self.host.config.admins, "⚠️ " + "\n⚠️ ".join(lines)))
 

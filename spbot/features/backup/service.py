@@ -56,6 +56,10 @@ class Backups:
         self.extra: dict[str, ServiceSettings] = {}
         self.after_restore: dict[str, Callable[[], Awaitable[str]]] = {}
         self.stoppers: dict[str, Stopper] = {}     # services without units: how a restore stops them
+        # Cleared while what a stop of the bot left undone is being finished (recovery.py): a backup or
+        # restore waits (e.g. the nightly one that the scheduler runs late, at the restart after a crash).
+        self.recovered = asyncio.Event()
+        self.recovered.set()
 
     @property
     def services(self) -> dict[str, ServiceSettings]:
@@ -176,6 +180,7 @@ class Backups:
     async def backup_service(self, restic: Restic, name: str, spec: ServiceSettings, reason: str,
                              progress: Progress | None = None, index: int = 1, count: int = 1,
                              paths: Sequence[Path] | None = None) -> Outcome:
+        await self.recovered.wait()
         outcome = Outcome(name, reason)
         label = f"{name} ({index}/{count})" if count > 1 else name
         if spec.post:       # even if the bot is killed before they run (recovery.py runs them then)
@@ -312,6 +317,7 @@ class Backups:
 
     async def restore_into_place(self, ref: str, service: str | None,
                                  progress: Progress | None = None) -> RestoreReport:
+        await self.recovered.wait()
         return await restore.into_place(self, ref, service, progress)
 
     async def restore_to(self, ref: str, service: str | None, target: Path,
