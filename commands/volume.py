@@ -10,7 +10,7 @@ from spbot.context import Context, UserError
 from spbot.features.common import progress_steps, tolerant_preview
 from spbot.features.server import ServerFeature
 from spbot.features.server import volumes as vol
-from spbot.features.server.growth import filesystem_after_growth
+from spbot.features.server.growth import by_hand, filesystem_after_growth
 from spbot.features.server.settings import ServerConfig
 from spbot.features.server.volumes import GROWABLE, Mount, VolumeMount
 from spbot.registry import Arg, command
@@ -126,10 +126,8 @@ async def _grow(ctx: Context, feature: ServerFeature, found: VolumeMount, new_si
     await ctx.job.progress(f"growing the {fs.fstype} filesystem ({tool})", fraction=0.5)
     problem, change = await filesystem_after_growth(settings, found)
     if problem:
-        by_hand = " ".join(vol.grow_argv(settings, found))
         raise UserError(f"Volume “{volume.name}” is now {new_size} GB at {settings.label} (billed from "
-                        f"now), but {tool} failed: {problem}",
-                        f"Grow the filesystem on the server by hand: {by_hand}")
+                        f"now), but {tool} failed: {problem}", by_hand(settings, found))
     return Reply.text(
         f"✅ {fs.target}: volume “{volume.name}” grew {volume.size_gb} → {new_size} GB, "
         f"{await _cost_text(feature, new_size - volume.size_gb)}.\n"
@@ -145,7 +143,7 @@ async def _grown_already(ctx: Context, settings: ServerConfig, found: VolumeMoun
     if problem:
         raise UserError(f"Volume “{volume.name}” is {volume.size_gb} GB already (another request grew it), but "
                         f"{GROWABLE[fs.fstype]} failed: {problem}",
-                        f"Grow the filesystem on the server by hand: {' '.join(vol.grow_argv(settings, found))}")
+                        by_hand(settings, found))
     return Reply.text(f"✅ {fs.target}: volume “{volume.name}” is {volume.size_gb} GB already, as this request "
                       "asked: another request grew it, so nothing more was added or billed.\n"
                       f"The {fs.fstype} filesystem, as the system sees it: {change}.")

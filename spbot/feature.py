@@ -160,28 +160,26 @@ class Features:
                 self.failed[kind] = failure_text(exc)
                 log.exception("feature_not_started", feature=kind.name)
                 if started is not None:
-                    await self._stop(started)       # what its start() set going
+                    await self._logged(started, "stop")     # what its start() set going
                 continue
             self.running[kind] = feature
             for one in work:
                 one.add_to(host.scheduler, host.config.timezone)
         for feature in list(self.running.values()):
-            try:
-                await feature.after_start()
-            except Exception:
-                log.exception("feature_after_start_failed", feature=feature.name)
+            await self._logged(feature, "after_start")
 
     async def stop(self) -> None:
         """Each feature, even when one before it fails to stop (the bot still flushes its outbox)."""
         for feature in reversed(list(self.running.values())):
-            await self._stop(feature)
+            await self._logged(feature, "stop")
 
     @staticmethod
-    async def _stop(feature: Feature) -> None:
+    async def _logged(feature: Feature, step: str) -> None:
+        """feature.<step>(); an error is logged (feature_<step>_failed) and the others go on."""
         try:
-            await feature.stop()
+            await getattr(feature, step)()
         except Exception:
-            log.exception("feature_stop_failed", feature=feature.name)
+            log.exception(f"feature_{step}_failed", feature=feature.name)
 
     def get(self, kind: type[F]) -> F:
         if kind in self.failed:

@@ -106,14 +106,11 @@ class Outbox:
         """Queue a message; `secret` ones are wiped from the store once they are sent. `once`: a key that
         queues it at most once (while its row is kept, a week after sending): sent again with the same key,
         e.g. after a restart cut short what followed the first send, it returns the first one's id."""
-        row = (room_id, json.dumps(content), time.time(), int(secret), speaking_for.get(), once)
-        if once is None:
-            message_id = await self.store.insert(
-                "INSERT INTO outbox(room_id, content, created, secret, lane, once) VALUES(?, ?, ?, ?, ?, ?)", row)
-        else:
-            await self.store.execute(
-                "INSERT INTO outbox(room_id, content, created, secret, lane, once) VALUES(?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(once) DO NOTHING", row)
+        message_id = await self.store.insert(
+            "INSERT INTO outbox(room_id, content, created, secret, lane, once) VALUES(?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(once) DO NOTHING",
+            (room_id, json.dumps(content), time.time(), int(secret), speaking_for.get(), once))
+        if once is not None:        # the row that holds the key (this one, or the first one's)
             message_id = (await self.store.fetchone("SELECT id FROM outbox WHERE once = ?", (once,)))["id"]
         self._wake.set()
         return message_id

@@ -17,8 +17,8 @@ from ...logs import get_logger
 from ..common import read_token
 from . import marks
 from .offer import GrowOffer, grow_offer_for
-from .provider import ServerProvider
 from .growth import finish_growth_after_restart
+from .provider import ServerProvider
 from .reboot import report_reboot_after_restart
 from .settings import DigitalOceanConfig, HetznerConfig, ServerConfig, chosen
 
@@ -58,20 +58,16 @@ class ServerFeature(Feature):
 
     async def start(self) -> None:
         if self.settings.configured:
-            self.host.spawn(self._report_reboot(), name="reboot report")
-            self.host.spawn(self._finish_growth(), name="volume growth report")
+            self.host.spawn(self._logged(report_reboot_after_restart, "reboot_report_failed"),
+                            name="reboot report")
+            self.host.spawn(self._logged(finish_growth_after_restart, "volume_growth_report_failed"),
+                            name="volume growth report")
 
-    async def _report_reboot(self) -> None:
+    async def _logged(self, report, event: str) -> None:
         try:
-            await report_reboot_after_restart(self)
+            await report(self)
         except Exception:  # a background task: nobody else would see the traceback
-            log.exception("reboot_report_failed")
-
-    async def _finish_growth(self) -> None:
-        try:
-            await finish_growth_after_restart(self)
-        except Exception:  # a background task: nobody else would see the traceback
-            log.exception("volume_growth_report_failed")
+            log.exception(event)
 
     def require_settings(self) -> ServerConfig:
         """The provider's section, or a UserError saying how to set it up."""

@@ -25,6 +25,11 @@ async def filesystem_after_growth(settings: ServerConfig, found: VolumeMount) ->
     return problem, size_change(found.mount, await mount_now(settings, found.mount.target))
 
 
+def by_hand(settings: ServerConfig, found: VolumeMount) -> str:
+    """What to do when growing the filesystem failed."""
+    return f"Grow the filesystem on the server by hand: {' '.join(vol.grow_argv(settings, found))}"
+
+
 def size_change(before: Mount, after: Mount | None) -> str:
     if after is None:
         return f"{human_bytes(before.size)} before; I could not read it afterwards"
@@ -59,6 +64,6 @@ async def _finish(server: "ServerFeature", mark: dict[str, Any]) -> Reply:
     if problem:
         return Reply.error(f"{what}: the volume is {found.volume.size_gb} GB at {settings.label} (billed), "
                            f"but {tool} failed now: {problem}",
-                           f"Grow the filesystem on the server by hand: {' '.join(vol.grow_argv(settings, found))}")
+                           by_hand(settings, found))
     return Reply.text(f"✅ {what}, after {settings.label} grew it to {found.volume.size_gb} GB: I grew the "
                       f"{found.mount.fstype} filesystem now ({tool}): {change}.")

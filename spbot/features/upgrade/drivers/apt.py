@@ -155,18 +155,20 @@ class AptDriver:
         if refresh:
             await self.refresh(on_line)
         sink = self._sink(on_line)
-        result = await run_tool(self.upgrade_argv(), "apt-get dist-upgrade",
-                                self.params.upgrade_timeout, self.env(), sink)
+        result = await self._dist_upgrade(sink)
         if result.returncode != 0 and INTERRUPTED in result.stdout + result.stderr:
             await self._finish_interrupted(sink)       # e.g. the bot or the server stopped mid-upgrade
-            result = await run_tool(self.upgrade_argv(), "apt-get dist-upgrade",
-                                    self.params.upgrade_timeout, self.env(), sink)
+            result = await self._dist_upgrade(sink)
         if result.returncode != 0:
             raise apt_failure("apt-get dist-upgrade", result, list(sink.tail))
         changes, summary = parse_upgrade_log(result.stdout)
         return UpgradeResult(family=self.family, changes=changes, summary=summary,
                              duration=time.monotonic() - started, reboot=await self.reboot_status(),
                              log_tail=list(sink.tail))
+
+    async def _dist_upgrade(self, sink: LineSink) -> ProcResult:
+        return await run_tool(self.upgrade_argv(), "apt-get dist-upgrade", self.params.upgrade_timeout,
+                              self.env(), sink)
 
     async def _finish_interrupted(self, sink: LineSink) -> None:
         """`dpkg --configure -a`, keeping changed config files, as apt asks after an interrupted run."""
