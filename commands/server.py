@@ -264,9 +264,24 @@ async def server_resize(ctx: Context, server_type: TypeName, *, grow_disk: bool 
         raise UserError(f"{settings.label} cannot resize: " + "; ".join(plan.problems) + ".",
                         f"Pick another type; see {settings.types_url}.")
     shown = await feature.shown_type(plan.new.name)
-    result = await client.resize(plan.new.name, grow_disk=grow_disk,
-                                 expect_current=shown or plan.current.name,
-                                 on_progress=progress_steps(ctx.job, 3))
+    # Stored before the server is powered off: a stop or a cancel while it is off is finished later
+    # (spbot/features/server/resizing.py), instead of leaving the family's server off.
+    await feature.remember_resize(
+        job_id=ctx.job.id, requester=ctx.sender, room_id=ctx.request.room_id, event_id=ctx.request.event_id,
+        server=facts.name, current=plan.current.name, new=plan.new.name, was_running=facts.status != "off",
+        requested_at=time.time())
+    try:
+        result = await client.resize(plan.new.name, grow_disk=grow_disk,
+                                     expect_current=shown or plan.current.name,
+                                     on_progress=progress_steps(ctx.job, 3))
+    except asyncio.CancelledError:
+        if ctx.job.cancelled_by:  # an admin's !cancel: finished now; a bot stop: at the next start
+            feature.finish_cancelled_resize()
+        raise
+    except (UserError, ProviderError):  # the provider's resize powered a running server on again
+        await feature.forget_resize()
+        raise
+    await feature.forget_resize()
     after = result.facts
     actions = ", ".join(f"{a.command} {a.status}" for a in result.actions)
     return Reply.text("\n".join([

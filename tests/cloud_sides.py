@@ -10,8 +10,8 @@ from spbot.features.server.digitalocean import connect as do_connect
 from spbot.features.server.hetzner import connect as hz_connect
 from spbot.features.server.settings import DigitalOceanConfig, HetznerConfig
 from tests.fakes import Request, Response
-from tests.fakes.digitalocean_api import FakeDigitalOcean
-from tests.fakes.hetzner_api import FakeHetzner
+from tests.fakes.digitalocean_api import FakeDigitalOcean, size_json
+from tests.fakes.hetzner_api import FakeHetzner, server_type_json
 
 PACING = """timeout = "5s"
 poll_interval = 0.05
@@ -37,7 +37,7 @@ class HetznerSide:
     name, label, console = "hetzner", "Hetzner", "the Hetzner Cloud Console"
     token = "hz-chat-secret-0123456789"
     api = "/v1"
-    reboot, shutdown = "reboot_server", "shutdown_server"
+    reboot, shutdown, change_type, power_on = "reboot_server", "shutdown_server", "change_server_type", "start_server"
     running = "running"
     expect = {
         "type": "cx22: 2 vCPU, 4 GB RAM, 40 GB disk",
@@ -50,7 +50,7 @@ class HetznerSide:
         "token_rejected": ("⚠️ Hetzner rejected the API token: unable to authenticate. Create a "
                            "new Read & Write API token in the Hetzner Cloud Console"),
         "rate_limited": "answered 429 (rate_limit_exceeded)",
-        "disk": 40, "new_type": "cx32",
+        "disk": 40, "first_type": "cx22", "new_type": "cx32",
         "plan": ("family-server: cx22: 2 vCPU, 4 GB RAM, 40 GB disk → cx32: 4 vCPU, 8 GB RAM, "
                  "80 GB disk."),
         "plan_price": "Price: €3.79 → €6.80 per month, +€3.01/month (+€3.58 incl. VAT).",
@@ -107,12 +107,18 @@ class HetznerSide:
         server = self.fake.server()
         return server["server_type"]["name"], server["primary_disk_size"], server["status"]
 
+    def set_server_type(self, name: str) -> None:
+        """The server as the Hetzner console would leave it after a resize to `name`, disk included."""
+        server = self.fake.server()
+        server["server_type"] = server_type_json(name)
+        server["primary_disk_size"] = server["server_type"]["disk"]
+
 
 class DigitalOceanSide:
     name, label, console = "digitalocean", "DigitalOcean", "the DigitalOcean control panel"
     token = "do-chat-secret-9876543210"
     api = "/v2"
-    reboot, shutdown = "reboot", "shutdown"
+    reboot, shutdown, change_type, power_on = "reboot", "shutdown", "resize", "power_on"
     running = "active"
     expect = {
         "type": "s-2vcpu-4gb: 2 vCPU, 4 GB RAM, 80 GB disk",
@@ -126,7 +132,7 @@ class DigitalOceanSide:
         "token_rejected": ("⚠️ DigitalOcean rejected the API token: Unable to authenticate you. "
                            "Create a personal access token"),
         "rate_limited": "DigitalOcean API answered 429",
-        "disk": 80, "new_type": "s-4vcpu-8gb",
+        "disk": 80, "first_type": "s-2vcpu-4gb", "new_type": "s-4vcpu-8gb",
         "plan": ("family-server: s-2vcpu-4gb: 2 vCPU, 4 GB RAM, 80 GB disk → s-4vcpu-8gb: "
                  "4 vCPU, 8 GB RAM, 160 GB disk."),
         "plan_price": "Price: $24.00 → $48.00 per month, +$24.00/month (before tax).",
@@ -192,6 +198,12 @@ class DigitalOceanSide:
     def server_state(self) -> tuple[str, int, str]:
         droplet = self.fake.droplet()
         return droplet["size_slug"], droplet["disk"], droplet["status"]
+
+    def set_server_type(self, slug: str) -> None:
+        """The droplet as the control panel would leave it after a resize to `slug`, disk included."""
+        spec = size_json(slug)
+        self.fake.droplet().update(size=spec, size_slug=slug, vcpus=spec["vcpus"], memory=spec["memory"],
+                                   disk=spec["disk"], disk_info=spec["disk_info"])
 
 
 SIDES = {"hetzner": HetznerSide, "digitalocean": DigitalOceanSide}

@@ -339,6 +339,87 @@ async def test_resize_growing_the_disk_says_it_cannot_be_undone(alice, bob, clou
     assert side.server_state() == (new_type, disk, side.running)
 
 
+async def resize_held_at(alice, bob, cloud: Cloud, held: str) -> tuple[str, int]:
+    """`!server resize` approved and under way, held at the provider's `held` action (it stays running
+    until released): (the command's event id, how many type changes were asked for before)."""
+    bot, side = cloud.bot, cloud.side
+    side.set_server_type(side.expect["first_type"])
+    command_id, _, rid = await request_for(alice, bot, f"!server resize {side.expect['new_type']}")
+    changes, before = side.commands().count(side.change_type), side.commands().count(held)
+    side.fake.held.add(held)
+    await approve(bob, bot, rid)
+    await until(lambda: side.commands().count(held) == before + 1, JOB_TIMEOUT)
+    return command_id, changes
+
+
+async def resize_killed_at(alice, bob, cloud: Cloud, held: str) -> tuple[str, int]:
+    """The bot killed while a resize waits for the provider's `held` action, which then ends while the
+    bot is down: as resize_held_at."""
+    try:
+        command_id, changes = await resize_held_at(alice, bob, cloud, held)
+        cloud.bot.kill()
+    finally:
+        cloud.side.fake.held.clear()
+    return command_id, changes
+
+
+async def test_a_resize_cut_short_by_a_stop_is_finished_at_the_next_start(alice, bob, cloud):
+    """The bot was killed while the provider changed the type, with the server off for it: after the
+    restart the change is waited for, the server powered on again if it is still off (DigitalOcean does
+    not start it by itself), and the command answered; nothing is asked of the provider twice."""
+    bot, side = cloud.bot, cloud.side
+    command_id, changes = await resize_killed_at(alice, bob, cloud, side.change_type)
+    power_ons = side.commands().count(side.power_on)
+    assert side.server_state()[2] != side.running
+
+    bot.start()
+    done = await result_reply(alice, command_id, bot, "✅ I was stopped while resizing", JOB_TIMEOUT * 3)
+    first, new = side.expect["first_type"], side.expect["new_type"]
+    assert re.match(rf"✅ I was stopped while resizing family-server from {first} to {new} \(job #\d+\): "
+                    rf"it is now a {new}\.\n", done.body), done.body
+    if side.name == "digitalocean":
+        assert done.body.endswith(f"It was off, so I powered it on again: it is {side.running}."), done.body
+        assert side.commands().count(side.power_on) == power_ons + 1
+    else:  # Hetzner starts the server itself when the type change ends
+        assert done.body.endswith(f"The server is {side.running}."), done.body
+        assert side.commands().count(side.power_on) == power_ons
+    assert side.server_state() == (new, side.expect["disk"], side.running)
+    assert side.commands().count(side.change_type) == changes + 1
+    await wait_answering(alice, bot)
+
+
+async def test_a_resize_stopped_while_shutting_down_powers_the_server_on_again(alice, bob, cloud):
+    bot, side = cloud.bot, cloud.side
+    command_id, changes = await resize_killed_at(alice, bob, cloud, side.shutdown)
+    bot.start()
+    done = await result_reply(alice, command_id, bot, "ℹ️ I was stopped while resizing", JOB_TIMEOUT * 3)
+    first = side.expect["first_type"]
+    assert done.body.split("\n")[1:] == [
+        f"It was off, so I powered it on again: it is {side.running}.",
+        "Send the command again if you still want the new type."], done.body
+    assert f"it is still a {first}; the type was not changed." in done.body
+    assert side.server_state() == (first, side.expect["disk"], side.running)
+    assert side.commands().count(side.change_type) == changes
+    await wait_answering(alice, bot)
+
+
+async def test_a_cancelled_resize_is_finished_and_the_server_powered_on(alice, bob, cloud):
+    bot, side = cloud.bot, cloud.side
+    try:
+        command_id, changes = await resize_held_at(alice, bob, cloud, side.change_type)
+        progress = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == command_id
+                                        and "— job #" in e.body, timeout=20)
+        job_id = int(re.search(r"job #(\d+)", progress.body).group(1))
+        answer = await bob.command(bot.room_id, f"!cancel {job_id}", bot.user_id)
+        assert answer.body.startswith(f"cancelling job #{job_id}")
+    finally:
+        side.fake.held.clear()
+    done = await result_reply(alice, command_id, bot, "✅ The resize was cancelled while resizing", JOB_TIMEOUT)
+    assert side.server_state() == (side.expect["new_type"], side.expect["disk"], side.running)
+    assert done.body.endswith(f"it is {side.running}." if side.name == "digitalocean"
+                              else f"The server is {side.running}."), done.body
+
+
 # -- !volume -------------------------------------------------------------------------------
 
 

@@ -116,6 +116,17 @@ class DigitalOceanCloud:
         answer = await self._api.call("reading the action", self._do.actions.get, action_id)
         return translate.action(answer.body["action"])
 
+    async def running_actions(self) -> list[ActionResult]:
+        """The droplet's actions still in progress (GET /v2/droplets/{droplet_id}/actions, all
+        pages, dropletActions_list.yml): after a restart, what a stopped command left under way."""
+        items = await self._api.pages("listing the droplet's actions", "actions",
+                                      self._do.droplet_actions.list, await self.droplet_id())
+        return [translate.action(a) for a in items if a.get("status") == "in-progress"]
+
+    async def power_on(self, on_progress: Progress | None = None) -> ActionResult:
+        """`power_on`, waited for until completed."""
+        return await self._droplet_action("power_on", "powering on", on_progress)
+
     async def wait_action(self, action_id: int, what: str) -> ActionResult:
         """Wait for an action started earlier (e.g. by `start_action`) to finish; `errored`
         raises DigitalOceanError."""

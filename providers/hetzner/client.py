@@ -172,6 +172,22 @@ class HetznerCloud:
         found = await self._call("reading the action", self._client.actions.get_by_id, action_id)
         return to_action(found)
 
+    async def running_actions(self) -> list[ActionResult]:
+        """The server's actions still running (GET /servers/{id}/actions?status=running): after
+        a restart, what a stopped command left under way."""
+        server = await self._server()
+        running = await self._call("listing the server's running actions",
+                                   self._client.servers.get_actions, server, status=["running"])
+        return [to_action(a) for a in running]
+
+    async def power_on(self, on_progress: Progress | None = None) -> ActionResult:
+        """Power the server on and wait (POST /servers/{id}/actions/poweron)."""
+        await tell(on_progress, "powering on")
+        server = await self._server()
+        action = await self._start_once("powering on", "start_server", server,
+                                        self._client.servers.power_on, server)
+        return await self._wait(action, "powering on")
+
     async def volume_price(self) -> Price | None:
         """Per GB and month from Hetzner's price list (GET /pricing); None if unreadable."""
         try:

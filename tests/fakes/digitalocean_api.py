@@ -88,6 +88,7 @@ class FakeDigitalOcean(FakeServer):
         self.max_per_page = max_per_page
         self.metadata_droplet: int | None = DROPLET_ID  # None: not running on a droplet
         self.ignore_shutdown = False  # a guest that ignores the ACPI shutdown request
+        self.held: set[str] = set()  # action types kept in progress however often they are polled
         self.droplets: dict[int, dict[str, Any]] = {}
         self.volumes: dict[str, dict[str, Any]] = {}
         self.snapshots: dict[int, dict[str, Any]] = {}
@@ -233,6 +234,7 @@ class FakeDigitalOcean(FakeServer):
         r("GET", r"/v2/droplets/(?P<id>\d+)", self._get_droplet)
         r("GET", r"/v2/droplets/(?P<id>\d+)/snapshots", self._list_snapshots)
         r("POST", r"/v2/droplets/(?P<id>\d+)/actions", self._droplet_action)
+        r("GET", r"/v2/droplets/(?P<id>\d+)/actions", self._list_droplet_actions)
         r("GET", r"/v2/droplets/(?P<id>\d+)/actions/(?P<action>\d+)", self._get_action)
         r("GET", r"/v2/actions/(?P<action>\d+)", self._get_action)
         r("GET", r"/v2/sizes", self._list_sizes)
@@ -317,6 +319,15 @@ class FakeDigitalOcean(FakeServer):
                                   effect)
         return Response(201, {"action": action})
 
+    def _list_droplet_actions(self, request: Request) -> Response:
+        """dropletActions_list.yml: every action of the droplet, newest first."""
+        droplet_id = int(request.params["id"])
+        if droplet_id not in self.droplets:
+            return self.not_found(request)
+        items = [a for _, a in sorted(self.actions.items(), reverse=True)
+                 if a["resource_type"] == "droplet" and a["resource_id"] == droplet_id]
+        return self._page(request, "actions", items)
+
     # -- sizes and volumes -----------------------------------------------------------------
 
     def _list_sizes(self, request: Request) -> Response:
@@ -375,6 +386,8 @@ class FakeDigitalOcean(FakeServer):
         return Response(200, {"action": copy.deepcopy(action)})
 
     def _progress(self, action: dict[str, Any]) -> None:
+        if action["type"] in self.held:
+            return
         state = self._effects[action["id"]]
         state["polls"] += 1
         if state["polls"] < self.action_polls:

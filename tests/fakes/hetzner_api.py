@@ -113,6 +113,7 @@ class FakeHetzner(FakeServer):
         self.action_polls = action_polls
         self.max_per_page = max_per_page
         self.ignore_shutdown = False  # a guest that ignores the ACPI shutdown request
+        self.held: set[str] = set()  # action commands kept running however often they are polled
         self.servers: dict[int, dict[str, Any]] = {}
         self.volumes: dict[int, dict[str, Any]] = {}
         self.images: dict[int, dict[str, Any]] = {}
@@ -435,6 +436,8 @@ class FakeHetzner(FakeServer):
         return Response(200, {"action": copy.deepcopy(action)})
 
     def _progress(self, action: dict[str, Any]) -> None:
+        if action["command"] in self.held:
+            return
         state = self._action_state[action["id"]]
         state["polls"] += 1
         if state["polls"] < self.action_polls:

@@ -78,10 +78,10 @@ async def test_a_zero_interval_turns_the_drift_check_off():
     assert host.scheduler.get_jobs() == []
 
 
-async def test_a_configured_server_reports_a_reboot_and_a_volume_growth_after_start():
+async def test_a_configured_server_reports_a_reboot_a_volume_growth_and_a_resize_after_start():
     token = {"env": "UNUSED"}
     host, _ = await started(config(hetzner={"token": token, "server": "family-server"}))
-    assert host.spawned == ["reboot report", "volume growth report"]
+    assert host.spawned == ["reboot report", "volume growth report", "resize report"]
 
 
 def test_the_hetzner_server_implements_every_operation_of_the_provider_interface():
@@ -89,7 +89,7 @@ def test_the_hetzner_server_implements_every_operation_of_the_provider_interface
               if not name.startswith("_")}
     assert {"server_facts", "metrics", "start_reboot", "wait_action", "action", "create_snapshot",
             "plan_resize", "resize", "list_volumes", "resize_volume", "volume_for_device",
-            "volume_id_for_device", "volume_price"} <= wanted
+            "volume_id_for_device", "volume_price", "running_actions", "power_on"} <= wanted
     for name in wanted:
         ours = getattr(HetznerServer, name)
         assert inspect.iscoroutinefunction(ours) == inspect.iscoroutinefunction(

@@ -35,7 +35,7 @@ async def test_the_cloud_section_or_the_one_set_up_section_picks_the_provider(se
     host, features = await started(config(**sections))
     settings = features.get(ServerFeature).require_settings()
     assert type(settings) is wanted
-    assert host.spawned == ["reboot report", "volume growth report"]
+    assert host.spawned == ["reboot report", "volume growth report", "resize report"]
 
 
 async def test_two_set_up_providers_without_a_choice_are_refused_in_words():

@@ -54,6 +54,12 @@ class DigitalOceanServer:
     async def action(self, action_id: int) -> ActionResult:
         return to_action(await self._do.action(action_id))
 
+    async def running_actions(self) -> list[ActionResult]:
+        return [to_action(a) for a in await self._do.running_actions()]
+
+    async def power_on(self, on_progress: Progress | None = None) -> ActionResult:
+        return to_action(await self._do.power_on(on_progress))
+
     async def create_snapshot(self, description: str | None = None,
                               labels: dict[str, str] | None = None,
                               on_progress: Progress | None = None) -> Snapshot:

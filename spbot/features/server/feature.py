@@ -1,6 +1,6 @@
 """The cloud server feature: the server and volumes of the provider [cloud] names (Hetzner in
-[hetzner], DigitalOcean in [digitalocean]) for the commands (!server, !volume), the reboot report
-after a restart, and the grow offer for the disk alerts."""
+[hetzner], DigitalOcean in [digitalocean]) for the commands (!server, !volume), what a restart finishes
+and reports (a reboot, a volume growth, a resize), and the grow offer for the disk alerts."""
 from __future__ import annotations
 
 import socket
@@ -20,6 +20,7 @@ from .offer import GrowOffer, grow_offer_for
 from .growth import finish_growth_after_restart
 from .provider import ServerProvider
 from .reboot import report_reboot_after_restart
+from .resizing import CANCELLED, finish_resize
 from .settings import DigitalOceanConfig, HetznerConfig, ServerConfig, chosen
 
 log = get_logger(__name__)
@@ -62,6 +63,7 @@ class ServerFeature(Feature):
                             name="reboot report")
             self.host.spawn(self._logged(finish_growth_after_restart, "volume_growth_report_failed"),
                             name="volume growth report")
+            self.host.spawn(self._logged(finish_resize, "resize_report_failed"), name="resize report")
 
     async def _logged(self, report, event: str) -> None:
         try:
@@ -104,6 +106,17 @@ class ServerFeature(Feature):
 
     async def forget_growth(self) -> None:
         await marks.forget_growth(self.host.store)
+
+    async def remember_resize(self, **mark: Any) -> None:
+        await marks.remember_resize(self.host.store, **mark)
+
+    async def forget_resize(self) -> None:
+        await marks.forget_resize(self.host.store)
+
+    def finish_cancelled_resize(self) -> None:
+        """An admin cancelled a resize: what it left under way is finished now, in the background."""
+        self.host.spawn(self._logged(lambda server: finish_resize(server, CANCELLED), "resize_report_failed"),
+                        name="cancelled resize")
 
     async def remember_shown_growth(self, mount: str, size: str, volume: str, current: int, new: int) -> None:
         await marks.remember_shown_growth(self.host.store, mount, size, volume, current, new)

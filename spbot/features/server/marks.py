@@ -2,7 +2,8 @@
 that the reboot restarted can report how it ended), the server type a resize approval request
 showed (so the resize refuses a stale plan), and the same two for a volume's growth: the sizes its
 request showed (a twin request does not grow it twice) and the growth in flight (a stop between the
-provider's growth and the filesystem's is finished at the next start)."""
+provider's growth and the filesystem's is finished at the next start), and the resize in flight (a stop
+while the server is off for it is finished at the next start: the server is powered on again)."""
 from __future__ import annotations
 
 import time
@@ -12,6 +13,7 @@ REBOOT_KEY = "hetzner:reboot"
 RESIZE_SHOWN_KEY = "hetzner:resize-shown:"
 GROWTH_KEY = "hetzner:volume-growth"
 GROWTH_SHOWN_KEY = "hetzner:growth-shown:"
+RESIZE_KEY = "hetzner:resize"
 
 
 async def remember_reboot(store: Any, **mark: Any) -> None:
@@ -52,13 +54,23 @@ async def shown_growth(store: Any, mount: str, size: str, approval_expiry: float
     return shown
 
 
-async def remember_growth(store: Any, **mark: Any) -> None:
-    await store.put(GROWTH_KEY, mark)
+class InFlight:
+    """The mark of one piece of work in flight, under its key: stored before it starts, read at the
+    next start, dropped when it is done or reported."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    async def remember(self, store: Any, **mark: Any) -> None:
+        await store.put(self.key, mark)
+
+    async def read(self, store: Any) -> dict[str, Any] | None:
+        return await store.get(self.key)
+
+    async def forget(self, store: Any) -> None:
+        await store.put(self.key, None)
 
 
-async def growth_mark(store: Any) -> dict[str, Any] | None:
-    return await store.get(GROWTH_KEY)
-
-
-async def forget_growth(store: Any) -> None:
-    await store.put(GROWTH_KEY, None)
+GROWTH, RESIZE = InFlight(GROWTH_KEY), InFlight(RESIZE_KEY)
+remember_growth, growth_mark, forget_growth = GROWTH.remember, GROWTH.read, GROWTH.forget
+remember_resize, resize_mark, forget_resize = RESIZE.remember, RESIZE.read, RESIZE.forget

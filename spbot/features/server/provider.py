@@ -37,6 +37,12 @@ class ServerProvider(Protocol):
     async def action(self, action_id: int) -> ActionResult:
         """An action as the provider reports it now (status running, success or error)."""
 
+    async def running_actions(self) -> list[ActionResult]:
+        """The server's actions still running (after a restart: what a stopped command left)."""
+
+    async def power_on(self, on_progress: Progress | None = None) -> ActionResult:
+        """Power the server on and wait until it is."""
+
     async def create_snapshot(self, description: str | None = None,
                               labels: dict[str, str] | None = None,
                               on_progress: Progress | None = None) -> Snapshot:
