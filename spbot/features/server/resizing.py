@@ -37,8 +37,10 @@ def _what(why: str, mark: dict[str, Any]) -> str:
 
 async def _finish(server: ServerFeature, mark: dict[str, Any], why: str) -> Reply:
     settings, provider = server.require_settings(), server.provider()
-    lines = [f"{settings.label}'s {action.command} (action #{action.id}) failed: {problem}"
-             for action, problem in await _wait_for_running(provider)]
+    if (managed := (await provider.server_facts()).name) != mark["server"]:
+        return Reply.error(f"{_what(why, mark)}; I now manage {managed} instead, so I did not touch either.",
+                           f"Look at {mark['server']} in {settings.console}; power it on there if it is off.")
+    lines = await _wait_for_running(provider)
     facts = await provider.server_facts()
     changed = facts.server_type.name == mark["new"]
     outcome = (f"it is now a {mark['new']}" if changed
@@ -47,6 +49,8 @@ async def _finish(server: ServerFeature, mark: dict[str, Any], why: str) -> Repl
         await provider.power_on()
         facts = await provider.server_facts()
         lines.append(f"It was off, so I powered it on again: it is {facts.status}.")
+    elif not mark["was_running"]:
+        lines.append(f"It was off before the resize; it is {facts.status} now.")
     else:
         lines.append(f"The server is {facts.status}.")
     if not changed:
@@ -55,12 +59,13 @@ async def _finish(server: ServerFeature, mark: dict[str, Any], why: str) -> Repl
     return Reply.text("\n".join([f"{icon} {_what(why, mark)}: {outcome}."] + lines))
 
 
-async def _wait_for_running(provider: Any) -> list[tuple[Any, str]]:
-    """Wait for each action still running on the server; the ones that failed, with why."""
+async def _wait_for_running(provider: Any) -> list[str]:
+    """Wait for each action still running on the server; what went wrong with the ones that failed
+    (the provider's words name the action)."""
     failed = []
     for action in await provider.running_actions():
         try:
-            await provider.wait_action(action, f"waiting for {action.command}")
+            await provider.wait_action(action, "finishing the resize")
         except ProviderError as exc:
-            failed.append((action, exc.what))
+            failed.append(f"{exc.what}.".replace("..", "."))
     return failed
