@@ -21,9 +21,11 @@ class Host:
     def __init__(self, store: Store):
         self.store = store
         self.replies: list[tuple[str, str]] = []
+        self.rang: list[bool] = []
 
     async def send_reply(self, request, reply) -> int:
         self.replies.append((request.event_id, reply.body))
+        self.rang.append(reply.ring)
         return len(self.replies)
 
 
@@ -62,9 +64,10 @@ async def test_a_server_renamed_since_is_not_touched(server, fake):
     await finish_resize(server)
     (event, body), = server.host.replies
     assert event == "$resize"
-    assert body == ("⚠️ I was stopped while resizing old-server from cx22 to cx32 (job #7); I now manage "
+    assert body == ("@alice:example.org: ⚠️ I was stopped while resizing old-server from cx22 to cx32 (job #7); I now manage "
                     "family-server instead, so I did not touch either.\nLook at old-server in the Hetzner "
                     "Cloud Console; power it on there if it is off.")
+    assert server.host.rang == [True]       # the old server may be off: the admin who asked is told
     assert fake.commands() == [] and fake.server()["status"] == "off"
     assert await server.host.store.get(RESIZE_KEY) is None
 
@@ -96,7 +99,7 @@ async def test_a_type_change_that_failed_meanwhile_is_told_and_the_server_powere
                     "on again: it is running.\n"
                     "Send the command again if you still want the new type.")
     assert fake.commands() == ["change_server_type", "start_server"]
-    assert fake.server()["status"] == "running"
+    assert fake.server()["status"] == "running" and server.host.rang == [False]
 
 
 async def test_the_cancel_wording(server, fake):

@@ -3,7 +3,8 @@ those steps (a crash, the OOM killer) or an admin's `!cancel` would leave the fa
 nobody told. So the resize is marked before its first step; the mark is read at the next start (or at
 once after a cancel): what the provider still runs for the server is waited for, a server that was
 running before is powered on again, and the command's room is told which type it is now, as a reply to
-the command (retrying while the network of a freshly booted machine comes up)."""
+the command (retrying while the network of a freshly booted machine comes up). When the bot cannot tell
+whether the server is on, the reply mentions the admin who asked: it rings."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,8 @@ async def finish_resize(server: ServerFeature, why: str = STOPPED) -> None:
         server.host, "resize", resize_mark, forget_resize, lambda mark: _finish(server, mark, why),
         lambda mark, exc: Reply.error(
             f"{_what(why, mark)}, and I could not find out how far it got: {exc.what}",
-            f"Look at the server in {server.settings.console}; power it on there if it is off."))
+            f"Look at the server in {server.settings.console}; power it on there if it is off.",
+        ).to([mark["requester"]]))
 
 
 def _what(why: str, mark: dict[str, Any]) -> str:
@@ -39,7 +41,8 @@ async def _finish(server: ServerFeature, mark: dict[str, Any], why: str) -> Repl
     settings, provider = server.require_settings(), server.provider()
     if (managed := (await provider.server_facts()).name) != mark["server"]:
         return Reply.error(f"{_what(why, mark)}; I now manage {managed} instead, so I did not touch either.",
-                           f"Look at {mark['server']} in {settings.console}; power it on there if it is off.")
+                           f"Look at {mark['server']} in {settings.console}; power it on there if it is off.",
+                           ).to([mark["requester"]])
     lines = await _wait_for_running(provider)
     facts = await provider.server_facts()
     changed = facts.server_type.name == mark["new"]
