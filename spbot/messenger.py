@@ -4,6 +4,7 @@ one user can read, and edits and reactions of its own messages. Everything leave
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Awaitable, Callable
 
@@ -38,8 +39,8 @@ class Messenger:
         """In a room shared by several bots, what this one says starts with its host name."""
         if not self.label or reply.body.startswith(self.label):
             return reply
-        return Reply(self.label + reply.body, f"<b>{escape(self.label.strip())}</b> {reply.html}",
-                     list(reply.mentions))
+        return dataclasses.replace(reply, body=self.label + reply.body,
+                                   html=f"<b>{escape(self.label.strip())}</b> {reply.html}")
 
     @property
     def user_id(self) -> str | None:

@@ -87,6 +87,8 @@ async def test_dangerous_approved_on_one_host_runs_there_once(fleet, alice, bob)
     request = await alice.wait_for(lambda e: e.reply_to == sent and "Request #" in e.body, timeout=15)
     assert fleet.by_user(request.sender) == "vps" and request.body.startswith("[vps] ")
     assert "On vps only" in request.body and "!on vps approve" in request.body
+    # labelled for the shared room, and still ringing for the one who may approve
+    assert request.content["msgtype"] == "m.text" and request.content["m.mentions"]["user_ids"] == [bob.user_id]
     await bob.react(fleet.room_id, request.event_id, "✅")
     await alice.wait_for(lambda e: e.reply_to == sent and fleet.by_user(e.sender) == "vps"
                          and "Request #" not in e.body, timeout=20)
@@ -125,6 +127,7 @@ async def test_fleet_overview_and_a_silent_bot_reported_once(fleet, alice):
         await asyncio.sleep(4)
         alerts = [e for e in alice.events if "box has not been heard from" in e.body and e.received > stopped]
         assert len(alerts) == 1 and fleet.by_user(alert.sender) in ("nas", "vps")
+        assert alert.content["msgtype"] == "m.text" and alice.user_id in alert.content["m.mentions"]["user_ids"]
     finally:
         box.bot.start()
     await wait_answering_on(alice, box)

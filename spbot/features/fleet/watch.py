@@ -17,6 +17,7 @@ from .wire import FleetEvent, Wire
 log = get_logger(__name__)
 HEARTBEAT, CLAIM = "heartbeat", "claim"
 DOWN_KEY = "fleet:down"
+SILENT_ALERT = "fleet_silent:"      # + the peer's host name
 
 
 class Watch:
@@ -114,12 +115,18 @@ class Watch:
             await self._say(peer, state, since)
 
     async def _say(self, peer: str, state: str, since: float) -> None:
+        """A silent peer is an alert (it rings the admins as [alerts.warning] says, quiet hours and
+        reminders included); its return resolves it, or is told plainly when this bot did not raise it
+        (the one that did went silent itself meanwhile)."""
         silent = human_duration(max(0.0, time.time() - since))
         log.info("fleet_peer_" + ("silent" if state == "down" else "back"), host=peer, silent=silent)
+        key = SILENT_ALERT + peer
         if state == "down":
-            await self.host.notify(Reply.error(
-                f"{peer} has not been heard from for {silent}.",
-                f"Its bot or its server may be down, or its homeserver cut off; check it (send "
-                f"!on {peer} ping once it should be back). I will say when it is heard from again."))
-        else:
-            await self.host.notify(Reply.text(f"✅ {peer} is back: heard from again after {silent} of silence."))
+            await self.host.alerts.fire(
+                key, "warning", f"{peer} has not been heard from for {silent}.",
+                f"Its bot or its server may be down, or its homeserver cut off; check it (send !on {peer} ping "
+                "once it should be back). I will say when it is heard from again.")
+            return
+        back = f"{peer} is back: heard from again after {silent} of silence."
+        if not await self.host.alerts.clear(key, back):
+            await self.host.notify(Reply.text(f"✅ {back}"))
