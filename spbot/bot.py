@@ -24,6 +24,7 @@ from .accepted import AcceptedCommands
 from .alerts import Alerts
 from .approvals import APPROVE_KEYS, DENY_KEYS, Approvals
 from .audit import AuditEntry, AuditLog
+from .cannot_write import CannotWrite
 from .config import Config
 from .dispatch import Dispatcher
 from .execute import Executor
@@ -84,6 +85,7 @@ class Bot:
                                          self.spawn)
         self.trust = Trust(config, self.store, self.connection, self.devices, self.alerts,
                            self.messenger.notify, self.outbox.send)
+        self.connection.step_watchers.append(CannotWrite(self.messenger, self.store, config))
         self.screen: Screen | None = None    # made at start, with the bot's user id
         self.late: LateDecryption | None = None
         self.features = Features(features)

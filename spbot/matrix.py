@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from nio import (AsyncClient, AsyncClientConfig, KeysQueryResponse, LocalProtocolError, LoginResponse,
                  SyncResponse, WhoamiResponse)
@@ -76,6 +76,8 @@ class Connection:
         self._stopping = False
         self.on_device_changes: Callable[[list[str]], None] | None = None
         self.on_sync: list[Callable[[SyncResponse], None]] = []     # each response as it comes (quick)
+        # Told of each failed and each successful step of the sync loop: async failed(step, exc), succeeded(step).
+        self.step_watchers: list[Any] = []
 
     # --- login ---------------------------------------------------------------------------------
 
@@ -219,7 +221,7 @@ class Connection:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._failed("sync", exc, backoff)
+                await self._failed("sync", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -238,15 +240,18 @@ class Connection:
         backoff = 1.0
         while True:
             try:
-                return await work()
+                result = await work()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._failed(step, exc, backoff)
+                await self._failed(step, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
+                continue
+            await self._tell_watchers("succeeded", step)
+            return result
 
-    def _failed(self, step: str, exc: Exception, backoff: float) -> None:
+    async def _failed(self, step: str, exc: Exception, backoff: float) -> None:
         if isinstance(exc, (*NETWORK_ERRORS, ConnectionError, LocalProtocolError, GapError)):
             if self.online.is_set():
                 log.warning("homeserver_unreachable", step=step, error=exc.__class__.__name__,
@@ -255,6 +260,14 @@ class Connection:
             self.offline.set()
         else:
             log.exception("sync_step_failed", step=step, retry_in=backoff)
+        await self._tell_watchers("failed", step, exc)
+
+    async def _tell_watchers(self, what: str, step: str, *args: Any) -> None:
+        for watcher in self.step_watchers:
+            try:
+                await getattr(watcher, what)(step, *args)
+            except Exception:         # a watcher's trouble must not end the sync loop
+                log.exception("step_watcher_failed", watcher=type(watcher).__name__)
 
     async def _apply_device_changes(self, response: SyncResponse) -> None:
         """Before any event of the batch is acted on: forget what was known about users whose

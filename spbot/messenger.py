@@ -8,13 +8,14 @@ import dataclasses
 import time
 from typing import Awaitable, Callable
 
-from nio import EnableEncryptionBuilder, RoomCreateResponse, RoomPreset
+from nio import EnableEncryptionBuilder, RoomCreateResponse, RoomPreset, RoomSendResponse
 
 from .config import Config
 from .logs import get_logger
-from .matrix import Connection
+from .matrix import Connection, know_devices
 from .outbox import Outbox
 from .render import Reply, escape
+from .room_keys import share_room_key
 from .request import Request, UserError
 from .store import Store
 
@@ -83,6 +84,23 @@ class Messenger:
         return [await self.outbox.send(room, self.labelled(reply).content(),
                                        once=None if once is None else f"{once}|{room}")
                 for room in targets]
+
+    async def notify_unstored(self, reply: Reply) -> bool:
+        """To every admin room, straight to the homeserver and not through the outbox: only for when the
+        store cannot be written (the outbox could not queue it). Not kept across a restart, not retried
+        here. True if it reached one room at least."""
+        client, sent = self.connection.client, False
+        for room_id in self.admin_rooms() if client is not None else ():
+            try:
+                await know_devices(client)
+                await share_room_key(client, room_id)
+                response = await client.room_send(room_id, "m.room.message", self.labelled(reply).content(),
+                                                  ignore_unverified_devices=True)
+            except Exception as exc:      # the crypto store may not be writable either
+                log.warning("unstored_notice_failed", room=room_id, error=exc.__class__.__name__)
+                continue
+            sent = sent or isinstance(response, RoomSendResponse)
+        return sent
 
     async def _notify_once_rooms_known(self, reply: Reply, once: str | None) -> None:
         await self.connection.first_sync_done.wait()

@@ -1,0 +1,77 @@
+"""A bot that cannot write its state (a full or failing disk) says so in the room, ringing the admins,
+instead of going silent; once it can write again it says that too and answers what was sent meanwhile.
+
+The bot is a real process; its writes are made to fail for real by the kernel: its file-size limit
+(RLIMIT_FSIZE, set from outside with prlimit) is lowered to 0, so every write that would grow a file
+fails (EFBIG; SQLite reports "disk I/O error"), as a full disk fails every write that needs a new block.
+Nothing on this machine is filled."""
+from __future__ import annotations
+
+import asyncio
+import resource
+import sqlite3
+
+import pytest
+
+from spbot.cannot_write import cannot_write
+
+from .conftest import wait_answering
+
+pytestmark = pytest.mark.matrix
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+async def full_bot(make_bot):
+    return await make_bot("nowrite")
+
+
+async def test_a_bot_that_cannot_write_says_so_and_answers_once_it_can(alice, full_bot):
+    bot = full_bot
+    await wait_answering(alice, bot)
+    pid = bot.process.running_pid()
+    limits = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, limits[1]))
+    try:
+        sent = await alice.send(bot.room_id, "!ping")
+        notice = await alice.wait_for(lambda e: e.sender == bot.user_id and "I cannot write to my disk" in e.body,
+                                      TIMEOUT)
+        await asyncio.sleep(3)               # the batch is tried again meanwhile: told once, nothing run
+        assert not alice.replies_to(sent, bot.user_id)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+    mentioned, _, text = notice.body.partition(": ")
+    assert alice.user_id in mentioned.split() and text.startswith(
+        f"⚠️ I cannot write to my disk (disk I/O error), so I cannot take commands now. The disk that holds "
+        f"{bot.state_dir} is "), notice.body
+    assert notice.body.endswith("Free space on the server, or check that disk for errors: I go on by myself "
+                                "once I can write again, and answer the commands sent meanwhile."), notice.body
+    assert notice.content["msgtype"] == "m.text" and alice.user_id in notice.content["m.mentions"]["user_ids"]
+
+    back = await alice.wait_for(lambda e: e.sender == bot.user_id and "I can write to my disk again" in e.body,
+                                TIMEOUT)
+    assert back.content["msgtype"] == "m.text"
+    pong = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == sent, TIMEOUT)
+    assert pong.body.startswith("pong")
+    assert len([e for e in alice.events if "I cannot write to my disk" in e.body]) == 1
+
+
+def test_what_counts_as_a_disk_that_cannot_be_written(tmp_path):
+    """SQLite's own error for a full database (max_page_count), an OS error, one that wraps them."""
+    with sqlite3.connect(tmp_path / "db") as db:
+        db.execute("CREATE TABLE t(x)")
+        db.execute("PRAGMA max_page_count = 2")
+        with pytest.raises(sqlite3.OperationalError) as full:
+            db.execute("INSERT INTO t VALUES (?)", ("x" * 100_000,))
+    assert str(full.value) == "database or disk is full" and cannot_write(full.value)
+    assert cannot_write(OSError(28, "No space left on device"))
+    try:
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as exc:
+            raise RuntimeError("peewee-like wrapper") from exc
+    except RuntimeError as wrapped:
+        assert cannot_write(wrapped)
+    assert not cannot_write(sqlite3.OperationalError("no such table: t"))
+    assert not cannot_write(OSError(2, "No such file or directory"))
+    assert not cannot_write(ValueError("x"))
