@@ -1,6 +1,7 @@
 """Attack and fault run against a real bot on a fresh loopback Synapse: restarts and kill -9 at random
 moments, an offline backlog, replayed ciphertext, commands from people who must not be obeyed, a
-homeserver outage across restarts, and a search of the state directory for a delivered password.
+homeserver outage across restarts, a spell in which the kernel refuses the bot's writes (as a full disk
+would: RLIMIT_FSIZE 0 set with prlimit), and a search of the state directory for a delivered password.
 Prints the figures (cases, restarts, lost, doubled, unauthorized, secrets found); asserts nothing.
 
     .venv/bin/python bench/attack.py [--rounds 10] [--seed 7]
@@ -12,6 +13,7 @@ import asyncio
 import collections
 import random
 import re
+import resource
 import signal
 import sys
 import tempfile
@@ -218,19 +220,62 @@ class Run:
         self.synapse.start()
         self.tally("homeserver down across restarts", tokens, await self.answered(alice, list(tokens), 60), 2)
 
+    async def writes_refused(self, count: int = 6) -> None:
+        """Commands sent while the bot cannot write (its disk full): none runs then, each runs once after,
+        and the admins are told once."""
+        alice, tokens = self.clients["alice"], {}
+        pid = self.bot.running_pid()
+        limits = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        since = time.monotonic()
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, limits[1]))
+        try:
+            for _ in range(count):
+                token = uuid.uuid4().hex[:10]
+                tokens[await alice.send(self.room, f"!mark {token}")] = token
+                await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+            await asyncio.sleep(self.rng.uniform(1.0, 4.0))
+            ran_meanwhile = sum(1 for t in tokens.values() if self.marks()[t])
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+        answered = await self.answered(alice, list(tokens), 60)
+        told = [e for e in alice.events if e.sender == self.bot_user and "I cannot write to my disk" in e.body
+                and e.received > since]
+        self.tally("writes refused (disk full)", tokens, answered, 0)
+        self.figures.notes[-1] += f", {ran_meanwhile} ran while refused, told {len(told)} time(s)"
+
     async def secrets(self) -> None:
         alice = self.clients["alice"]
         name = "att" + uuid.uuid4().hex[:6]
         await alice.command(self.room, f"!user add {name}", self.bot_user, timeout=60)
         password = await self._delivered_password(alice, name)
         if password is None:
-            self.figures.add("password at rest", 1, detail="no password delivered (feature off?)")
+            self.figures.add("password at rest", 1, detail="no password delivered: " + self._dm_state(alice))
             return
         await asyncio.sleep(3)
         found = [str(p) for p in self.state_dir.rglob("*")
                  if p.is_file() and password.encode() in p.read_bytes()]
         found += [str(p) for p in Path(tempfile.gettempdir()).glob("restic-pw-*")]
         self.figures.add("password at rest", 1, secrets=len(found), detail=", ".join(found)[:200])
+
+    def _dm_state(self, client: ChatClient) -> str:
+        """Where the private room stands as alice's client sees it (no message text)."""
+        rooms = [r for r, room in client.client.rooms.items() if room.name == "spbot (private)"]
+        invited = [r for r, room in client.client.invited_rooms.items() if room.inviter == self.bot_user]
+        seen = [(e.type, e.decrypted) for e in client.events if e.sender == self.bot_user and e.type in
+                ("m.room.message", "m.room.encrypted")][-5:]
+        undecrypted = {room.room_id for room, _ in client._undecrypted.values()}
+        why = []
+        for room, event in client._undecrypted.values():
+            if room.room_id in rooms:
+                known = client.client.olm.inbound_group_store.get(room.room_id, event.sender_key, event.session_id)
+                try:
+                    client.client.decrypt_event(event)
+                    tried = "decrypts now"
+                except Exception as exc:
+                    tried = f"{exc.__class__.__name__}: {str(exc)[:80]}"
+                why.append(f"key in memory {known is not None}, room_id {event.room_id is not None}, {tried}")
+        return (f"joined {rooms}, invited {invited}, undecrypted in {sorted(undecrypted)[:3]} "
+                f"({len(client._undecrypted)} in all), last seen from the bot {seen}, {why}")
 
     async def _delivered_password(self, client: ChatClient, name: str) -> str | None:
         deadline = time.monotonic() + 30
@@ -253,7 +298,8 @@ async def main(rounds: int, seed: int) -> None:
     await run.start()
     try:
         for scenario in (run.strangers, run.approvals_from_wrong_people, run.offline_backlog,
-                         lambda: run.kill_storm(rounds), run.replay, run.outage, run.secrets):
+                         lambda: run.kill_storm(rounds), run.replay, run.outage, run.writes_refused,
+                         run.secrets):
             try:
                 await scenario()
             except Exception as exc:               # one broken scenario must not hide the others

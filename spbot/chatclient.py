@@ -150,6 +150,10 @@ class ChatClient:
         content = source.get("content") or {}
         if isinstance(event, MegolmEvent):
             kind, decrypted = "m.room.encrypted", False
+            # nio decrypts only an event that names its room, and one can come without it (seen: the
+            # bot's message in a private room this client had just joined, never decrypted with its key
+            # at hand)
+            event.room_id = event.room_id or room.room_id
             if len(self._undecrypted) < 1000:
                 self._undecrypted[event.event_id] = (room, event)
         else:
