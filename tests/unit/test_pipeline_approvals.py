@@ -185,3 +185,28 @@ async def test_a_stop_between_the_approval_and_its_job_is_told_at_the_next_start
     assert (await state(setup, rid))["job_id"] == 77
     edits = [c["m.new_content"]["body"] for _, _, c in (await settled(setup.parts)) if "m.new_content" in c]
     assert edits[-1].endswith(f"⚠️ approved by {BOB}, but the bot stopped during job #77."), edits[-1]
+
+
+@pytest.mark.parametrize("noted", [True, False])
+async def test_a_job_that_ended_just_before_a_stop_is_shown_on_its_request_at_the_next_start(setup, noted):
+    """A quick job ended, and the bot was killed before its request was told (CI caught it: the request
+    stayed "running" for good, a later vote was answered "already running" and the message never said
+    how it ended). Whether or not the job's number was noted on the request, the next start tells it."""
+    from spbot.jobs import SCHEMA as JOBS
+    rid = await open_request(setup)
+    await setup.approvals.vote(rid, BOB, True, room_id=ROOM)
+    await setup.parts.store.ensure_schema(JOBS)
+    job = await setup.parts.store.insert(
+        "INSERT INTO jobs(title, command, args, requester, request_id, locks, state, created) "
+        "VALUES('!wipe', 'wipe', '{}', ?, ?, '[]', 'done', 0)", (ALICE, rid))
+    await setup.parts.store.execute("UPDATE requests SET state = 'running', job_id = ? WHERE id = ?",
+                                    (job if noted else None, rid))
+    before = len(await settled(setup.parts))
+
+    await setup.approvals.start()                 # the next start, on the same store
+    row = await state(setup, rid)
+    assert (row["state"], row["job_id"]) == ("done", job)
+    new = (await settled(setup.parts))[before:]
+    edits = [c["m.new_content"]["body"] for _, _, c in new if "m.new_content" in c]
+    assert len(edits) == 1 and f"approved by {BOB}" in edits[0] and "stopped before it started" not in edits[0]
+    assert not any(c.get("m.relates_to", {}).get("m.in_reply_to") for _, _, c in new), "no 'nothing ran' reply"
