@@ -105,14 +105,14 @@ class Approvals:
         """Requests whose job ended, with the bot stopped before the request was told (a quick job, a kill
         right after it; CI caught one): told now, as job_finished would have. A job still marked running
         is the job runner's to report."""
+        if not await self.store.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"):
+            return                        # the job runner has never started here: no job ran
         for row in await self.store.fetchall("SELECT id, job_id FROM requests WHERE state = 'running'"):
             job = await self._job_of(row)
             if job is not None and job["state"] in JOB_STATE_TO_REQUEST:
                 await self.job_finished(job["id"], row["id"], job["state"])
 
     async def _job_of(self, row):
-        if not await self.store.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"):
-            return None                   # the job runner has never started here: no job ran
         if row["job_id"] is not None:
             return await self.store.fetchone("SELECT id, state FROM jobs WHERE id = ?", (row["job_id"],))
         return await self.store.fetchone(          # its number was not noted before the stop
