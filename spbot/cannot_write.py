@@ -26,25 +26,30 @@ PROBE_KEY = "write_probe"
 RETELL_AFTER = 60.0     # s: a notice that could not be sent is tried again at most this often
 
 
-def cannot_write(exc: BaseException | None, depth: int = 0) -> bool:
-    """Whether an error says the disk cannot be written (SQLite's, the OS's, or one that wraps them:
-    nio's crypto store raises peewee's errors)."""
-    if exc is None or depth > 5:
-        return False
-    if isinstance(exc, sqlite3.Error):
-        code = getattr(exc, "sqlite_errorcode", None)
+def _underlying(exc: BaseException | None) -> BaseException | None:
+    """The SQLite error, or the OS error with an errno, that an error is or wraps (nio's crypto store
+    raises peewee's errors around SQLite's); None when there is none."""
+    for _ in range(6):
+        if exc is None or isinstance(exc, sqlite3.Error) or (isinstance(exc, OSError) and exc.errno is not None):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def cannot_write(exc: BaseException | None) -> bool:
+    """Whether an error says the disk cannot be written."""
+    found = _underlying(exc)
+    if isinstance(found, sqlite3.Error):
+        code = getattr(found, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in SQLITE_NO_ROOM
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return exc.errno in NO_ROOM
-    return cannot_write(exc.__cause__ or exc.__context__, depth + 1)
+    return isinstance(found, OSError) and found.errno in NO_ROOM
 
 
 def reason(exc: BaseException) -> str:
-    while exc is not None and not isinstance(exc, (sqlite3.Error, OSError)):
-        exc = exc.__cause__ or exc.__context__
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return os.strerror(exc.errno)
-    return str(exc) or exc.__class__.__name__
+    found = _underlying(exc) or exc
+    if isinstance(found, OSError) and found.errno is not None:
+        return os.strerror(found.errno)
+    return str(found) or found.__class__.__name__
 
 
 class CannotWrite:
