@@ -58,12 +58,18 @@ def import_table() -> list[str]:
 async def measure(stack: Stack) -> Figure:
     await asyncio.sleep(5)
     spbot, echo = rss_mib(stack.pid("spbot")), rss_mib(stack.pid("echo"))
+    async with stack.core_in_place():
+        await asyncio.sleep(5)
+        core = rss_mib(stack.pid("spbot"))
+    print(f"idle RSS: spbot {spbot:.1f} MiB, echo bot {echo:.1f} MiB, spbot's core alone (bench/core_bot.py: "
+          f"no feature, the core's commands) {core:.1f} MiB ({core / echo:.2f}×)")
     print("\n".join(import_table()))
     modules = loaded_modules(stack)
     print(f"heavy packages loaded by the idle bot ([backup] on a local repository configured): "
           f"{', '.join(modules) or 'none'}")
     ratio = spbot / echo
-    return Figure("idle RSS vs the echo bot", f"{ratio:.2f}× ({spbot:.0f} vs {echo:.0f} MiB)",
+    return Figure("idle RSS vs the echo bot", f"{ratio:.2f}× ({spbot:.0f} vs {echo:.0f} MiB; "
+                  f"the core alone {core / echo:.2f}×)",
                   f"≤ {GOAL}×", ratio <= GOAL)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import contextlib
 import logging
 import os
 import shutil
@@ -206,6 +207,25 @@ paths = ["{self.data}"]
             self.spbot.process = None
             self.spbot.pid_path.unlink(missing_ok=True)
         return took
+
+    @contextlib.asynccontextmanager
+    async def core_in_place(self):
+        """Meanwhile the core-only bot (bench/core_bot.py) runs as spbot, on its account, state and
+        config, and answers its pings; the whole bot again afterwards."""
+        self.stop_bot("spbot")
+        whole = self.spbot
+        self.spbot = BotProcess(self.config, self.work / "core.log", cwd=ROOT,
+                                argv=[sys.executable, str(ROOT / "bench" / "core_bot.py")])
+        self.spbot.start()
+        try:
+            await self.ping("spbot", timeout=90)
+            yield
+        finally:
+            if self.spbot.process is not None:
+                self.stop_bot("spbot")
+            self.spbot = whole
+            self.spbot.start()
+            await self.ping("spbot", timeout=90)
 
     async def down(self) -> None:
         if self.client is not None:

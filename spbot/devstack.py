@@ -292,8 +292,9 @@ class BotProcess:
     """The bot as a real process: `spbot run --config …`, its log in a file."""
 
     def __init__(self, config_path: Path, log_path: Path, env: dict | None = None,
-                 cwd: Path | None = None):
+                 cwd: Path | None = None, argv: list[str] | None = None):
         self.cwd = cwd
+        self.argv = argv or [sys.executable, "-m", "spbot", "run"]     # then --config PATH
         self.config_path = Path(config_path)
         self.log_path = Path(log_path)
         self.pid_path = self.log_path.with_suffix(".pid")
@@ -303,7 +304,7 @@ class BotProcess:
     def start(self) -> None:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "spbot", "run", "--config", str(self.config_path)],
+            [*self.argv, "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.cwd,
             env=self.env if self.env is not None else os.environ.copy())
         self.pid_path.write_text(str(self.process.pid))
