@@ -276,7 +276,8 @@ async def server_resize(ctx: Context, server_type: TypeName, *, grow_disk: bool 
                                      on_progress=progress_steps(ctx.job, 3))
     except asyncio.CancelledError:
         if ctx.job.cancelled_by:  # an admin's !cancel: finished now; a bot stop: at the next start
-            feature.finish_cancelled_resize()
+            # Shielded: a second !cancel ends the job, not the finishing (the server must come back).
+            await asyncio.shield(feature.finish_cancelled_resize())
         raise
     except (UserError, ProviderError):  # the provider's resize powered a running server on again
         await feature.forget_resize()

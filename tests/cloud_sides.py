@@ -38,6 +38,7 @@ class HetznerSide:
     token = "hz-chat-secret-0123456789"
     api = "/v1"
     reboot, shutdown, change_type, power_on = "reboot_server", "shutdown_server", "change_server_type", "start_server"
+    snapshot = "create_image"
     running = "running"
     expect = {
         "type": "cx22: 2 vCPU, 4 GB RAM, 40 GB disk",
@@ -119,6 +120,7 @@ class DigitalOceanSide:
     token = "do-chat-secret-9876543210"
     api = "/v2"
     reboot, shutdown, change_type, power_on = "reboot", "shutdown", "resize", "power_on"
+    snapshot = "snapshot"
     running = "active"
     expect = {
         "type": "s-2vcpu-4gb: 2 vCPU, 4 GB RAM, 80 GB disk",

@@ -404,6 +404,8 @@ async def test_a_resize_stopped_while_shutting_down_powers_the_server_on_again(a
 
 
 async def test_a_cancelled_resize_is_finished_and_the_server_powered_on(alice, bob, cloud):
+    """Until the server is back, the cancelled job keeps the server's locks: another cloud command
+    waits for it instead of acting on a server that is still changing."""
     bot, side = cloud.bot, cloud.side
     try:
         command_id, changes = await resize_held_at(alice, bob, cloud, side.change_type)
@@ -412,12 +414,20 @@ async def test_a_cancelled_resize_is_finished_and_the_server_powered_on(alice, b
         job_id = int(re.search(r"job #(\d+)", progress.body).group(1))
         answer = await bob.command(bot.room_id, f"!cancel {job_id}", bot.user_id)
         assert answer.body.startswith(f"cancelling job #{job_id}")
+        snapshots = side.commands().count(side.snapshot)
+        snapshot_id = await alice.send(bot.room_id, "!server snapshot after the cancel")
+        await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == snapshot_id
+                             and f"waiting for job #{job_id} (!server resize" in e.body, timeout=20)
+        await asyncio.sleep(1)
+        assert side.commands().count(side.snapshot) == snapshots
     finally:
         side.fake.held.clear()
     done = await result_reply(alice, command_id, bot, "✅ The resize was cancelled while resizing", JOB_TIMEOUT)
     assert side.server_state() == (side.expect["new_type"], side.expect["disk"], side.running)
     assert done.body.endswith(f"it is {side.running}." if side.name == "digitalocean"
                               else f"The server is {side.running}."), done.body
+    await result_reply(alice, snapshot_id, bot, "📸", JOB_TIMEOUT)
+    assert side.commands().count(side.snapshot) == snapshots + 1
 
 
 # -- !volume -------------------------------------------------------------------------------

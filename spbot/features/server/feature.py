@@ -3,6 +3,8 @@
 and reports (a reboot, a volume growth, a resize), and the grow offer for the disk alerts."""
 from __future__ import annotations
 
+import asyncio
+
 import socket
 from ipaddress import ip_address, ip_network
 from typing import Any
@@ -113,10 +115,12 @@ class ServerFeature(Feature):
     async def forget_resize(self) -> None:
         await marks.forget_resize(self.host.store)
 
-    def finish_cancelled_resize(self) -> None:
-        """An admin cancelled a resize: what it left under way is finished now, in the background."""
-        self.host.spawn(self._logged(lambda server: finish_resize(server, CANCELLED), "resize_report_failed"),
-                        name="cancelled resize")
+    def finish_cancelled_resize(self) -> asyncio.Task:
+        """An admin cancelled a resize: what it left under way is finished now. The cancelled job awaits
+        the task, so that it holds the server's locks until the server is back; a bot stop cancels it
+        (the mark stays, for the next start)."""
+        return self.host.spawn(self._logged(lambda server: finish_resize(server, CANCELLED),
+                                            "resize_report_failed"), name="cancelled resize")
 
     async def remember_shown_growth(self, mount: str, size: str, volume: str, current: int, new: int) -> None:
         await marks.remember_shown_growth(self.host.store, mount, size, volume, current, new)
