@@ -75,7 +75,9 @@ class Watch:
             await self._on_claim(event)
 
     async def check(self) -> None:
-        """Scheduled: claim the report of every peer silent too long, if this bot is the one to say it."""
+        """Scheduled: claim the report of every peer silent too long, if this bot is the one to say it;
+        keep the alerts this bot raised up to date (reminders, and what the quiet hours release, tell
+        how long the silence has lasted by then)."""
         now = time.time()
         for peer in self.peers if self.ready else ():
             if peer in self.down or now - self.last_heard[peer] <= self.settings.silent_after:
@@ -84,6 +86,9 @@ class Watch:
             if (outage, "down") in self.claims or self.reporter() != self.me:
                 continue
             await self._claim(peer, outage, "down", since=self.last_heard[peer])
+        for peer, info in list(self.down.items()) if self.ready else ():
+            if info.get("reporter") == self.me:
+                await self._silent_alert(peer, info["since"])
 
     async def _recovered(self, peer: str) -> None:
         info = self.down[peer]
@@ -120,13 +125,17 @@ class Watch:
         (the one that did went silent itself meanwhile)."""
         silent = human_duration(max(0.0, time.time() - since))
         log.info("fleet_peer_" + ("silent" if state == "down" else "back"), host=peer, silent=silent)
-        key = SILENT_ALERT + peer
         if state == "down":
-            await self.host.alerts.fire(
-                key, "warning", f"{peer} has not been heard from for {silent}.",
-                f"Its bot or its server may be down, or its homeserver cut off; check it (send !on {peer} ping "
-                "once it should be back). I will say when it is heard from again.")
+            await self._silent_alert(peer, since)
             return
         back = f"{peer} is back: heard from again after {silent} of silence."
-        if not await self.host.alerts.clear(key, back):
+        if not await self.host.alerts.clear(SILENT_ALERT + peer, back):
             await self.host.notify(Reply.text(f"✅ {back}"))
+
+    async def _silent_alert(self, peer: str, since: float) -> None:
+        """Raised once; called again while the silence lasts, it posts only when a reminder is due."""
+        silent = human_duration(max(0.0, time.time() - since))
+        await self.host.alerts.fire(
+            SILENT_ALERT + peer, "warning", f"{peer} has not been heard from for {silent}.",
+            f"Its bot or its server may be down, or its homeserver cut off; check it (send !on {peer} ping "
+            "once it should be back). I will say when it is heard from again.")
