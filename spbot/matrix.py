@@ -15,6 +15,7 @@ from nio import (AsyncClient, AsyncClientConfig, KeysQueryResponse, LocalProtoco
 from aiohttp import ClientError
 
 from . import nio_fixes
+from .cannot_write import cannot_write
 from .config import Config
 from .trust.pickle_key import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
@@ -78,6 +79,7 @@ class Connection:
         self.on_sync: list[Callable[[SyncResponse], None]] = []     # each response as it comes (quick)
         # Told of each failed and each successful step of the sync loop: async failed(step, exc), succeeded(step).
         self.step_watchers: list[Any] = []
+        self._failing: dict[str, type] = {}      # step → the kind of error it last failed with
 
     # --- login ---------------------------------------------------------------------------------
 
@@ -248,18 +250,24 @@ class Connection:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
+            self._failing.pop(step, None)
             await self._tell_watchers("succeeded", step)
             return result
 
     async def _failed(self, step: str, exc: Exception, backoff: float) -> None:
-        if isinstance(exc, (*NETWORK_ERRORS, ConnectionError, LocalProtocolError, GapError)):
+        # a full disk is an OSError too, but not the homeserver's: the bot is not offline for it
+        if isinstance(exc, (*NETWORK_ERRORS, ConnectionError, LocalProtocolError, GapError)) and not cannot_write(exc):
             if self.online.is_set():
                 log.warning("homeserver_unreachable", step=step, error=exc.__class__.__name__,
                             detail=str(exc)[:200], retry_in=backoff)
             self.online.clear()
             self.offline.set()
+        elif self._failing.get(step) == type(exc):     # the same trouble again: its traceback is logged
+            log.warning("sync_step_still_failing", step=step, error=exc.__class__.__name__,
+                        detail=str(exc)[:200], retry_in=backoff)
         else:
             log.exception("sync_step_failed", step=step, retry_in=backoff)
+        self._failing[step] = type(exc)
         await self._tell_watchers("failed", step, exc)
 
     async def _tell_watchers(self, what: str, step: str, *args: Any) -> None:

@@ -51,3 +51,24 @@ async def test_a_failing_mended_channel_handler_does_not_fail_nios_sync(caplog):
     with caplog.at_level(logging.ERROR):
         await callbacks[0](SimpleNamespace(sender="@alice:example.org", sender_key="curve"))
     assert "room_key_resend_failed" in caplog.text and "corrupted device store" in caplog.text
+
+
+async def test_a_step_failing_the_same_way_again_logs_its_traceback_once(tmp_path, caplog):
+    """A full disk fails every sync step for as long as it lasts: the first failure's traceback is
+    logged, then one line per retry (the log must not grow by a traceback every 30 s while the disk is
+    full); a new kind of error, or the same after a success, is logged whole again."""
+    connection = Connection(make_config(tmp_path))
+    full = OSError(28, "No space left on device")
+    async def fail(exc: Exception) -> None:
+        try:
+            raise exc
+        except Exception as raised:          # as in the sync loop: logged while it is being handled
+            await connection._failed("save position", raised, 1.0)
+    with caplog.at_level(logging.WARNING):
+        for exc in (full, full, full, KeyError("other")):
+            await fail(exc)
+        connection._failing.clear()          # as a success does
+        await fail(full)
+    tracebacks = [r for r in caplog.records if r.exc_info and r.exc_info[0]]
+    assert len(tracebacks) == 3
+    assert sum("sync_step_still_failing" in r.getMessage() for r in caplog.records) == 2
