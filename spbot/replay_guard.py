@@ -10,7 +10,9 @@ Decryption is synchronous inside nio's sync handling, so the decision is made on
 the table (loaded at start, written through): a replayed text message is let through marked as a replay,
 so the screen can refuse it with a reply; any other replayed event (a reaction, say) stays undecrypted,
 as nio would leave it. The guard also keeps, per event, the cleartext (outer) content nio throws away, so
-the screen can see a relation that only the unencrypted wrapper declares."""
+the screen can see a relation that only the unencrypted wrapper declares, and when the wrapper was first
+seen (its age as the homeserver served it, spbot/event_age.py: the decrypted event has lost it, and keys
+that come late must not make an old command look fresh)."""
 from __future__ import annotations
 
 import asyncio
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 
 from nio import EncryptionError, MegolmEvent, RoomMessageText
 
+from .event_age import sent_at
 from .logs import get_logger
 from .store import Store
 
@@ -46,6 +49,7 @@ class MegolmOrigin:
     message_index: int
     outer_content: dict = field(default_factory=dict)
     replay_of: str | None = None      # the event id that first used this (session, index)
+    sent_at: float | None = None      # on this machine's clock, from the wrapper's age when first seen
 
     @property
     def key(self) -> tuple[str, int]:
@@ -61,6 +65,7 @@ class ReplayGuard:
         self._first_use: dict[tuple[str, int], str] = {}
         self._origins: OrderedDict[str, MegolmOrigin] = OrderedDict()
         self._refused: OrderedDict[str, str] = OrderedDict()     # replayed event id → first event id
+        self._sent_at: OrderedDict[str, float] = OrderedDict()   # event id → when sent (first sight)
         self._unsaved: list[tuple] = []
         self._flushing: asyncio.Task | None = None
         self._index: int | None = None        # set by nio's index check during one decryption
@@ -88,11 +93,14 @@ class ReplayGuard:
 
     def _decrypt(self, decrypt, event: MegolmEvent, room_id: str | None):
         self._index = None
+        if event.event_id not in self._sent_at and (when := sent_at(event.source, time.time())) is not None:
+            _remember(self._sent_at, event.event_id, when)       # before a failure for want of keys
         result = decrypt(event, room_id)
         index, self._index = self._index, None
         if index is None or event.sender == self.own_user_id:
             return result
-        origin = MegolmOrigin(event.session_id, index, dict(event.source.get("content") or {}))
+        origin = MegolmOrigin(event.session_id, index, dict(event.source.get("content") or {}),
+                              sent_at=self._sent_at.get(event.event_id))
         first = self._first_use.setdefault(origin.key, event.event_id)
         if first != event.event_id:
             origin.replay_of = first

@@ -23,5 +23,5 @@ class Request:
     room_id: str
     event_id: str
     text: str
-    sent_ts_ms: int
+    sent_ts_ms: int           # when sent, on this machine's clock (spbot/event_age.py), ms
     received: float = field(default_factory=time.time)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from nio import MatrixRoom, RoomMessageText
 
 from .config import Config
+from .event_age import sent_at_or_stamp
 from .logs import get_logger
 from .parsing import ALL, Addressing
 from .render import Reply
@@ -67,9 +68,9 @@ class Screen:
             refused = await self._replay_check(room, event, origin)
             if refused is not None:
                 return refused
-        age = time.time() - event.server_timestamp / 1000
-        if age > self.config.max_command_age:
-            return self._too_old(event)
+        sent = _sent(event, origin)
+        if time.time() - sent > self.config.max_command_age:
+            return self._too_old(event, sent)
         if event.sender not in self.config.admins:
             if self.addressing.fleet and self.addressing.split(event.body).target == ALL:
                 # A command for every bot from an admin of some of them: those answer; a refusal from
@@ -84,7 +85,7 @@ class Screen:
                 "is on in this room and in your client, then send it again."),
                 reason="unencrypted")
         return Verdict(request=Request(event.sender, "", room.room_id, event.event_id,
-                                       event.body, event.server_timestamp))
+                                       event.body, int(sent * 1000)))
 
     async def _replay_check(self, room: MatrixRoom, event: RoomMessageText,
                             origin: MegolmOrigin | None) -> Verdict | None:
@@ -114,8 +115,9 @@ class Screen:
         await self.store.put(key, time.time())
         return True
 
-    def _too_old(self, event: RoomMessageText) -> Verdict:
-        if event.server_timestamp / 1000 < self.first_start or event.sender not in self.config.admins:
+    def _too_old(self, event: RoomMessageText, sent: float) -> Verdict:
+        """`sent` on this machine's clock (spbot/event_age.py), like first_start."""
+        if sent < self.first_start or event.sender not in self.config.admins:
             return Verdict(reason="history from before the bot's first start")
         return Verdict(reply=Reply.text("ignored: sent while I was offline, send it again "
                                         "if it is still wanted."), reason="too old")
@@ -137,3 +139,10 @@ def is_edit(event: RoomMessageText, origin: MegolmOrigin | None) -> bool:
         layers.append(origin.outer_content.get("m.relates_to"))
     return any(isinstance(r, dict) and r.get("rel_type") == "m.replace" for r in layers)
 
+
+def _sent(event: RoomMessageText, origin: MegolmOrigin | None) -> float:
+    """When the command was sent, on this machine's clock: the encrypted wrapper's age when first seen,
+    else the event's own age, else its homeserver's timestamp."""
+    if origin is not None and origin.sent_at is not None:
+        return origin.sent_at
+    return sent_at_or_stamp(event.source, event.server_timestamp, time.time())
