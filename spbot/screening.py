@@ -42,6 +42,11 @@ class Screen:
         self.first_start = first_start
         self.replay_guard = ReplayGuard(store, bot_user_id)
 
+    def sent_at(self, event) -> float:
+        """When any room event was sent, on this machine's clock (spbot/event_age.py)."""
+        origin = self.replay_guard.origin(event.event_id) if getattr(event, "decrypted", False) else None
+        return _sent(event, origin)
+
     def room_allowed(self, room_id: str) -> bool:
         return room_id in self.config.rooms or self.config.allow_any_admin_room
 
@@ -140,9 +145,9 @@ def is_edit(event: RoomMessageText, origin: MegolmOrigin | None) -> bool:
     return any(isinstance(r, dict) and r.get("rel_type") == "m.replace" for r in layers)
 
 
-def _sent(event: RoomMessageText, origin: MegolmOrigin | None) -> float:
-    """When the command was sent, on this machine's clock: the encrypted wrapper's age when first seen,
+def _sent(event, origin: MegolmOrigin | None) -> float:
+    """When the event was sent, on this machine's clock: the encrypted wrapper's age when first seen,
     else the event's own age, else its homeserver's timestamp."""
     if origin is not None and origin.sent_at is not None:
         return origin.sent_at
-    return sent_at_or_stamp(event.source, event.server_timestamp, time.time())
+    return sent_at_or_stamp(getattr(event, "source", None) or {}, event.server_timestamp, time.time())

@@ -60,8 +60,10 @@ def join_people(room_id: str, people: list[tuple[Synapse, str]]) -> None:
         session.logout()
 
 
-async def start_bots(fleet: Fleet, root: Path, watcher: ChatClient, default: str, **timing) -> None:
-    """Start every bot of the fleet (config from `fleet_config`) and wait until each answers."""
+async def start_bots(fleet: Fleet, root: Path, watcher: ChatClient, default: str,
+                     env: dict[str, dict] | None = None, **timing) -> None:
+    """Start every bot of the fleet (config from `fleet_config`; `env`: a process environment by host)
+    and wait until each answers."""
     members = list(fleet.bots.values())
     for fb in members:
         others = [b for b in members if b is not fb]
@@ -69,6 +71,8 @@ async def start_bots(fleet: Fleet, root: Path, watcher: ChatClient, default: str
         directory.mkdir(parents=True, exist_ok=True)
         fb.bot = TestBot(fb.synapse, directory, fleet.room_id, fb.admins, fb.user_id,
                          extra=fleet_config(fb, others, default, **timing))
+        if env and fb.host in env:
+            fb.bot.process.env = env[fb.host]
         fb.bot.start()
     for fb in members:
         await watcher.wait_joined(fleet.room_id, fb.user_id, timeout=60)

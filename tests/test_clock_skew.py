@@ -53,3 +53,28 @@ async def test_a_bot_an_hour_behind_ignores_a_command_sent_while_it_was_offline(
     reply = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == event_id, timeout=60)
     assert reply.body.startswith("ignored: sent while I was offline, send it again"), reply.body
     assert mark not in bot.marks()
+
+
+async def test_a_fleet_bot_an_hour_ahead_does_not_take_its_peer_for_silent(synapse, people, alice, tmp_path):
+    """Its peer's heartbeats are judged by when they were sent on its own clock: before, a bot an hour
+    ahead reported every peer silent as soon as silent_after passed, and rang the admins for it."""
+    from .fleet_kit import BOT_PASSWORD, Fleet, FleetBot, create_room, start_bots
+
+    a = people["alice"].user_id
+    bots = {host: FleetBot(host, synapse, synapse.register(f"spbot-skew-{host}", BOT_PASSWORD, admin=True),
+                           [a]) for host in ("nas", "box")}
+    room = create_room(synapse, a, [(synapse, fb.user_id) for fb in bots.values()], "Fleet (clock)")
+    fleet = Fleet(room, bots)
+    env = {"box": skewed_env(tmp_path / "clock", 3600)}
+    await start_bots(fleet, tmp_path / "fleet", alice, default="nas", env=env)
+    try:
+        started = len(alice.events)
+        await asyncio.sleep(12)        # silent_after is 5 s, heartbeats every second
+        silent = [e.body for e in alice.events[started:] if "has not been heard from" in e.body]
+        assert silent == []
+        sent = await alice.send(room, "!fleet")
+        reply = await alice.wait_for(lambda e: e.reply_to == sent and fleet.by_user(e.sender), timeout=15)
+        assert "2 of 2 servers answered" in reply.body, reply.body
+    finally:
+        for fb in bots.values():
+            fb.bot.stop()

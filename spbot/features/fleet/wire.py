@@ -28,7 +28,7 @@ class FleetEvent:
     host: str
     kind: str
     content: dict[str, Any]
-    ts: float                         # the homeserver's time, seconds
+    ts: float                         # when sent, on this machine's clock (spbot/event_age.py), seconds
 
 
 class Wire:
@@ -74,7 +74,7 @@ class Wire:
         if not await self._trusted(event, name, own):
             return None
         return FleetEvent(event.event_id, room.room_id, name, content["kind"], content,
-                          event.server_timestamp / 1000)
+                          self.host.screen.sent_at(event))
 
     async def _trusted(self, event, name: str, own: bool) -> bool:
         key = getattr(event, "sender_key", None)
