@@ -34,7 +34,7 @@ from .jobs import JobRunner
 from .key_resend import KeyResend
 from .late_decryption import LateDecryption
 from .logs import get_logger
-from .matrix import NETWORK_ERRORS, Connection
+from .matrix import NETWORK_ERRORS, Connection, SignedOut
 from .messenger import Messenger
 from .outbox import Outbox
 from .parsing import Addressing
@@ -98,6 +98,7 @@ class Bot:
         self._failures: dict[str, int] = {}
         self._reading = asyncio.Lock()          # one event at a time: batches, late decryptions, refetches
         self._leftovers_checked = False
+        self.failure: BaseException | None = None     # why the bot stopped, when it was not asked to
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -117,10 +118,16 @@ class Bot:
         await self.stop()
 
     def _sync_ended(self, task: asyncio.Task) -> None:
-        """The sync loop only ends when stopping; if it died, stop (a supervisor restarts the bot)
-        rather than run on deaf."""
+        """The sync loop only ends when stopping; if it died, stop with a failure (`failure`: the
+        process exits non-zero, so that its supervisor starts it again) rather than run on deaf."""
         if not task.cancelled() and task.exception() is not None:
-            log.error("sync_loop_died", error=repr(task.exception()))
+            exc = task.exception()
+            if isinstance(exc, SignedOut):
+                log.error("signed_out", detail=str(exc)[:200],
+                          todo="the next start logs in as a new device (with the password file)")
+            else:
+                log.error("sync_loop_died", error=repr(exc))
+            self.failure = exc
             self._stop.set()
 
     async def start(self) -> None:

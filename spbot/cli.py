@@ -95,9 +95,10 @@ def _run(args) -> int:
     from .bot import Bot
     from .features import all_features
     from .matrix import LoginFailed
+    bot = Bot(config, features=all_features())
     try:
-        asyncio.run(Bot(config, features=all_features()).run())
-        _exit_now(0)
+        asyncio.run(bot.run())
+        _exit_now(1 if bot.failure else 0)      # a failure: the supervisor starts the bot again
     except LoginFailed as exc:
         print(f"spbot: {exc}", file=sys.stderr)
         return 3

@@ -65,6 +65,15 @@ class LoginFailed(Exception):
     """The homeserver refused the bot's credentials; the message says what to fix."""
 
 
+class SignedOut(Exception):
+    """The homeserver no longer knows the bot's access token: its session was signed out (from a client's
+    session list, a password reset that signs out every device, a server admin). Not retried: the bot
+    stops with a failure, and its next start logs in as a new device (spbot/trust/own_device.py)."""
+
+
+UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
+
+
 class Connection:
     def __init__(self, config: Config):
         self.config = config
@@ -102,39 +111,25 @@ class Connection:
     async def login(self) -> AsyncClient:
         """Restore the stored device, or log in once with the password and store the token (0600).
 
-        A stored device whose keys on the homeserver are not the crypto store's (restored from an old
-        backup, or `crypto/` wiped: nio would make a new Olm account for the old device id, and the
-        homeserver refuses every key it uploads) is replaced by a new device logged in with the password;
-        `replaced_device` then names the old one, which is deleted once the new one is cross-signed."""
-        from .trust.errors import CrossSigningError
-        from .trust.own_identity import own_device_replaced
+        A stored device that cannot go on (see _saved_device_unusable) is replaced by a new device logged
+        in with the password; `replaced_device` then names the old one (deleted once the new one is
+        cross-signed, if it still exists) and `replaced_why` says why."""
         self.replaced_device: str | None = None
+        self.replaced_why: str | None = None        # "keys lost" or "signed out"
         saved = self._load_credentials()
         if saved:
             register_secret(saved["access_token"])
             self.client = self._new_client(saved["device_id"])
             self.client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
-            try:
-                lost = await own_device_replaced(self.config.homeserver, saved["access_token"],
-                                                 saved["user_id"], saved["device_id"],
-                                                 self.client.olm.account.identity_keys)
-            except CrossSigningError as exc:      # unreachable now: the cross-signing check tells later
-                log.warning("device_keys_check_skipped", error=str(exc))
-                lost = False
-            if not lost:
+            why = await self._saved_device_unusable(saved)
+            if why is None:
                 log.info("login_restored", device_id=saved["device_id"])
                 return self.client
             await self.client.close()
-            log.warning("crypto_store_lost", device_id=saved["device_id"])
+            log.warning("crypto_store_lost" if why == "keys lost" else "signed_out", device_id=saved["device_id"])
             if self.config.password is None:
-                raise LoginFailed(
-                    f"my crypto store ({self.state_dir / 'crypto'}) has no keys for my device "
-                    f"{saved['device_id']}, whose keys the homeserver knows (restored from an old backup, or "
-                    "a wiped crypto folder?). With only an access token I cannot start a new device: log "
-                    "the bot's account in again for a new access token, put it in the access_token file, "
-                    f"delete {self.credentials_path}, start me again, and delete device "
-                    f"{saved['device_id']} (Element: Settings → Sessions). Or configure a password file.")
-            self.replaced_device = saved["device_id"]
+                raise LoginFailed(self._cannot_replace(saved["device_id"], why))
+            self.replaced_device, self.replaced_why = saved["device_id"], why
         elif self.config.access_token is not None:
             return await self._adopt_token(self.config.access_token.read())
         password = self.config.password.read()
@@ -148,6 +143,38 @@ class Connection:
         self._save_credentials(response.device_id, response.access_token)
         log.info("login_password", device_id=response.device_id, replaces=self.replaced_device)
         return self.client
+
+    async def _saved_device_unusable(self, saved: dict) -> str | None:
+        """Why the stored device cannot go on: "signed out" (the homeserver forgot its token), "keys lost"
+        (the homeserver holds other keys for it than the crypto store: restored from an old backup, or
+        wiped; nio would make a new Olm account for the old device id, and every upload is refused), or
+        None."""
+        from .trust.errors import CrossSigningError, HomeserverError
+        from .trust.own_identity import own_device_replaced
+        try:
+            lost = await own_device_replaced(self.config.homeserver, saved["access_token"], saved["user_id"],
+                                             saved["device_id"], self.client.olm.account.identity_keys)
+        except HomeserverError as exc:
+            if exc.errcode == UNKNOWN_TOKEN:
+                return "signed out"
+            log.warning("device_keys_check_skipped", error=str(exc))
+            return None
+        except CrossSigningError as exc:      # unreachable now: the cross-signing check tells later
+            log.warning("device_keys_check_skipped", error=str(exc))
+            return None
+        return "keys lost" if lost else None
+
+    def _cannot_replace(self, device_id: str, why: str) -> str:
+        fix = ("log the bot's account in again for a new access token, put it in the access_token file, "
+               f"delete {self.credentials_path} and start me again")
+        if why == "signed out":
+            return (f"my session (device {device_id}) was signed out on the homeserver: its access token is "
+                    f"no longer valid. With only an access token I cannot log in again: {fix}. Or configure "
+                    "a password file.")
+        return (f"my crypto store ({self.state_dir / 'crypto'}) has no keys for my device {device_id}, whose "
+                "keys the homeserver knows (restored from an old backup, or a wiped crypto folder?). With only "
+                f"an access token I cannot start a new device: {fix}, and delete device {device_id} (Element: "
+                "Settings → Sessions). Or configure a password file.")
 
     async def _adopt_token(self, token: str) -> AsyncClient:
         register_secret(token)
@@ -219,8 +246,10 @@ class Connection:
                     full_state=not self.first_sync_done.is_set(), since=since,
                     sync_filter=SYNC_FILTER)
                 if not isinstance(response, SyncResponse):
+                    if getattr(response, "status_code", None) == UNKNOWN_TOKEN:
+                        raise SignedOut(getattr(response, "message", UNKNOWN_TOKEN))
                     raise ConnectionError(getattr(response, "message", str(response)))
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, SignedOut):
                 raise
             except Exception as exc:
                 await self._failed("sync", exc, backoff)
@@ -246,6 +275,8 @@ class Connection:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if backoff > 1.0 and await self._signed_out():      # failed twice: is the token gone?
+                    raise SignedOut(f"{step}: {exc}") from exc
                 await self._failed(step, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -253,6 +284,15 @@ class Connection:
             self._failing.pop(step, None)
             await self._tell_watchers("succeeded", step)
             return result
+
+    async def _signed_out(self) -> bool:
+        """Whether the homeserver says it no longer knows the access token (asked when a step keeps
+        failing: nio's errors for keys, messages and sends do not all carry the error code)."""
+        try:
+            response = await self.client.whoami()
+        except Exception:               # unreachable: that is not being signed out
+            return False
+        return getattr(response, "status_code", None) == UNKNOWN_TOKEN
 
     async def _failed(self, step: str, exc: Exception, backoff: float) -> None:
         # a full disk is an OSError too, but not the homeserver's: the bot is not offline for it

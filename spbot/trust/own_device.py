@@ -37,7 +37,8 @@ class OwnDevice:
                 if status.state == "signed_new_device" or (replaced and status.device_signed):
                     deleted = await self._delete_old_devices(signing, password)
                 if replaced:
-                    await self._tell_device_replaced(replaced, client.device_id, status, deleted)
+                    await self._tell_device_replaced(replaced, client.device_id, status, deleted,
+                                                     getattr(self.connection, "replaced_why", None))
                 if status.state == "mismatch":
                     await self.alerts.fire(
                         "trust:bot-identity", "critical",
@@ -69,9 +70,17 @@ class OwnDevice:
         return deleted
 
     async def _tell_device_replaced(self, old: str, new: str, status: CrossSigningStatus,
-                                    deleted: list[str]) -> None:
+                                    deleted: list[str], why: str | None) -> None:
         signed = (f"signed it with my cross-signing identity {status.fingerprint}" if status.device_signed
                   else "could NOT cross-sign it (see the alert)")
+        if why == "signed out":          # the homeserver deleted the old device with its session
+            await self.notify(mention(self.config.admins, (
+                f"🔑 my session (device {old}) was signed out on the homeserver: from a client's list of "
+                "sessions, by a password change or reset that signs out every device, or by a server "
+                f"admin. I logged in again as a new device {new} and {signed}. Commands sent to me while I "
+                "was signed out could not be read: send them again. If none of you signed me out, change "
+                "the bot account's password.")))
+            return
         gone = f"deleted {old}" if old in deleted else f"could not delete {old} (delete it by hand)"
         await self.notify(mention(self.config.admins, (
             f"🔑 my encryption keys on disk did not match my device {old} on the homeserver (a restore "
