@@ -16,8 +16,8 @@ import sqlite3
 import time
 from typing import Any
 
-from nio import (InviteMemberEvent, MatrixRoom, MegolmEvent, ReactionEvent, RedactionEvent, RoomGetEventResponse,
-                 RoomMessageText, UnknownEvent)
+from nio import (InviteMemberEvent, JoinResponse, MatrixRoom, MegolmEvent, ReactionEvent, RedactionEvent,
+                 RoomGetEventResponse, RoomMessageText, RoomUpgradeEvent, UnknownEvent)
 
 from . import __version__
 from .accepted import AcceptedCommands
@@ -42,6 +42,7 @@ from .policy import Policies
 from .registry import REGISTRY, CommandSpec, Policy, Registry
 from .render import Reply
 from .request import Request
+from .room_upgrades import RoomUpgrades, followed_notice, invite_me_notice, replacement_of
 from .scheduler import add_heartbeat, make_scheduler
 from .screening import Screen
 from .store import Store
@@ -62,7 +63,8 @@ class Bot:
         self.store = Store(config.state_dir / "spbot.db")
         self.connection = Connection(config)
         self.outbox = Outbox(self.store, self.connection)
-        self.messenger = Messenger(self.outbox, self.store, self.connection, config)
+        self.upgrades = RoomUpgrades(self.store)
+        self.messenger = Messenger(self.outbox, self.store, self.connection, config, self.upgrades)
         self.inbox = Inbox(self.store)
         self.audit = AuditLog(self.store, config.host)
         self.devices = Devices(self.store, self.connection)
@@ -133,7 +135,7 @@ class Bot:
     async def start(self) -> None:
         priority.configure(self.config.priority)
         await self.store.open()
-        for part in (self.audit, self.devices, self.alerts, self.inbox):
+        for part in (self.audit, self.devices, self.alerts, self.inbox, self.upgrades):
             await part.start()
         first_start = await self.store.get("first_start")
         if first_start is None:
@@ -142,7 +144,7 @@ class Bot:
         client = await self.connection.login()
         self.key_resend = KeyResend(client)       # a device that lost a key of the bot's gets it again
         self.connection.on_sync.append(self.key_resend.read_key_requests)
-        self.screen = Screen(self.config, self.store, client.user_id, first_start, self.addressing)
+        self.screen = Screen(self.config, self.store, client.user_id, first_start, self.addressing, self.upgrades)
         self.late = LateDecryption(self.screen, self.connection, self.store, self.inbox, self.messenger,
                                    self.config, self._take_late_message)
         await self.outbox.start()
@@ -249,6 +251,8 @@ class Bot:
             await self._take_reaction(room, event)
         elif isinstance(event, RedactionEvent):
             await self.on_redaction(room, event)
+        elif isinstance(event, RoomUpgradeEvent):
+            await self.on_tombstone(room, event)
         elif isinstance(event, UnknownEvent) and self.screen.room_allowed(room.room_id):
             for hook in self.event_hooks:
                 await hook(room, event)
@@ -376,6 +380,36 @@ class Bot:
             return
         result = await self.connection.client.join(room.room_id)
         log.info("joined", room=room.room_id, inviter=event.sender, result=type(result).__name__)
+        old = next((o for o, n in self.upgrades.replaced.items() if n == room.room_id), None)
+        if old is not None and isinstance(result, JoinResponse):
+            await self._tell_followed(old, room.room_id)
+
+    async def on_tombstone(self, room: MatrixRoom, event: RoomUpgradeEvent) -> None:
+        """An admin upgraded an admin room (spbot/room_upgrades.py): follow it to the new room."""
+        new = replacement_of(event)
+        if new is None or new == room.room_id or not self.screen.room_allowed(room.room_id) \
+                or event.sender not in self.config.admins:
+            log.warning("room_upgrade_ignored", room=room.room_id, sender=event.sender, new=new)
+            return
+        if not await self.upgrades.follow(room.room_id, new):
+            return
+        result = await self.connection.client.join(new)
+        log.info("room_upgraded", old=room.room_id, new=new, by=event.sender, joined=type(result).__name__)
+        if isinstance(result, JoinResponse):
+            await self._tell_followed(room.room_id, new)
+        else:     # invite-only: joined on the admins' invitation (on_invite); the old room is read-only now
+            self.spawn(self._ask_for_invite(event.sender, room.room_id, new), name="room upgrade")
+
+    async def _ask_for_invite(self, admin: str, old: str, new: str) -> None:
+        """Beside the sync loop: a direct room waits for its invitation to sync."""
+        try:
+            await self.messenger.direct_message(admin, invite_me_notice(old, new))
+        except Exception:
+            log.exception("room_upgrade_invite_request_failed", room=new)
+
+    async def _tell_followed(self, old: str, new: str) -> None:
+        await self.outbox.send(new, self.messenger.labelled(followed_notice(old, new)).content(),
+                               once=f"room-upgrade|{new}")
 
     # --- what features and commands use of the runtime (spbot/feature.py's Host) ----------------
 

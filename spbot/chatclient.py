@@ -33,6 +33,7 @@ class Seen:
     content: dict
     decrypted: bool
     received: float = field(default_factory=time.monotonic)
+    room_id: str = ""
 
     @property
     def relates(self) -> dict:
@@ -161,7 +162,7 @@ class ChatClient:
             decrypted = bool(getattr(event, "decrypted", False))
         if isinstance(event, RedactionEvent):
             content = {**content, "redacts": event.redacts}
-        seen = Seen(event.event_id, event.sender, kind, content, decrypted)
+        seen = Seen(event.event_id, event.sender, kind, content, decrypted, room_id=room.room_id)
         async with self._changed:
             self.events.append(seen)
             self._changed.notify_all()

@@ -15,8 +15,9 @@ from .logs import get_logger
 from .matrix import Connection, know_devices
 from .outbox import Outbox
 from .render import Reply, escape
-from .room_keys import share_room_key
 from .request import Request, UserError
+from .room_keys import share_room_key
+from .room_upgrades import RoomUpgrades
 from .store import Store
 
 log = get_logger(__name__)
@@ -24,11 +25,13 @@ DIRECT_NAME = "spbot (private)"
 
 
 class Messenger:
-    def __init__(self, outbox: Outbox, store: Store, connection: Connection, config: Config):
+    def __init__(self, outbox: Outbox, store: Store, connection: Connection, config: Config,
+                 upgrades: RoomUpgrades | None = None):
         self.outbox = outbox
         self.store = store
         self.connection = connection
         self.config = config
+        self.upgrades = upgrades or RoomUpgrades(store)      # admin rooms upgraded since (spbot/room_upgrades.py)
         # Replies to these command events go through the function first (a fleet's gathered answers, the
         # hint of a fleet room's default bot); None from it: nothing is posted here.
         self.routes: dict[str, Callable[[Reply], Awaitable[Reply | None]]] = {}
@@ -107,10 +110,11 @@ class Messenger:
         await self.notify(reply, once=once)
 
     def admin_rooms(self) -> list[str]:
-        """The configured rooms; with allow_any_admin_room, the bot's rooms but its private ones (an
-        admin there would be told everything twice)."""
+        """The configured rooms (the rooms that replaced them, where they were upgraded); with
+        allow_any_admin_room, the bot's rooms but its private ones (an admin there would be told
+        everything twice)."""
         if self.config.rooms:
-            return list(self.config.rooms)
+            return list(dict.fromkeys(self.upgrades.current(room) for room in self.config.rooms))
         client = self.connection.client
         return sorted(r for r, room in client.rooms.items() if not _private(room)) if client else []
 

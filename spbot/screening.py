@@ -20,6 +20,7 @@ from .parsing import ALL, Addressing
 from .render import Reply
 from .replay_guard import MegolmOrigin, ReplayGuard
 from .request import Request
+from .room_upgrades import RoomUpgrades
 from .store import Store
 
 log = get_logger(__name__)
@@ -34,8 +35,9 @@ class Verdict:
 
 class Screen:
     def __init__(self, config: Config, store: Store, bot_user_id: str, first_start: float,
-                 addressing: Addressing | None = None):
+                 addressing: Addressing | None = None, upgrades: RoomUpgrades | None = None):
         self.config = config
+        self.upgrades = upgrades or RoomUpgrades(store)
         self.addressing = addressing or Addressing.from_config(config)
         self.store = store
         self.bot_user_id = bot_user_id
@@ -48,7 +50,8 @@ class Screen:
         return _sent(event, origin)
 
     def room_allowed(self, room_id: str) -> bool:
-        return room_id in self.config.rooms or self.config.allow_any_admin_room
+        return (room_id in self.config.rooms or self.upgrades.is_replacement(room_id)
+                or self.config.allow_any_admin_room)
 
     def is_command(self, body: str) -> bool:
         prefix = self.config.command_prefix
