@@ -39,6 +39,7 @@ from .messenger import Messenger
 from .outbox import Outbox
 from .parsing import Addressing
 from .policy import Policies
+from .refused_rooms import RefusedRooms
 from .registry import REGISTRY, CommandSpec, Policy, Registry
 from .render import Reply
 from .request import Request
@@ -88,6 +89,7 @@ class Bot:
         self.trust = Trust(config, self.store, self.connection, self.devices, self.alerts,
                            self.messenger.notify, self.outbox.send)
         self.connection.step_watchers.append(CannotWrite(self.messenger, self.store, config))
+        self.outbox.on_failed.append(RefusedRooms(self.messenger, config.admins, self.spawn).failed)
         self.screen: Screen | None = None    # made at start, with the bot's user id
         self.late: LateDecryption | None = None
         self.features = Features(features)

@@ -21,6 +21,7 @@ import json
 import secrets
 import time
 from contextvars import ContextVar
+from typing import Awaitable, Callable
 
 from nio import (EncryptionError, GroupEncryptionError, JoinedRoomsResponse, LocalProtocolError,
                  RoomSendResponse)
@@ -75,6 +76,8 @@ class Outbox:
         self._pick = asyncio.Lock()             # picking the next row vs. rewriting a waiting edit
         self._turns: dict[str, int] = {}        # lane -> when it was last served (round robin)
         self._turn = 0
+        # Told of each message dropped for good: async (row, reason) -> None (spbot/refused_rooms.py).
+        self.on_failed: list[Callable[[dict, str], Awaitable[None]]] = []
 
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
@@ -306,6 +309,11 @@ class Outbox:
         log.error("send_failed_for_good", message=row["id"], room=row["room_id"], reason=reason,
                   hint="the message is dropped; nothing will retry it")
         await self._mark(row, failed=reason)
+        for watcher in self.on_failed:
+            try:
+                await watcher(row, reason)
+            except Exception:         # a watcher's trouble must not stop the outbox
+                log.exception("outbox_failure_watcher_failed")
 
     async def _mark(self, row: dict, event_id: str | None = None, failed: str | None = None) -> None:
         secret = bool(row.get("secret"))
