@@ -120,8 +120,9 @@ async def _check_password(http: httpx.AsyncClient, config: Config) -> int:
 async def _check_session(http: httpx.AsyncClient, config: Config) -> int:
     who = await http.get("/_matrix/client/v3/account/whoami")
     if who.status_code != 200:
-        _line(BAD, "the stored access token was rejected: delete state_dir/credentials.json and "
-                   "restart the bot to log in again (its E2EE device will be new)")
+        _line(BAD, "the stored access token was rejected (the bot's session was signed out): with a password "
+                   "file the bot logs in again as a new device when it next starts; with only an access "
+                   "token, put a new one in its file and delete state_dir/credentials.json")
         return 1
     _line(OK, f"logged in as {who.json()['user_id']}, device {who.json().get('device_id')}")
     joined = set((await http.get("/_matrix/client/v3/joined_rooms")).json().get("joined_rooms", []))
@@ -131,6 +132,10 @@ async def _check_session(http: httpx.AsyncClient, config: Config) -> int:
             _line(BAD, f"the bot is not in {room}: invite it from an admin account")
             failures += 1
             continue
+        tombstone = await http.get(f"/_matrix/client/v3/rooms/{room}/state/m.room.tombstone/")
+        if tombstone.status_code == 200:
+            _line(WARN, f"room {room} was upgraded to {tombstone.json().get('replacement_room')}: the bot "
+                        "follows it there; put the new id in rooms")
         state = await http.get(f"/_matrix/client/v3/rooms/{room}/state/m.room.encryption/")
         if state.status_code == 200:
             _line(OK, f"room {room}: joined, encrypted ({state.json().get('algorithm')})")

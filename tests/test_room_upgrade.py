@@ -7,6 +7,8 @@ in the new room went unanswered and its alerts rang nowhere anyone looked."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import uuid
 
@@ -72,6 +74,9 @@ async def test_the_bot_follows_an_upgraded_admin_room(make_bot, alice, synapse):
                                  and e.received > since, timeout=30)
     assert alert.room_id == new
     assert not [e for e in alice.events if e.room_id == old and f"test condition {token}" in e.body]
+    doctor = asyncio.to_thread(subprocess.run, [sys.executable, "-m", "spbot", "doctor", "--config",
+                                                str(bot.config_path)], capture_output=True, text=True, timeout=60)
+    assert f"[warn] room {old} was upgraded to {new}: the bot follows it there" in (await doctor).stdout
 
 
 async def test_a_tombstone_from_someone_who_is_not_an_admin_is_not_followed(make_bot, alice, carol, synapse):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 
 import httpx
@@ -29,6 +31,9 @@ async def test_a_signed_out_bot_stops_then_logs_in_anew_and_says_so(make_bot, al
     while process.poll() is None and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert process.poll() == 1, "the bot did not stop with a failure: " + bot.log()[-2000:]
+    doctor = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "spbot", "doctor", "--config",
+                                                      str(bot.config_path)], capture_output=True, text=True)
+    assert "the stored access token was rejected (the bot's session was signed out)" in doctor.stdout
 
     started = time.monotonic()
     bot.start()                                         # as systemd's Restart=on-failure does
