@@ -69,7 +69,7 @@ async def test_a_fleet_bot_an_hour_ahead_does_not_take_its_peer_for_silent(synap
     await start_bots(fleet, tmp_path / "fleet", alice, default="nas", env=env)
     try:
         started = len(alice.events)
-        await asyncio.sleep(12)        # silent_after is 5 s, heartbeats every second
+        await asyncio.sleep(8)         # silent_after is 5 s, heartbeats every second
         silent = [e.body for e in alice.events[started:] if "has not been heard from" in e.body]
         assert silent == []
         sent = await alice.send(room, "!fleet")
