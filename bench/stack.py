@@ -9,6 +9,7 @@ import compileall
 import contextlib
 import logging
 import os
+import select
 import shutil
 import signal
 import statistics
@@ -90,6 +91,18 @@ def context_switches(pid: int) -> int:
             except OSError:
                 pass
     return total
+
+
+def exited_within(process: subprocess.Popen, timeout: float) -> bool:
+    """Whether the process ended within `timeout` s, seen the moment it ends (through a pidfd).
+    Popen.wait(timeout) polls, sleeping up to 50 ms between looks: it reported an exit at 70 ms as
+    113 ms, and one at 60 ms as 63 ms."""
+    fd = os.pidfd_open(process.pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return bool(ready)
 
 
 def restic_env(repo: Path, password_file: Path, cache: Path) -> dict[str, str]:
@@ -197,11 +210,9 @@ paths = ["{self.data}"]
         process = self.spbot.process if bot == "spbot" else self.echo
         started = time.perf_counter()
         process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        if not exited_within(process, 30):
             process.kill()
-            process.wait()
+        process.wait()
         took = (time.perf_counter() - started) * 1000
         if bot == "spbot":
             self.spbot.process = None
