@@ -43,7 +43,7 @@ from .refused_rooms import RefusedRooms
 from .registry import REGISTRY, CommandSpec, Policy, Registry
 from .render import Reply
 from .request import Request
-from .room_upgrades import RoomUpgrades, followed_notice, invite_me_notice, replacement_of
+from .room_upgrades import RoomFollower, RoomUpgrades
 from .scheduler import add_heartbeat, make_scheduler
 from .screening import Screen
 from .store import Store
@@ -90,6 +90,8 @@ class Bot:
                            self.messenger.notify, self.outbox.send)
         self.connection.step_watchers.append(CannotWrite(self.messenger, self.store, config))
         self.outbox.on_failed.append(RefusedRooms(self.messenger, config.admins, self.spawn).failed)
+        self.follower = RoomFollower(self.upgrades, self.connection, self.messenger, self.outbox, config.admins,
+                                     self.spawn)
         self.screen: Screen | None = None    # made at start, with the bot's user id
         self.late: LateDecryption | None = None
         self.features = Features(features)
@@ -254,7 +256,7 @@ class Bot:
         elif isinstance(event, RedactionEvent):
             await self.on_redaction(room, event)
         elif isinstance(event, RoomUpgradeEvent):
-            await self.on_tombstone(room, event)
+            await self.follower.on_tombstone(room.room_id, event, self.screen.room_allowed(room.room_id))
         elif isinstance(event, UnknownEvent) and self.screen.room_allowed(room.room_id):
             for hook in self.event_hooks:
                 await hook(room, event)
@@ -382,36 +384,8 @@ class Bot:
             return
         result = await self.connection.client.join(room.room_id)
         log.info("joined", room=room.room_id, inviter=event.sender, result=type(result).__name__)
-        old = next((o for o, n in self.upgrades.replaced.items() if n == room.room_id), None)
-        if old is not None and isinstance(result, JoinResponse):
-            await self._tell_followed(old, room.room_id)
-
-    async def on_tombstone(self, room: MatrixRoom, event: RoomUpgradeEvent) -> None:
-        """An admin upgraded an admin room (spbot/room_upgrades.py): follow it to the new room."""
-        new = replacement_of(event)
-        if new is None or new == room.room_id or not self.screen.room_allowed(room.room_id) \
-                or event.sender not in self.config.admins:
-            log.warning("room_upgrade_ignored", room=room.room_id, sender=event.sender, new=new)
-            return
-        if not await self.upgrades.follow(room.room_id, new):
-            return
-        result = await self.connection.client.join(new)
-        log.info("room_upgraded", old=room.room_id, new=new, by=event.sender, joined=type(result).__name__)
         if isinstance(result, JoinResponse):
-            await self._tell_followed(room.room_id, new)
-        else:     # invite-only: joined on the admins' invitation (on_invite); the old room is read-only now
-            self.spawn(self._ask_for_invite(event.sender, room.room_id, new), name="room upgrade")
-
-    async def _ask_for_invite(self, admin: str, old: str, new: str) -> None:
-        """Beside the sync loop: a direct room waits for its invitation to sync."""
-        try:
-            await self.messenger.direct_message(admin, invite_me_notice(old, new))
-        except Exception:
-            log.exception("room_upgrade_invite_request_failed", room=new)
-
-    async def _tell_followed(self, old: str, new: str) -> None:
-        await self.outbox.send(new, self.messenger.labelled(followed_notice(old, new)).content(),
-                               once=f"room-upgrade|{new}")
+            await self.follower.joined(room.room_id)
 
     # --- what features and commands use of the runtime (spbot/feature.py's Host) ----------------
 

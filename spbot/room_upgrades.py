@@ -10,7 +10,9 @@ and sends its notices there from then on. The replacement is remembered in the s
 change (the bot says so in the new room, once)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+from nio import JoinResponse
 
 from .config import ROOM_ID
 from .logs import get_logger
@@ -47,6 +49,50 @@ class RoomUpgrades:
         self.replaced[old] = new
         await self.store.put(KEY, self.replaced)
         return True
+
+
+class RoomFollower:
+    """Acts on tombstones and on the invitation to a replacement (the bot's runtime hands them over)."""
+
+    def __init__(self, upgrades: RoomUpgrades, connection: Any, messenger: Any, outbox: Any,
+                 admins: list[str], spawn: Callable):
+        self.upgrades = upgrades
+        self.connection = connection
+        self.messenger = messenger
+        self.outbox = outbox
+        self.admins = admins
+        self.spawn = spawn
+
+    async def on_tombstone(self, room_id: str, event: Any, room_allowed: bool) -> None:
+        new = replacement_of(event)
+        if new is None or new == room_id or not room_allowed or event.sender not in self.admins:
+            log.warning("room_upgrade_ignored", room=room_id, sender=event.sender, new=new)
+            return
+        if not await self.upgrades.follow(room_id, new):
+            return
+        result = await self.connection.client.join(new)
+        log.info("room_upgraded", old=room_id, new=new, by=event.sender, joined=type(result).__name__)
+        if isinstance(result, JoinResponse):
+            await self._tell_followed(room_id, new)
+        else:     # invite-only: joined on the admins' invitation (joined()); the old room is read-only now
+            self.spawn(self._ask_for_invite(event.sender, room_id, new), name="room upgrade")
+
+    async def joined(self, room_id: str) -> None:
+        """The bot joined a room on an invitation: if it replaced an admin room, say so there."""
+        old = next((o for o, n in self.upgrades.replaced.items() if n == room_id), None)
+        if old is not None:
+            await self._tell_followed(old, room_id)
+
+    async def _ask_for_invite(self, admin: str, old: str, new: str) -> None:
+        """Beside the sync loop: a direct room waits for its invitation to sync."""
+        try:
+            await self.messenger.direct_message(admin, invite_me_notice(old, new))
+        except Exception:
+            log.exception("room_upgrade_invite_request_failed", room=new)
+
+    async def _tell_followed(self, old: str, new: str) -> None:
+        await self.outbox.send(new, self.messenger.labelled(followed_notice(old, new)).content(),
+                               once=f"room-upgrade|{new}")
 
 
 def replacement_of(event: Any) -> str | None:
