@@ -29,7 +29,7 @@ class RefusedRooms:
         if row.get("secret") or row.get("edit_of") is not None or not any(r in reason for r in FORWARDED):
             return
         room = row["room_id"]
-        if room not in self.messenger.admin_rooms():
+        if room not in self.messenger.admin_rooms() and room not in self.messenger.upgrades.replaced:
             return              # a direct room: what failed there is not sent anywhere else (no loops)
         body = (json.loads(row["content"]) or {}).get("body")
         if not isinstance(body, str) or not body:

@@ -9,7 +9,7 @@ import pytest
 
 from spbot.refused_rooms import RefusedRooms
 
-ADMIN_ROOM, DIRECT_ROOM = "!admins:example.org", "!dm:example.org"
+ADMIN_ROOM, DIRECT_ROOM, UPGRADED_ROOM = "!admins:example.org", "!dm:example.org", "!old:example.org"
 ADMINS = ["@alice:example.org", "@bob:example.org"]
 
 
@@ -19,7 +19,8 @@ async def forwarded_for(row: dict, reason: str) -> list[tuple[str, str]]:
     async def direct_message(admin, reply):
         sent.append((admin, reply.body))
     tasks = []
-    messenger = SimpleNamespace(admin_rooms=lambda: [ADMIN_ROOM], direct_message=direct_message)
+    messenger = SimpleNamespace(admin_rooms=lambda: [ADMIN_ROOM], direct_message=direct_message,
+                                upgrades=SimpleNamespace(replaced={UPGRADED_ROOM: ADMIN_ROOM}))
     watcher = RefusedRooms(messenger, ADMINS, lambda coro, name: tasks.append(coro))
     await watcher.failed(row, reason)
     for coro in tasks:
@@ -32,8 +33,9 @@ def row(**fields) -> dict:
             "secret": 0, "edit_of": None, **fields}
 
 
-async def test_a_refused_message_goes_to_every_admin():
-    sent = await forwarded_for(row(), "M_FORBIDDEN: You don't have permission to post that to the room.")
+@pytest.mark.parametrize("room", [ADMIN_ROOM, UPGRADED_ROOM])      # the old room of an upgrade is read-only
+async def test_a_refused_message_goes_to_every_admin(room):
+    sent = await forwarded_for(row(room_id=room), "M_FORBIDDEN: You don't have permission to post that.")
     assert [admin for admin, _ in sent] == ADMINS
     assert all(body.endswith("What I could not post:\ndisk full") for _, body in sent)
 
