@@ -116,7 +116,8 @@ class Messenger:
         if self.config.rooms:
             return list(dict.fromkeys(self.upgrades.current(room) for room in self.config.rooms))
         client = self.connection.client
-        return sorted(r for r, room in client.rooms.items() if not _private(room)) if client else []
+        return sorted(r for r, room in client.rooms.items()
+                      if not _private(room) and r not in self.upgrades.replaced) if client else []
 
     async def caught_up(self, timeout: float) -> None:
         """Wait (at most `timeout` s) until what is queued in the outbox now has been sent."""
