@@ -85,13 +85,18 @@ def _print_problems(problems: list[str], path: Path) -> None:
 
 
 def _run(args) -> int:
-    from .statedir import make_private, use_private_umask
+    from .statedir import AlreadyRunning, hold_state_lock, make_private, use_private_umask
     use_private_umask()          # before anything is written: the state directory holds secrets
     config = _load(args.config, with_commands=True)
     if config is None:
         return 2
     setup_logging(config.log_level)
     make_private(config.state_dir)
+    try:
+        hold_state_lock(config.state_dir)
+    except AlreadyRunning as exc:
+        print(f"spbot: {exc}", file=sys.stderr)
+        return 4
     from .bot import Bot
     from .features import all_features
     from .matrix import LoginFailed

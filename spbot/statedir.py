@@ -53,3 +53,33 @@ def stored_access_token(state_dir: Path) -> str | None:
         return json.loads((state_dir / "credentials.json").read_text())["access_token"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+LOCK_FILE = "spbot.lock"
+_held: list = []         # the lock's open file, kept for the life of the process
+
+
+class AlreadyRunning(Exception):
+    """Another spbot holds the state directory."""
+
+
+def hold_state_lock(state_dir: Path) -> None:
+    """Be the only bot on this state directory: two would share one E2EE device (each overwriting the
+    other's keys: messages that no longer decrypt) and one outbox (every reply sent twice). The lock is
+    the kernel's (flock), so a killed bot leaves none behind; its file names the holder's pid."""
+    import fcntl
+    handle = open(Path(state_dir) / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise AlreadyRunning(
+            f"another spbot (pid {holder}) is running with the state directory {state_dir}: stop it first "
+            "(systemctl stop spbot), or give this one a state_dir of its own") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    _held.append(handle)

@@ -276,3 +276,17 @@ def test_console_talks_to_the_bot(dev_json, bot):
                             input="!ping\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert f"[{bot.user_id}] pong (" in result.stdout
+
+
+async def test_a_second_bot_on_the_same_state_directory_is_refused(alice, bot):
+    """Two bots on one state directory would share one E2EE device (each overwriting the other's keys)
+    and one outbox (every reply sent twice): the second one stops at once and says why."""
+    second = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "spbot", "run", "--config", str(bot.config_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert second.returncode == 4, second.stdout + second.stderr
+    assert f"another spbot (pid {bot.process.running_pid()}) is running with the state directory" \
+        in second.stderr
+    assert "login" not in second.stdout + second.stderr          # it never touched the device
+    reply = await alice.command(bot.room_id, "!ping", bot.user_id, timeout=30)
+    assert reply.body.startswith("pong")
