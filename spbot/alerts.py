@@ -24,6 +24,7 @@ from .logs import get_logger
 from .messenger import Messenger
 from .render import Reply, mention
 from .store import Store
+from .watchers import tell_each
 
 log = get_logger(__name__)
 
@@ -164,8 +165,7 @@ class Alerts:
                                  "posts = posts + 1 WHERE key = ?", (now, json.dumps(who), severity, key))
         log.warning("alert", key=key, severity=severity, reminder=reminder, mentioned=len(who))
         if not reminder:
-            for listener in self.listeners:
-                await listener(key, severity, outside, ids)
+            await tell_each(self.listeners, key, severity, outside, ids, failure="alert_listener_failed")
 
     def _recipients(self, severity: str, recipients: str | None) -> list[str]:
         if self.settings.policy(severity).mention == "none":

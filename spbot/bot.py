@@ -148,7 +148,8 @@ class Bot:
         client = await self.connection.login()
         self.key_resend = KeyResend(client)       # a device that lost a key of the bot's gets it again
         self.connection.on_sync.append(self.key_resend.read_key_requests)
-        self.screen = Screen(self.config, self.store, client.user_id, first_start, self.addressing, self.upgrades)
+        self.screen = Screen(self.config, self.store, client.user_id, first_start, self.upgrades,
+                             self.addressing)
         self.late = LateDecryption(self.screen, self.connection, self.store, self.inbox, self.messenger,
                                    self.config, self._take_late_message)
         await self.outbox.start()

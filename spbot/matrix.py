@@ -21,6 +21,7 @@ from .trust.pickle_key import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
 from .system.private_files import write_private_json
 from .timeline import SYNC_FILTER, Batch, GapError, read_batch
+from .watchers import tell_each
 
 log = get_logger(__name__)
 nio_fixes.apply()
@@ -311,11 +312,8 @@ class Connection:
         await self._tell_watchers("failed", step, exc)
 
     async def _tell_watchers(self, what: str, step: str, *args: Any) -> None:
-        for watcher in self.step_watchers:
-            try:
-                await getattr(watcher, what)(step, *args)
-            except Exception:         # a watcher's trouble must not end the sync loop
-                log.exception("step_watcher_failed", watcher=type(watcher).__name__)
+        await tell_each([getattr(watcher, what) for watcher in self.step_watchers], step, *args,
+                        failure="step_watcher_failed")
 
     async def _apply_device_changes(self, response: SyncResponse) -> None:
         """Before any event of the batch is acted on: forget what was known about users whose

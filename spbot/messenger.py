@@ -26,12 +26,12 @@ DIRECT_NAME = "spbot (private)"
 
 class Messenger:
     def __init__(self, outbox: Outbox, store: Store, connection: Connection, config: Config,
-                 upgrades: RoomUpgrades | None = None):
+                 upgrades: RoomUpgrades):
         self.outbox = outbox
         self.store = store
         self.connection = connection
         self.config = config
-        self.upgrades = upgrades or RoomUpgrades(store)      # admin rooms upgraded since (spbot/room_upgrades.py)
+        self.upgrades = upgrades      # admin rooms upgraded since (spbot/room_upgrades.py)
         # Replies to these command events go through the function first (a fleet's gathered answers, the
         # hint of a fleet room's default bot); None from it: nothing is posted here.
         self.routes: dict[str, Callable[[Reply], Awaitable[Reply | None]]] = {}

@@ -31,6 +31,7 @@ from .matrix import NETWORK_ERRORS, Connection, know_devices
 from .render import Reply
 from .room_keys import share_room_key
 from .store import Store
+from .watchers import tell_each
 
 log = get_logger(__name__)
 
@@ -309,11 +310,7 @@ class Outbox:
         log.error("send_failed_for_good", message=row["id"], room=row["room_id"], reason=reason,
                   hint="the message is dropped; nothing will retry it")
         await self._mark(row, failed=reason)
-        for watcher in self.on_failed:
-            try:
-                await watcher(row, reason)
-            except Exception:         # a watcher's trouble must not stop the outbox
-                log.exception("outbox_failure_watcher_failed")
+        await tell_each(self.on_failed, row, reason, failure="outbox_failure_watcher_failed")
 
     async def _mark(self, row: dict, event_id: str | None = None, failed: str | None = None) -> None:
         secret = bool(row.get("secret"))

@@ -35,9 +35,9 @@ class Verdict:
 
 class Screen:
     def __init__(self, config: Config, store: Store, bot_user_id: str, first_start: float,
-                 addressing: Addressing | None = None, upgrades: RoomUpgrades | None = None):
+                 upgrades: RoomUpgrades, addressing: Addressing | None = None):
         self.config = config
-        self.upgrades = upgrades or RoomUpgrades(store)
+        self.upgrades = upgrades
         self.addressing = addressing or Addressing.from_config(config)
         self.store = store
         self.bot_user_id = bot_user_id

@@ -17,6 +17,7 @@ from spbot.outbox import Outbox
 from spbot.registry import Registry, command
 from spbot.render import Reply
 from spbot.request import Request
+from spbot.room_upgrades import RoomUpgrades
 from spbot.store import Store
 
 ROOM, OTHER_ROOM = "!admins:localhost", "!other:localhost"
@@ -80,7 +81,8 @@ class Parts:
         self.store = Store(tmp_path / "spbot.db")
         self.connection = FakeConnection()
         self.outbox = Outbox(self.store, self.connection)
-        self.messenger = Messenger(self.outbox, self.store, self.connection, self.config)
+        self.upgrades = RoomUpgrades(self.store)
+        self.messenger = Messenger(self.outbox, self.store, self.connection, self.config, self.upgrades)
         self.audit = AuditLog(self.store)
         self.tasks: set[asyncio.Task] = set()
 

@@ -43,7 +43,7 @@ async def test_a_room_made_just_before_a_stop_is_used_after_the_restart(parts):
         await parts.messenger.direct_message(ALICE, Reply.text("your password: …"), secret=True)
     maker.stop_after_making = False
 
-    again = Messenger(parts.outbox, parts.store, parts.connection, parts.config)      # the next start
+    again = Messenger(parts.outbox, parts.store, parts.connection, parts.config, parts.upgrades)      # the next start
     message = await again.direct_message(ALICE, Reply.text("your password: …"), secret=True)
     assert maker.made == ["!dm1:localhost"]
     row = await parts.store.fetchone("SELECT room_id FROM outbox WHERE id = ?", (message,))

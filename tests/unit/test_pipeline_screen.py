@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 from nio import RoomMessageText
 
+from spbot.room_upgrades import RoomUpgrades
 from spbot.screening import Screen
 from spbot.store import Store
 
@@ -42,7 +43,8 @@ def megolm(body: str, event_id: str, index: int, sender: str = ALICE):
 @pytest.fixture
 async def screen(tmp_path):
     store = await Store(tmp_path / "spbot.db").open()
-    screen = Screen(make_config(tmp_path, max_command_age=60), store, BOT, first_start=time.time() - 3600)
+    screen = Screen(make_config(tmp_path, max_command_age=60), store, BOT, first_start=time.time() - 3600,
+                    upgrades=RoomUpgrades(store))
     screen.olm = StandInOlm()
     await screen.replay_guard.start(SimpleNamespace(olm=screen.olm))
     yield screen
