@@ -174,9 +174,15 @@ class ChatClient:
     async def send(self, room_id: str, text: str, content: dict | None = None) -> str:
         """An encrypted m.text message (or the given content); returns its event id."""
         content = content or {"msgtype": "m.text", "body": text}
-        await self._share_key(room_id)
-        response = await self.client.room_send(room_id, "m.room.message", content,
-                                               ignore_unverified_devices=True)
+        for attempt in range(3):
+            await self._share_key(room_id)
+            try:
+                response = await self.client.room_send(room_id, "m.room.message", content,
+                                                       ignore_unverified_devices=True)
+                break
+            except KeyError:      # nio shared a key that a device-list change (our sync) replaced meanwhile
+                if attempt == 2:
+                    raise
         if not isinstance(response, RoomSendResponse):
             raise RuntimeError(f"send failed: {response}")
         return response.event_id

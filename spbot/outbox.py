@@ -246,6 +246,8 @@ class Outbox:
         except NETWORK_ERRORS as exc:
             self._drop_group_session(row["room_id"])
             raise _Retry(f"homeserver unreachable ({exc.__class__.__name__})")
+        except KeyError:          # nio: a device-list change replaced the room key while it was shared
+            raise _Retry("the room key was replaced while it was shared; sharing the new one")
         except (LocalProtocolError, EncryptionError, GroupEncryptionError) as exc:
             if await self._not_in_room(row["room_id"]):
                 return await self._fail(row, f"the bot is not in room {row['room_id']} any more")

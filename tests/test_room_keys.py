@@ -71,11 +71,7 @@ async def test_a_key_refused_again_and_again_holds_the_message_until_it_is_deliv
 async def test_a_device_list_change_during_the_share_gets_a_fresh_key(synapse, people, alice, tmp_path):
     dave = await ChatClient(synapse.url, people["dave"].user_id, PASSWORD, tmp_path / "dave").start()
     try:
-        setup = PlainSession.login(synapse.url, dave.user_id, PASSWORD)
-        room = setup.create_encrypted_room("key race", [alice.user_id])
-        setup.logout()
-        await alice.join(room)
-        await dave.wait_joined(room, alice.user_id)
+        room = await room_of_dave_and_alice(synapse, dave, alice, "key race")
         renamed = []
 
         async def device_list_changes_meanwhile(response, handle=dave.client.receive_response):
@@ -93,6 +89,53 @@ async def test_a_device_list_change_during_the_share_gets_a_fresh_key(synapse, p
         assert seen.decrypted and seen.body == "sent across a device list change", seen
     finally:
         await dave.stop()
+
+
+async def test_a_key_replaced_during_the_senders_own_share_is_shared_again_and_sent_once(synapse, people, alice,
+                                                                                        tmp_path):
+    """The race that test's client once lost (spbot console is the same client): the room key is shared,
+    then a device-list change (here made at once, as a sync's would) replaces it, nio's room_send shares
+    the new one, and another change replaces that during its share: nio fails on the missing key. The
+    console shares again and sends the message once."""
+    dave = await ChatClient(synapse.url, people["dave"].user_id, PASSWORD, tmp_path / "dave").start()
+    try:
+        room = await room_of_dave_and_alice(synapse, dave, alice, "key race twice")
+        client, replaced = dave.client, []
+        room_send, send = client.room_send, client._send
+
+        async def changed_meanwhile(response_class, *args, **kwargs):
+            response = await send(response_class, *args, **kwargs)     # the key is marked shared here
+            if response_class is ShareGroupSessionResponse and len(replaced) == 1:
+                replaced.append("during nio's own share")
+                client.invalidate_outbound_session(room)
+            return response
+
+        async def changed_before(*args, **kwargs):
+            if not replaced:
+                replaced.append("after the console's share")
+                client.invalidate_outbound_session(room)
+            return await room_send(*args, **kwargs)
+
+        client.room_send, client._send = changed_before, changed_meanwhile
+        event_id = await dave.send(room, "sent across two key changes")
+
+        assert replaced == ["after the console's share", "during nio's own share"], replaced
+        seen = await alice.wait_for(lambda e: e.event_id == event_id, timeout=30)
+        assert seen.decrypted and seen.body == "sent across two key changes", seen
+        await asyncio.sleep(1)
+        assert [e.body for e in alice.events if e.room_id == room].count("sent across two key changes") == 1
+    finally:
+        await dave.stop()
+
+
+async def room_of_dave_and_alice(synapse, dave: ChatClient, alice: ChatClient, name: str) -> str:
+    """A new encrypted room of dave's that alice has joined, as both their clients see it."""
+    setup = PlainSession.login(synapse.url, dave.user_id, PASSWORD)
+    room = setup.create_encrypted_room(name, [alice.user_id])
+    setup.logout()
+    await alice.join(room)
+    await dave.wait_joined(room, alice.user_id)
+    return room
 
 
 async def rename_device(url: str, person: ChatClient) -> str:

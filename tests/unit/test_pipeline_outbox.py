@@ -30,6 +30,20 @@ async def test_an_unreachable_homeserver_delays_messages_but_loses_or_reorders_n
     assert await parts.outbox.pending() == 0
 
 
+async def test_a_room_key_replaced_during_its_share_is_shared_again_not_taken_for_a_bug(parts, caplog):
+    """nio raises KeyError (the room's id) when a device-list change drops the key it is sharing: the
+    message is sent once the new key is shared, and the log does not report a crash."""
+    client = parts.connection.client
+    client.failures = [KeyError(ROOM), KeyError(ROOM), KeyError(ROOM)]
+    message = await parts.messenger.send(ROOM, Reply.text("after three key changes"))
+    sent = await until_sent(client, 1, timeout=10)
+    assert [c["body"] for _, _, c in sent] == ["after three key changes"]
+    assert await parts.outbox.event_id(message, timeout=1) == "$sent1"
+    events = [(r.getMessage(), r.fields.get("reason", "")) for r in caplog.records if r.name == "spbot.outbox"]
+    assert [name for name, _ in events] == ["send_retry"] * 3, events
+    assert all("room key was replaced" in reason for _, reason in events), events
+
+
 async def test_a_waiting_edit_is_replaced_not_queued_behind(parts):
     client = parts.connection.client
     client.failures = [ClientConnectionError("down")]          # holds the queue for a moment
