@@ -117,8 +117,20 @@ async def _check_password(http: httpx.AsyncClient, config: Config) -> int:
     return 0
 
 
+def _soft_logout(response: httpx.Response) -> bool:
+    try:
+        return response.json().get("soft_logout") is True
+    except (ValueError, AttributeError):
+        return False
+
+
 async def _check_session(http: httpx.AsyncClient, config: Config) -> int:
     who = await http.get("/_matrix/client/v3/account/whoami")
+    if who.status_code != 200 and _soft_logout(who) and config.password is not None:
+        _line(WARN, "the stored access token has expired (the homeserver's session lifetime); the device is "
+                    "kept: the bot logs in again as the same device with its password, running or at its "
+                    "next start")
+        return 0
     if who.status_code != 200:
         _line(BAD, "the stored access token was rejected (the bot's session was signed out): with a password "
                    "file the bot logs in again as a new device when it next starts; with only an access "

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -73,6 +74,7 @@ class SignedOut(Exception):
 
 
 UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
+RENEWED_RECENTLY = 5.0        # s: a session renewed this recently is taken as fresh by the next caller
 
 
 class Connection:
@@ -90,6 +92,8 @@ class Connection:
         # Told of each failed and each successful step of the sync loop: async failed(step, exc), succeeded(step).
         self.step_watchers: list[Any] = []
         self._failing: dict[str, type] = {}      # step → the kind of error it last failed with
+        self._renewing = asyncio.Lock()
+        self._renewed_at = float("-inf")
 
     # --- login ---------------------------------------------------------------------------------
 
@@ -157,13 +161,24 @@ class Connection:
                                              saved["device_id"], self.client.olm.account.identity_keys)
         except HomeserverError as exc:
             if exc.errcode == UNKNOWN_TOKEN:
-                return "signed out"
+                return await self._renewed_then_unusable(saved) if exc.soft_logout else "signed out"
             log.warning("device_keys_check_skipped", error=str(exc))
             return None
         except CrossSigningError as exc:      # unreachable now: the cross-signing check tells later
             log.warning("device_keys_check_skipped", error=str(exc))
             return None
         return "keys lost" if lost else None
+
+    async def _renewed_then_unusable(self, saved: dict) -> str | None:
+        """The stored token expired while the bot was stopped (a soft logout): renewed as the same device,
+        the device is checked again with the new token; "signed out" when it cannot be renewed."""
+        try:
+            if not await self.renew_session():
+                return "signed out"
+        except ConnectionError as exc:        # the sync loop meets the expiry again, and renews then
+            log.warning("session_renewal_postponed", error=str(exc))
+            return None
+        return await self._saved_device_unusable({**saved, "access_token": self.client.access_token})
 
     def _cannot_replace(self, device_id: str, why: str) -> str:
         fix = ("log the bot's account in again for a new access token, put it in the access_token file, "
@@ -248,6 +263,8 @@ class Connection:
                     sync_filter=SYNC_FILTER)
                 if not isinstance(response, SyncResponse):
                     if getattr(response, "status_code", None) == UNKNOWN_TOKEN:
+                        if getattr(response, "soft_logout", False) and await self.renew_session():
+                            continue
                         raise SignedOut(getattr(response, "message", UNKNOWN_TOKEN))
                     raise ConnectionError(getattr(response, "message", str(response)))
             except (asyncio.CancelledError, SignedOut):
@@ -276,8 +293,9 @@ class Connection:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if backoff > 1.0 and await self._signed_out():      # failed twice: is the token gone?
-                    raise SignedOut(f"{step}: {exc}") from exc
+                # failed twice, or nio forgot the token (a soft logout): is the token the trouble?
+                if (backoff > 1.0 or not self.client.access_token) and await self._token_renewed(step, exc):
+                    continue
                 await self._failed(step, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -286,14 +304,62 @@ class Connection:
             await self._tell_watchers("succeeded", step)
             return result
 
-    async def _signed_out(self) -> bool:
-        """Whether the homeserver says it no longer knows the access token (asked when a step keeps
-        failing: nio's errors for keys, messages and sends do not all carry the error code)."""
+    async def _token_renewed(self, step: str, exc: Exception) -> bool:
+        """True when the token had expired and the session is renewed (the step goes again at once); False
+        when the token is not the trouble, or the homeserver cannot be reached to renew it. Raises
+        SignedOut when the homeserver no longer takes the token and it cannot be renewed."""
+        state = await self._token_state()
+        if state is None:
+            return False
+        if state == "expired":
+            try:
+                if await self.renew_session():
+                    return True
+            except ConnectionError:
+                return False
+        raise SignedOut(f"{step}: {exc}") from exc
+
+    async def _token_state(self) -> str | None:
+        """"expired" (a soft logout), "signed out", or None when the homeserver still takes the access
+        token (asked when a step keeps failing: nio's errors for keys, messages and sends do not all carry
+        the error code). nio forgets the token at a soft logout, so a client without one has expired."""
+        if not self.client.access_token:
+            return "expired"
         try:
             response = await self.client.whoami()
         except Exception:               # unreachable: that is not being signed out
-            return False
-        return getattr(response, "status_code", None) == UNKNOWN_TOKEN
+            return None
+        if getattr(response, "status_code", None) != UNKNOWN_TOKEN:
+            return None
+        return "expired" if getattr(response, "soft_logout", False) else "signed out"
+
+    async def renew_session(self) -> bool:
+        """After a soft logout: log in again with the password as the same device (spbot/session_renewal.py)
+        and go on with the new token. Callers that meet the expiry together renew once. False when it
+        cannot be renewed (no password, or the homeserver refused): the caller treats that as signed
+        out. Raises ConnectionError when the homeserver cannot be reached (the caller tries again)."""
+        from .session_renewal import RenewalRefused, login_same_device
+        from .trust.errors import HomeserverError
+        async with self._renewing:
+            if self.client.access_token and time.monotonic() - self._renewed_at < RENEWED_RECENTLY:
+                return True                     # another caller renewed it a moment ago
+            if self.config.password is None:
+                log.error("session_expired", device_id=self.client.device_id, renewable=False)
+                return False
+            try:
+                token = await login_same_device(self.config.homeserver, self.config.user_id,
+                                                self.config.password.read(), self.client.device_id,
+                                                self.config.device_name)
+            except RenewalRefused as exc:
+                log.error("session_renewal_refused", device_id=self.client.device_id, why=str(exc))
+                return False
+            except HomeserverError as exc:
+                raise ConnectionError(str(exc)) from None
+            self.client.access_token = token
+            self._save_credentials(self.client.device_id, token)
+            self._renewed_at = time.monotonic()
+            log.warning("session_renewed", device_id=self.client.device_id)
+            return True
 
     async def _failed(self, step: str, exc: Exception, backoff: float) -> None:
         # a full disk is an OSError too, but not the homeserver's: the bot is not offline for it

@@ -27,7 +27,7 @@ from nio import (EncryptionError, GroupEncryptionError, JoinedRoomsResponse, Loc
                  RoomSendResponse)
 
 from .logs import get_logger
-from .matrix import NETWORK_ERRORS, Connection, know_devices
+from .matrix import NETWORK_ERRORS, UNKNOWN_TOKEN, Connection, know_devices
 from .render import Reply
 from .room_keys import share_room_key
 from .store import Store
@@ -249,6 +249,8 @@ class Outbox:
         except KeyError:          # nio: a device-list change replaced the room key while it was shared
             raise _Retry("the room key was replaced while it was shared; sharing the new one")
         except (LocalProtocolError, EncryptionError, GroupEncryptionError) as exc:
+            if not client.access_token:          # nio forgets the token at a soft logout
+                raise _Retry(await self._renewed_session())
             if await self._not_in_room(row["room_id"]):
                 return await self._fail(row, f"the bot is not in room {row['room_id']} any more")
             self._drop_group_session(row["room_id"])
@@ -261,7 +263,18 @@ class Outbox:
             return await self._send_notice_instead(row, _size(content))
         if errcode in PERMANENT_ERRCODES:
             return await self._fail(row, detail)
+        if errcode == UNKNOWN_TOKEN and getattr(response, "soft_logout", False):
+            raise _Retry(await self._renewed_session())
         raise _Retry(detail)
+
+    async def _renewed_session(self) -> str:
+        """The bot's session expired (a soft logout): renewed here rather than at the next sync, which may
+        be half a minute away. Why the message waits a moment, for the log."""
+        try:
+            renewed = await self.connection.renew_session()
+        except ConnectionError:
+            return "the session expired and the homeserver cannot be reached to renew it"
+        return "the session expired: renewed" if renewed else "the session expired and cannot be renewed"
 
     async def _event(self, row: dict) -> tuple[str, dict] | None:
         """The event type and content to send for a row, shortened to fit (None: its target was never

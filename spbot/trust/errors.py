@@ -10,9 +10,11 @@ class CrossSigningError(Exception):
 class HomeserverError(CrossSigningError):
     """The homeserver answered with an error (or not at all)."""
 
-    def __init__(self, message: str, status: int | None = None, errcode: str | None = None):
+    def __init__(self, message: str, status: int | None = None, errcode: str | None = None,
+                 soft_logout: bool = False):
         super().__init__(message)
         self.status, self.errcode = status, errcode
+        self.soft_logout = soft_logout      # the token expired, the device is kept: log in again as it
 
 
 class AuthRequired(CrossSigningError):

@@ -4,7 +4,7 @@ with the account's password. matrix-nio has no cross-signing API, but the endpoi
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..logs import register_secret
 from .errors import AuthFailed, AuthRequired, HomeserverError
@@ -19,8 +19,13 @@ SIGNATURES_UPLOAD = "/_matrix/client/v3/keys/signatures/upload"
 DEVICES = "/_matrix/client/v3/devices"
 
 
-def matrix_http(homeserver: str, access_token: str, timeout: float = DEFAULT_TIMEOUT) -> MatrixHttp:
-    """A client for the client-server API with the account's token (the caller closes it)."""
+def matrix_http(homeserver: str, access_token: str | Callable[[], str],
+                timeout: float = DEFAULT_TIMEOUT) -> MatrixHttp:
+    """A client for the client-server API with the account's token (the caller closes it). A running
+    bot passes a function that reads its connection's token, which a renewed session replaces."""
+    if callable(access_token):
+        return MatrixHttp(homeserver, lambda: {"Authorization": f"Bearer {access_token()}"},
+                          connect=min(CONNECT_TIMEOUT, timeout), read=timeout)
     register_secret(access_token)
     return MatrixHttp(homeserver, {"Authorization": f"Bearer {access_token}"},
                       connect=min(CONNECT_TIMEOUT, timeout), read=timeout)
@@ -49,7 +54,8 @@ def failure(response: Response, what: str) -> HomeserverError:
     errcode = data.get("errcode") if isinstance(data, dict) else None
     message = str(data.get("error", "")) if isinstance(data, dict) else ""
     return HomeserverError(f"{what} failed: HTTP {response.status_code} {errcode or ''} {message}".rstrip(),
-                           response.status_code, errcode)
+                           response.status_code, errcode,
+                           soft_logout=isinstance(data, dict) and data.get("soft_logout") is True)
 
 
 def answer_json(response: Response, what: str) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 from yarl import URL
@@ -39,7 +39,8 @@ class SentRequest:
 class MatrixHttp:
     """One session per client, opened on the first request (inside the running loop)."""
 
-    def __init__(self, base_url: str, headers: dict[str, str], connect: float, read: float):
+    def __init__(self, base_url: str, headers: dict[str, str] | Callable[[], dict[str, str]], connect: float,
+                 read: float):
         self.base_url = base_url.rstrip("/")
         self._headers = headers
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
@@ -51,9 +52,10 @@ class MatrixHttp:
         for hook in self.event_hooks["request"]:
             await hook(SentRequest(method, url))
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = self._headers() if callable(self._headers) else self._headers
         try:
-            async with self._session.request(method, url, json=json) as answer:
+            async with self._session.request(method, url, json=json, headers=headers) as answer:
                 return Response(answer.status, await answer.text(errors="replace"))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise HttpFailed(exc) from None

@@ -91,7 +91,7 @@ class Trust:
 
     def _client_http(self):
         if self._http is None:
-            self._http = matrix_http(self.config.homeserver, self.connection.client.access_token)
+            self._http = matrix_http(self.config.homeserver, lambda: self.connection.client.access_token)
         return self._http
 
     async def identity(self, user_id: str, sender_key: str | None = None, fresh: bool = False

@@ -55,7 +55,7 @@ class PeerTrust:
 
     def _client_http(self):
         if self._http is None:
-            self._http = matrix_http(self.host.config.homeserver, self.host.connection.client.access_token)
+            self._http = matrix_http(self.host.config.homeserver, lambda: self.host.connection.client.access_token)
         return self._http
 
     async def identity(self, user_id: str, sender_key: str | None = None, fresh: bool = False) -> UserIdentity:
