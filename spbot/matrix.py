@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -74,7 +73,6 @@ class SignedOut(Exception):
 
 
 UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
-RENEWED_RECENTLY = 5.0        # s: a session renewed this recently is taken as fresh by the next caller
 
 
 class Connection:
@@ -93,7 +91,6 @@ class Connection:
         self.step_watchers: list[Any] = []
         self._failing: dict[str, type] = {}      # step → the kind of error it last failed with
         self._renewing = asyncio.Lock()
-        self._renewed_at = float("-inf")
 
     # --- login ---------------------------------------------------------------------------------
 
@@ -173,7 +170,7 @@ class Connection:
         """The stored token expired while the bot was stopped (a soft logout): renewed as the same device,
         the device is checked again with the new token; "signed out" when it cannot be renewed."""
         try:
-            if not await self.renew_session():
+            if not await self.renew_session(expired=saved["access_token"]):
                 return "signed out"
         except ConnectionError as exc:        # the sync loop meets the expiry again, and renews then
             log.warning("session_renewal_postponed", error=str(exc))
@@ -256,6 +253,7 @@ class Connection:
             # nio skips a response whose next_batch equals the one it saw last (a restart with
             # nothing new, a step tried again): it must always process it (rooms, decryption).
             self.client.next_batch = ""
+            token = self.client.access_token
             try:
                 response = await self.client.sync(
                     timeout=0 if not self.first_sync_done.is_set() else SYNC_TIMEOUT_MS,
@@ -263,7 +261,7 @@ class Connection:
                     sync_filter=SYNC_FILTER)
                 if not isinstance(response, SyncResponse):
                     if getattr(response, "status_code", None) == UNKNOWN_TOKEN:
-                        if getattr(response, "soft_logout", False) and await self.renew_session():
+                        if getattr(response, "soft_logout", False) and await self.renew_session(token):
                             continue
                         raise SignedOut(getattr(response, "message", UNKNOWN_TOKEN))
                     raise ConnectionError(getattr(response, "message", str(response)))
@@ -308,12 +306,13 @@ class Connection:
         """True when the token had expired and the session is renewed (the step goes again at once); False
         when the token is not the trouble, or the homeserver cannot be reached to renew it. Raises
         SignedOut when the homeserver no longer takes the token and it cannot be renewed."""
+        token = self.client.access_token
         state = await self._token_state()
         if state is None:
             return False
         if state == "expired":
             try:
-                if await self.renew_session():
+                if await self.renew_session(token):
                     return True
             except ConnectionError:
                 return False
@@ -333,16 +332,17 @@ class Connection:
             return None
         return "expired" if getattr(response, "soft_logout", False) else "signed out"
 
-    async def renew_session(self) -> bool:
-        """After a soft logout: log in again with the password as the same device (spbot/session_renewal.py)
-        and go on with the new token. Callers that meet the expiry together renew once. False when it
-        cannot be renewed (no password, or the homeserver refused): the caller treats that as signed
-        out. Raises ConnectionError when the homeserver cannot be reached (the caller tries again)."""
+    async def renew_session(self, expired: str) -> bool:
+        """After a soft logout of the token `expired` (what the failed request carried): log in again with
+        the password as the same device (spbot/session_renewal.py) and go on with the new token; True at
+        once when another caller renewed it meanwhile. False when it cannot be renewed (no password, or
+        the homeserver refused): the caller treats that as signed out. Raises ConnectionError when the
+        homeserver cannot be reached (the caller tries again)."""
         from .session_renewal import RenewalRefused, login_same_device
         from .trust.errors import HomeserverError
         async with self._renewing:
-            if self.client.access_token and time.monotonic() - self._renewed_at < RENEWED_RECENTLY:
-                return True                     # another caller renewed it a moment ago
+            if self.client.access_token and self.client.access_token != expired:
+                return True                     # another caller renewed it meanwhile
             if self.config.password is None:
                 log.error("session_expired", device_id=self.client.device_id, renewable=False)
                 return False
@@ -357,7 +357,6 @@ class Connection:
                 raise ConnectionError(str(exc)) from None
             self.client.access_token = token
             self._save_credentials(self.client.device_id, token)
-            self._renewed_at = time.monotonic()
             log.warning("session_renewed", device_id=self.client.device_id)
             return True
 

@@ -237,6 +237,7 @@ class Outbox:
             return await self._mark(row, failed="the message to edit was never sent")
         event_type, content = built
         client = self.connection.client
+        token = client.access_token
         try:
             await know_devices(client)
             await share_room_key(client, row["room_id"])
@@ -250,7 +251,7 @@ class Outbox:
             raise _Retry("the room key was replaced while it was shared; sharing the new one")
         except (LocalProtocolError, EncryptionError, GroupEncryptionError) as exc:
             if not client.access_token:          # nio forgets the token at a soft logout
-                raise _Retry(await self._renewed_session())
+                raise _Retry(await self._renewed_session(token))
             if await self._not_in_room(row["room_id"]):
                 return await self._fail(row, f"the bot is not in room {row['room_id']} any more")
             self._drop_group_session(row["room_id"])
@@ -264,14 +265,14 @@ class Outbox:
         if errcode in PERMANENT_ERRCODES:
             return await self._fail(row, detail)
         if errcode == UNKNOWN_TOKEN and getattr(response, "soft_logout", False):
-            raise _Retry(await self._renewed_session())
+            raise _Retry(await self._renewed_session(token))
         raise _Retry(detail)
 
-    async def _renewed_session(self) -> str:
+    async def _renewed_session(self, expired: str) -> str:
         """The bot's session expired (a soft logout): renewed here rather than at the next sync, which may
         be half a minute away. Why the message waits a moment, for the log."""
         try:
-            renewed = await self.connection.renew_session()
+            renewed = await self.connection.renew_session(expired)
         except ConnectionError:
             return "the session expired and the homeserver cannot be reached to renew it"
         return "the session expired: renewed" if renewed else "the session expired and cannot be renewed"

@@ -39,6 +39,7 @@ class FakeClient:
     def __init__(self) -> None:
         self.user_id = BOT
         self.device_id = "BOTDEVICE"
+        self.access_token = "syt_fake_token"
         self.rooms = {ROOM: SimpleNamespace(room_id=ROOM), OTHER_ROOM: SimpleNamespace(room_id=OTHER_ROOM)}
         self.should_query_keys = False
         self.sent: list[tuple[str, str, dict]] = []      # (room id, event type, content)

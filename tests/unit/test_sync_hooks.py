@@ -25,7 +25,7 @@ async def test_a_failing_sync_hook_is_logged_and_the_sync_goes_on(tmp_path, capl
     async def sync(**kwargs) -> SyncResponse:
         syncs.append(kwargs)
         return SyncResponse.from_dict(BATCH)
-    connection.client = SimpleNamespace(sync=sync, next_batch="")
+    connection.client = SimpleNamespace(sync=sync, next_batch="", access_token="syt_fake_token")
     seen = []
 
     def broken(response: SyncResponse) -> None:
