@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable
 
 from nio import (AsyncClient, AsyncClientConfig, KeysQueryResponse, LocalProtocolError, LoginResponse,
                  SyncResponse, WhoamiResponse)
-from aiohttp import ClientError
+from aiohttp import ClientConnectionError, ClientError
 
 from . import nio_fixes
 from .cannot_write import cannot_write
@@ -32,6 +32,10 @@ SYNC_TIMEOUT_MS = 30_000
 CRYPTO_STORE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
                         f"PRAGMA journal_size_limit={1 << 20}")
 NETWORK_ERRORS = (ClientError, asyncio.TimeoutError, TimeoutError, OSError)
+# No answer came back (refused, reset, timed out); a plain ConnectionError is the bot's own wrapping of an
+# answer the homeserver gave (spbot/timeline.py, know_devices), which may be about the token.
+UNANSWERED = (ClientConnectionError, asyncio.TimeoutError, TimeoutError, ConnectionRefusedError,
+              ConnectionResetError)
 
 
 async def key_upkeep(client: AsyncClient) -> None:
@@ -305,7 +309,10 @@ class Connection:
     async def _token_renewed(self, step: str, exc: Exception) -> bool:
         """True when the token had expired and the session is renewed (the step goes again at once); False
         when the token is not the trouble, or the homeserver cannot be reached to renew it. Raises
-        SignedOut when the homeserver no longer takes the token and it cannot be renewed."""
+        SignedOut when the homeserver no longer takes the token and it cannot be renewed. No answer from
+        the homeserver at all says nothing of the token: it is not asked then."""
+        if self.client.access_token and isinstance(exc, UNANSWERED):
+            return False
         token = self.client.access_token
         state = await self._token_state()
         if state is None:

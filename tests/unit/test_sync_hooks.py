@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
+from aiohttp import ClientConnectorError, ServerDisconnectedError
 from nio import SyncResponse
 
 from spbot.key_resend import KeyResend
@@ -72,3 +73,33 @@ async def test_a_step_failing_the_same_way_again_logs_its_traceback_once(tmp_pat
     tracebacks = [r for r in caplog.records if r.exc_info and r.exc_info[0]]
     assert len(tracebacks) == 3
     assert sum("sync_step_still_failing" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_a_step_that_gets_no_answer_does_not_ask_about_the_token(tmp_path):
+    """A step failing for want of any answer (the homeserver is down) is tried again without a whoami
+    probe; one failing on an answer (here a refused keys query) makes the bot ask whether its token is
+    still taken."""
+    connection = Connection(make_config(tmp_path))
+    asked = []
+
+    async def whoami():
+        asked.append("whoami")
+        return SimpleNamespace(status_code=None)
+    connection.client = SimpleNamespace(access_token="syt_fake_token", whoami=whoami)
+
+    def failing(*errors):
+        left = list(errors)
+
+        async def step():
+            if left:
+                raise left.pop(0)
+            return "done"
+        return step
+
+    down = [ServerDisconnectedError(), ClientConnectorError(SimpleNamespace(ssl=None, host="hs", port=8008),
+                                                            ConnectionRefusedError())]
+    assert await connection._until_done("device_lists", failing(*down)) == "done"
+    assert asked == []
+    refused = [ConnectionError("keys query failed: 500"), ConnectionError("keys query failed: 500")]
+    assert await connection._until_done("device_lists", failing(*refused)) == "done"
+    assert asked == ["whoami"]
