@@ -77,6 +77,7 @@ class SignedOut(Exception):
 
 
 UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
+MAX_RENEWALS = 3              # renewals for one request: a homeserver that expires each new token signs us out
 
 
 class Connection:
@@ -150,7 +151,7 @@ class Connection:
         log.info("login_password", device_id=response.device_id, replaces=self.replaced_device)
         return self.client
 
-    async def _saved_device_unusable(self, saved: dict) -> str | None:
+    async def _saved_device_unusable(self, saved: dict, renewed: bool = False) -> str | None:
         """Why the stored device cannot go on: "signed out" (the homeserver forgot its token), "keys lost"
         (the homeserver holds other keys for it than the crypto store: restored from an old backup, or
         wiped; nio would make a new Olm account for the old device id, and every upload is refused), or
@@ -162,7 +163,9 @@ class Connection:
                                              saved["device_id"], self.client.olm.account.identity_keys)
         except HomeserverError as exc:
             if exc.errcode == UNKNOWN_TOKEN:
-                return await self._renewed_then_unusable(saved) if exc.soft_logout else "signed out"
+                if exc.soft_logout and not renewed:
+                    return await self._renewed_then_unusable(saved)
+                return "signed out"
             log.warning("device_keys_check_skipped", error=str(exc))
             return None
         except CrossSigningError as exc:      # unreachable now: the cross-signing check tells later
@@ -179,7 +182,7 @@ class Connection:
         except ConnectionError as exc:        # the sync loop meets the expiry again, and renews then
             log.warning("session_renewal_postponed", error=str(exc))
             return None
-        return await self._saved_device_unusable({**saved, "access_token": self.client.access_token})
+        return await self._saved_device_unusable({**saved, "access_token": self.client.access_token}, renewed=True)
 
     def _cannot_replace(self, device_id: str, why: str) -> str:
         fix = ("log the bot's account in again for a new access token, put it in the access_token file, "
@@ -252,7 +255,7 @@ class Connection:
             database.execute_sql(pragma)
 
     async def _sync(self, since: str | None) -> SyncResponse:
-        backoff = 1.0
+        backoff, renewals = 1.0, 0
         while True:
             # nio skips a response whose next_batch equals the one it saw last (a restart with
             # nothing new, a step tried again): it must always process it (rooms, decryption).
@@ -265,7 +268,9 @@ class Connection:
                     sync_filter=SYNC_FILTER)
                 if not isinstance(response, SyncResponse):
                     if getattr(response, "status_code", None) == UNKNOWN_TOKEN:
-                        if getattr(response, "soft_logout", False) and await self.renew_session(token):
+                        if (getattr(response, "soft_logout", False) and renewals < MAX_RENEWALS
+                                and await self.renew_session(token)):
+                            renewals += 1             # a homeserver that expires every new token: signed out
                             continue
                         raise SignedOut(getattr(response, "message", UNKNOWN_TOKEN))
                     raise ConnectionError(getattr(response, "message", str(response)))
@@ -288,7 +293,7 @@ class Connection:
             return response
 
     async def _until_done(self, step: str, work: Callable[[], Awaitable]):
-        backoff = 1.0
+        backoff, renewals = 1.0, 0
         while True:
             try:
                 result = await work()
@@ -296,7 +301,9 @@ class Connection:
                 raise
             except Exception as exc:
                 # failed twice, or nio forgot the token (a soft logout): is the token the trouble?
-                if (backoff > 1.0 or not self.client.access_token) and await self._token_renewed(step, exc):
+                if (backoff > 1.0 or not self.client.access_token) and await self._token_renewed(
+                        step, exc, may_renew=renewals < MAX_RENEWALS):
+                    renewals += 1
                     continue
                 await self._failed(step, exc, backoff)
                 await asyncio.sleep(backoff)
@@ -306,7 +313,7 @@ class Connection:
             await self._tell_watchers("succeeded", step)
             return result
 
-    async def _token_renewed(self, step: str, exc: Exception) -> bool:
+    async def _token_renewed(self, step: str, exc: Exception, may_renew: bool = True) -> bool:
         """True when the token had expired and the session is renewed (the step goes again at once); False
         when the token is not the trouble, or the homeserver cannot be reached to renew it. Raises
         SignedOut when the homeserver no longer takes the token and it cannot be renewed. No answer from
@@ -317,7 +324,7 @@ class Connection:
         state = await self._token_state()
         if state is None:
             return False
-        if state == "expired":
+        if state == "expired" and may_renew:
             try:
                 if await self.renew_session(token):
                     return True

@@ -9,6 +9,7 @@ signed out, as before."""
 from __future__ import annotations
 
 from .logs import register_secret
+from .trust.errors import HomeserverError
 from .trust.homeserver import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, request
 from .trust.http import MatrixHttp
 
@@ -21,7 +22,9 @@ class RenewalRefused(Exception):
 
 async def login_same_device(homeserver: str, user_id: str, password: str, device_id: str,
                             device_name: str) -> str:
-    """A new access token for the bot's existing device (registered as a secret before it is returned)."""
+    """A new access token for the bot's existing device (registered as a secret before it is returned).
+    RenewalRefused when the homeserver says no; HomeserverError when it does not answer, is busy (429) or
+    failing (5xx): that may pass."""
     body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user_id},
             "password": password, "device_id": device_id, "initial_device_display_name": device_name}
     async with MatrixHttp(homeserver, {}, connect=CONNECT_TIMEOUT, read=DEFAULT_TIMEOUT) as http:
@@ -30,6 +33,8 @@ async def login_same_device(homeserver: str, user_id: str, password: str, device
         data = response.json()
     except ValueError:
         data = {}
+    if response.status_code == 429 or response.status_code >= 500:     # busy or failing: try again later
+        raise HomeserverError(f"the homeserver could not log me in just now (HTTP {response.status_code})")
     if response.status_code != 200 or not isinstance(data, dict):
         errcode = data.get("errcode", "") if isinstance(data, dict) else ""
         raise RenewalRefused(f"the homeserver refused the password login (HTTP {response.status_code} "
