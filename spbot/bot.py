@@ -50,6 +50,7 @@ from .store import Store
 from .timeline import Batch
 from .trust import Devices, Trust
 from .system import priority
+from . import state_loss
 
 log = get_logger(__name__)
 SYNC_POSITION_KEY = "sync_position"
@@ -138,7 +139,7 @@ class Bot:
 
     async def start(self) -> None:
         priority.configure(self.config.priority)
-        await self.store.open()
+        lost = await state_loss.open_or_replace(self.store)
         for part in (self.audit, self.devices, self.alerts, self.inbox, self.upgrades):
             await part.start()
         first_start = await self.store.get("first_start")
@@ -149,10 +150,13 @@ class Bot:
         self.key_resend = KeyResend(client)       # a device that lost a key of the bot's gets it again
         self.connection.on_sync.append(self.key_resend.read_key_requests)
         self.screen = Screen(self.config, self.store, client.user_id, first_start, self.upgrades,
-                             self.addressing)
+                             self.addressing, state_lost_at=await state_loss.lost_at(self.store))
         self.late = LateDecryption(self.screen, self.connection, self.store, self.inbox, self.messenger,
                                    self.config, self._take_late_message)
         await self.outbox.start()
+        if lost is not None:
+            await self.messenger.notify(state_loss.notice(lost, list(self.config.admins)),
+                                        once=f"state-lost-{lost['at']}")
         await self.approvals.start()          # first: the job runner reports interrupted jobs to it
         await self.jobs.start()
         await self._recover_unfinished()

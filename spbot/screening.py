@@ -35,8 +35,12 @@ class Verdict:
 
 class Screen:
     def __init__(self, config: Config, store: Store, bot_user_id: str, first_start: float,
-                 upgrades: RoomUpgrades, addressing: Addressing | None = None):
+                 upgrades: RoomUpgrades, addressing: Addressing | None = None,
+                 state_lost_at: float | None = None):
         self.config = config
+        # when a damaged state database was replaced (spbot/state_loss.py): the record of which commands
+        # had run went with it, so none sent before then runs
+        self.state_lost_at = state_lost_at
         self.upgrades = upgrades
         self.addressing = addressing or Addressing.from_config(config)
         self.store = store
@@ -79,6 +83,10 @@ class Screen:
         sent = _sent(event, origin)
         if time.time() - sent > self.config.max_command_age:
             return self._too_old(event, sent)
+        if self.state_lost_at is not None and sent < self.state_lost_at:
+            # not answered one by one: those already run were answered then, and the notice of the loss
+            # asks the admins to send again what is still wanted
+            return Verdict(reason="sent before the state database was replaced")
         if event.sender not in self.config.admins:
             if self.addressing.fleet and self.addressing.split(event.body).target == ALL:
                 # A command for every bot from an admin of some of them: those answer; a refusal from

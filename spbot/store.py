@@ -24,6 +24,22 @@ CREATE INDEX IF NOT EXISTS seen_events_age ON seen_events(seen_at);
 """
 
 
+class StoreDamaged(Exception):
+    """SQLite found the database file damaged (not a database, a malformed page) while opening it."""
+
+
+def set_aside(path: Path, now: float | None = None) -> Path:
+    """Rename a damaged database (and its -wal and -shm files) out of the way, keeping it for a look or a
+    salvage; the new name, e.g. spbot.db.damaged-20261130T230102Z."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            companion.rename(aside.with_name(aside.name + suffix))
+    return aside
+
+
 class Store:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -37,7 +53,17 @@ class Store:
     async def open(self) -> "Store":
         """Open (or create) the database, private to the bot: secrets written to it (queued passwords)
         are zeroed when overwritten, the write-ahead log is bounded and emptied at start, and the file
-        and its -wal/-shm companions are 0600 whatever the umask."""
+        and its -wal/-shm companions are 0600 whatever the umask. StoreDamaged when SQLite finds the file
+        damaged (a locked, read-only or failing disk is an OperationalError, raised as it is)."""
+        try:
+            return await self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            await self.close()
+            raise StoreDamaged(str(exc)) from exc
+
+    async def _open(self) -> "Store":
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Created 0600 before SQLite opens it: SQLite gives -wal and -shm the database file's mode.
         os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))

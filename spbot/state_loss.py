@@ -1,0 +1,51 @@
+"""A damaged state database (a failing disk, a bad sector): SQLite refuses to read spbot.db. Before, the
+bot stopped with a traceback at every start, silent in the room. Now it sets the damaged file aside (kept
+for a look or a salvage), starts with an empty one, and tells the admins, ringing them, what it forgot.
+
+What it must not do is run a command twice: the record of handled commands went with the old file, so
+no command sent before the loss runs (the screen answers an admin's recent one: send it again; see
+Screen.state_lost_at). The crypto store is another file: the device and its keys are unchanged."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .logs import get_logger
+from .render import Reply
+from .store import Store, StoreDamaged, set_aside
+
+log = get_logger(__name__)
+
+LOST_KEY = "state_lost"       # in the new store: when, where the damaged file went, and SQLite's words
+
+
+async def open_or_replace(store: Store) -> dict | None:
+    """Open the store; a damaged one is set aside and an empty one opened. The record of the loss, or None
+    when the store opened as it was."""
+    try:
+        await store.open()
+        return None
+    except StoreDamaged as exc:
+        aside = set_aside(store.path)
+        log.error("state_database_damaged", error=str(exc), set_aside=str(aside),
+                  todo="started with an empty state database; check the disk")
+        await store.open()
+        record = {"at": time.time(), "aside": str(aside), "error": str(exc)[:200]}
+        await store.put(LOST_KEY, record)
+        return record
+
+
+async def lost_at(store: Store) -> float | None:
+    """When this store replaced a damaged one (commands sent before then never run), or None."""
+    record: Any = await store.get(LOST_KEY)
+    return record.get("at") if isinstance(record, dict) else None
+
+
+def notice(record: dict, admins: list[str]) -> Reply:
+    return Reply.error(
+        f"My state database was damaged ({record['error']}), so I set it aside as {record['aside']} and "
+        "started with an empty one. I forgot the history of jobs and the audit log, pending approval "
+        "requests, alerts, the disk history and replies not sent yet; my device and its keys are "
+        "unchanged. Commands sent before now are not run: send again what is still wanted.",
+        "A damaged file often means a failing disk: check it (dmesg, smartctl), and make sure the backups "
+        "are recent (!backup list).").to(admins)
