@@ -110,7 +110,15 @@ class Bot:
     # --- life cycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self.start()
+        damage = state_loss.DamageWatch(self.store.path, self._stop_with_failure)
+        try:
+            await self.start()
+        except Exception as exc:
+            await damage.failed("start", exc)
+            if self.failure is None:
+                raise
+            return
+        self.connection.step_watchers.append(damage)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -123,6 +131,10 @@ class Bot:
         sync.cancel()
         await asyncio.gather(sync, return_exceptions=True)
         await self.stop()
+
+    def _stop_with_failure(self, exc: BaseException) -> None:
+        self.failure = exc
+        self._stop.set()
 
     def _sync_ended(self, task: asyncio.Task) -> None:
         """The sync loop only ends when stopping; if it died, stop with a failure (`failure`: the

@@ -12,7 +12,7 @@ from typing import Any
 
 from .logs import get_logger
 from .render import Reply
-from .store import Store, StoreDamaged, set_aside
+from .store import Store, StoreDamaged, is_damage, mark_for_check, set_aside
 
 log = get_logger(__name__)
 
@@ -49,3 +49,24 @@ def notice(record: dict, admins: list[str]) -> Reply:
         "unchanged. Commands sent before now are not run: send again what is still wanted.",
         "A damaged file often means a failing disk: check it (dmesg, smartctl), and make sure the backups "
         "are recent (!backup list).").to(admins)
+
+
+class DamageWatch:
+    """Damage met after the store opened (a page opening did not read): the file is marked for a whole
+    check and the bot stops with a failure; its supervisor starts it again, and that start finds the
+    damage, sets the file aside and tells the admins. A sync step watcher (spbot/matrix.py), also called
+    for a start that failed."""
+
+    def __init__(self, path, stop):
+        self.path = path
+        self.stop = stop            # (exc) -> None: stop the bot with this failure
+
+    async def failed(self, step: str, exc: BaseException) -> None:
+        if is_damage(exc):
+            mark_for_check(self.path)
+            log.error("state_database_damaged", step=step, error=str(exc)[:200],
+                      todo="stopping; the next start checks the file and sets it aside")
+            self.stop(exc)
+
+    async def succeeded(self, step: str) -> None:
+        pass

@@ -28,6 +28,26 @@ class StoreDamaged(Exception):
     """SQLite found the database file damaged (not a database, a malformed page) while opening it."""
 
 
+DAMAGE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+CHECK_SUFFIX = ".check"       # next to the database: check it whole at the next open (damage was met)
+
+
+def is_damage(exc: BaseException | None) -> bool:
+    """Whether an error (or one it wraps) is SQLite finding its file damaged."""
+    for _ in range(6):
+        if exc is None:
+            return False
+        if isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorcode", None) in DAMAGE_CODES:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def mark_for_check(path: Path) -> None:
+    """Damage was met while running: the next open reads the whole file first (PRAGMA quick_check)."""
+    path.with_name(path.name + CHECK_SUFFIX).touch(mode=0o600)
+
+
 def set_aside(path: Path, now: float | None = None) -> Path:
     """Rename a damaged database (and its -wal and -shm files) out of the way, keeping it for a look or a
     salvage; the new name, e.g. spbot.db.damaged-20261130T230102Z."""
@@ -37,6 +57,7 @@ def set_aside(path: Path, now: float | None = None) -> Path:
         companion = path.with_name(path.name + suffix)
         if companion.exists():
             companion.rename(aside.with_name(aside.name + suffix))
+    path.with_name(path.name + CHECK_SUFFIX).unlink(missing_ok=True)
     return aside
 
 
@@ -73,6 +94,7 @@ class Store:
         await self.db.execute("PRAGMA journal_mode=WAL")
         await self.db.execute("PRAGMA synchronous=NORMAL")
         await self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        await self._check_if_marked()
         await self.ensure_schema(_CORE_SCHEMA)
         await self.prune_seen()
         if await self.get(SCRUBBED_KEY) is None:     # pages freed before secure_delete was on
@@ -84,6 +106,18 @@ class Store:
             if companion.exists():
                 companion.chmod(0o600)
         return self
+
+    async def _check_if_marked(self) -> None:
+        """Damage met while running (mark_for_check) may lie in a table that opening does not read: the
+        whole file is checked then, and a damaged one raised as such."""
+        mark = self.path.with_name(self.path.name + CHECK_SUFFIX)
+        if not mark.exists():
+            return
+        rows = await self.fetchall("PRAGMA quick_check(5)")
+        found = [row[0] for row in rows]
+        if found != ["ok"]:
+            raise sqlite3.DatabaseError(f"quick_check: {'; '.join(found)[:200]}")
+        mark.unlink()
 
     async def close(self) -> None:
         if self.db is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,21 @@ def damage(database: Path) -> None:
     data = bytearray(database.read_bytes())
     data[4096:] = os.urandom(len(data) - 4096)
     database.write_bytes(bytes(data))
+
+
+def damage_tables(database: Path, keep: set[str]) -> list[str]:
+    """The root page of every table but `keep` overwritten with noise: opening the store reads only
+    what it keeps, so the damage is met later (when the bot starts its parts)."""
+    with sqlite3.connect(database) as db:
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        tables = db.execute("SELECT name, rootpage FROM sqlite_master WHERE type = 'table'").fetchall()
+    db.close()
+    damaged = [(name, page) for name, page in tables if name not in keep and page > 1]
+    with open(database, "r+b") as file:
+        for _, page in damaged:
+            file.seek((page - 1) * size)
+            file.write(os.urandom(size))
+    return [name for name, _ in damaged]
 
 
 async def test_a_damaged_state_database_is_set_aside_told_and_nothing_runs_twice(make_bot, alice):
@@ -53,3 +70,29 @@ async def test_a_damaged_state_database_is_set_aside_told_and_nothing_runs_twice
     assert replies.count(answered) == 1, "a command answered before the loss ran again"
     assert replies.count(waiting) == 0, "a command sent before the loss ran"
     assert "state_database_damaged" in bot.log() and "Traceback" not in bot.log().split("spbot.bot stopping")[-1]
+
+
+async def test_damage_met_after_opening_stops_the_bot_and_the_next_start_sets_the_file_aside(make_bot, alice):
+    """Damage in a table that opening does not read: the start that meets it stops with a failure (exit
+    status 1, which systemd's Restart=on-failure restarts) and marks the file; the next start checks the
+    whole file, sets it aside and tells the admins."""
+    bot = await make_bot("damaged-later")
+    bot.stop()
+    database = bot.state_dir / "spbot.db"
+    assert "outbox" in damage_tables(database, keep={"kv", "seen_events"})
+    bot.start()
+    process = bot.process.process
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert process.poll() == 1, "the bot did not stop with a failure:\n" + bot.log()[-2000:]
+    assert (bot.state_dir / "spbot.db.check").exists()
+    assert "state_database_damaged" in bot.log()
+
+    started = time.monotonic()
+    bot.start()                                         # as systemd's Restart=on-failure does
+    told = await alice.wait_for(lambda e: e.sender == bot.user_id and e.received > started
+                                and "state database was damaged" in e.body, timeout=60)
+    assert "quick_check" in told.body and alice.user_id in told.content["m.mentions"]["user_ids"]
+    assert not (bot.state_dir / "spbot.db.check").exists()
+    await wait_answering(alice, bot)
