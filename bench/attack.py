@@ -1,7 +1,8 @@
 """Attack and fault run against a real bot on a fresh loopback Synapse: restarts and kill -9 at random
 moments, an offline backlog, replayed ciphertext, commands from people who must not be obeyed, a
 homeserver outage across restarts, a spell in which the kernel refuses the bot's writes (as a full disk
-would: RLIMIT_FSIZE 0 set with prlimit), and a search of the state directory for a delivered password.
+would: RLIMIT_FSIZE 0 set with prlimit), a search of the state directory for a delivered password, and a
+state database damaged after a kill -9.
 Prints the figures (cases, restarts, lost, doubled, unauthorized, secrets found); asserts nothing.
 
     .venv/bin/python bench/attack.py [--rounds 10] [--seed 7]
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import random
 import re
 import resource
@@ -243,6 +245,42 @@ class Run:
         self.tally("writes refused (disk full)", tokens, answered, 0)
         self.figures.notes[-1] += f", {ran_meanwhile} ran while refused, told {len(told)} time(s)"
 
+    async def damaged_state(self, count: int = 6) -> None:
+        """kill -9 while commands run, then the state database damaged (every page but the schema, and the
+        write-ahead log, overwritten with noise): the bot sets it aside and tells the admins; nothing runs
+        twice, none of the commands sent before the loss runs after it (the notice asks to send again what
+        is wanted), and commands sent after it are answered."""
+        alice, before, after = self.clients["alice"], {}, {}
+        for n in range(count):
+            if n == count // 2:            # the rest arrive while it hangs (frozen), then it is killed
+                await asyncio.sleep(self.rng.uniform(0.0, 0.5))
+                os.kill(self.bot.running_pid(), signal.SIGSTOP)
+            token = uuid.uuid4().hex[:10]
+            before[await alice.send(self.room, f"!mark {token}")] = token
+        self.bot.stop(signal.SIGKILL)
+        ran_before = {token for token in before.values() if self.marks()[token]}
+        for name, keep in (("spbot.db", 4096), ("spbot.db-wal", 0)):
+            path = self.state_dir / name
+            if path.exists():
+                data = path.read_bytes()
+                path.write_bytes(data[:keep] + os.urandom(max(0, len(data) - keep)))
+        since = time.monotonic()
+        self.bot.start()
+        told = await alice.wait_for(lambda e: e.sender == self.bot_user and e.received > since
+                                    and "state database was damaged" in e.body, timeout=60)
+        for _ in range(2):
+            token = uuid.uuid4().hex[:10]
+            after[await alice.send(self.room, f"!mark {token}")] = token
+        answered = await self.answered(alice, list(after), 60)
+        marks = self.marks()
+        ran_after_loss = sum(1 for token in before.values() if token not in ran_before and marks[token])
+        self.figures.add("state database damaged", count + 2, restarts=1,
+                         lost=sum(1 for event, token in after.items() if not marks[token] and event not in answered),
+                         doubled=sum(1 for token in [*before.values(), *after.values()] if marks[token] > 1)
+                         + ran_after_loss,
+                         detail=f"{len(ran_before)} of {count} ran before the kill, {ran_after_loss} of the "
+                                f"rest after the loss; told {1 if told else 0} time(s)")
+
     async def secrets(self) -> None:
         alice = self.clients["alice"]
         name = "att" + uuid.uuid4().hex[:6]
@@ -299,7 +337,7 @@ async def main(rounds: int, seed: int) -> None:
     try:
         for scenario in (run.strangers, run.approvals_from_wrong_people, run.offline_backlog,
                          lambda: run.kill_storm(rounds), run.replay, run.outage, run.writes_refused,
-                         run.secrets):
+                         run.secrets, run.damaged_state):
             try:
                 await scenario()
             except Exception as exc:               # one broken scenario must not hide the others
