@@ -20,6 +20,7 @@ from .config import Config
 from .trust.pickle_key import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
 from .system.private_files import write_private_json
+from .store import is_damage, set_aside
 from .timeline import SYNC_FILTER, Batch, GapError, read_batch
 from .watchers import tell_each
 
@@ -122,18 +123,19 @@ class Connection:
         in with the password; `replaced_device` then names the old one (deleted once the new one is
         cross-signed, if it still exists) and `replaced_why` says why."""
         self.replaced_device: str | None = None
-        self.replaced_why: str | None = None        # "keys lost" or "signed out"
+        self.replaced_why: str | None = None        # "keys lost", "keys damaged" or "signed out"
+        self.damaged_crypto_store: Path | None = None
         saved = self._load_credentials()
         if saved:
             register_secret(saved["access_token"])
-            self.client = self._new_client(saved["device_id"])
-            self.client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
-            why = await self._saved_device_unusable(saved)
+            why = self._restore(saved) or await self._saved_device_unusable(saved)
             if why is None:
                 log.info("login_restored", device_id=saved["device_id"])
                 return self.client
-            await self.client.close()
-            log.warning("crypto_store_lost" if why == "keys lost" else "signed_out", device_id=saved["device_id"])
+            if self.client is not None:
+                await self.client.close()
+            log.warning("signed_out" if why == "signed out" else "crypto_store_lost", device_id=saved["device_id"],
+                        why=why)
             if self.config.password is None:
                 raise LoginFailed(self._cannot_replace(saved["device_id"], why))
             self.replaced_device, self.replaced_why = saved["device_id"], why
@@ -150,6 +152,24 @@ class Connection:
         self._save_credentials(response.device_id, response.access_token)
         log.info("login_password", device_id=response.device_id, replaces=self.replaced_device)
         return self.client
+
+    def _restore(self, saved: dict) -> str | None:
+        """Load the stored device's crypto store; "keys damaged" when SQLite finds that file damaged (a
+        failing disk): it is set aside (crypto/<user>_<device>.db.damaged-<time>), and the device is
+        replaced as when its keys are lost."""
+        self.client = None
+        try:
+            self.client = self._new_client(saved["device_id"])
+            self.client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
+        except Exception as exc:
+            if not is_damage(exc):
+                raise
+            aside = set_aside(self.state_dir / "crypto" / f"{saved['user_id']}_{saved['device_id']}.db")
+            log.error("crypto_store_damaged", device_id=saved["device_id"], error=str(exc)[:200],
+                      set_aside=str(aside))
+            self.damaged_crypto_store = aside
+            return "keys damaged"
+        return None
 
     async def _saved_device_unusable(self, saved: dict, renewed: bool = False) -> str | None:
         """Why the stored device cannot go on: "signed out" (the homeserver forgot its token), "keys lost"
@@ -191,8 +211,10 @@ class Connection:
             return (f"my session (device {device_id}) was signed out on the homeserver: its access token is "
                     f"no longer valid. With only an access token I cannot log in again: {fix}. Or configure "
                     "a password file.")
-        return (f"my crypto store ({self.state_dir / 'crypto'}) has no keys for my device {device_id}, whose "
-                "keys the homeserver knows (restored from an old backup, or a wiped crypto folder?). With only "
+        state = (f"is damaged (set aside as {self.damaged_crypto_store})" if why == "keys damaged" else
+                 f"has no keys for my device {device_id}, whose keys the homeserver knows (restored from an old "
+                 "backup, or a wiped crypto folder?)")
+        return (f"my crypto store ({self.state_dir / 'crypto'}) {state}. With only "
                 f"an access token I cannot start a new device: {fix}, and delete device {device_id} (Element: "
                 "Settings → Sessions). Or configure a password file.")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .logs import get_logger
 from .render import Reply
-from .store import Store, StoreDamaged, is_damage, mark_for_check, set_aside
+from .store import Store, StoreDamaged, is_damage, mark_for_check, raised_by_store, set_aside
 
 log = get_logger(__name__)
 
@@ -62,7 +62,7 @@ class DamageWatch:
         self.stop = stop            # (exc) -> None: stop the bot with this failure
 
     async def failed(self, step: str, exc: BaseException) -> None:
-        if is_damage(exc):
+        if is_damage(exc) and raised_by_store(exc):
             mark_for_check(self.path)
             log.error("state_database_damaged", step=step, error=str(exc)[:200],
                       todo="stopping; the next start checks the file and sets it aside")

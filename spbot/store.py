@@ -43,6 +43,21 @@ def is_damage(exc: BaseException | None) -> bool:
     return False
 
 
+def raised_by_store(exc: BaseException | None) -> bool:
+    """Whether an error came through this module (the bot's own state database), not through another
+    SQLite file (nio's crypto store, a service's database being dumped)."""
+    for _ in range(6):
+        if exc is None:
+            return False
+        trace = exc.__traceback__
+        while trace is not None:
+            if trace.tb_frame.f_code.co_filename == __file__:
+                return True
+            trace = trace.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def mark_for_check(path: Path) -> None:
     """Damage was met while running: the next open reads the whole file first (PRAGMA quick_check)."""
     path.with_name(path.name + CHECK_SUFFIX).touch(mode=0o600)

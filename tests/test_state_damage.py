@@ -2,10 +2,12 @@
 traceback at every start and said nothing in the room. Now it sets the file aside, starts with an empty
 one and tells the admins, ringing them (spbot/state_loss.py); and since its record of the commands it
 already ran went with the file, no command sent before the loss runs, neither one answered before nor one
-sent while it was stopped (the notice asks to send again what is still wanted)."""
+sent while it was stopped (the notice asks to send again what is still wanted). The device's key file
+(nio's crypto store) damaged is another matter: the device is replaced, as when its keys are lost."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import time
@@ -95,4 +97,28 @@ async def test_damage_met_after_opening_stops_the_bot_and_the_next_start_sets_th
                                 and "state database was damaged" in e.body, timeout=60)
     assert "quick_check" in told.body and alice.user_id in told.content["m.mentions"]["user_ids"]
     assert not (bot.state_dir / "spbot.db.check").exists()
+    await wait_answering(alice, bot)
+
+
+async def test_a_damaged_crypto_store_is_set_aside_and_a_new_device_takes_over(make_bot, alice):
+    """nio's crypto store (the device's keys, another SQLite file) damaged: before, the bot stopped at every
+    start, and took the damage for its state database's. Now the file is set aside and the device replaced
+    as when its keys are lost: a new device, cross-signed, the old one deleted, the admins told; the state
+    database is not touched."""
+    bot = await make_bot("damaged-keys")
+    old = json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
+    bot.stop()
+    keys = bot.state_dir / "crypto" / f"{bot.user_id}_{old}.db"
+    damage(keys)
+    for wal in keys.parent.glob(keys.name + "-wal"):
+        wal.write_bytes(os.urandom(wal.stat().st_size))
+    started = time.monotonic()
+    bot.start()
+    told = await alice.wait_for(lambda e: e.sender == bot.user_id and e.received > started
+                                and "encryption keys" in e.body, timeout=90)
+    new = json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
+    assert new != old and f"for device {old} was damaged" in told.body and f"new device {new}" in told.body
+    assert f"deleted {old}" in told.body and alice.user_id in told.content["m.mentions"]["user_ids"]
+    assert list(keys.parent.glob(keys.name + ".damaged-*")) and not keys.exists()
+    assert not list(bot.state_dir.glob("spbot.db.damaged-*")) and not (bot.state_dir / "spbot.db.check").exists()
     await wait_answering(alice, bot)

@@ -82,10 +82,16 @@ class OwnDevice:
                 "the bot account's password.")))
             return
         gone = f"deleted {old}" if old in deleted else f"could not delete {old} (delete it by hand)"
+        if why == "keys damaged":
+            what = (f"the file of my encryption keys for device {old} was damaged, so I set it aside as "
+                    f"{getattr(self.connection, 'damaged_crypto_store', None)} (a damaged file often means a "
+                    "failing disk: check it)")
+        else:
+            what = (f"my encryption keys on disk did not match my device {old} on the homeserver (a restore "
+                    "from an old backup, or a lost crypto folder)")
         await self.notify(mention(self.config.admins, (
-            f"🔑 my encryption keys on disk did not match my device {old} on the homeserver (a restore "
-            f"from an old backup, or a lost crypto folder). I started a new device {new}, {signed}, and "
-            f"{gone}. Commands sent to me just before this could not be read: send them again.")))
+            f"🔑 {what}. I started a new device {new}, {signed}, and {gone}. Commands sent to me just "
+            "before this could not be read: send them again.")))
 
     def _password(self) -> str | None:
         try:
