@@ -20,6 +20,7 @@ from .config import Config
 from .trust.pickle_key import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
 from .system.private_files import write_private_json
+from .session_renewal import RenewalRefused, cannot_replace, login_same_device, recover_stored_device
 from .store import is_damage, set_aside
 from .timeline import SYNC_FILTER, Batch, GapError, read_batch
 from .watchers import tell_each
@@ -125,7 +126,7 @@ class Connection:
         self.replaced_device: str | None = None
         self.replaced_why: str | None = None        # "keys lost", "keys damaged" or "signed out"
         self.damaged_crypto_store: Path | None = None
-        saved = self._load_credentials()
+        saved = self._load_credentials() or await self._recovered_credentials()
         if saved:
             register_secret(saved["access_token"])
             why = self._restore(saved) or await self._saved_device_unusable(saved)
@@ -137,7 +138,7 @@ class Connection:
             log.warning("signed_out" if why == "signed out" else "crypto_store_lost", device_id=saved["device_id"],
                         why=why)
             if self.config.password is None:
-                raise LoginFailed(self._cannot_replace(saved["device_id"], why))
+                raise LoginFailed(cannot_replace(self.state_dir, saved["device_id"], why, self.damaged_crypto_store))
             self.replaced_device, self.replaced_why = saved["device_id"], why
         elif self.config.access_token is not None:
             return await self._adopt_token(self.config.access_token.read())
@@ -152,6 +153,14 @@ class Connection:
         self._save_credentials(response.device_id, response.access_token)
         log.info("login_password", device_id=response.device_id, replaces=self.replaced_device)
         return self.client
+
+    async def _recovered_credentials(self) -> dict | None:
+        """credentials.json gone or unreadable: the crypto store's device again (spbot/session_renewal.py)."""
+        recovered = await recover_stored_device(self.config, self.state_dir / "crypto")
+        if recovered is None:
+            return None
+        self._save_credentials(*recovered)
+        return self._load_credentials()
 
     def _restore(self, saved: dict) -> str | None:
         """Load the stored device's crypto store; "keys damaged" when SQLite finds that file damaged (a
@@ -204,19 +213,6 @@ class Connection:
             return None
         return await self._saved_device_unusable({**saved, "access_token": self.client.access_token}, renewed=True)
 
-    def _cannot_replace(self, device_id: str, why: str) -> str:
-        fix = ("log the bot's account in again for a new access token, put it in the access_token file, "
-               f"delete {self.credentials_path} and start me again")
-        if why == "signed out":
-            return (f"my session (device {device_id}) was signed out on the homeserver: its access token is "
-                    f"no longer valid. With only an access token I cannot log in again: {fix}. Or configure "
-                    "a password file.")
-        state = (f"is damaged (set aside as {self.damaged_crypto_store})" if why == "keys damaged" else
-                 f"has no keys for my device {device_id}, whose keys the homeserver knows (restored from an old "
-                 "backup, or a wiped crypto folder?)")
-        return (f"my crypto store ({self.state_dir / 'crypto'}) {state}. With only "
-                f"an access token I cannot start a new device: {fix}, and delete device {device_id} (Element: "
-                "Settings → Sessions). Or configure a password file.")
 
     async def _adopt_token(self, token: str) -> AsyncClient:
         register_secret(token)
@@ -374,7 +370,6 @@ class Connection:
         once when another caller renewed it meanwhile. False when it cannot be renewed (no password, or
         the homeserver refused): the caller treats that as signed out. Raises ConnectionError when the
         homeserver cannot be reached (the caller tries again)."""
-        from .session_renewal import RenewalRefused, login_same_device
         from .trust.errors import HomeserverError
         async with self._renewing:
             if self.client.access_token and self.client.access_token != expired:

@@ -8,12 +8,16 @@ goes on without a restart. Without a password (an access token configured) it ca
 signed out, as before."""
 from __future__ import annotations
 
-from .logs import register_secret
+from pathlib import Path
+from typing import Any
+
+from .logs import get_logger, register_secret
 from .trust.errors import HomeserverError
 from .trust.homeserver import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, request
 from .trust.http import MatrixHttp
 
 LOGIN = "/_matrix/client/v3/login"
+log = get_logger(__name__)
 
 
 class RenewalRefused(Exception):
@@ -46,3 +50,39 @@ async def login_same_device(homeserver: str, user_id: str, password: str, device
     if answered_device != device_id:
         raise RenewalRefused(f"the homeserver logged me in as device {answered_device}, not {device_id}")
     return token
+
+
+async def recover_stored_device(config: Any, crypto_dir: Path) -> tuple[str, str] | None:
+    """credentials.json gone or unreadable, while the crypto store holds one device of this account: log in
+    with the password as that device again (its keys, room keys and cross-signature are kept) rather than
+    as a new one. (device id, new token), or None when there is nothing to recover (a first start), no
+    password, more than one device's store, or the homeserver refuses."""
+    stores = sorted(crypto_dir.glob(f"{config.user_id}_*.db"))
+    if config.password is None or len(stores) != 1:
+        return None
+    device_id = stores[0].name[len(config.user_id) + 1:-len(".db")]
+    try:
+        token = await login_same_device(config.homeserver, config.user_id, config.password.read(), device_id,
+                                        config.device_name)
+    except (RenewalRefused, HomeserverError) as exc:
+        log.warning("credentials_not_recovered", device_id=device_id, why=str(exc))
+        return None
+    log.warning("credentials_recovered", device_id=device_id,
+                detail="credentials.json was missing or unreadable; logged in again as the same device")
+    return device_id, token
+
+
+def cannot_replace(state_dir: Path, device_id: str, why: str, damaged: Path | None = None) -> str:
+    """Why the bot cannot go on with only an access token (no password to log in with), and what to do."""
+    fix = ("log the bot's account in again for a new access token, put it in the access_token file, "
+           f"delete {state_dir / 'credentials.json'} and start me again")
+    if why == "signed out":
+        return (f"my session (device {device_id}) was signed out on the homeserver: its access token is "
+                f"no longer valid. With only an access token I cannot log in again: {fix}. Or configure "
+                "a password file.")
+    state = (f"is damaged (set aside as {damaged})" if why == "keys damaged" else
+             f"has no keys for my device {device_id}, whose keys the homeserver knows (restored from an old "
+             "backup, or a wiped crypto folder?)")
+    return (f"my crypto store ({state_dir / 'crypto'}) {state}. With only an access token I cannot start a "
+            f"new device: {fix}, and delete device {device_id} (Element: Settings → Sessions). Or configure a "
+            "password file.")

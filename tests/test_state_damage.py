@@ -122,3 +122,20 @@ async def test_a_damaged_crypto_store_is_set_aside_and_a_new_device_takes_over(m
     assert list(keys.parent.glob(keys.name + ".damaged-*")) and not keys.exists()
     assert not list(bot.state_dir.glob("spbot.db.damaged-*")) and not (bot.state_dir / "spbot.db.check").exists()
     await wait_answering(alice, bot)
+
+
+async def test_a_damaged_credentials_file_is_recovered_as_the_same_device(make_bot, alice):
+    """credentials.json unreadable (or deleted by hand) while the crypto store holds the device: before,
+    the bot logged in as a new device without a word, and the old one stayed on the homeserver. Now it
+    logs in with its password as the same device again and keeps its keys."""
+    bot = await make_bot("damaged-credentials")
+    old = json.loads((bot.state_dir / "credentials.json").read_text())
+    bot.stop()
+    (bot.state_dir / "credentials.json").write_bytes(b"\x00{\"user_id\": garbage")
+    bot.start()
+    await wait_answering(alice, bot)
+    now = json.loads((bot.state_dir / "credentials.json").read_text())
+    assert now["device_id"] == old["device_id"] and now["access_token"] != old["access_token"]
+    log = bot.log().split("spbot.bot started")[-2]           # the second start, up to its "started"
+    assert "credentials_recovered" in log and "login_password" not in log, log[-2000:]
+    assert now["access_token"] not in bot.log()
