@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from pathlib import Path
 
 import httpx
 
@@ -21,6 +23,7 @@ async def run_checks(config: Config) -> int:
     feature that is not set up says nothing."""
     _heading("matrix")
     failures = await _check_matrix(config)
+    _check_state_files(config)
     from .features import all_features
     for kind in all_features():
         checks = await _feature_checks(kind, config)
@@ -32,6 +35,37 @@ async def run_checks(config: Config) -> int:
                   f"{check.text.rstrip('.')}: {todo}" if todo else check.text)
             failures += check.state == "fail"
     return 1 if failures else 0
+
+
+def _check_state_files(config: Config) -> None:
+    """The bot's state database and its device's key files, read whole (read-only: the bot may be running).
+    A damaged one is a warning: the bot sets it aside at its next start and says so."""
+    state_dir = Path(config.state_dir)
+    files = [("state database", state_dir / "spbot.db")]
+    files += [("key file", path) for path in sorted((state_dir / "crypto").glob(f"{config.user_id}_*.db"))]
+    for what, path in files:
+        if not path.exists():
+            continue
+        problem = _damage(path)
+        if problem is None:
+            _line(OK, f"the {what} {path.name} reads whole")
+        else:
+            _line(WARN, f"the {what} {path} is damaged ({problem}): at its next start the bot sets it aside "
+                        "and tells the admins; check the disk (dmesg, smartctl)")
+
+
+def _damage(path: Path) -> str | None:
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            found = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
+        finally:
+            db.close()
+    except sqlite3.OperationalError:        # busy, or unreadable for this user: not damage
+        return None
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None if found == ["ok"] else "; ".join(found)[:200]
 
 
 def _heading(name: str) -> None:

@@ -10,6 +10,8 @@ import asyncio
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,6 +58,10 @@ async def test_a_damaged_state_database_is_set_aside_told_and_nothing_runs_twice
     database = bot.state_dir / "spbot.db"
     damage(database)
     damaged = database.read_bytes()
+    doctor = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "spbot", "doctor", "--config",
+                                                      str(bot.config_path)], capture_output=True, text=True)
+    assert f"[warn] the state database {database} is damaged" in doctor.stdout, doctor.stdout
+    assert "[ok  ] the key file" in doctor.stdout, doctor.stdout
 
     bot.start()
     told = await alice.wait_for(lambda e: e.sender == bot.user_id and "state database was damaged" in e.body,
