@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .logs import get_logger
 from .render import Reply, human_bytes
+from .store import error_chain
 
 log = get_logger(__name__)
 
@@ -29,11 +30,9 @@ RETELL_AFTER = 60.0     # s: a notice that could not be sent is tried again at m
 def _underlying(exc: BaseException | None) -> BaseException | None:
     """The SQLite error, or the OS error with an errno, that an error is or wraps (nio's crypto store
     raises peewee's errors around SQLite's); None when there is none."""
-    for _ in range(6):
-        if exc is None or isinstance(exc, sqlite3.Error) or (isinstance(exc, OSError) and exc.errno is not None):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return next((error for error in error_chain(exc)
+                 if isinstance(error, sqlite3.Error) or (isinstance(error, OSError) and error.errno is not None)),
+                None)
 
 
 def cannot_write(exc: BaseException | None) -> bool:

@@ -32,29 +32,29 @@ DAMAGE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 CHECK_SUFFIX = ".check"       # next to the database: check it whole at the next open (damage was met)
 
 
+def error_chain(exc: BaseException | None, depth: int = 6):
+    """An error and the ones it wraps (its cause, or the one it was raised while handling), nearest first:
+    a library's error around SQLite's (nio's crypto store raises peewee's), a step's around the store's."""
+    while exc is not None and depth > 0:
+        yield exc
+        exc, depth = exc.__cause__ or exc.__context__, depth - 1
+
+
 def is_damage(exc: BaseException | None) -> bool:
     """Whether an error (or one it wraps) is SQLite finding its file damaged."""
-    for _ in range(6):
-        if exc is None:
-            return False
-        if isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorcode", None) in DAMAGE_CODES:
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return any(isinstance(error, sqlite3.DatabaseError) and getattr(error, "sqlite_errorcode", None) in DAMAGE_CODES
+               for error in error_chain(exc))
 
 
 def raised_by_store(exc: BaseException | None) -> bool:
     """Whether an error came through this module (the bot's own state database), not through another
     SQLite file (nio's crypto store, a service's database being dumped)."""
-    for _ in range(6):
-        if exc is None:
-            return False
-        trace = exc.__traceback__
+    for error in error_chain(exc):
+        trace = error.__traceback__
         while trace is not None:
             if trace.tb_frame.f_code.co_filename == __file__:
                 return True
             trace = trace.tb_next
-        exc = exc.__cause__ or exc.__context__
     return False
 
 
