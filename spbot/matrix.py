@@ -22,6 +22,7 @@ from .logs import get_logger, register_secret
 from .system.private_files import write_private_json
 from .session_renewal import RenewalRefused, cannot_replace, login_same_device, recover_stored_device
 from .store import is_damage, set_aside
+from .trust.errors import HomeserverError
 from .timeline import SYNC_FILTER, Batch, GapError, read_batch
 from .watchers import tell_each
 
@@ -159,8 +160,9 @@ class Connection:
         recovered = await recover_stored_device(self.config, self.state_dir / "crypto")
         if recovered is None:
             return None
-        self._save_credentials(*recovered)
-        return self._load_credentials()
+        device_id, token = recovered
+        self._save_credentials(device_id, token)
+        return {"user_id": self.config.user_id, "device_id": device_id, "access_token": token}
 
     def _restore(self, saved: dict) -> str | None:
         """Load the stored device's crypto store; "keys damaged" when SQLite finds that file damaged (a
@@ -185,7 +187,7 @@ class Connection:
         (the homeserver holds other keys for it than the crypto store: restored from an old backup, or
         wiped; nio would make a new Olm account for the old device id, and every upload is refused), or
         None."""
-        from .trust.errors import CrossSigningError, HomeserverError
+        from .trust.errors import CrossSigningError
         from .trust.own_identity import own_device_replaced
         try:
             lost = await own_device_replaced(self.config.homeserver, saved["access_token"], saved["user_id"],
@@ -370,7 +372,6 @@ class Connection:
         once when another caller renewed it meanwhile. False when it cannot be renewed (no password, or
         the homeserver refused): the caller treats that as signed out. Raises ConnectionError when the
         homeserver cannot be reached (the caller tries again)."""
-        from .trust.errors import HomeserverError
         async with self._renewing:
             if self.client.access_token and self.client.access_token != expired:
                 return True                     # another caller renewed it meanwhile
@@ -378,9 +379,7 @@ class Connection:
                 log.error("session_expired", device_id=self.client.device_id, renewable=False)
                 return False
             try:
-                token = await login_same_device(self.config.homeserver, self.config.user_id,
-                                                self.config.password.read(), self.client.device_id,
-                                                self.config.device_name)
+                token = await login_same_device(self.config, self.client.device_id)
             except RenewalRefused as exc:
                 log.error("session_renewal_refused", device_id=self.client.device_id, why=str(exc))
                 return False

@@ -24,14 +24,14 @@ class RenewalRefused(Exception):
     """The homeserver did not give the device a new token; the message says why (no secret in it)."""
 
 
-async def login_same_device(homeserver: str, user_id: str, password: str, device_id: str,
-                            device_name: str) -> str:
-    """A new access token for the bot's existing device (registered as a secret before it is returned).
-    RenewalRefused when the homeserver says no; HomeserverError when it does not answer, is busy (429) or
-    failing (5xx): that may pass."""
-    body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user_id},
-            "password": password, "device_id": device_id, "initial_device_display_name": device_name}
-    async with MatrixHttp(homeserver, {}, connect=CONNECT_TIMEOUT, read=DEFAULT_TIMEOUT) as http:
+async def login_same_device(config: Any, device_id: str) -> str:
+    """A new access token for the bot's existing device, with the password of its config (registered as a
+    secret before it is returned). RenewalRefused when the homeserver says no; HomeserverError when it
+    does not answer, is busy (429) or failing (5xx): that may pass."""
+    body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": config.user_id},
+            "password": config.password.read(), "device_id": device_id,
+            "initial_device_display_name": config.device_name}
+    async with MatrixHttp(config.homeserver, {}, connect=CONNECT_TIMEOUT, read=DEFAULT_TIMEOUT) as http:
         response = await request(http, "POST", LOGIN, body)
     try:
         data = response.json()
@@ -62,8 +62,7 @@ async def recover_stored_device(config: Any, crypto_dir: Path) -> tuple[str, str
         return None
     device_id = stores[0].name[len(config.user_id) + 1:-len(".db")]
     try:
-        token = await login_same_device(config.homeserver, config.user_id, config.password.read(), device_id,
-                                        config.device_name)
+        token = await login_same_device(config, device_id)
     except (RenewalRefused, HomeserverError) as exc:
         log.warning("credentials_not_recovered", device_id=device_id, why=str(exc))
         return None

@@ -3,8 +3,8 @@ bot stopped with a traceback at every start, silent in the room. Now it sets the
 for a look or a salvage), starts with an empty one, and tells the admins, ringing them, what it forgot.
 
 What it must not do is run a command twice: the record of handled commands went with the old file, so
-no command sent before the loss runs (the screen answers an admin's recent one: send it again; see
-Screen.state_lost_at). The crypto store is another file: the device and its keys are unchanged."""
+no command sent before the loss runs, and none is answered one by one: the notice asks the admins to
+send again what is still wanted (Screen.state_lost_at). The crypto store is another file: the device and its keys are unchanged."""
 from __future__ import annotations
 
 import time
