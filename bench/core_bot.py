@@ -8,6 +8,7 @@ bench/idle_rss.py and bench/startup.py measure it beside both bots. Not a produc
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
@@ -20,6 +21,7 @@ CORE_COMMANDS = ["approvals", "audit", "help", "jobs", "ping", "status", "trust"
 
 
 def main() -> int:
+    gc.disable()                               # as spbot/launch.py does
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True, type=Path)
     config_path = parser.parse_args().config
@@ -37,7 +39,10 @@ def main() -> int:
 
     from spbot.bot import Bot
     from spbot.cli import _exit_now
-    asyncio.run(Bot(config, features=[]).run())
+    from spbot.launch import loaded
+    bot = Bot(config, features=[])
+    loaded()
+    asyncio.run(bot.run())
     _exit_now(0)
     return 0
 

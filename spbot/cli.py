@@ -12,6 +12,7 @@ from pathlib import Path
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from .config import ConfigError, load_config
+from .launch import loaded
 from .logs import get_logger, setup_logging
 
 log = get_logger("spbot")
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
     dev.add_argument("--no-wait", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command != "run":
+        loaded()                 # `run` says when it has loaded the bot
     return {"run": _run, "doctor": _doctor, "console": _console, "dev": _dev,
             "trust": _trust, "config": _config, "services": _services}[args.command](args)
 
@@ -101,6 +104,7 @@ def _run(args) -> int:
     from .features import all_features
     from .matrix import LoginFailed
     bot = Bot(config, features=all_features())
+    loaded()
     try:
         asyncio.run(bot.run())
         _exit_now(1 if bot.failure else 0)      # a failure: the supervisor starts the bot again
