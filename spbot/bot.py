@@ -50,7 +50,7 @@ from .store import Store
 from .timeline import Batch
 from .trust import Devices, Trust
 from .system import priority
-from . import state_loss
+from . import replay_history, state_loss
 
 log = get_logger(__name__)
 SYNC_POSITION_KEY = "sync_position"
@@ -178,6 +178,7 @@ class Bot:
         self.connection.on_device_changes = self.trust.forget_cached
         self.spawn(self._after_first_sync(), name="own identity")
         await self.screen.replay_guard.start(client)     # before the first sync: it checks decryptions
+        await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
         for hook in self.registry.startup_hooks:
             await hook(self)
         await self.features.start(self)

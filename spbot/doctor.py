@@ -43,6 +43,9 @@ def _check_state_files(config: Config) -> None:
     state_dir = Path(config.state_dir)
     files = [("state database", state_dir / "spbot.db")]
     files += [("key file", path) for path in sorted((state_dir / "crypto").glob(f"{config.user_id}_*.db"))]
+    if not files[0][1].exists() and len(files) > 1:
+        _line(WARN, f"the state database {files[0][1]} is missing beside the device's key files: at its next "
+                    "start the bot starts with an empty one and tells the admins what it forgot")
     for what, path in files:
         if not path.exists():
             continue

@@ -257,13 +257,13 @@ class Connection:
         since = since or self.client.loaded_sync_token or None
         while not self._stopping:
             response = await self._sync(since)
-            await self._until_done("device_lists", lambda: self._apply_device_changes(response))
-            batch = await self._until_done("gap_fill", lambda: read_batch(self.client, response, since))
+            await self.until_done("device_lists", lambda: self._apply_device_changes(response))
+            batch = await self.until_done("gap_fill", lambda: read_batch(self.client, response, since))
             if batch.gap_events:
                 log.info("gap_filled", events=batch.gap_events)
-            await self._until_done("handle_batch", lambda: handle(batch))
+            await self.until_done("handle_batch", lambda: handle(batch))
             if not nothing_new(response):      # an idle long poll writes nothing (a restart reads it again)
-                await self._until_done("save_sync_position", lambda: save_position(response.next_batch))
+                await self.until_done("save_sync_position", lambda: save_position(response.next_batch))
             since = response.next_batch
             self.first_sync_done.set()
 
@@ -312,7 +312,7 @@ class Connection:
                     log.exception("sync_hook_failed", hook=getattr(hook, "__qualname__", repr(hook)))
             return response
 
-    async def _until_done(self, step: str, work: Callable[[], Awaitable]):
+    async def until_done(self, step: str, work: Callable[[], Awaitable]):
         backoff, renewals = 1.0, 0
         while True:
             try:

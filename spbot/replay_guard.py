@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from nio import EncryptionError, MegolmEvent, RoomMessageText
@@ -70,6 +71,7 @@ class ReplayGuard:
         self._flushing: asyncio.Task | None = None
         self._index: int | None = None        # set by nio's index check during one decryption
         self._olm = None
+        self._learned: dict[tuple[str, int], tuple] | None = None    # while reading history back
 
     async def start(self, client) -> None:
         """Load the table and take over the olm machine's replay check (idempotent)."""
@@ -99,6 +101,9 @@ class ReplayGuard:
         index, self._index = self._index, None
         if index is None or event.sender == self.own_user_id:
             return result
+        if self._learned is not None:        # newest first: the oldest event to use a pair keeps it
+            self._learned[(event.session_id, index)] = (event.event_id, room_id or event.room_id, event.sender)
+            return result
         origin = MegolmOrigin(event.session_id, index, dict(event.source.get("content") or {}),
                               sent_at=self._sent_at.get(event.event_id))
         first = self._first_use.setdefault(origin.key, event.event_id)
@@ -124,6 +129,29 @@ class ReplayGuard:
             return                        # written by the next claim() or flush()
         if self._flushing is None or self._flushing.done():
             self._flushing = loop.create_task(self.flush())
+
+    # --- learning a lost table back (spbot/replay_history.py) ----------------------------------
+
+    async def has_records(self) -> bool:
+        return bool(self._first_use)
+
+    @contextmanager
+    def learning(self):
+        """Meanwhile, decryptions (of history read newest first) are only noted: (session, index) →
+        (event id, room, sender) of the oldest event seen using it."""
+        self._learned = {}
+        try:
+            yield self._learned
+        finally:
+            self._learned = None
+
+    async def adopt(self, learned: dict[tuple[str, int], tuple]) -> None:
+        """History's first uses replace what the table held for the same pairs."""
+        now = time.time()
+        await self.store.executemany(
+            "INSERT OR REPLACE INTO megolm_indexes(session_id, message_index, event_id, room_id, sender,"
+            " seen_at) VALUES(?, ?, ?, ?, ?, ?)", [(*key, *used, now) for key, used in learned.items()])
+        self._first_use.update({key: used[0] for key, used in learned.items()})
 
     # --- for the screen ------------------------------------------------------------------------
 

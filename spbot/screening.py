@@ -76,17 +76,17 @@ class Screen:
             return Verdict(reason="edit of an earlier message")
         if not await self.store.claim_event(event.event_id, room.room_id, time.time()):
             return Verdict(reason="already handled")
+        sent = _sent(event, origin)
+        if self.state_lost_at is not None and sent < self.state_lost_at:
+            # not answered one by one (copies included): those already run were answered then, and the
+            # notice of the loss asks the admins to send again what is still wanted
+            return Verdict(reason="sent before the state database was replaced")
         if decrypted:
             refused = await self._replay_check(room, event, origin)
             if refused is not None:
                 return refused
-        sent = _sent(event, origin)
         if time.time() - sent > self.config.max_command_age:
             return self._too_old(event, sent)
-        if self.state_lost_at is not None and sent < self.state_lost_at:
-            # not answered one by one: those already run were answered then, and the notice of the loss
-            # asks the admins to send again what is still wanted
-            return Verdict(reason="sent before the state database was replaced")
         if event.sender not in self.config.admins:
             if self.addressing.fleet and self.addressing.split(event.body).target == ALL:
                 # A command for every bot from an admin of some of them: those answer; a refusal from

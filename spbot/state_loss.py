@@ -1,6 +1,8 @@
 """A damaged state database (a failing disk, a bad sector): SQLite refuses to read spbot.db. Before, the
 bot stopped with a traceback at every start, silent in the room. Now it sets the damaged file aside (kept
 for a look or a salvage), starts with an empty one, and tells the admins, ringing them, what it forgot.
+A missing one beside the device's keys (deleted by hand, a state directory restored in part) is the same
+loss: before, the bot started afresh in silence and ran again the commands of the last minutes.
 
 What it must not do is run a command twice: the record of handled commands went with the old file, so
 no command sent before the loss runs, and none is answered one by one: the notice asks the admins to
@@ -8,6 +10,7 @@ send again what is still wanted (Screen.state_lost_at). The crypto store is anot
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from .logs import get_logger
@@ -20,19 +23,33 @@ LOST_KEY = "state_lost"       # in the new store: when, where the damaged file w
 
 
 async def open_or_replace(store: Store) -> dict | None:
-    """Open the store; a damaged one is set aside and an empty one opened. The record of the loss, or None
-    when the store opened as it was."""
+    """Open the store; a damaged one is set aside and an empty one opened. The record of the loss (also
+    of a store missing while the device's keys are there), or None when the store opened as it was."""
+    missing = not store.path.exists() and _device_kept(store.path.parent)
     try:
         await store.open()
-        return None
     except StoreDamaged as exc:
         aside = set_aside(store.path)
         log.error("state_database_damaged", error=str(exc), set_aside=str(aside),
                   todo="started with an empty state database; check the disk")
         await store.open()
-        record = {"at": time.time(), "aside": str(aside), "error": str(exc)[:200]}
-        await store.put(LOST_KEY, record)
-        return record
+        return await _recorded(store, {"aside": str(aside), "error": str(exc)[:200]})
+    if missing:
+        log.error("state_database_missing", path=str(store.path),
+                  todo="started with an empty state database; check what removed it")
+        return await _recorded(store, {"missing": str(store.path)})
+    return None
+
+
+def _device_kept(state_dir: Path) -> bool:
+    """The device's key files are there (spbot/matrix.py keeps them in crypto/): this is not a first start."""
+    return any((state_dir / "crypto").glob("*.db"))
+
+
+async def _recorded(store: Store, what: dict) -> dict:
+    record = {"at": time.time(), **what}
+    await store.put(LOST_KEY, record)
+    return record
 
 
 async def lost_at(store: Store) -> float | None:
@@ -42,11 +59,18 @@ async def lost_at(store: Store) -> float | None:
 
 
 def notice(record: dict, admins: list[str]) -> Reply:
+    forgot = ("I forgot the history of jobs and the audit log, pending approval requests, alerts, the disk "
+              "history and replies not sent yet; my device and its keys are unchanged. Commands sent "
+              "before now are not run: send again what is still wanted.")
+    if "missing" in record:
+        return Reply.error(
+            f"My state database {record['missing']} was missing when I started, so I started with an "
+            f"empty one. {forgot}",
+            "If nobody removed it on purpose, check what touched my state directory (a clean-up, a "
+            "restore of part of it), and that the backups are recent (!backup list).").to(admins)
     return Reply.error(
         f"My state database was damaged ({record['error']}), so I set it aside as {record['aside']} and "
-        "started with an empty one. I forgot the history of jobs and the audit log, pending approval "
-        "requests, alerts, the disk history and replies not sent yet; my device and its keys are "
-        "unchanged. Commands sent before now are not run: send again what is still wanted.",
+        f"started with an empty one. {forgot}",
         "A damaged file often means a failing disk: check it (dmesg, smartctl), and make sure the backups "
         "are recent (!backup list).").to(admins)
 

@@ -74,7 +74,7 @@ async def fetch_gap(client: AsyncClient, room_id: str, prev_batch: str, since: s
             raise GapError(f"/messages in {room_id}: {getattr(response, 'message', response)}")
         for event in response.chunk:
             events.append(event)
-            if _own_join(client, event):
+            if own_join(client, event):
                 return list(reversed(events))
         if not response.chunk or not response.end or response.end == start:
             return list(reversed(events))
@@ -83,6 +83,6 @@ async def fetch_gap(client: AsyncClient, room_id: str, prev_batch: str, since: s
     return list(reversed(events))
 
 
-def _own_join(client: AsyncClient, event) -> bool:
+def own_join(client: AsyncClient, event) -> bool:
     return (isinstance(event, RoomMemberEvent) and event.state_key == client.user_id
             and event.membership == "join" and (event.prev_membership or "") != "join")

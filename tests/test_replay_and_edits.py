@@ -58,12 +58,17 @@ def refusal_to(client: ChatClient, bot, event_id: str):
     return client.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == event_id, timeout=15)
 
 
-async def test_replayed_command_is_refused_before_and_after_a_restart(alice, bob, carol, erin, bot):
+async def marked(client: ChatClient, bot) -> tuple[str, str, dict]:
+    """A fresh `!mark` run by `client`: the mark, the command's event id and its ciphertext."""
     mark = token()
-    original = await alice.send(bot.room_id, f"!mark {mark}")
-    await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == original
-                         and e.body == f"marked {mark}")
-    ciphertext = await raw_content(alice, bot.room_id, original)
+    original = await client.send(bot.room_id, f"!mark {mark}")
+    await client.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == original
+                          and e.body == f"marked {mark}")
+    return mark, original, await raw_content(client, bot.room_id, original)
+
+
+async def test_replayed_command_is_refused_before_and_after_a_restart(alice, bob, carol, erin, bot):
+    mark, original, ciphertext = await marked(alice, bot)
 
     # The same process: a member re-posts the exact ciphertext.
     replay = await erin.send_unencrypted(bot.room_id, "m.room.encrypted", ciphertext)

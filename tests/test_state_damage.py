@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import wait_answering
+from .test_replay_and_edits import REPLAY_REFUSAL, marked, refusal_to
 
 pytestmark = pytest.mark.matrix
 
@@ -145,3 +146,36 @@ async def test_a_damaged_credentials_file_is_recovered_as_the_same_device(make_b
     log = bot.log().split("spbot.bot started")[-2]           # the second start, up to its "started"
     assert "credentials_recovered" in log and "login_password" not in log, log[-2000:]
     assert now["access_token"] not in bot.log()
+
+
+async def test_a_missing_state_database_is_told_and_no_old_ciphertext_runs_again(make_bot, alice):
+    """spbot.db deleted while the device's keys stay (by hand, a state directory restored in part): before,
+    the bot started afresh in silence, ran again the commands of the last minutes, and an admin's old
+    command re-posted as a new event ran again (the record of used Megolm indexes went with the file,
+    the room keys did not). Now it says so, runs nothing sent before, and learns the used indexes back
+    from the room's history, binding each to the oldest event that used it."""
+    bot = await make_bot("missing-state")
+    mark, original, ciphertext = await marked(alice, bot)
+    early_replay = await alice.send_unencrypted(bot.room_id, "m.room.encrypted", ciphertext)
+    assert REPLAY_REFUSAL in (await refusal_to(alice, bot, early_replay)).body
+    bot.stop()
+    for path in bot.state_dir.glob("spbot.db*"):
+        path.unlink()
+    doctor = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "spbot", "doctor", "--config",
+                                                      str(bot.config_path)], capture_output=True, text=True)
+    assert "spbot.db is missing beside the device's key files" in doctor.stdout, doctor.stdout
+
+    bot.start()
+    told = await alice.wait_for(lambda e: e.sender == bot.user_id and "was missing when I started" in e.body,
+                                timeout=60)
+    assert alice.user_id in told.content["m.mentions"]["user_ids"]          # it rings
+    assert "Commands sent before now are not run" in told.body
+    replay = await alice.send_unencrypted(bot.room_id, "m.room.encrypted", ciphertext)
+    assert REPLAY_REFUSAL in (await refusal_to(alice, bot, replay)).body
+    fresh = await alice.command(bot.room_id, f"!mark {mark}", bot.user_id, timeout=30)
+    assert fresh.body == f"marked {mark}"
+    assert bot.marks().count(mark) == 2, "the original ran again, or a copy of it ran"
+    log = bot.log().split("spbot.bot stopping")[-1]
+    assert "state_database_missing" in log and "replay_guard_relearned" in log
+    assert any("replayed_message_refused" in line and f"first_event_id={original}" in line
+               for line in log.splitlines()), "the pair was not bound to the oldest event"

@@ -98,8 +98,8 @@ async def test_a_step_that_gets_no_answer_does_not_ask_about_the_token(tmp_path)
 
     down = [ServerDisconnectedError(), ClientConnectorError(SimpleNamespace(ssl=None, host="hs", port=8008),
                                                             ConnectionRefusedError())]
-    assert await connection._until_done("device_lists", failing(*down)) == "done"
+    assert await connection.until_done("device_lists", failing(*down)) == "done"
     assert asked == []
     refused = [ConnectionError("keys query failed: 500"), ConnectionError("keys query failed: 500")]
-    assert await connection._until_done("device_lists", failing(*refused)) == "done"
+    assert await connection.until_done("device_lists", failing(*refused)) == "done"
     assert asked == ["whoami"]

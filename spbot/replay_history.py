@@ -1,0 +1,82 @@
+"""The replay guard's table learned back from the rooms' history, when it was lost.
+
+The guard (spbot/replay_guard.py) refuses a Megolm ciphertext whose (session, index) an earlier event
+used, from its table in the state database. That table can go while the device's keys stay: a damaged
+spbot.db set aside (spbot/state_loss.py), or one deleted by hand. Every room key the device ever
+received would then decrypt an admin's old command again as a new one, re-posted by whoever holds the
+admin's access token (or runs the homeserver). So before the first sync, a guard with an empty table on
+a device that holds room keys reads the history of the bot's rooms back to its own join, decrypting as
+it goes, and records each pair for the oldest event that used it. A mark in the state database (the
+device id) says the table is complete for this device; a new device holds no old keys to learn from.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from nio import JoinedRoomsResponse, MessageDirection, RoomMessagesResponse
+
+from .logs import get_logger
+from .replay_guard import ReplayGuard
+from .timeline import own_join
+
+log = get_logger(__name__)
+
+MARK = "replay_guard_complete_for"      # kv: the device whose pairs the table holds from its first key
+PAGE = 100
+MAX_EVENTS_PER_ROOM = 200_000           # ~2,000 requests; a family's admin room holds far fewer
+
+
+class HistoryUnreadable(Exception):
+    """/joined_rooms or /messages failed: the step is tried again (the bot reads no command meanwhile)."""
+
+
+async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> None:
+    """Learn the table back from history when it is empty but the device holds room keys. Before the
+    first sync; `keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py)."""
+    device = client.device_id
+    if await guard.store.get(MARK) == device:
+        return
+    if not await guard.has_records() and _holds_room_keys(client):
+        rooms = await keep_trying("replay_history", lambda: _joined_rooms(client))
+        learned = await keep_trying("replay_history", lambda: _learn(guard, client, rooms))
+        log.warning("replay_guard_relearned", rooms=len(rooms), pairs=learned,
+                    why="its table was lost while the device kept its room keys")
+    await guard.store.put(MARK, device)
+
+
+def _holds_room_keys(client: Any) -> bool:
+    store = getattr(getattr(client, "olm", None), "inbound_group_store", None)
+    return store is not None and next(iter(store), None) is not None
+
+
+async def _joined_rooms(client: Any) -> list[str]:
+    response = await client.joined_rooms()
+    if not isinstance(response, JoinedRoomsResponse):
+        raise HistoryUnreadable(f"/joined_rooms: {getattr(response, 'message', response)}")
+    return list(response.rooms)
+
+
+async def _learn(guard: ReplayGuard, client: Any, rooms: list[str]) -> int:
+    with guard.learning() as pairs:
+        for room_id in rooms:
+            await _read_back(client, room_id)
+    await guard.adopt(pairs)
+    return len(pairs)
+
+
+async def _read_back(client: Any, room_id: str) -> None:
+    """Every event of the room from now back to the bot's own join, newest first: nio decrypts each one
+    it has the key for, and the guard notes its pair."""
+    start, read = None, 0
+    while read < MAX_EVENTS_PER_ROOM:
+        response = await client.room_messages(room_id, start=start, direction=MessageDirection.back,
+                                              limit=PAGE)
+        if not isinstance(response, RoomMessagesResponse):
+            raise HistoryUnreadable(f"/messages in {room_id}: {getattr(response, 'message', response)}")
+        read += len(response.chunk)
+        if any(own_join(client, event) for event in response.chunk):
+            return
+        if not response.chunk or not response.end or response.end == start:
+            return
+        start = response.end
+    log.warning("replay_history_cut", room=room_id, read=read)
