@@ -50,7 +50,7 @@ from .store import Store
 from .timeline import Batch
 from .trust import Devices, Trust
 from .system import priority
-from . import replay_history, state_loss
+from . import replay_history, rolled_back, state_loss
 
 log = get_logger(__name__)
 SYNC_POSITION_KEY = "sync_position"
@@ -179,6 +179,8 @@ class Bot:
         self.spawn(self._after_first_sync(), name="own identity")
         await self.screen.replay_guard.start(client)     # before the first sync: it checks decryptions
         await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
+        await rolled_back.claim_answered_since(self.store, client, await self.store.get(SYNC_POSITION_KEY),
+                                               self.connection.until_done)
         for hook in self.registry.startup_hooks:
             await hook(self)
         await self.features.start(self)

@@ -37,7 +37,7 @@ async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> None:
     if await guard.store.get(MARK) == device:
         return
     if not await guard.has_records() and _holds_room_keys(client):
-        rooms = await keep_trying("replay_history", lambda: _joined_rooms(client))
+        rooms = await keep_trying("replay_history", lambda: joined_rooms(client))
         learned = await keep_trying("replay_history", lambda: _learn(guard, client, rooms))
         log.warning("replay_guard_relearned", rooms=len(rooms), pairs=learned,
                     why="its table was lost while the device kept its room keys")
@@ -49,7 +49,7 @@ def _holds_room_keys(client: Any) -> bool:
     return store is not None and next(iter(store), None) is not None
 
 
-async def _joined_rooms(client: Any) -> list[str]:
+async def joined_rooms(client: Any) -> list[str]:
     response = await client.joined_rooms()
     if not isinstance(response, JoinedRoomsResponse):
         raise HistoryUnreadable(f"/joined_rooms: {getattr(response, 'message', response)}")

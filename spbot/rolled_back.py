@@ -1,0 +1,62 @@
+"""Commands answered after the bot's sync position: a state directory put back as it was earlier (a server
+snapshot restored after a bad upgrade, /var/lib/spbot from a backup) forgot the commands it handled
+since, and resuming from its older position brings them again. Before, those still fresh enough
+(within max_command_age) ran a second time: the upgrade that broke the server, say, right after its
+snapshot was restored. Before the first sync, the bot reads its rooms forward from that position, and
+each event it answered there (its reply is in the room) is recorded as handled. Usually there is
+nothing after the position but what arrived while it was stopped: one request per room."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nio import MessageDirection, RoomMessagesResponse
+
+from .logs import get_logger
+from .replay_history import HistoryUnreadable, joined_rooms
+from .store import Store
+
+log = get_logger(__name__)
+
+PAGE = 100
+MAX_EVENTS_PER_ROOM = 20_000
+
+
+async def claim_answered_since(store: Store, client: Any, since: str | None, keep_trying) -> None:
+    """`keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py)."""
+    if not since:
+        return
+    rooms = await keep_trying("answered_since", lambda: joined_rooms(client))
+    for room_id in rooms:
+        answered = await keep_trying("answered_since", lambda: _answered(client, room_id, since))
+        fresh = [event_id for event_id in answered if await store.claim_event(event_id, room_id, time.time())]
+        if fresh:
+            log.warning("handled_commands_recalled", room=room_id, events=len(fresh),
+                        why="answered after the sync position this state holds: it was put back as it was")
+
+
+async def _answered(client: Any, room_id: str, since: str) -> list[str]:
+    """The events the bot replied to after `since` in the room."""
+    answered, start, read = [], since, 0
+    while read < MAX_EVENTS_PER_ROOM:
+        response = await client.room_messages(room_id, start=start, direction=MessageDirection.front,
+                                              limit=PAGE)
+        if not isinstance(response, RoomMessagesResponse):
+            raise HistoryUnreadable(f"/messages in {room_id}: {getattr(response, 'message', response)}")
+        read += len(response.chunk)
+        answered += [target for event in response.chunk if (target := _reply_target(event, client.user_id))]
+        if not response.chunk or not response.end or response.end == start:
+            break
+        start = response.end
+    return answered
+
+
+def _reply_target(event: Any, user_id: str) -> str | None:
+    """The event `user_id`'s event replies to; read in the clear wrapper too (nio keeps the relation
+    there), so a reply whose room key is gone with the restore still counts."""
+    if getattr(event, "sender", None) != user_id:
+        return None
+    relation = ((getattr(event, "source", None) or {}).get("content") or {}).get("m.relates_to")
+    target = relation.get("m.in_reply_to") if isinstance(relation, dict) else None
+    event_id = target.get("event_id") if isinstance(target, dict) else None
+    return event_id if isinstance(event_id, str) else None
