@@ -23,7 +23,7 @@ from .system.private_files import write_private_json
 from .session_renewal import RenewalRefused, cannot_replace, login_same_device, recover_stored_device
 from .store import is_damage, set_aside
 from .trust.errors import HomeserverError
-from .timeline import SYNC_FILTER, Batch, GapError, read_batch
+from .timeline import SYNC_FILTER, Batch, HistoryUnreadable, read_batch
 from .watchers import tell_each
 
 log = get_logger(__name__)
@@ -392,7 +392,7 @@ class Connection:
 
     async def _failed(self, step: str, exc: Exception, backoff: float) -> None:
         # a full disk is an OSError too, but not the homeserver's: the bot is not offline for it
-        if isinstance(exc, (*NETWORK_ERRORS, ConnectionError, LocalProtocolError, GapError)) and not cannot_write(exc):
+        if isinstance(exc, (*NETWORK_ERRORS, ConnectionError, LocalProtocolError, HistoryUnreadable)) and not cannot_write(exc):
             if self.online.is_set():
                 log.warning("homeserver_unreachable", step=step, error=exc.__class__.__name__,
                             detail=str(exc)[:200], retry_in=backoff)

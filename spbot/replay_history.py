@@ -13,21 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from nio import JoinedRoomsResponse, MessageDirection, RoomMessagesResponse
+from nio import MessageDirection
 
 from .logs import get_logger
 from .replay_guard import ReplayGuard
-from .timeline import own_join
+from .timeline import joined_rooms, own_join, read_pages
 
 log = get_logger(__name__)
 
 MARK = "replay_guard_complete_for"      # kv: the device whose pairs the table holds from its first key
-PAGE = 100
 MAX_EVENTS_PER_ROOM = 200_000           # ~2,000 requests; a family's admin room holds far fewer
-
-
-class HistoryUnreadable(Exception):
-    """/joined_rooms or /messages failed: the step is tried again (the bot reads no command meanwhile)."""
 
 
 async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> None:
@@ -49,13 +44,6 @@ def _holds_room_keys(client: Any) -> bool:
     return store is not None and next(iter(store), None) is not None
 
 
-async def joined_rooms(client: Any) -> list[str]:
-    response = await client.joined_rooms()
-    if not isinstance(response, JoinedRoomsResponse):
-        raise HistoryUnreadable(f"/joined_rooms: {getattr(response, 'message', response)}")
-    return list(response.rooms)
-
-
 async def _learn(guard: ReplayGuard, client: Any, rooms: list[str]) -> int:
     with guard.learning() as pairs:
         for room_id in rooms:
@@ -67,16 +55,6 @@ async def _learn(guard: ReplayGuard, client: Any, rooms: list[str]) -> int:
 async def _read_back(client: Any, room_id: str) -> None:
     """Every event of the room from now back to the bot's own join, newest first: nio decrypts each one
     it has the key for, and the guard notes its pair."""
-    start, read = None, 0
-    while read < MAX_EVENTS_PER_ROOM:
-        response = await client.room_messages(room_id, start=start, direction=MessageDirection.back,
-                                              limit=PAGE)
-        if not isinstance(response, RoomMessagesResponse):
-            raise HistoryUnreadable(f"/messages in {room_id}: {getattr(response, 'message', response)}")
-        read += len(response.chunk)
-        if any(own_join(client, event) for event in response.chunk):
+    async for chunk in read_pages(client, room_id, None, MessageDirection.back, MAX_EVENTS_PER_ROOM):
+        if any(own_join(client, event) for event in chunk):
             return
-        if not response.chunk or not response.end or response.end == start:
-            return
-        start = response.end
-    log.warning("replay_history_cut", room=room_id, read=read)

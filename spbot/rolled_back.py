@@ -10,15 +10,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from nio import MessageDirection, RoomMessagesResponse
+from nio import MessageDirection
 
 from .logs import get_logger
-from .replay_history import HistoryUnreadable, joined_rooms
 from .store import Store
+from .timeline import joined_rooms, read_pages
 
 log = get_logger(__name__)
 
-PAGE = 100
 MAX_EVENTS_PER_ROOM = 20_000
 
 
@@ -37,17 +36,9 @@ async def claim_answered_since(store: Store, client: Any, since: str | None, kee
 
 async def _answered(client: Any, room_id: str, since: str) -> list[str]:
     """The events the bot replied to after `since` in the room."""
-    answered, start, read = [], since, 0
-    while read < MAX_EVENTS_PER_ROOM:
-        response = await client.room_messages(room_id, start=start, direction=MessageDirection.front,
-                                              limit=PAGE)
-        if not isinstance(response, RoomMessagesResponse):
-            raise HistoryUnreadable(f"/messages in {room_id}: {getattr(response, 'message', response)}")
-        read += len(response.chunk)
-        answered += [target for event in response.chunk if (target := _reply_target(event, client.user_id))]
-        if not response.chunk or not response.end or response.end == start:
-            break
-        start = response.end
+    answered = []
+    async for chunk in read_pages(client, room_id, since, MessageDirection.front, MAX_EVENTS_PER_ROOM):
+        answered += [target for event in chunk if (target := _reply_target(event, client.user_id))]
     return answered
 
 

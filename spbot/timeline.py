@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nio import (AsyncClient, MatrixRoom, MessageDirection, RoomMemberEvent, RoomMessagesResponse,
-                 SyncResponse)
+from nio import (AsyncClient, JoinedRoomsResponse, MatrixRoom, MessageDirection, RoomMemberEvent,
+                 RoomMessagesResponse, SyncResponse)
 from nio.rooms import MatrixInvitedRoom
 
 from .logs import get_logger
@@ -23,8 +23,8 @@ GAP_PAGE = 100
 MAX_GAP_EVENTS = 20_000
 
 
-class GapError(Exception):
-    """`/messages` failed while filling a gap; the whole step is tried again."""
+class HistoryUnreadable(Exception):
+    """`/messages` (or `/joined_rooms`) failed while reading history: the whole step is tried again."""
 
 
 @dataclass
@@ -66,21 +66,39 @@ async def fetch_gap(client: AsyncClient, room_id: str, prev_batch: str, since: s
     """The events between the sync position `since` and `prev_batch`, oldest first (decrypted by nio
     where it has the keys). Stops at the client's own join: what came before is not ours to read."""
     events: list = []
-    start = prev_batch
-    while len(events) < MAX_GAP_EVENTS:
-        response = await client.room_messages(room_id, start=start, end=since,
-                                              direction=MessageDirection.back, limit=GAP_PAGE)
-        if not isinstance(response, RoomMessagesResponse):
-            raise GapError(f"/messages in {room_id}: {getattr(response, 'message', response)}")
-        for event in response.chunk:
+    async for chunk in read_pages(client, room_id, prev_batch, MessageDirection.back, MAX_GAP_EVENTS,
+                                  end=since):
+        for event in chunk:
             events.append(event)
             if own_join(client, event):
                 return list(reversed(events))
-        if not response.chunk or not response.end or response.end == start:
-            return list(reversed(events))
-        start = response.end
-    log.warning("gap_too_large", room=room_id, kept=len(events))
     return list(reversed(events))
+
+
+async def read_pages(client: AsyncClient, room_id: str, start: str | None, direction: MessageDirection,
+                     max_events: int, end: str | None = None):
+    """`/messages` page after page from `start` (None: the room's newest end), each page's events as
+    nio gives them (decrypted where it has the keys), until the room's edge, `end` or `max_events`."""
+    read = 0
+    while read < max_events:
+        response = await client.room_messages(room_id, start=start, end=end, direction=direction,
+                                              limit=GAP_PAGE)
+        if not isinstance(response, RoomMessagesResponse):
+            raise HistoryUnreadable(f"/messages in {room_id}: {getattr(response, 'message', response)}")
+        read += len(response.chunk)
+        yield response.chunk
+        if not response.chunk or not response.end or response.end == start:
+            return
+        start = response.end
+    log.warning("history_cut", room=room_id, read=read, most=max_events)
+
+
+async def joined_rooms(client: AsyncClient) -> list[str]:
+    """The rooms the client is in, asked of the homeserver (nio knows them only after a sync)."""
+    response = await client.joined_rooms()
+    if not isinstance(response, JoinedRoomsResponse):
+        raise HistoryUnreadable(f"/joined_rooms: {getattr(response, 'message', response)}")
+    return list(response.rooms)
 
 
 def own_join(client: AsyncClient, event) -> bool:

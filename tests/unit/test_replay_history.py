@@ -10,7 +10,8 @@ import pytest
 from nio import JoinedRoomsResponse, RoomMessagesError, RoomMessagesResponse
 
 from spbot.replay_guard import ReplayGuard
-from spbot.replay_history import MARK, HistoryUnreadable, ensure_complete
+from spbot.replay_history import MARK, ensure_complete
+from spbot.timeline import HistoryUnreadable
 from spbot.store import Store
 
 from .test_pipeline_screen import StandInOlm, megolm
@@ -29,7 +30,7 @@ class History:
     async def joined_rooms(self):
         return JoinedRoomsResponse([ROOM])
 
-    async def room_messages(self, room_id, start=None, direction=None, limit=10):
+    async def room_messages(self, room_id, start=None, end=None, direction=None, limit=10):
         self.pages += 1
         if self.fail:
             self.fail -= 1
