@@ -1,8 +1,8 @@
 """Attack and fault run against a real bot on a fresh loopback Synapse: restarts and kill -9 at random
 moments, an offline backlog, replayed ciphertext, commands from people who must not be obeyed, a
 homeserver outage across restarts, a spell in which the kernel refuses the bot's writes (as a full disk
-would: RLIMIT_FSIZE 0 set with prlimit), a search of the state directory for a delivered password, and a
-state database damaged after a kill -9.
+would: RLIMIT_FSIZE 0 set with prlimit), a search of the state directory for a delivered password, a
+state database damaged after a kill -9, and a state directory put back as it was before some commands.
 Prints the figures (cases, restarts, lost, doubled, unauthorized, secrets found); asserts nothing.
 
     .venv/bin/python bench/attack.py [--rounds 10] [--seed 7]
@@ -17,6 +17,7 @@ import random
 import re
 import resource
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from spbot.chatclient import ChatClient  # noqa: E402
-from spbot.devstack import BotProcess, PlainSession, Synapse, free_port, write_bot_config  # noqa: E402
+from spbot.devstack import (BotProcess, PlainSession, Synapse, copy_bot_state, free_port,  # noqa: E402
+                            write_bot_config)
 
 PASSWORD = "attack run password 42"
 PASSWORD_RE = re.compile(r"Password: ((?:[a-z2-9]{4}-){4}[a-z2-9]{4})")
@@ -281,6 +283,41 @@ class Run:
                          detail=f"{len(ran_before)} of {count} ran before the kill, {ran_after_loss} of the "
                                 f"rest after the loss; told {1 if told else 0} time(s)")
 
+    async def rolled_back(self, count: int = 4) -> None:
+        """The state directory put back as it was before some commands ran (a server snapshot restored):
+        none of them runs again, a copy of one re-posted does not run, and commands after are answered."""
+        alice, before, after = self.clients["alice"], {}, {}
+        self.bot.stop(signal.SIGTERM)
+        copy_bot_state(self.state_dir, self.work / "snapshot")
+        self.bot.start()
+        for _ in range(count):
+            token = uuid.uuid4().hex[:10]
+            before[await alice.send(self.room, f"!mark {token}")] = token
+        ran = len(await self.answered(alice, list(before), 60))
+        copy = (await self._raw_event(next(iter(before))))["content"]
+        self.bot.stop(signal.SIGTERM)
+        copy_bot_state(self.work / "snapshot", self.state_dir)
+        self.bot.start()
+        try:                # its keys went back too: it stops, and systemd would start it again
+            stopped = await asyncio.to_thread(self.bot.process.wait, 30)
+        except subprocess.TimeoutExpired:
+            stopped = None
+        if stopped is not None:
+            self.bot.start()
+        await alice.command(self.room, "!ping", self.bot_user, timeout=90)
+        await alice.send_unencrypted(self.room, "m.room.encrypted", copy)
+        for _ in range(2):
+            token = uuid.uuid4().hex[:10]
+            after[await alice.send(self.room, f"!mark {token}")] = token
+        answered = await self.answered(alice, list(after), 60)
+        await asyncio.sleep(3)
+        marks = self.marks()
+        self.figures.add("state directory rolled back", count + 3, restarts=2 + (stopped is not None),
+                         lost=sum(1 for event, token in after.items() if not marks[token] and event not in answered),
+                         doubled=sum(1 for token in [*before.values(), *after.values()] if marks[token] > 1),
+                         detail=f"{ran} of {count} answered before the restore; a copy of one re-posted after it; "
+                                f"stopped for a new device: {stopped is not None}")
+
     async def secrets(self) -> None:
         alice = self.clients["alice"]
         name = "att" + uuid.uuid4().hex[:6]
@@ -337,7 +374,7 @@ async def main(rounds: int, seed: int) -> None:
     try:
         for scenario in (run.strangers, run.approvals_from_wrong_people, run.offline_backlog,
                          lambda: run.kill_storm(rounds), run.replay, run.outage, run.writes_refused,
-                         run.secrets, run.damaged_state):
+                         run.secrets, run.damaged_state, run.rolled_back):
             try:
                 await scenario()
             except Exception as exc:               # one broken scenario must not hide the others

@@ -113,6 +113,11 @@ class Bot:
         damage = state_loss.DamageWatch(self.store.path, self._stop_with_failure)
         try:
             await self.start()
+        except rolled_back.KeysBehind as exc:
+            log.error("crypto_store_behind", error=str(exc),
+                      todo="stopping; the next start sets these keys aside and starts a new device")
+            self.failure = exc
+            return
         except Exception as exc:
             await damage.failed("start", exc)
             if self.failure is None:
@@ -179,8 +184,12 @@ class Bot:
         self.spawn(self._after_first_sync(), name="own identity")
         await self.screen.replay_guard.start(client)     # before the first sync: it checks decryptions
         await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
-        await rolled_back.claim_answered_since(self.store, client, await self.store.get(SYNC_POSITION_KEY),
-                                               self.connection.until_done)
+        try:
+            await rolled_back.claim_answered_since(self.store, client, await self.store.get(SYNC_POSITION_KEY),
+                                                   self.connection.until_done)
+        except rolled_back.KeysBehind:
+            self.connection.mark_keys_behind()
+            raise
         for hook in self.registry.startup_hooks:
             await hook(self)
         await self.features.start(self)

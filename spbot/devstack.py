@@ -7,6 +7,7 @@ import hmac
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -334,3 +335,24 @@ class BotProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+# What a snapshot of the bot's state directory holds (a server snapshot, a backup of /var/lib/spbot); the
+# test plugin's marks.txt is left out, since it counts what ran.
+BOT_STATE = ("spbot.db", "spbot.db-wal", "spbot.db-shm", "credentials.json", "crypto.key", "crypto",
+             "cross_signing.json")
+
+
+def copy_bot_state(source: Path, target: Path, names: tuple[str, ...] = BOT_STATE) -> None:
+    """`target`'s bot state replaced by `source`'s (of a stopped bot), as a snapshot restore would."""
+    target.mkdir(exist_ok=True)
+    for name in names:
+        old = target / name
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)
+        if (source / name).is_dir():
+            shutil.copytree(source / name, old)
+        elif (source / name).exists():
+            shutil.copy2(source / name, old)

@@ -80,6 +80,7 @@ class SignedOut(Exception):
 
 
 UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
+BEHIND = ".behind"            # beside a crypto store found older than its device's own messages
 MAX_RENEWALS = 3              # renewals for one request: a homeserver that expires each new token signs us out
 
 
@@ -125,7 +126,7 @@ class Connection:
         in with the password; `replaced_device` then names the old one (deleted once the new one is
         cross-signed, if it still exists) and `replaced_why` says why."""
         self.replaced_device: str | None = None
-        self.replaced_why: str | None = None        # "keys lost", "keys damaged" or "signed out"
+        self.replaced_why: str | None = None        # "keys lost", "keys damaged", "keys behind", "signed out"
         self.damaged_crypto_store: Path | None = None
         saved = self._load_credentials() or await self._recovered_credentials()
         if saved:
@@ -164,18 +165,34 @@ class Connection:
         self._save_credentials(device_id, token)
         return {"user_id": self.config.user_id, "device_id": device_id, "access_token": token}
 
+    def mark_keys_behind(self) -> None:
+        """The crypto store is older than this device's own messages (spbot/rolled_back.py): the next
+        start sets it aside and replaces the device."""
+        self._crypto_file(self.client.user_id, self.client.device_id, BEHIND).touch(mode=0o600)
+
+    def _crypto_file(self, user_id: str, device_id: str, suffix: str = "") -> Path:
+        return self.state_dir / "crypto" / f"{user_id}_{device_id}.db{suffix}"
+
     def _restore(self, saved: dict) -> str | None:
         """Load the stored device's crypto store; "keys damaged" when SQLite finds that file damaged (a
         failing disk): it is set aside (crypto/<user>_<device>.db.damaged-<time>), and the device is
-        replaced as when its keys are lost."""
+        replaced as when its keys are lost; "keys behind" when it was found older than the device's own
+        messages (set aside as .behind-<time>)."""
         self.client = None
+        behind = self._crypto_file(saved["user_id"], saved["device_id"], BEHIND)
+        if behind.exists():
+            self.damaged_crypto_store = set_aside(behind.with_suffix(""), why="behind")
+            behind.unlink()
+            log.error("crypto_store_behind_set_aside", device_id=saved["device_id"],
+                      set_aside=str(self.damaged_crypto_store))
+            return "keys behind"
         try:
             self.client = self._new_client(saved["device_id"])
             self.client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
         except Exception as exc:
             if not is_damage(exc):
                 raise
-            aside = set_aside(self.state_dir / "crypto" / f"{saved['user_id']}_{saved['device_id']}.db")
+            aside = set_aside(self._crypto_file(saved["user_id"], saved["device_id"]))
             log.error("crypto_store_damaged", device_id=saved["device_id"], error=str(exc)[:200],
                       set_aside=str(aside))
             self.damaged_crypto_store = aside

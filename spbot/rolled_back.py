@@ -4,13 +4,18 @@ since, and resuming from its older position brings them again. Before, those sti
 (within max_command_age) ran a second time: the upgrade that broke the server, say, right after its
 snapshot was restored. Before the first sync, the bot reads its rooms forward from that position, and
 each event it answered there (its reply is in the room) is recorded as handled. Usually there is
-nothing after the position but what arrived while it was stopped: one request per room."""
+nothing after the position but what arrived while it was stopped: one request per room.
+
+When this device's own messages there cannot be decrypted, its crypto store was put back too: a
+device's keys must not go back in time (its Olm sessions and one-time keys are behind what the others
+hold: its messages would not be readable, and it could not read theirs). The bot stops then, and its
+next start sets those keys aside and starts a new device (spbot/matrix.py)."""
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from nio import MessageDirection
+from nio import MegolmEvent, MessageDirection
 
 from .logs import get_logger
 from .store import Store
@@ -21,25 +26,38 @@ log = get_logger(__name__)
 MAX_EVENTS_PER_ROOM = 20_000
 
 
+class KeysBehind(Exception):
+    """The crypto store is older than this device's own messages in its rooms."""
+
+
 async def claim_answered_since(store: Store, client: Any, since: str | None, keep_trying) -> None:
-    """`keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py)."""
+    """`keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py). KeysBehind (after the
+    claims are recorded) when this device's own messages after `since` cannot be decrypted."""
     if not since:
         return
-    rooms = await keep_trying("answered_since", lambda: joined_rooms(client))
-    for room_id in rooms:
-        answered = await keep_trying("answered_since", lambda: _answered(client, room_id, since))
+    behind = False
+    for room_id in await keep_trying("answered_since", lambda: joined_rooms(client)):
+        answered, own_unreadable = await keep_trying("answered_since",
+                                                     lambda: _read_forward(client, room_id, since))
         fresh = [event_id for event_id in answered if await store.claim_event(event_id, room_id, time.time())]
         if fresh:
             log.warning("handled_commands_recalled", room=room_id, events=len(fresh),
                         why="answered after the sync position this state holds: it was put back as it was")
+        behind = behind or own_unreadable
+    if behind:
+        raise KeysBehind(f"device {client.device_id}'s keys are older than its own messages")
 
 
-async def _answered(client: Any, room_id: str, since: str) -> list[str]:
-    """The events the bot replied to after `since` in the room."""
-    answered = []
+async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[str], bool]:
+    """The events the bot replied to after `since` in the room, and whether a message of this device's
+    there could not be decrypted."""
+    answered, own_unreadable = [], False
     async for chunk in read_pages(client, room_id, since, MessageDirection.front, MAX_EVENTS_PER_ROOM):
         answered += [target for event in chunk if (target := _reply_target(event, client.user_id))]
-    return answered
+        own_unreadable = own_unreadable or any(
+            isinstance(event, MegolmEvent) and event.sender == client.user_id
+            and event.device_id == client.device_id for event in chunk)
+    return answered, own_unreadable
 
 
 def _reply_target(event: Any, user_id: str) -> str | None:

@@ -79,8 +79,10 @@ def cannot_replace(state_dir: Path, device_id: str, why: str, damaged: Path | No
         return (f"my session (device {device_id}) was signed out on the homeserver: its access token is "
                 f"no longer valid. With only an access token I cannot log in again: {fix}. Or configure "
                 "a password file.")
-    state = (f"is damaged (set aside as {damaged})" if why == "keys damaged" else
-             f"has no keys for my device {device_id}, whose keys the homeserver knows (restored from an old "
+    state = {"keys damaged": f"is damaged (set aside as {damaged})",
+             "keys behind": f"was older than my device's own messages (put back from a snapshot or a backup; "
+                            f"set aside as {damaged})"}.get(
+        why, f"has no keys for my device {device_id}, whose keys the homeserver knows (restored from an old "
              "backup, or a wiped crypto folder?)")
     return (f"my crypto store ({state_dir / 'crypto'}) {state}. With only an access token I cannot start a "
             f"new device: {fix}, and delete device {device_id} (Element: Settings → Sessions). Or configure a "

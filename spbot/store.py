@@ -63,11 +63,11 @@ def mark_for_check(path: Path) -> None:
     path.with_name(path.name + CHECK_SUFFIX).touch(mode=0o600)
 
 
-def set_aside(path: Path, now: float | None = None) -> Path:
+def set_aside(path: Path, now: float | None = None, why: str = "damaged") -> Path:
     """Rename a damaged database (and its -wal and -shm files) out of the way, keeping it for a look or a
     salvage; the new name, e.g. spbot.db.damaged-20261130T230102Z."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    aside = path.with_name(f"{path.name}.{why}-{stamp}")
     for suffix in ("", "-wal", "-shm"):
         companion = path.with_name(path.name + suffix)
         if companion.exists():

@@ -1,57 +1,75 @@
 """A state directory put back as it was earlier (a server snapshot restored after a bad upgrade, a backup
 of /var/lib/spbot): the bot's state forgot the commands it handled since, and its older sync position
 brings them again. Before, those still fresh enough (within max_command_age) ran a second time; now a
-command the bot answered (its reply is in the room) is taken as handled, whatever its state says."""
+command the bot answered (its reply is in the room) is taken as handled, whatever its state says. When
+the device's keys were put back too (its own later messages do not decrypt), the bot stops, and its next
+start sets them aside and starts a new device: before, its replies could not be read for a while, or
+at all (Olm sessions behind the ones its admins hold)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
+import json
 
 import pytest
+
+from spbot.devstack import copy_bot_state
 
 from .conftest import wait_answering
 from .test_replay_and_edits import token
 
 pytestmark = pytest.mark.matrix
 
-STATE = ("spbot.db", "spbot.db-wal", "spbot.db-shm", "credentials.json", "crypto.key", "crypto")
+
+def device_of(bot) -> str:
+    return json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
 
 
-def copy_state(source, target) -> None:
-    """The bot's own state (not the test plugin's marks.txt: it counts what ran)."""
-    target.mkdir(exist_ok=True)
-    for name in STATE:
-        gone = target / name
-        if gone.is_dir():
-            shutil.rmtree(gone)
-        else:
-            gone.unlink(missing_ok=True)
-        if (source / name).is_dir():
-            shutil.copytree(source / name, gone)
-        elif (source / name).exists():
-            shutil.copy2(source / name, gone)
-
-
-async def test_commands_answered_after_a_snapshot_do_not_run_again_when_it_is_restored(make_bot, alice,
-                                                                                      tmp_path):
-    bot = await make_bot("rolled-back")
-    bot.stop()             # long enough a window that the commands below are still fresh after the restore
+async def answered_then_put_back(make_bot, alice, snapshot, name: str, names: tuple[str, ...] | None = None):
+    """A bot that answered a `!mark` after a snapshot of its state, stopped and put back to the snapshot
+    (all of its state, or only `names`); the mark."""
+    bot = await make_bot(name)
+    bot.stop()             # long enough a window that the command below is still fresh after the restore
     bot.config_path.write_text(bot.config_path.read_text().replace('max_command_age = "8s"',
                                                                    'max_command_age = "5m"'))
     bot.start()
     await wait_answering(alice, bot)
     bot.stop()
-    copy_state(bot.state_dir, tmp_path / "snapshot")
-
+    copy_bot_state(bot.state_dir, snapshot)
     bot.start()
     await wait_answering(alice, bot)
     mark = token()
-    answer = await alice.command(bot.room_id, f"!mark {mark}", bot.user_id)
-    assert answer.body == f"marked {mark}"
+    assert (await alice.command(bot.room_id, f"!mark {mark}", bot.user_id)).body == f"marked {mark}"
     bot.stop()
-    copy_state(tmp_path / "snapshot", bot.state_dir)
+    copy_bot_state(snapshot, bot.state_dir, *([names] if names else []))
+    return bot, mark
 
+
+async def test_a_restored_state_database_does_not_run_again_what_was_answered(make_bot, alice, tmp_path):
+    bot, mark = await answered_then_put_back(make_bot, alice, tmp_path / "snapshot", "rolled-back-db",
+                                             names=("spbot.db", "spbot.db-wal", "spbot.db-shm"))
+    device = device_of(bot)
     bot.start()
+    await wait_answering(alice, bot)
+    await asyncio.sleep(1)
+    assert bot.marks().count(mark) == 1, "a command answered before the restore ran again"
+    assert device_of(bot) == device, "the device was replaced though its keys were current"
+    assert "handled_commands_recalled" in bot.log()
+    fresh = await alice.command(bot.room_id, f"!mark {mark}", bot.user_id)
+    assert fresh.body == f"marked {mark}" and bot.marks().count(mark) == 2
+
+
+async def test_restored_keys_are_set_aside_for_a_new_device(make_bot, alice, tmp_path):
+    bot, mark = await answered_then_put_back(make_bot, alice, tmp_path / "snapshot", "rolled-back-all")
+    old = device_of(bot)
+    bot.start()
+    assert await asyncio.to_thread(bot.process.process.wait, 60) == 1      # stops for its supervisor
+    assert "crypto_store_behind" in bot.log()
+    bot.start()
+    told = await alice.wait_for(lambda e: e.sender == bot.user_id and "older than my own messages" in e.body,
+                                timeout=60)
+    new = device_of(bot)
+    assert new != old and f"new device {new}" in told.body
+    assert list((bot.state_dir / "crypto").glob(f"*_{old}.db.behind-*"))
     await wait_answering(alice, bot)
     await asyncio.sleep(1)
     assert bot.marks().count(mark) == 1, "a command answered before the restore ran again"

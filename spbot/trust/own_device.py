@@ -82,10 +82,15 @@ class OwnDevice:
                 "the bot account's password.")))
             return
         gone = f"deleted {old}" if old in deleted else f"could not delete {old} (delete it by hand)"
+        aside = getattr(self.connection, "damaged_crypto_store", None)
         if why == "keys damaged":
             what = (f"the file of my encryption keys for device {old} was damaged, so I set it aside as "
-                    f"{getattr(self.connection, 'damaged_crypto_store', None)} (a damaged file often means a "
-                    "failing disk: check it)")
+                    f"{aside} (a damaged file often means a failing disk: check it)")
+        elif why == "keys behind":
+            what = (f"my encryption keys for device {old} were older than my own messages in the room: my "
+                    "state was put back as it was earlier (a snapshot or a backup restored). A device's keys "
+                    "must not go back in time (my messages would not be readable, and I could not read "
+                    f"yours), so I set them aside as {aside}")
         else:
             what = (f"my encryption keys on disk did not match my device {old} on the homeserver (a restore "
                     "from an old backup, or a lost crypto folder)")
