@@ -19,7 +19,7 @@ from nio import MegolmEvent, MessageDirection
 
 from .logs import get_logger
 from .store import Store
-from .timeline import joined_rooms, read_pages
+from .timeline import HistoryRefused, joined_rooms, read_pages
 
 log = get_logger(__name__)
 
@@ -52,11 +52,15 @@ async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[str
     """The events the bot replied to after `since` in the room, and whether a message of this device's
     there could not be decrypted."""
     answered, own_unreadable = [], False
-    async for chunk in read_pages(client, room_id, since, MessageDirection.front, MAX_EVENTS_PER_ROOM):
-        answered += [target for event in chunk if (target := _reply_target(event, client.user_id))]
-        own_unreadable = own_unreadable or any(
-            isinstance(event, MegolmEvent) and event.sender == client.user_id
-            and event.device_id == client.device_id for event in chunk)
+    try:
+        async for chunk in read_pages(client, room_id, since, MessageDirection.front, MAX_EVENTS_PER_ROOM):
+            answered += [target for event in chunk if (target := _reply_target(event, client.user_id))]
+            own_unreadable = own_unreadable or any(
+                isinstance(event, MegolmEvent) and event.sender == client.user_id
+                and event.device_id == client.device_id for event in chunk)
+    except HistoryRefused as exc:       # a token the homeserver no longer takes, say: the bot starts
+        log.error("answered_since_refused", room=room_id, error=str(exc)[:200],
+                  todo="commands answered after this state's sync position may run again")
     return answered, own_unreadable
 
 

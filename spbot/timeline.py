@@ -27,6 +27,11 @@ class HistoryUnreadable(Exception):
     """`/messages` (or `/joined_rooms`) failed while reading history: the whole step is tried again."""
 
 
+class HistoryRefused(HistoryUnreadable):
+    """The homeserver refused `/messages` for good (403, 404, 400: not a busy or failing server, not an
+    expired token): asking again would get the same answer."""
+
+
 @dataclass
 class Batch:
     """One sync response: every new timeline event of each joined room, oldest first, gaps filled."""
@@ -84,7 +89,10 @@ async def read_pages(client: AsyncClient, room_id: str, start: str | None, direc
         response = await client.room_messages(room_id, start=start, end=end, direction=direction,
                                               limit=GAP_PAGE)
         if not isinstance(response, RoomMessagesResponse):
-            raise HistoryUnreadable(f"/messages in {room_id}: {getattr(response, 'message', response)}")
+            status = getattr(getattr(response, "transport_response", None), "status", None)
+            refused = status is not None and 400 <= status < 500 and status not in (401, 429)
+            raise (HistoryRefused if refused else HistoryUnreadable)(
+                f"/messages in {room_id}: {getattr(response, 'message', response)}")
         read += len(response.chunk)
         yield response.chunk
         if not response.chunk or not response.end or response.end == start:
