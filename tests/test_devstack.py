@@ -6,7 +6,6 @@ developer's running dev stack."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import re
@@ -214,7 +213,13 @@ async def test_failed_unit_reaches_the_admins_and_the_cloud_is_simulated(tmp_pat
     grows the fake's volume and then the sandboxed filesystem on it (the resize2fs stand-in)."""
     state = tmp_path / "state"
     try:
-        dev = await asyncio.to_thread(functools.partial(devup.up, state, free_port(), simulate_cloud=True))
+        # In a process of its own (as a developer runs it): nio binds its crypto store's tables to one
+        # database for the whole process, so up's client in a thread here raced the session's clients.
+        done = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "spbot", "dev", "up", "--simulate-cloud", "--state", str(state),
+            "--port", str(free_port())], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        dev = json.loads((state / "dev.json").read_text())
         alice = dev["users"][0]
         client = ChatClient(dev["homeserver"], alice["user_id"], alice["password"], tmp_path / "alice")
         await client.start()
