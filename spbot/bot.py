@@ -183,8 +183,8 @@ class Bot:
         self.connection.on_device_changes = self.trust.forget_cached
         self.spawn(self._after_first_sync(), name="own identity")
         await self.screen.replay_guard.start(client)     # before the first sync: it checks decryptions
-        await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
         try:
+            await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
             await rolled_back.claim_answered_since(self.store, client, await self.store.get(SYNC_POSITION_KEY),
                                                    self.connection.until_done)
         except rolled_back.KeysBehind:

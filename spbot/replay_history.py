@@ -17,6 +17,7 @@ from nio import MessageDirection
 
 from .logs import get_logger
 from .replay_guard import ReplayGuard
+from .rolled_back import KeysBehind, own_and_unreadable
 from .timeline import HistoryRefused, joined_rooms, own_join, read_pages
 
 log = get_logger(__name__)
@@ -27,15 +28,18 @@ MAX_EVENTS_PER_ROOM = 200_000           # ~2,000 requests; a family's admin room
 
 async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> None:
     """Learn the table back from history when it is empty but the device holds room keys. Before the
-    first sync; `keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py)."""
+    first sync; `keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py). KeysBehind
+    when a message of this device's own there could not be decrypted."""
     device = client.device_id
     if await guard.store.get(MARK) == device:
         return
     if not await guard.has_records() and _holds_room_keys(client):
         rooms = await keep_trying("replay_history", lambda: joined_rooms(client))
-        learned = await keep_trying("replay_history", lambda: _learn(guard, client, rooms))
+        learned, behind = await keep_trying("replay_history", lambda: _learn(guard, client, rooms))
         log.warning("replay_guard_relearned", rooms=len(rooms), pairs=learned,
                     why="its table was lost while the device kept its room keys")
+        if behind:
+            raise KeysBehind(f"device {device}'s keys are older than its own messages")
     await guard.store.put(MARK, device)
 
 
@@ -44,21 +48,27 @@ def _holds_room_keys(client: Any) -> bool:
     return store is not None and next(iter(store), None) is not None
 
 
-async def _learn(guard: ReplayGuard, client: Any, rooms: list[str]) -> int:
+async def _learn(guard: ReplayGuard, client: Any, rooms: list[str]) -> tuple[int, bool]:
+    """How many pairs were learned, and whether a message of this device's own could not be decrypted:
+    its keys were put back too (spbot/rolled_back.py)."""
+    behind = False
     with guard.learning() as pairs:
         for room_id in rooms:
             try:
-                await _read_back(client, room_id)
+                behind = await _read_back(client, room_id) or behind
             except HistoryRefused as exc:       # the other rooms are still learned; the bot starts
                 log.error("replay_history_refused", room=room_id, error=str(exc)[:200],
                           todo="old ciphertexts of this room may run again if re-posted")
     await guard.adopt(pairs)
-    return len(pairs)
+    return len(pairs), behind
 
 
-async def _read_back(client: Any, room_id: str) -> None:
+async def _read_back(client: Any, room_id: str) -> bool:
     """Every event of the room from now back to the bot's own join, newest first: nio decrypts each one
-    it has the key for, and the guard notes its pair."""
+    it has the key for, and the guard notes its pair. Whether a message of this device's did not decrypt."""
+    behind = False
     async for chunk in read_pages(client, room_id, None, MessageDirection.back, MAX_EVENTS_PER_ROOM):
+        behind = behind or any(own_and_unreadable(client, event) for event in chunk)
         if any(own_join(client, event) for event in chunk):
-            return
+            break
+    return behind

@@ -55,13 +55,17 @@ async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[str
     try:
         async for chunk in read_pages(client, room_id, since, MessageDirection.front, MAX_EVENTS_PER_ROOM):
             answered += [target for event in chunk if (target := _reply_target(event, client.user_id))]
-            own_unreadable = own_unreadable or any(
-                isinstance(event, MegolmEvent) and event.sender == client.user_id
-                and event.device_id == client.device_id for event in chunk)
+            own_unreadable = own_unreadable or any(own_and_unreadable(client, event) for event in chunk)
     except HistoryRefused as exc:       # a token the homeserver no longer takes, say: the bot starts
         log.error("answered_since_refused", room=room_id, error=str(exc)[:200],
                   todo="commands answered after this state's sync position may run again")
     return answered, own_unreadable
+
+
+def own_and_unreadable(client: Any, event: Any) -> bool:
+    """A message of this very device that its crypto store cannot decrypt: the store is older than it."""
+    return (isinstance(event, MegolmEvent) and event.sender == client.user_id
+            and event.device_id == client.device_id)
 
 
 def _reply_target(event: Any, user_id: str) -> str | None:

@@ -75,3 +75,20 @@ async def test_restored_keys_are_set_aside_for_a_new_device(make_bot, alice, tmp
     assert bot.marks().count(mark) == 1, "a command answered before the restore ran again"
     fresh = await alice.command(bot.room_id, f"!mark {mark}", bot.user_id)
     assert fresh.body == f"marked {mark}" and bot.marks().count(mark) == 2
+
+
+async def test_restored_keys_without_a_state_database_are_set_aside_too(make_bot, alice, tmp_path):
+    """The keys put back and spbot.db lost (no sync position to read forward from): the history read back
+    for the replay guard finds the device's own later messages undecryptable, as the forward read would."""
+    bot, mark = await answered_then_put_back(make_bot, alice, tmp_path / "snapshot", "rolled-back-lost")
+    old = device_of(bot)
+    for path in bot.state_dir.glob("spbot.db*"):
+        path.unlink()
+    bot.start()
+    assert await asyncio.to_thread(bot.process.process.wait, 60) == 1
+    bot.start()
+    told = await alice.wait_for(lambda e: e.sender == bot.user_id and "older than my own messages" in e.body,
+                                timeout=60)
+    assert device_of(bot) != old and f"new device {device_of(bot)}" in told.body
+    await wait_answering(alice, bot)
+    assert bot.marks().count(mark) == 1
