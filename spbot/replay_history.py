@@ -8,6 +8,8 @@ admin's access token (or runs the homeserver). So before the first sync, a guard
 a device that holds room keys reads the history of the bot's rooms back to its own join, decrypting as
 it goes, and records each pair for the oldest event that used it. A mark in the state database (the
 device id) says the table is complete for this device; a new device holds no old keys to learn from.
+A message of this very device's own that does not decrypt on the way says its keys were put back too
+(spbot/rolled_back.py): KeysBehind, after the pairs are written.
 """
 from __future__ import annotations
 
