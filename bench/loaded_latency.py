@@ -2,7 +2,7 @@
 latency of a CPU-bound stand-in for the family's services (fixed work units, measured in their own
 process) over the same windows. Prints its figure; asserts nothing.
 
-    .venv/bin/python bench/loaded_latency.py [--size-mb 918] [--samples 20]
+    .venv/bin/python bench/loaded_latency.py [--size-mb 918] [--samples 40]
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ async def samples(stack: Stack, count: int, until=None) -> dict[str, list[float]
     return found
 
 
-async def measure(stack: Stack, size_mb: int = 918, count: int = 20) -> Figure:
+async def measure(stack: Stack, size_mb: int = 918, count: int = 40) -> Figure:
     make_data(stack.data / "big", size_mb)
     warm_page_cache(stack.data)
     stand_in = StandIn()
@@ -104,6 +104,6 @@ async def measure(stack: Stack, size_mb: int = 918, count: int = 20) -> Figure:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=918)
-    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--samples", type=int, default=40)
     args = parser.parse_args()
     run(measure, args.size_mb, args.samples)
