@@ -100,6 +100,8 @@ def _run(args) -> int:
     except AlreadyRunning as exc:
         print(f"spbot: {exc}", file=sys.stderr)
         return 4
+    except OSError as exc:
+        return _cannot_write_at_start(config, exc)
     from .bot import Bot
     from .features import all_features
     from .matrix import LoginFailed
@@ -114,7 +116,22 @@ def _run(args) -> int:
     except ConfigError as exc:
         _print_problems(exc.problems, args.config)
         return 2
+    except Exception as exc:
+        return _cannot_write_at_start(config, exc)
     return 0
+
+
+def _cannot_write_at_start(config, exc: Exception) -> int:
+    """A full (or read-only, or failing) disk at start: one plain line for the journal, not a traceback,
+    and a failure, so that systemd starts the bot again (every 5 s) until it can write. Anything else
+    is raised as it is."""
+    from .cannot_write import cannot_write, reason, usage
+    if not cannot_write(exc):
+        raise exc
+    print(f"spbot: I cannot write to my state directory {config.state_dir} ({reason(exc)}), so I did not "
+          f"start; nothing ran. {usage(config.state_dir)} Free space there (df -h {config.state_dir}): "
+          "systemd starts me again until I can write.", file=sys.stderr)
+    return 1
 
 
 def _exit_now(code: int) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import resource
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
 from spbot.cannot_write import cannot_write
 
-from .conftest import wait_answering
+from .conftest import ROOT, wait_answering
 
 pytestmark = pytest.mark.matrix
 TIMEOUT = 60
@@ -75,3 +77,20 @@ def test_what_counts_as_a_disk_that_cannot_be_written(tmp_path):
     assert not cannot_write(sqlite3.OperationalError("no such table: t"))
     assert not cannot_write(OSError(2, "No such file or directory"))
     assert not cannot_write(ValueError("x"))
+
+
+async def test_a_bot_that_cannot_write_at_start_says_why_in_one_line(alice, full_bot):
+    """At start (the state directory's disk already full): before, a traceback at every start by systemd,
+    every 5 s; now one line that says what and where, and a failure, so that systemd tries again."""
+    bot = full_bot
+    bot.stop()
+    try:
+        done = await asyncio.to_thread(subprocess.run, [
+            "prlimit", "--fsize=0", sys.executable, "-m", "spbot", "run", "--config", str(bot.config_path)],
+            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    finally:
+        bot.start()
+    assert done.returncode == 1, done.stderr
+    assert f"I cannot write to my state directory {bot.state_dir} (File too large)" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    await wait_answering(alice, bot)
