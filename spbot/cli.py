@@ -122,16 +122,13 @@ def _run(args) -> int:
 
 
 def _cannot_write_at_start(config, exc: Exception) -> int:
-    """A full (or read-only, or failing) disk at start: one plain line for the journal, not a traceback,
-    and a failure, so that systemd starts the bot again (every 5 s) until it can write. Anything else
-    is raised as it is."""
-    from .cannot_write import cannot_write, reason, usage
+    """A full (or read-only, or failing) disk at start: said plainly, out of band too, and waited out
+    (spbot/unwritable_start.py). Anything else is raised as it is."""
+    from .cannot_write import cannot_write
     if not cannot_write(exc):
         raise exc
-    print(f"spbot: I cannot write to my state directory {config.state_dir} ({reason(exc)}), so I did not "
-          f"start; nothing ran. {usage(config.state_dir)} Free space there (df -h {config.state_dir}): "
-          "systemd starts me again until I can write.", file=sys.stderr)
-    return 1
+    from .unwritable_start import wait_until_writable
+    return wait_until_writable(config, exc)
 
 
 def _exit_now(code: int) -> None:

@@ -18,6 +18,7 @@ import pytest
 from spbot.cannot_write import cannot_write
 
 from .conftest import ROOT, wait_answering
+from .test_outofband_chat import Receiver
 
 pytestmark = pytest.mark.matrix
 TIMEOUT = 60
@@ -79,18 +80,36 @@ def test_what_counts_as_a_disk_that_cannot_be_written(tmp_path):
     assert not cannot_write(ValueError("x"))
 
 
-async def test_a_bot_that_cannot_write_at_start_says_why_in_one_line(alice, full_bot):
+async def test_a_bot_that_cannot_write_at_start_says_so_out_of_band_and_waits(alice, full_bot, tmp_path):
     """At start (the state directory's disk already full): before, a traceback at every start by systemd,
-    every 5 s; now one line that says what and where, and a failure, so that systemd tries again."""
-    bot = full_bot
+    every 5 s, and nobody told. Now one plain line, one message through the out-of-band channel (a local
+    web hook here), and the process waits, trying a write, until it can: then it ends for systemd to
+    start it as usual."""
+    bot, receiver = full_bot, Receiver()
+    (tmp_path / "hook").write_text(f"json://127.0.0.1:{receiver.port}/alerts\n")
+    config = tmp_path / "bot.toml"
+    config.write_text(bot.config_path.read_text() + f'\n[outofband]\nurls = [{{file = "{tmp_path / "hook"}"}}]\n')
     bot.stop()
+    started = subprocess.Popen(["prlimit", "--fsize=0:unlimited", sys.executable, "-m", "spbot", "run", "--config",
+                                str(config)], stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        done = await asyncio.to_thread(subprocess.run, [
-            "prlimit", "--fsize=0", sys.executable, "-m", "spbot", "run", "--config", str(bot.config_path)],
-            capture_output=True, text=True, timeout=60, cwd=ROOT)
+        for _ in range(TIMEOUT * 4):
+            if receiver.bodies or started.poll() is not None:
+                break
+            await asyncio.sleep(0.25)
+        assert receiver.bodies, "nothing out of band"
+        told = receiver.bodies[0]
+        assert told["title"] == "spbot: cannot start"
+        assert f"I cannot write to my state directory {bot.state_dir} (File too large)" in told["message"]
+        await asyncio.sleep(2)
+        assert started.poll() is None, "it ended instead of waiting"
+        resource.prlimit(started.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        assert await asyncio.to_thread(started.wait, 30) == 1
+        errors = started.stderr.read()
     finally:
+        if started.poll() is None:
+            started.kill()
         bot.start()
-    assert done.returncode == 1, done.stderr
-    assert f"I cannot write to my state directory {bot.state_dir} (File too large)" in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr
+    assert f"I cannot write to my state directory {bot.state_dir}" in errors and "again: starting" in errors
+    assert "Traceback" not in errors and len(receiver.bodies) == 1
     await wait_answering(alice, bot)

@@ -1,0 +1,61 @@
+"""A disk that cannot be written at start (full, read-only, failing). Before, the bot stopped with a
+traceback, systemd started it again five seconds later, and so on, and nobody was told: with the
+homeserver on the same full disk, not even the room could hear it. Now: one plain line in the journal,
+one message through the out-of-band channels ([outofband]: e-mail, ntfy…, which need no disk here), and
+the process waits, trying a write every few seconds, instead of being started again and again. Once a
+write works it ends with status 1, and systemd starts it as usual."""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+from .cannot_write import reason, usage
+
+PROBE_EVERY = 10.0         # s between write attempts while waiting
+
+
+def wait_until_writable(config, exc: BaseException) -> int:
+    text = (f"I cannot write to my state directory {config.state_dir} ({reason(exc)}) on "
+            f"{socket.gethostname()}, so I did not start; nothing ran. {usage(config.state_dir)} Free space "
+            f"there (df -h {config.state_dir}): I start by myself once I can write.")
+    print(f"spbot: {text}", file=sys.stderr, flush=True)
+    asyncio.run(_tell_and_wait(config, text))
+    print(f"spbot: I can write to {config.state_dir} again: starting", file=sys.stderr, flush=True)
+    return 1
+
+
+async def _tell_and_wait(config, text: str) -> None:
+    await _tell_out_of_band(config, text)
+    while not _writable(Path(config.state_dir)):
+        await asyncio.sleep(PROBE_EVERY)
+
+
+async def _tell_out_of_band(config, text: str) -> None:
+    from .features.outofband.channels import Channel
+    settings = config.settings("outofband")
+    for secret in settings.urls:
+        try:
+            url = secret.read()
+        except Exception:            # an unreadable secret file: `spbot doctor` says which
+            continue
+        await Channel(url).send(f"{settings.title}: cannot start", text)
+
+
+def _writable(state_dir: Path) -> bool:
+    probe = state_dir / ".write-probe"
+    try:
+        with open(probe, "wb") as file:
+            file.write(b"x")
+            file.flush()
+            os.fsync(file.fileno())
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
