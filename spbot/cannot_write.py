@@ -95,3 +95,21 @@ def usage(state_dir: Path) -> str:
         return ""
     full = 100 * (disk.total - disk.free) / disk.total if disk.total else 100.0
     return f"The disk that holds {state_dir} is {full:.0f}% full ({human_bytes(disk.free)} free)."
+
+
+def writable(state_dir: Path) -> bool:
+    """Whether a byte can be written (and synced) in the directory now."""
+    probe = state_dir / ".write-probe"
+    try:
+        with open(probe, "wb") as file:
+            file.write(b"x")
+            file.flush()
+            os.fsync(file.fileno())
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass

@@ -7,12 +7,11 @@ write works it ends with status 1, and systemd starts it as usual."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sys
 from pathlib import Path
 
-from .cannot_write import reason, usage
+from .cannot_write import reason, usage, writable
 
 PROBE_EVERY = 10.0         # s between write attempts while waiting
 
@@ -29,7 +28,7 @@ def wait_until_writable(config, exc: BaseException) -> int:
 
 async def _tell_and_wait(config, text: str) -> None:
     await _tell_out_of_band(config, text)
-    while not _writable(Path(config.state_dir)):
+    while not writable(Path(config.state_dir)):
         await asyncio.sleep(PROBE_EVERY)
 
 
@@ -42,20 +41,3 @@ async def _tell_out_of_band(config, text: str) -> None:
         except Exception:            # an unreadable secret file: `spbot doctor` says which
             continue
         await Channel(url).send(f"{settings.title}: cannot start", text)
-
-
-def _writable(state_dir: Path) -> bool:
-    probe = state_dir / ".write-probe"
-    try:
-        with open(probe, "wb") as file:
-            file.write(b"x")
-            file.flush()
-            os.fsync(file.fileno())
-        return True
-    except OSError:
-        return False
-    finally:
-        try:
-            probe.unlink(missing_ok=True)
-        except OSError:
-            pass

@@ -113,3 +113,34 @@ async def test_a_bot_that_cannot_write_at_start_says_so_out_of_band_and_waits(al
     assert f"I cannot write to my state directory {bot.state_dir}" in errors and "again: starting" in errors
     assert "Traceback" not in errors and len(receiver.bodies) == 1
     await wait_answering(alice, bot)
+
+
+async def test_a_running_bot_that_cannot_write_tells_the_out_of_band_channel_after_its_grace(make_bot, alice,
+                                                                                             tmp_path):
+    """The room is told at once; the out-of-band channel too once the grace time has passed (its relay keeps
+    its queue on the full disk, and the homeserver there may be down as well), and again when it can write."""
+    receiver = Receiver()
+    (tmp_path / "hook").write_text(f"json://127.0.0.1:{receiver.port}/alerts\n")
+    bot = await make_bot("nowrite-oob", extra=f'\n[outofband]\nurls = [{{file = "{tmp_path / "hook"}"}}]\n'
+                                               'grace = "2s"\n')
+    pid = bot.process.running_pid()
+    limits = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, limits[1]))
+    try:
+        sent = await alice.send(bot.room_id, "!ping")
+        await alice.wait_for(lambda e: e.sender == bot.user_id and "I cannot write to my disk" in e.body, TIMEOUT)
+        for _ in range(TIMEOUT * 4):
+            if receiver.bodies:
+                break
+            await asyncio.sleep(0.25)
+        assert [b["title"] for b in receiver.bodies] == ["spbot: cannot write"]
+        assert f"I cannot write to my state directory {bot.state_dir}" in receiver.bodies[0]["message"]
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+    await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == sent, TIMEOUT)
+    for _ in range(TIMEOUT * 4):
+        if len(receiver.bodies) > 1:
+            break
+        await asyncio.sleep(0.25)
+    assert [b["title"] for b in receiver.bodies] == ["spbot: cannot write", "spbot: can write again"]
+

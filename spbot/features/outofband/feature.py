@@ -13,6 +13,7 @@ from ...render import Reply, human_duration
 from .channels import Channel, kinds_of
 from .relay import Item, Relay
 from .settings import OutOfBandSettings
+from .unwritable import UnwritableWatch
 
 log = get_logger(__name__)
 OUTAGE_KEY = "outofband_outage_since"
@@ -32,6 +33,9 @@ class OutOfBandFeature(Feature):
         self.connection = host.connection
         self._kick = asyncio.Event()
         host.alerts.listeners.append(self.on_alert)
+        if self.channels:
+            host.connection.step_watchers.append(UnwritableWatch(self.channels, self.settings,
+                                                                 host.config.state_dir))
         self._task = host.spawn(self._run(), name="out of band")
 
     async def stop(self) -> None:
