@@ -115,17 +115,29 @@ async def test_a_bot_that_cannot_write_at_start_says_so_out_of_band_and_waits(al
     await wait_answering(alice, bot)
 
 
+async def bot_with_a_hook(make_bot, name: str, tmp_path):
+    """A bot whose out-of-band channel is a local web hook, with a grace time of 2 s; and the hook."""
+    receiver = Receiver()
+    (tmp_path / "hook").write_text(f"json://127.0.0.1:{receiver.port}/alerts\n")
+    bot = await make_bot(name, extra=f'\n[outofband]\nurls = [{{file = "{tmp_path / "hook"}"}}]\ngrace = "2s"\n')
+    return bot, receiver
+
+
+def writes_refused(bot) -> tuple[int, tuple[int, int]]:
+    """The running bot's file-size limit lowered to 0 (its hard limit kept, to be put back); its pid and
+    the limits to put back."""
+    pid = bot.process.running_pid()
+    limits = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, limits[1]))
+    return pid, limits
+
+
 async def test_a_running_bot_that_cannot_write_tells_the_out_of_band_channel_after_its_grace(make_bot, alice,
                                                                                              tmp_path):
     """The room is told at once; the out-of-band channel too once the grace time has passed (its relay keeps
     its queue on the full disk, and the homeserver there may be down as well), and again when it can write."""
-    receiver = Receiver()
-    (tmp_path / "hook").write_text(f"json://127.0.0.1:{receiver.port}/alerts\n")
-    bot = await make_bot("nowrite-oob", extra=f'\n[outofband]\nurls = [{{file = "{tmp_path / "hook"}"}}]\n'
-                                               'grace = "2s"\n')
-    pid = bot.process.running_pid()
-    limits = resource.prlimit(pid, resource.RLIMIT_FSIZE)
-    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, limits[1]))
+    bot, receiver = await bot_with_a_hook(make_bot, "nowrite-oob", tmp_path)
+    pid, limits = writes_refused(bot)
     try:
         sent = await alice.send(bot.room_id, "!ping")
         await alice.wait_for(lambda e: e.sender == bot.user_id and "I cannot write to my disk" in e.body, TIMEOUT)
@@ -143,4 +155,26 @@ async def test_a_running_bot_that_cannot_write_tells_the_out_of_band_channel_aft
             break
         await asyncio.sleep(0.25)
     assert [b["title"] for b in receiver.bodies] == ["spbot: cannot write", "spbot: can write again"]
+
+
+async def test_the_homeserver_down_and_a_full_disk_still_reach_the_out_of_band_channel(synapse, make_bot, alice,
+                                                                                       tmp_path):
+    """A disk full under both the homeserver and the bot: the outage could not be recorded, so its
+    out-of-band message (queued in the state database) was never sent; now it is sent from memory."""
+    bot, receiver = await bot_with_a_hook(make_bot, "nowrite-outage", tmp_path)
+    pid, limits = writes_refused(bot)
+    synapse.stop()
+    try:
+        for _ in range(TIMEOUT * 4):
+            if receiver.bodies:
+                break
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(3)                          # and only once
+    finally:
+        synapse.start()
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, limits)
+    assert len(receiver.bodies) == 1, receiver.bodies
+    assert "cannot be reached since" in receiver.bodies[0]["message"]
+    assert "My own disk is full too" in receiver.bodies[0]["message"]
+    await wait_answering(alice, bot, timeout=90)
 

@@ -7,6 +7,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from ...cannot_write import cannot_write
 from ...feature import Check, Feature
 from ...logs import get_logger
 from ...render import Reply, human_duration
@@ -32,6 +33,8 @@ class OutOfBandFeature(Feature):
         await self.relay.start()
         self.connection = host.connection
         self._kick = asyncio.Event()
+        self._unstored_outage: float | None = None      # an outage the full disk would not let us record
+        self._told_without_disk = False
         host.alerts.listeners.append(self.on_alert)
         if self.channels:
             host.connection.step_watchers.append(UnwritableWatch(self.channels, self.settings,
@@ -80,6 +83,8 @@ class OutOfBandFeature(Feature):
 
     async def _pass(self, now: float) -> None:
         online = self.connection.online.is_set()
+        if online:
+            self._unstored_outage, self._told_without_disk = None, False
         await self._track_outage(now, down=self.connection.offline.is_set())
         for item in await self.relay.due(now):
             if item.kind == "alert" and not self.settings.always and await self._delivered(item):
@@ -95,7 +100,7 @@ class OutOfBandFeature(Feature):
     async def _sleep(self) -> None:
         """Until a new alert, a change of the connection, or the next due item."""
         next_due = await self.relay.next_due()
-        outage_since = await self.host.store.get(OUTAGE_KEY)
+        outage_since = await self.host.store.get(OUTAGE_KEY) or self._unstored_outage
         timeout = None if next_due is None else max(0.0, next_due - time.time())
         if outage_since is not None and self.connection.offline.is_set():
             until_grace = outage_since + self.settings.grace - time.time()
@@ -115,11 +120,28 @@ class OutOfBandFeature(Feature):
     async def _track_outage(self, now: float, down: bool) -> None:
         """`down`: syncs fail now (not merely: the first sync has not come yet)."""
         since = await self.host.store.get(OUTAGE_KEY)
-        if down and since is None:
-            await self.host.store.put(OUTAGE_KEY, now)
-        elif down and now - since >= self.settings.grace and self.channels:
-            if await self.relay.find("outage", str(since)) is None:
-                await self.relay.add("outage", str(since), self._outage_text(since), now)
+        try:
+            if down and since is None:
+                await self.host.store.put(OUTAGE_KEY, now)
+            elif down and now - since >= self.settings.grace and self.channels:
+                if await self.relay.find("outage", str(since)) is None:
+                    await self.relay.add("outage", str(since), self._outage_text(since), now)
+        except Exception as exc:
+            if not cannot_write(exc):
+                raise
+            await self._outage_without_disk(now, since)
+
+    async def _outage_without_disk(self, now: float, since: float | None) -> None:
+        """The store cannot be written (its disk is full, and the homeserver on it likely down for that):
+        the outage is kept here, and told through the channels directly, once, after the grace time."""
+        self._unstored_outage = since or self._unstored_outage or now
+        if self._told_without_disk or now - self._unstored_outage < self.settings.grace:
+            return
+        self._told_without_disk = True
+        text = self._outage_text(self._unstored_outage) + " (My own disk is full too: I cannot record anything.)"
+        for channel in self.channels:
+            await channel.send(f"{self.settings.title}: {text.splitlines()[0][:120]}", text)
+        log.warning("outofband_sent_without_disk", kind="outage", channels=len(self.channels))
 
     def _outage_text(self, since: float) -> str:
         return (f"🚨 The homeserver {self.host.config.homeserver} cannot be reached since "
