@@ -33,11 +33,12 @@ async def _tell_and_wait(config, text: str) -> None:
 
 
 async def _tell_out_of_band(config, text: str) -> None:
-    from .features.outofband.channels import Channel
+    from .features.outofband.channels import Channel, send_all
     settings = config.settings("outofband")
+    channels = []
     for secret in settings.urls:
         try:
-            url = secret.read()
+            channels.append(Channel(secret.read()))
         except Exception:            # an unreadable secret file: `spbot doctor` says which
             continue
-        await Channel(url).send(f"{settings.title}: cannot start", text)
+    await send_all(channels, f"{settings.title}: cannot start", text)

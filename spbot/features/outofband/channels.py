@@ -42,6 +42,17 @@ class Channel:
             return False
 
 
+def subject(title: str, text: str) -> str:
+    """A message's subject: the title, then its text's first line."""
+    return f"{title}: {text.splitlines()[0][:120]}"
+
+
+async def send_all(channels: list[Channel], title: str, text: str) -> None:
+    """Through every channel directly, nothing recorded (the relay records; this is for when it cannot)."""
+    for channel in channels:
+        await channel.send(title, text)
+
+
 def kinds_of(channels: list[Channel]) -> str:
     kinds = list(dict.fromkeys(c.kind for c in channels))
     return ", ".join(kinds) if kinds else "no channel"

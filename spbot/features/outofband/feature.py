@@ -11,7 +11,7 @@ from ...cannot_write import cannot_write
 from ...feature import Check, Feature
 from ...logs import get_logger
 from ...render import Reply, human_duration
-from .channels import Channel, kinds_of
+from .channels import Channel, kinds_of, send_all, subject
 from .relay import Item, Relay
 from .settings import OutOfBandSettings
 from .unwritable import UnwritableWatch
@@ -139,8 +139,7 @@ class OutOfBandFeature(Feature):
             return
         self._told_without_disk = True
         text = self._outage_text(self._unstored_outage) + " (My own disk is full too: I cannot record anything.)"
-        for channel in self.channels:
-            await channel.send(f"{self.settings.title}: {text.splitlines()[0][:120]}", text)
+        await send_all(self.channels, subject(self.settings.title, text), text)
         log.warning("outofband_sent_without_disk", kind="outage", channels=len(self.channels))
 
     def _outage_text(self, since: float) -> str:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from ...logs import get_logger
-from .channels import Channel
+from .channels import Channel, subject
 
 log = get_logger(__name__)
 
@@ -92,7 +92,7 @@ class Relay:
                 continue
             await self.store.execute("INSERT OR REPLACE INTO outofband_sent(item, channel, state, at) "
                                      "VALUES(?, ?, 'sending', ?)", (item.id, channel.id, time.time()))
-            if await channel.send(f"{self.title}: {item.text.splitlines()[0][:120]}", item.text):
+            if await channel.send(subject(self.title, item.text), item.text):
                 await self.store.execute("UPDATE outofband_sent SET state = 'sent', at = ? WHERE item = ? "
                                          "AND channel = ?", (time.time(), item.id, channel.id))
                 log.warning("outofband_sent", item=item.id, kind=item.kind, key=item.key, channel=channel.kind)

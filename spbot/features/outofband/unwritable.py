@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ...cannot_write import cannot_write, reason, usage, writable
-from .channels import Channel
+from .channels import Channel, send_all
 from .settings import OutOfBandSettings
 
 
@@ -42,5 +42,4 @@ class UnwritableWatch:
         self.since, self.sent = None, False
 
     async def _send(self, what: str, text: str) -> None:
-        for channel in self.channels:
-            await channel.send(f"{self.settings.title}: {what}", text)
+        await send_all(self.channels, f"{self.settings.title}: {what}", text)
