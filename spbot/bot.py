@@ -114,6 +114,7 @@ class Bot:
         try:
             await self.start()
         except rolled_back.KeysBehind as exc:
+            self.connection.mark_keys_behind()
             log.error("crypto_store_behind", error=str(exc),
                       todo="stopping; the next start sets these keys aside and starts a new device")
             self.failure = exc
@@ -183,13 +184,9 @@ class Bot:
         self.connection.on_device_changes = self.trust.forget_cached
         self.spawn(self._after_first_sync(), name="own identity")
         await self.screen.replay_guard.start(client)     # before the first sync: it checks decryptions
-        try:
-            await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
-            await rolled_back.claim_answered_since(self.store, client, await self.store.get(SYNC_POSITION_KEY),
-                                                   self.connection.until_done)
-        except rolled_back.KeysBehind:
-            self.connection.mark_keys_behind()
-            raise
+        await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
+        await rolled_back.claim_answered_since(self.store, client, await self.store.get(SYNC_POSITION_KEY),
+                                               self.connection.until_done)
         for hook in self.registry.startup_hooks:
             await hook(self)
         await self.features.start(self)

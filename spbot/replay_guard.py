@@ -132,7 +132,7 @@ class ReplayGuard:
 
     # --- learning a lost table back (spbot/replay_history.py) ----------------------------------
 
-    async def has_records(self) -> bool:
+    def has_records(self) -> bool:
         return bool(self._first_use)
 
     @contextmanager

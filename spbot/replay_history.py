@@ -35,7 +35,7 @@ async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> None:
     device = client.device_id
     if await guard.store.get(MARK) == device:
         return
-    if not await guard.has_records() and _holds_room_keys(client):
+    if not guard.has_records() and _holds_room_keys(client):
         rooms = await keep_trying("replay_history", lambda: joined_rooms(client))
         learned, behind = await keep_trying("replay_history", lambda: _learn(guard, client, rooms))
         log.warning("replay_guard_relearned", rooms=len(rooms), pairs=learned,

@@ -38,8 +38,8 @@ class Screen:
                  upgrades: RoomUpgrades, addressing: Addressing | None = None,
                  state_lost_at: float | None = None):
         self.config = config
-        # when a damaged state database was replaced (spbot/state_loss.py): the record of which commands
-        # had run went with it, so none sent before then runs
+        # when a damaged or missing state database was replaced (spbot/state_loss.py): the record of which
+        # commands had run went with it, so none sent before then runs
         self.state_lost_at = state_lost_at
         self.upgrades = upgrades
         self.addressing = addressing or Addressing.from_config(config)

@@ -53,7 +53,7 @@ async def _recorded(store: Store, what: dict) -> dict:
 
 
 async def lost_at(store: Store) -> float | None:
-    """When this store replaced a damaged one (commands sent before then never run), or None."""
+    """When this store replaced a damaged or missing one (commands sent before then never run), or None."""
     record: Any = await store.get(LOST_KEY)
     return record.get("at") if isinstance(record, dict) else None
 
