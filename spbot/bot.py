@@ -113,12 +113,6 @@ class Bot:
         damage = state_loss.DamageWatch(self.store.path, self._stop_with_failure)
         try:
             await self.start()
-        except rolled_back.KeysBehind as exc:
-            self.connection.mark_keys_behind()
-            log.error("crypto_store_behind", error=str(exc),
-                      todo="stopping; the next start sets these keys aside and starts a new device")
-            self.failure = exc
-            return
         except Exception as exc:
             await damage.failed("start", exc)
             if self.failure is None:
@@ -128,8 +122,7 @@ class Bot:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        sync = asyncio.create_task(self.connection.sync_forever(
-            self.handle_batch, await self.store.get(SYNC_POSITION_KEY), self._save_position), name="sync")
+        sync = asyncio.create_task(self._sync(), name="sync")
         sync.add_done_callback(self._sync_ended)
         self.spawn(self._undecryptable_ticker(), name="undecryptable")
         await self._stop.wait()
@@ -137,6 +130,15 @@ class Bot:
         sync.cancel()
         await asyncio.gather(sync, return_exceptions=True)
         await self.stop()
+
+    async def _sync(self) -> None:
+        """The history reads the first sync's screening needs, then the sync loop. They wait for the
+        homeserver, so they run here rather than in start(): features (out of band, disk watch) work
+        while it is down."""
+        client, position = self.connection.client, await self.store.get(SYNC_POSITION_KEY)
+        await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
+        await rolled_back.claim_answered_since(self.store, client, position, self.connection.until_done)
+        await self.connection.sync_forever(self.handle_batch, position, self._save_position)
 
     def _stop_with_failure(self, exc: BaseException) -> None:
         self.failure = exc
@@ -147,7 +149,11 @@ class Bot:
         process exits non-zero, so that its supervisor starts it again) rather than run on deaf."""
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            if isinstance(exc, SignedOut):
+            if isinstance(exc, rolled_back.KeysBehind):
+                self.connection.mark_keys_behind()
+                log.error("crypto_store_behind", error=str(exc),
+                          todo="stopping; the next start sets these keys aside and starts a new device")
+            elif isinstance(exc, SignedOut):
                 log.error("signed_out", detail=str(exc)[:200],
                           todo="the next start logs in as a new device (with the password file)")
             else:
@@ -184,9 +190,6 @@ class Bot:
         self.connection.on_device_changes = self.trust.forget_cached
         self.spawn(self._after_first_sync(), name="own identity")
         await self.screen.replay_guard.start(client)     # before the first sync: it checks decryptions
-        await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
-        await rolled_back.claim_answered_since(self.store, client, await self.store.get(SYNC_POSITION_KEY),
-                                               self.connection.until_done)
         for hook in self.registry.startup_hooks:
             await hook(self)
         await self.features.start(self)

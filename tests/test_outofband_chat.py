@@ -87,7 +87,7 @@ def receiver():
 @pytest.fixture(scope="module")
 async def usage(tmp_path_factory) -> Usage:
     file = Usage(tmp_path_factory.mktemp("usage-oob") / "usage.json")
-    for mount in ("/data", "/srv"):
+    for mount in ("/data", "/srv", "/home"):
         file.set(mount, 50)
     return file
 
@@ -147,16 +147,19 @@ async def test_homeserver_down_the_alert_goes_out_once_and_the_room_is_told_afte
         oob_bot.start()
         await asyncio.sleep(6)
         assert len(mailbox.messages) == 2 and len(receiver.bodies) == 2, mailbox.messages
+        usage.set("/home", 96)                               # the restarted bot watches and tells, still down
+        await until(lambda: sum("/home is almost full" in m for m in mailbox.messages) == 1)
+        await until(lambda: len(receiver.bodies) == 3)
     finally:
         synapse.start()
     note = await alice.wait_for(about(oob_bot, "While the room could not be reached I sent these by"), 90)
     assert "e-mail, web hook" in note.body
-    assert "🚨 /data is almost full: 98% used" in note.body
+    assert "🚨 /data is almost full: 98% used" in note.body and "🚨 /home is almost full: 96% used" in note.body
     assert "🔌 The homeserver could not be reached for" in note.body
     await alice.wait_for(about(oob_bot, "🚨 /data is almost full: 98% used"), TIMEOUT)   # the room's own copy
     await asyncio.sleep(3)
     assert len(seen(alice, oob_bot, "While the room could not be reached")) == 1
-    assert len(mailbox.messages) == 2 and len(receiver.bodies) == 2
+    assert len(mailbox.messages) == 3 and len(receiver.bodies) == 3
     assert "127.0.0.1:" + str(mailbox.port) not in oob_bot.log()       # the channel URLs stay secret
 
 

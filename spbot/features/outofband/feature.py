@@ -73,19 +73,19 @@ class OutOfBandFeature(Feature):
 
     async def _run(self) -> None:
         while True:
+            seen = (self.connection.online.is_set(), self.connection.offline.is_set())
             try:
-                await self._pass(time.time())
+                await self._pass(time.time(), *seen)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outofband_pass_failed")
-            await self._sleep()
+            await self._sleep(*seen)
 
-    async def _pass(self, now: float) -> None:
-        online = self.connection.online.is_set()
+    async def _pass(self, now: float, online: bool, offline: bool) -> None:
         if online:
             self._unstored_outage, self._told_without_disk = None, False
-        await self._track_outage(now, down=self.connection.offline.is_set())
+        await self._track_outage(now, down=offline)
         for item in await self.relay.due(now):
             if item.kind == "alert" and not self.settings.always and await self._delivered(item):
                 await self.relay.settle(item, "delivered")
@@ -97,23 +97,30 @@ class OutOfBandFeature(Feature):
     async def _delivered(self, item: Item) -> bool:
         return not await self.host.outbox.undelivered(item.message_ids)
 
-    async def _sleep(self) -> None:
-        """Until a new alert, a change of the connection, or the next due item."""
+    async def _sleep(self, was_online: bool, was_offline: bool) -> None:
+        """Until a new alert, a change of the connection from what the pass saw (one that came during
+        the pass wakes at once), or the next due item."""
         next_due = await self.relay.next_due()
         outage_since = await self.host.store.get(OUTAGE_KEY) or self._unstored_outage
         timeout = None if next_due is None else max(0.0, next_due - time.time())
-        if outage_since is not None and self.connection.offline.is_set():
+        if outage_since is not None and was_offline:
             until_grace = outage_since + self.settings.grace - time.time()
             if until_grace > 0:
                 timeout = until_grace if timeout is None else min(timeout, until_grace)
-        change = self.connection.offline if self.connection.online.is_set() else self.connection.online
-        waits = [asyncio.ensure_future(self._kick.wait()), asyncio.ensure_future(change.wait())]
+        waits = [asyncio.ensure_future(self._kick.wait())]
+        waits += [asyncio.ensure_future(event.wait()) for event in self._changes_from(was_online, was_offline)]
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
         self._kick.clear()
+
+    def _changes_from(self, was_online: bool, was_offline: bool) -> list[asyncio.Event]:
+        """Online waits for offline; offline for online; before the first answer (neither), for either."""
+        if was_online:
+            return [self.connection.offline]
+        return [self.connection.online] if was_offline else [self.connection.online, self.connection.offline]
 
     # --- the homeserver's own outage ----------------------------------------------------------
 
