@@ -9,6 +9,7 @@ import httpx
 
 from .config import Config, ConfigError
 from .feature import Check
+from .key_files import key_files
 from .statedir import stored_access_token
 
 OK, BAD, WARN = "ok  ", "FAIL", "warn"
@@ -42,7 +43,7 @@ def _check_state_files(config: Config) -> None:
     A damaged one is a warning: the bot sets it aside at its next start and says so."""
     state_dir = Path(config.state_dir)
     files = [("state database", state_dir / "spbot.db")]
-    files += [("key file", path) for path in sorted((state_dir / "crypto").glob(f"{config.user_id}_*.db"))]
+    files += [("key file", path) for path in key_files(state_dir, config.user_id)]
     if not files[0][1].exists() and len(files) > 1:
         _line(WARN, f"the state database {files[0][1]} is missing beside the device's key files: at its next "
                     "start the bot starts with an empty one and tells the admins what it forgot")

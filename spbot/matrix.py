@@ -17,6 +17,7 @@ from aiohttp import ClientConnectionError, ClientError
 from . import nio_fixes
 from .cannot_write import cannot_write
 from .config import Config
+from .key_files import crypto_dir, key_file
 from .trust.pickle_key import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
 from .system.private_files import write_private_json
@@ -106,7 +107,7 @@ class Connection:
     def _new_client(self, device_id: str | None = None) -> AsyncClient:
         """A client on the device's crypto store, pickled with the bot's own key (never nio's
         default one; a store an older version wrote with it is re-keyed first)."""
-        store = self.state_dir / "crypto"
+        store = crypto_dir(self.state_dir)
         store.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(store, 0o700)
         try:
@@ -158,7 +159,7 @@ class Connection:
 
     async def _recovered_credentials(self) -> dict | None:
         """credentials.json gone or unreadable: the crypto store's device again (spbot/session_renewal.py)."""
-        recovered = await recover_stored_device(self.config, self.state_dir / "crypto")
+        recovered = await recover_stored_device(self.config, self.state_dir)
         if recovered is None:
             return None
         device_id, token = recovered
@@ -168,10 +169,7 @@ class Connection:
     def mark_keys_behind(self) -> None:
         """The crypto store is older than this device's own messages (spbot/rolled_back.py): the next
         start sets it aside and replaces the device."""
-        self._crypto_file(self.client.user_id, self.client.device_id, BEHIND).touch(mode=0o600)
-
-    def _crypto_file(self, user_id: str, device_id: str, suffix: str = "") -> Path:
-        return self.state_dir / "crypto" / f"{user_id}_{device_id}.db{suffix}"
+        key_file(self.state_dir, self.client.user_id, self.client.device_id, BEHIND).touch(mode=0o600)
 
     def _restore(self, saved: dict) -> str | None:
         """Load the stored device's crypto store; "keys damaged" when SQLite finds that file damaged (a
@@ -179,7 +177,7 @@ class Connection:
         replaced as when its keys are lost; "keys behind" when it was found older than the device's own
         messages (set aside as .behind-<time>)."""
         self.client = None
-        behind = self._crypto_file(saved["user_id"], saved["device_id"], BEHIND)
+        behind = key_file(self.state_dir, saved["user_id"], saved["device_id"], BEHIND)
         if behind.exists():
             self.damaged_crypto_store = set_aside(behind.with_suffix(""), why="behind")
             behind.unlink()
@@ -192,7 +190,7 @@ class Connection:
         except Exception as exc:
             if not is_damage(exc):
                 raise
-            aside = set_aside(self._crypto_file(saved["user_id"], saved["device_id"]))
+            aside = set_aside(key_file(self.state_dir, saved["user_id"], saved["device_id"]))
             log.error("crypto_store_damaged", device_id=saved["device_id"], error=str(exc)[:200],
                       set_aside=str(aside))
             self.damaged_crypto_store = aside

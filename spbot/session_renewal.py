@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .logs import get_logger, register_secret
+from .key_files import device_of, key_files
 from .trust.errors import HomeserverError
 from .trust.homeserver import CONNECT_TIMEOUT, DEFAULT_TIMEOUT, request
 from .trust.http import MatrixHttp
@@ -52,15 +53,15 @@ async def login_same_device(config: Any, device_id: str) -> str:
     return token
 
 
-async def recover_stored_device(config: Any, crypto_dir: Path) -> tuple[str, str] | None:
+async def recover_stored_device(config: Any, state_dir: Path) -> tuple[str, str] | None:
     """credentials.json gone or unreadable, while the crypto store holds one device of this account: log in
     with the password as that device again (its keys, room keys and cross-signature are kept) rather than
     as a new one. (device id, new token), or None when there is nothing to recover (a first start), no
     password, more than one device's store, or the homeserver refuses."""
-    stores = sorted(crypto_dir.glob(f"{config.user_id}_*.db"))
+    stores = key_files(state_dir, config.user_id)
     if config.password is None or len(stores) != 1:
         return None
-    device_id = stores[0].name[len(config.user_id) + 1:-len(".db")]
+    device_id = device_of(stores[0], config.user_id)
     try:
         token = await login_same_device(config, device_id)
     except (RenewalRefused, HomeserverError) as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .logs import get_logger
+from .key_files import key_files
 from .render import Reply
 from .store import Store, StoreDamaged, is_damage, mark_for_check, raised_by_store, set_aside
 
@@ -42,8 +43,8 @@ async def open_or_replace(store: Store) -> dict | None:
 
 
 def _device_kept(state_dir: Path) -> bool:
-    """The device's key files are there (spbot/matrix.py keeps them in crypto/): this is not a first start."""
-    return any((state_dir / "crypto").glob("*.db"))
+    """A device's key files are there: this is not a first start."""
+    return bool(key_files(state_dir))
 
 
 async def _recorded(store: Store, what: dict) -> dict:

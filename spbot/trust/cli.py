@@ -10,6 +10,7 @@ import sys
 from nio import AsyncClient, AsyncClientConfig
 
 from ..config import Config, ConfigError
+from ..key_files import crypto_dir
 from ..store import Store
 from .errors import CrossSigningError
 from .homeserver import matrix_http
@@ -69,7 +70,7 @@ async def reset(config: Config) -> int:
         return 2
     pickle_key = ready_pickle_key(config.state_dir, creds["device_id"])   # the store has a key of its own
     client = AsyncClient(config.homeserver, config.user_id, device_id=creds["device_id"],
-                         store_path=str(config.state_dir / "crypto"),
+                         store_path=str(crypto_dir(config.state_dir)),
                          config=AsyncClientConfig(pickle_key=pickle_key))
     client.restore_login(config.user_id, creds["device_id"], creds["access_token"])
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from nio.crypto.sessions import InboundGroupSession, OlmAccount, Session
 
 from ..logs import get_logger, register_secret
+from ..key_files import key_files
 from ..system.private_files import write_private
 
 log = get_logger(__name__)
@@ -30,8 +31,7 @@ def ready_pickle_key(state_dir: Path, device_id: str | None = None) -> str:
     re-pickled to it. Pass it as `AsyncClientConfig(pickle_key=...)`. A store that opens with
     neither key stops the start only if it is `device_id`'s; a leftover of another device is skipped."""
     key = load_or_create(Path(state_dir) / KEY_FILE)
-    store_dir = Path(state_dir) / "crypto"
-    for database in sorted(store_dir.glob("*.db")) if store_dir.is_dir() else []:
+    for database in key_files(state_dir):
         try:
             if rekey_store(database, NIO_DEFAULT_KEY, key):
                 log.info("crypto_store_rekeyed", store=database.name)
