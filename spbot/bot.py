@@ -122,7 +122,7 @@ class Bot:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        sync = asyncio.create_task(self._sync(), name="sync")
+        sync = asyncio.create_task(self._sync(damage), name="sync")
         sync.add_done_callback(self._sync_ended)
         self.spawn(self._undecryptable_ticker(), name="undecryptable")
         await self._stop.wait()
@@ -131,13 +131,19 @@ class Bot:
         await asyncio.gather(sync, return_exceptions=True)
         await self.stop()
 
-    async def _sync(self) -> None:
+    async def _sync(self, damage: state_loss.DamageWatch) -> None:
         """The history reads the first sync's screening needs, then the sync loop. They wait for the
         homeserver, so they run here rather than in start(): features (out of band, disk watch) work
-        while it is down."""
+        while it is down. A damaged store met there stops the bot as one met at start does."""
         client, position = self.connection.client, await self.store.get(SYNC_POSITION_KEY)
-        await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
-        await rolled_back.claim_answered_since(self.store, client, position, self.connection.until_done)
+        try:
+            await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
+            await rolled_back.claim_answered_since(self.store, client, position, self.connection.until_done)
+        except Exception as exc:
+            await damage.failed("history", exc)
+            if self.failure is not None:
+                return
+            raise
         await self.connection.sync_forever(self.handle_batch, position, self._save_position)
 
     def _stop_with_failure(self, exc: BaseException) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +95,38 @@ async def test_restored_keys_without_a_state_database_are_set_aside_too(make_bot
     assert device_of(bot) != old and f"new device {device_of(bot)}" in told.body
     await wait_answering(alice, bot)
     assert bot.marks().count(mark) == 1
+
+
+def damage_index(database: Path, name: str) -> None:
+    """The root page of one index overwritten with noise: opening the store does not read it."""
+    with sqlite3.connect(database) as db:
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        page = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
+    db.close()
+    with open(database, "r+b") as file:
+        file.seek((page - 1) * size)
+        file.write(os.urandom(size))
+
+
+async def test_damage_met_while_recalling_answered_commands_is_a_state_loss(make_bot, alice, tmp_path):
+    """The put-back state database damaged where only the recall of answered commands writes (the index
+    of handled events): the bot stops for its supervisor and marks the file, its next start sets it aside
+    and tells the admins, and the command answered before the restore does not run again. Before, the
+    read ran where a damaged store was not looked for: the bot exited at every start and told no one."""
+    bot, mark = await answered_then_put_back(make_bot, alice, tmp_path / "snapshot", "rolled-back-damaged",
+                                             names=("spbot.db", "spbot.db-wal", "spbot.db-shm"))
+    database = bot.state_dir / "spbot.db"
+    with sqlite3.connect(database) as db:                 # the put-back copy's log folded in first
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    damage_index(database, "sqlite_autoindex_seen_events_1")
+    bot.start()
+    assert await asyncio.to_thread(bot.process.process.wait, 60) == 1, bot.log()[-2000:]
+    assert "step=history" in bot.log() and (bot.state_dir / "spbot.db.check").exists()
+    bot.start()
+    told = await alice.wait_for(lambda e: e.sender == bot.user_id and "state database was damaged" in e.body,
+                                timeout=60)
+    assert alice.user_id in told.content["m.mentions"]["user_ids"]
+    await wait_answering(alice, bot)
+    await asyncio.sleep(1)
+    assert bot.marks().count(mark) == 1, "a command answered before the restore ran again"
