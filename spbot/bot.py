@@ -106,23 +106,23 @@ class Bot:
         self._reading = asyncio.Lock()          # one event at a time: batches, late decryptions, refetches
         self._leftovers_checked = False
         self.failure: BaseException | None = None     # why the bot stopped, when it was not asked to
+        self._damage = state_loss.DamageWatch(self.store.path, self._stop_with_failure)
 
     # --- life cycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        damage = state_loss.DamageWatch(self.store.path, self._stop_with_failure)
         try:
             await self.start()
         except Exception as exc:
-            await damage.failed("start", exc)
+            await self._damage.failed("start", exc)
             if self.failure is None:
                 raise
             return
-        self.connection.step_watchers.append(damage)
+        self.connection.step_watchers.append(self._damage)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        sync = asyncio.create_task(self._sync(damage), name="sync")
+        sync = asyncio.create_task(self._sync(), name="sync")
         sync.add_done_callback(self._sync_ended)
         self.spawn(self._undecryptable_ticker(), name="undecryptable")
         await self._stop.wait()
@@ -131,19 +131,13 @@ class Bot:
         await asyncio.gather(sync, return_exceptions=True)
         await self.stop()
 
-    async def _sync(self, damage: state_loss.DamageWatch) -> None:
+    async def _sync(self) -> None:
         """The history reads the first sync's screening needs, then the sync loop. They wait for the
         homeserver, so they run here rather than in start(): features (out of band, disk watch) work
-        while it is down. A damaged store met there stops the bot as one met at start does."""
+        while it is down."""
         client, position = self.connection.client, await self.store.get(SYNC_POSITION_KEY)
-        try:
-            await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
-            await rolled_back.claim_answered_since(self.store, client, position, self.connection.until_done)
-        except Exception as exc:
-            await damage.failed("history", exc)
-            if self.failure is not None:
-                return
-            raise
+        await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
+        await rolled_back.claim_answered_since(self.store, client, position, self.connection.until_done)
         await self.connection.sync_forever(self.handle_batch, position, self._save_position)
 
     def _stop_with_failure(self, exc: BaseException) -> None:
@@ -155,6 +149,8 @@ class Bot:
         process exits non-zero, so that its supervisor starts it again) rather than run on deaf."""
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
+            if self._damage.check("sync", exc):       # the next start sets the file aside and tells
+                return
             if isinstance(exc, rolled_back.KeysBehind):
                 self.connection.mark_keys_behind()
                 log.error("crypto_store_behind", error=str(exc),

@@ -87,11 +87,17 @@ class DamageWatch:
         self.stop = stop            # (exc) -> None: stop the bot with this failure
 
     async def failed(self, step: str, exc: BaseException) -> None:
-        if is_damage(exc) and raised_by_store(exc):
-            mark_for_check(self.path)
-            log.error("state_database_damaged", step=step, error=str(exc)[:200],
-                      todo="stopping; the next start checks the file and sets it aside")
-            self.stop(exc)
+        self.check(step, exc)
+
+    def check(self, step: str, exc: BaseException) -> bool:
+        """True when `exc` is the store's damage: the file is marked and the bot stops."""
+        if not (is_damage(exc) and raised_by_store(exc)):
+            return False
+        mark_for_check(self.path)
+        log.error("state_database_damaged", step=step, error=str(exc)[:200],
+                  todo="stopping; the next start checks the file and sets it aside")
+        self.stop(exc)
+        return True
 
     async def succeeded(self, step: str) -> None:
         pass
