@@ -119,6 +119,7 @@ class Bot:
                 raise
             return
         self.connection.step_watchers.append(self._damage)
+        self.store.on_damage = lambda exc: self._damage.check("store", exc)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)

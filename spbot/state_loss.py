@@ -85,6 +85,7 @@ class DamageWatch:
     def __init__(self, path, stop):
         self.path = path
         self.stop = stop            # (exc) -> None: stop the bot with this failure
+        self.met = False
 
     async def failed(self, step: str, exc: BaseException) -> None:
         self.check(step, exc)
@@ -93,6 +94,9 @@ class DamageWatch:
         """True when `exc` is the store's damage: the file is marked and the bot stops."""
         if not (is_damage(exc) and raised_by_store(exc)):
             return False
+        if self.met:                # the same damage met again on the way out
+            return True
+        self.met = True
         mark_for_check(self.path)
         log.error("state_database_damaged", step=step, error=str(exc)[:200],
                   todo="stopping; the next start checks the file and sets it aside")

@@ -3,12 +3,13 @@ through `ensure_schema`, so the store stays a thin, shared connection."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import aiosqlite
 
@@ -85,6 +86,9 @@ class Store:
         # coroutines, another's open transaction or cursor would make a checkpoint fail ("database
         # table is locked") and leave a wiped secret's old pages in the write-ahead log.
         self._turn = asyncio.Lock()
+        # Told of damage met by any statement once the bot runs (a command's or a feature's table that
+        # opening does not read): (error) -> None; the bot stops and its next start sets the file aside.
+        self.on_damage: Callable[[BaseException], Any] | None = None
 
     async def open(self) -> "Store":
         """Open (or create) the database, private to the bot: secrets written to it (queued passwords)
@@ -134,27 +138,36 @@ class Store:
             raise sqlite3.DatabaseError(f"quick_check: {'; '.join(found)[:200]}")
         mark.unlink()
 
+    @contextlib.asynccontextmanager
+    async def _watched(self):
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if self.on_damage is not None and is_damage(exc):
+                self.on_damage(exc)
+            raise
+
     async def close(self) -> None:
         if self.db is not None:
             await self.db.close()
             self.db = None
 
     async def ensure_schema(self, sql: str) -> None:
-        async with self._turn:
+        async with self._turn, self._watched():
             await self.db.executescript(sql)
             await self.db.commit()
 
     async def add_columns(self, table: str, columns: dict[str, str]) -> None:
         """Add columns a newer version needs to a table an older version created."""
         existing = {row["name"] for row in await self.fetchall(f"PRAGMA table_info({table})")}
-        async with self._turn:
+        async with self._turn, self._watched():
             for name, declaration in columns.items():
                 if name not in existing:
                     await self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
             await self.db.commit()
 
     async def _write(self, sql: str, params: Iterable[Any]) -> aiosqlite.Cursor:
-        async with self._turn:
+        async with self._turn, self._watched():
             cursor = await self.db.execute(sql, tuple(params))
             await self.db.commit()
             return cursor
@@ -165,7 +178,7 @@ class Store:
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         """Run one statement for each row, committed together."""
-        async with self._turn:
+        async with self._turn, self._watched():
             await self.db.executemany(sql, [tuple(row) for row in rows])
             await self.db.commit()
 
@@ -174,11 +187,11 @@ class Store:
         return (await self._write(sql, params)).lastrowid
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._turn, self.db.execute(sql, tuple(params)) as cursor:
+        async with self._turn, self._watched(), self.db.execute(sql, tuple(params)) as cursor:
             return list(await cursor.fetchall())
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self._turn, self.db.execute(sql, tuple(params)) as cursor:
+        async with self._turn, self._watched(), self.db.execute(sql, tuple(params)) as cursor:
             return await cursor.fetchone()
 
     async def checkpoint(self) -> bool:

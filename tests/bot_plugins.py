@@ -131,3 +131,12 @@ async def oversize_relation(ctx: Context) -> Reply:
                                "org.spbot.test.padding": "p" * 30_000}
     await ctx.bot.outbox.send(ctx.request.room_id, content)
     return Reply.text("oversize queued")
+
+
+@command("note", help="test: keep a word in a table of its own (one that only this command reads or writes)",
+         hidden=True)
+async def note(ctx: Context, word: str) -> Reply:
+    await ctx.store.ensure_schema("CREATE TABLE IF NOT EXISTS test_notes (word TEXT NOT NULL);")
+    await ctx.store.execute("INSERT INTO test_notes(word) VALUES(?)", (word,))
+    row = await ctx.store.fetchone("SELECT COUNT(*) AS n FROM test_notes")
+    return Reply.text(f"noted {word} ({row['n']} in all)")

@@ -107,6 +107,40 @@ async def test_damage_met_after_opening_stops_the_bot_and_the_next_start_sets_th
     await wait_answering(alice, bot)
 
 
+async def test_damage_met_by_a_command_stops_the_bot_and_the_next_start_tells_the_admins(make_bot, alice):
+    """A table only one command uses, damaged while the bot was stopped: the start does not read it, the
+    command meets it. Before, the command answered "an internal error" and the bot went on writing to a
+    damaged file without a word of it; now it stops for its supervisor, whose restart sets the file aside
+    and rings the admins."""
+    bot = await make_bot("damaged-command-table")
+    assert (await alice.command(bot.room_id, "!note one", bot.user_id)).body == "noted one (1 in all)"
+    bot.stop()
+    database = bot.state_dir / "spbot.db"
+    with sqlite3.connect(database) as db:                 # the log folded in: the damage is in the file
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    keep = {name for name in table_names(database) if name != "test_notes"}
+    assert damage_tables(database, keep=keep) == ["test_notes"]
+    bot.start()
+    await wait_answering(alice, bot)
+    await alice.send(bot.room_id, "!note two")
+    assert await asyncio.to_thread(bot.process.process.wait, 60) == 1, bot.log()[-2000:]
+    assert "state_database_damaged" in bot.log() and (bot.state_dir / "spbot.db.check").exists()
+    started = time.monotonic()
+    bot.start()
+    told = await alice.wait_for(lambda e: e.sender == bot.user_id and e.received > started
+                                and "state database was damaged" in e.body, timeout=60)
+    assert alice.user_id in told.content["m.mentions"]["user_ids"]
+    assert (await alice.command(bot.room_id, "!note three", bot.user_id)).body == "noted three (1 in all)"
+
+
+def table_names(database: Path) -> set[str]:
+    with sqlite3.connect(database) as db:
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    db.close()
+    return names
+
+
 async def test_a_damaged_crypto_store_is_set_aside_and_a_new_device_takes_over(make_bot, alice):
     """nio's crypto store (the device's keys, another SQLite file) damaged: before, the bot stopped at every
     start, and took the damage for its state database's. Now the file is set aside and the device replaced

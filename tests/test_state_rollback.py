@@ -122,7 +122,7 @@ async def test_damage_met_while_recalling_answered_commands_is_a_state_loss(make
     damage_index(database, "sqlite_autoindex_seen_events_1")
     bot.start()
     assert await asyncio.to_thread(bot.process.process.wait, 60) == 1, bot.log()[-2000:]
-    assert "step=sync" in bot.log() and (bot.state_dir / "spbot.db.check").exists()
+    assert "state_database_damaged" in bot.log() and (bot.state_dir / "spbot.db.check").exists()
     bot.start()
     told = await alice.wait_for(lambda e: e.sender == bot.user_id and "state database was damaged" in e.body,
                                 timeout=60)
