@@ -49,6 +49,7 @@ from .screening import Screen
 from .store import Store
 from .timeline import Batch
 from .trust import Devices, Trust
+from .unusable_keys import KeyDamageWatch
 from .system import priority
 from . import replay_history, rolled_back, state_loss
 
@@ -118,7 +119,10 @@ class Bot:
             if self.failure is None:
                 raise
             return
-        self.connection.step_watchers.append(self._damage)
+        client = self.connection.client
+        self._key_damage = KeyDamageWatch(self.config.state_dir, client.user_id, client.device_id,
+                                          self._stop_with_failure)
+        self.connection.step_watchers += [self._damage, self._key_damage]
         self.store.on_damage = lambda exc: self._damage.check("store", exc)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -150,8 +154,8 @@ class Bot:
         process exits non-zero, so that its supervisor starts it again) rather than run on deaf."""
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            if self._damage.check("sync", exc):       # the next start sets the file aside and tells
-                return
+            if self._damage.check("sync", exc) or self._key_damage.check("sync", exc):
+                return                                  # the next start sets the file aside and tells
             if isinstance(exc, rolled_back.KeysBehind):
                 self.connection.mark_keys_behind()
                 log.error("crypto_store_behind", error=str(exc),

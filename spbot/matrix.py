@@ -17,6 +17,7 @@ from aiohttp import ClientConnectionError, ClientError
 from . import nio_fixes
 from .cannot_write import cannot_write
 from .config import Config
+from .unusable_keys import mark_behind, marked_unusable
 from .key_files import crypto_dir, key_file
 from .trust.pickle_key import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
@@ -81,7 +82,6 @@ class SignedOut(Exception):
 
 
 UNKNOWN_TOKEN = "M_UNKNOWN_TOKEN"
-BEHIND = ".behind"            # beside a crypto store found older than its device's own messages
 MAX_RENEWALS = 3              # renewals for one request: a homeserver that expires each new token signs us out
 
 
@@ -169,33 +169,31 @@ class Connection:
     def mark_keys_behind(self) -> None:
         """The crypto store is older than this device's own messages (spbot/rolled_back.py): the next
         start sets it aside and replaces the device."""
-        key_file(self.state_dir, self.client.user_id, self.client.device_id, BEHIND).touch(mode=0o600)
+        mark_behind(key_file(self.state_dir, self.client.user_id, self.client.device_id))
 
     def _restore(self, saved: dict) -> str | None:
         """Load the stored device's crypto store; "keys damaged" when SQLite finds that file damaged (a
-        failing disk): it is set aside (crypto/<user>_<device>.db.damaged-<time>), and the device is
-        replaced as when its keys are lost; "keys behind" when it was found older than the device's own
-        messages (set aside as .behind-<time>)."""
+        failing disk), "keys behind" when it was found older than the device's own messages: it is set
+        aside (crypto/<user>_<device>.db.damaged-<time> or .behind-<time>), and the device is replaced as
+        when its keys are lost."""
         self.client = None
-        behind = key_file(self.state_dir, saved["user_id"], saved["device_id"], BEHIND)
-        if behind.exists():
-            self.damaged_crypto_store = set_aside(behind.with_suffix(""), why="behind")
-            behind.unlink()
-            log.error("crypto_store_behind_set_aside", device_id=saved["device_id"],
-                      set_aside=str(self.damaged_crypto_store))
-            return "keys behind"
+        store_file = key_file(self.state_dir, saved["user_id"], saved["device_id"])
+        unusable = marked_unusable(store_file)       # found so while it ran (spbot/unusable_keys.py)
         try:
-            self.client = self._new_client(saved["device_id"])
-            self.client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
+            if unusable is None:
+                self.client = self._new_client(saved["device_id"])
+                self.client.restore_login(saved["user_id"], saved["device_id"], saved["access_token"])
         except Exception as exc:
             if not is_damage(exc):
                 raise
-            aside = set_aside(key_file(self.state_dir, saved["user_id"], saved["device_id"]))
-            log.error("crypto_store_damaged", device_id=saved["device_id"], error=str(exc)[:200],
-                      set_aside=str(aside))
-            self.damaged_crypto_store = aside
-            return "keys damaged"
-        return None
+            unusable = ("keys damaged", str(exc)[:200])
+        if unusable is None:
+            return None
+        why, detail = unusable
+        self.damaged_crypto_store = set_aside(store_file, why=why.split()[-1])
+        log.error("crypto_store_damaged" if why == "keys damaged" else "crypto_store_behind_set_aside",
+                  device_id=saved["device_id"], error=detail, set_aside=str(self.damaged_crypto_store))
+        return why
 
     async def _saved_device_unusable(self, saved: dict, renewed: bool = False) -> str | None:
         """Why the stored device cannot go on: "signed out" (the homeserver forgot its token), "keys lost"

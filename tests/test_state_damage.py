@@ -165,6 +165,47 @@ async def test_a_damaged_crypto_store_is_set_aside_and_a_new_device_takes_over(m
     await wait_answering(alice, bot)
 
 
+async def test_damage_met_in_the_key_file_while_running_replaces_the_device_at_the_next_start(make_bot, alice):
+    """The index nio reads only when it saves a room key, damaged while the bot was stopped: the start
+    reads the key file's tables whole and goes on; the next new room key meets the damage in a sync step.
+    Before, that step failed for ever (deaf to every new key, silent); now the bot marks the file and
+    stops for its supervisor, and the next start finds the damage, sets the file aside and replaces the
+    device."""
+    bot = await make_bot("damaged-keys-later")
+    old = json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
+    bot.stop()
+    keys = bot.state_dir / "crypto" / f"{bot.user_id}_{old}.db"
+    with sqlite3.connect(keys) as db:                     # the log folded in: the damage is in the file
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    damage_page(keys, "sqlite_autoindex_megolminboundsessions_1")
+    bot.start()
+    await wait_answering(alice, bot)                      # the key it holds still decrypts
+    alice.client.invalidate_outbound_session(bot.room_id)
+    await alice.send(bot.room_id, "!ping")                # a new room key, to be saved
+    assert await asyncio.to_thread(bot.process.process.wait, 90) == 1, bot.log()[-2000:]
+    assert "crypto_store_damaged" in bot.log() and keys.with_name(keys.name + ".check").exists()
+    started = time.monotonic()
+    bot.start()
+    told = await alice.wait_for(lambda e: e.sender == bot.user_id and e.received > started
+                                and "encryption keys" in e.body, timeout=90)
+    new = json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
+    assert new != old and f"for device {old} was damaged" in told.body
+    assert list(keys.parent.glob(keys.name + ".damaged-*")) and not keys.exists()
+    await wait_answering(alice, bot)
+
+
+def damage_page(database: Path, name: str) -> None:
+    """The root page of one table or index overwritten with noise."""
+    with sqlite3.connect(database) as db:
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        page = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
+    db.close()
+    with open(database, "r+b") as file:
+        file.seek((page - 1) * size)
+        file.write(os.urandom(size))
+
+
 async def test_a_damaged_credentials_file_is_recovered_as_the_same_device(make_bot, alice):
     """credentials.json unreadable (or deleted by hand) while the crypto store holds the device: before,
     the bot logged in as a new device without a word, and the old one stayed on the homeserver. Now it
