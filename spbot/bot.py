@@ -49,7 +49,7 @@ from .screening import Screen
 from .store import Store
 from .timeline import Batch
 from .trust import Devices, Trust
-from .unusable_keys import KeyDamageWatch
+from .unusable_keys import key_damage_watch
 from .system import priority
 from . import replay_history, rolled_back, state_loss
 
@@ -120,8 +120,8 @@ class Bot:
                 raise
             return
         client = self.connection.client
-        self._key_damage = KeyDamageWatch(self.config.state_dir, client.user_id, client.device_id,
-                                          self._stop_with_failure)
+        self._key_damage = key_damage_watch(self.config.state_dir, client.user_id, client.device_id,
+                                            self._stop_with_failure)
         self.connection.step_watchers += [self._damage, self._key_damage]
         self.store.on_damage = lambda exc: self._damage.check("store", exc)
         loop = asyncio.get_running_loop()

@@ -77,28 +77,31 @@ def notice(record: dict, admins: list[str]) -> Reply:
 
 
 class DamageWatch:
-    """Damage met after the store opened (a page opening did not read): the file is marked for a whole
-    check and the bot stops with a failure; its supervisor starts it again, and that start finds the
-    damage, sets the file aside and tells the admins. A sync step watcher (spbot/matrix.py), also called
-    for a start that failed."""
+    """Damage met after a database file opened (a page opening did not read): the file is marked for a
+    whole check and the bot stops with a failure; its supervisor starts it again, and that start finds
+    the damage, sets the file aside and tells the admins. A sync step watcher (spbot/matrix.py), also
+    called for a start that failed. For the state database by default; `raised_by` and `event` say
+    which file's errors it takes (the device's key file: spbot/unusable_keys.py)."""
 
-    def __init__(self, path, stop):
+    def __init__(self, path, stop, raised_by=raised_by_store, event: str = "state_database_damaged"):
         self.path = path
         self.stop = stop            # (exc) -> None: stop the bot with this failure
+        self.raised_by = raised_by  # (exc) -> bool: whether the error came through this file's code
+        self.event = event
         self.met = False
 
     async def failed(self, step: str, exc: BaseException) -> None:
         self.check(step, exc)
 
     def check(self, step: str, exc: BaseException) -> bool:
-        """True when `exc` is the store's damage: the file is marked and the bot stops."""
-        if not (is_damage(exc) and raised_by_store(exc)):
+        """True when `exc` is this file's damage: the file is marked and the bot stops."""
+        if not (is_damage(exc) and self.raised_by(exc)):
             return False
         if self.met:                # the same damage met again on the way out
             return True
         self.met = True
         mark_for_check(self.path)
-        log.error("state_database_damaged", step=step, error=str(exc)[:200],
+        log.error(self.event, step=step, error=str(exc)[:200],
                   todo="stopping; the next start checks the file and sets it aside")
         self.stop(exc)
         return True

@@ -16,7 +16,8 @@ from typing import Callable
 
 from .key_files import key_file
 from .logs import get_logger
-from .store import CHECK_SUFFIX, error_chain, is_damage, mark_for_check
+from .state_loss import DamageWatch
+from .store import CHECK_SUFFIX, error_chain
 
 log = get_logger(__name__)
 BEHIND = ".behind"            # beside a key file found older than its device's own messages
@@ -34,31 +35,10 @@ def raised_by_key_store(exc: BaseException | None) -> bool:
     return False
 
 
-class KeyDamageWatch:
-    """A sync step watcher (spbot/matrix.py) for one device's key file; `stop(exc)` stops the bot."""
-
-    def __init__(self, state_dir: Path, user_id: str, device_id: str, stop: Callable[[BaseException], None]):
-        self.path = key_file(state_dir, user_id, device_id)
-        self.stop = stop
-        self.met = False
-
-    async def failed(self, step: str, exc: BaseException) -> None:
-        self.check(step, exc)
-
-    async def succeeded(self, step: str) -> None:
-        pass
-
-    def check(self, step: str, exc: BaseException) -> bool:
-        """True when `exc` is the key file's damage: the file is marked and the bot stops."""
-        if not (is_damage(exc) and raised_by_key_store(exc)):
-            return False
-        if not self.met:
-            self.met = True
-            mark_for_check(self.path)
-            log.error("crypto_store_damaged", step=step, error=str(exc)[:200],
-                      todo="stopping; the next start checks the file and replaces the device if it is damaged")
-            self.stop(exc)
-        return True
+def key_damage_watch(state_dir: Path, user_id: str, device_id: str,
+                     stop: Callable[[BaseException], None]) -> DamageWatch:
+    """A sync step watcher for the device's key file; `stop(exc)` stops the bot."""
+    return DamageWatch(key_file(state_dir, user_id, device_id), stop, raised_by_key_store, "crypto_store_damaged")
 
 
 def mark_behind(path: Path) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -19,6 +17,7 @@ from spbot.devstack import copy_bot_state
 
 from .conftest import wait_answering
 from .test_replay_and_edits import token
+from .test_state_damage import damage_page
 
 pytestmark = pytest.mark.matrix
 
@@ -97,17 +96,6 @@ async def test_restored_keys_without_a_state_database_are_set_aside_too(make_bot
     assert bot.marks().count(mark) == 1
 
 
-def damage_index(database: Path, name: str) -> None:
-    """The root page of one index overwritten with noise: opening the store does not read it."""
-    with sqlite3.connect(database) as db:
-        size = db.execute("PRAGMA page_size").fetchone()[0]
-        page = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
-    db.close()
-    with open(database, "r+b") as file:
-        file.seek((page - 1) * size)
-        file.write(os.urandom(size))
-
-
 async def test_damage_met_while_recalling_answered_commands_is_a_state_loss(make_bot, alice, tmp_path):
     """The put-back state database damaged where only the recall of answered commands writes (the index
     of handled events): the bot stops for its supervisor and marks the file, its next start sets it aside
@@ -119,7 +107,7 @@ async def test_damage_met_while_recalling_answered_commands_is_a_state_loss(make
     with sqlite3.connect(database) as db:                 # the put-back copy's log folded in first
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
-    damage_index(database, "sqlite_autoindex_seen_events_1")
+    damage_page(database, "sqlite_autoindex_seen_events_1")
     bot.start()
     assert await asyncio.to_thread(bot.process.process.wait, 60) == 1, bot.log()[-2000:]
     assert "state_database_damaged" in bot.log() and (bot.state_dir / "spbot.db.check").exists()
