@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS requests (
     needed INTEGER NOT NULL,
     confirm INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL,   -- pending | running | done | failed | cancelled | denied | expired | interrupted
+                           -- | settled (decided after a state put back)
     created REAL NOT NULL,
     expires REAL NOT NULL,
     message_id INTEGER,
@@ -130,6 +131,18 @@ class Approvals:
                 f"Request #{row['id']} was approved by {row['decided_by']}, but I was stopped before it "
                 "started; nothing ran.", "Send the command again if it is still wanted."))
             log.warning("approved_request_not_started", request=row["id"])
+
+    async def settle_answered(self, answered: dict[str, set[str]]) -> None:
+        """A state put back as it was (spbot/rolled_back.py) holds requests as waiting that were decided
+        since: the bot answered their command after the request (its result, a refusal). Closed without a
+        word (the room shows how they ended), so that a ✅ the older sync position brings again does not
+        run the command a second time."""
+        for row in await self.pending():
+            shown = await self.store.fetchone("SELECT event_id FROM outbox WHERE id = ?", (row["message_id"],))
+            if answered.get(row["event_id"], set()) - {shown["event_id"] if shown else None}:
+                await self.store.execute("UPDATE requests SET state = 'settled', reason = ? WHERE id = ?",
+                                         ("decided after the state the bot started from", row["id"]))
+                log.warning("approval_settled_since", request=row["id"], command=row["command"])
 
     # --- opening a request ---------------------------------------------------------------------
 

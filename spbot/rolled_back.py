@@ -30,31 +30,39 @@ class KeysBehind(Exception):
     """The crypto store is older than this device's own messages in its rooms."""
 
 
-async def claim_answered_since(store: Store, client: Any, since: str | None, keep_trying) -> None:
-    """`keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py). KeysBehind (after the
-    claims are recorded) when this device's own messages after `since` cannot be decrypted."""
+async def claim_answered_since(store: Store, client: Any, since: str | None, keep_trying) -> dict[str, set[str]]:
+    """`keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py). The events answered
+    after `since`, each with the ids of the bot's replies to it (an approval request answered since was
+    decided since: spbot/approvals.py). KeysBehind (after the claims are recorded) when this device's own
+    messages after `since` cannot be decrypted."""
+    answered: dict[str, set[str]] = {}
     if not since:
-        return
+        return answered
     behind = False
     for room_id in await keep_trying("answered_since", lambda: joined_rooms(client)):
-        answered, own_unreadable = await keep_trying("answered_since",
-                                                     lambda: _read_forward(client, room_id, since))
-        fresh = [event_id for event_id in answered if await store.claim_event(event_id, room_id, time.time())]
+        replies, own_unreadable = await keep_trying("answered_since",
+                                                    lambda: _read_forward(client, room_id, since))
+        for target, reply in replies:
+            answered.setdefault(target, set()).add(reply)
+        fresh = [event_id for event_id in {target for target, _ in replies}
+                 if await store.claim_event(event_id, room_id, time.time())]
         if fresh:
             log.warning("handled_commands_recalled", room=room_id, events=len(fresh),
                         why="answered after the sync position this state holds: it was put back as it was")
         behind = behind or own_unreadable
     if behind:
         raise KeysBehind(f"device {client.device_id}'s keys are older than its own messages")
+    return answered
 
 
-async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[str], bool]:
-    """The events the bot replied to after `since` in the room, and whether a message of this device's
-    there could not be decrypted."""
+async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[tuple[str, str]], bool]:
+    """The bot's replies after `since` in the room (event replied to, reply), and whether a message of
+    this device's there could not be decrypted."""
     answered, own_unreadable = [], False
     try:
         async for chunk in read_pages(client, room_id, since, MessageDirection.front, MAX_EVENTS_PER_ROOM):
-            answered += [target for event in chunk if (target := _reply_target(event, client.user_id))]
+            answered += [(target, event.event_id) for event in chunk
+                         if (target := _reply_target(event, client.user_id))]
             own_unreadable = own_unreadable or any(own_and_unreadable(client, event) for event in chunk)
     except HistoryRefused as exc:       # a token the homeserver no longer takes, say: the bot starts
         log.error("answered_since_refused", room=room_id, error=str(exc)[:200],

@@ -16,6 +16,7 @@ import pytest
 from spbot.devstack import copy_bot_state
 
 from .conftest import wait_answering
+from .test_approvals import request_for, result_reply
 from .test_replay_and_edits import token
 from .test_state_damage import damage_page
 
@@ -118,3 +119,29 @@ async def test_damage_met_while_recalling_answered_commands_is_a_state_loss(make
     await wait_answering(alice, bot)
     await asyncio.sleep(1)
     assert bot.marks().count(mark) == 1, "a command answered before the restore ran again"
+
+
+async def test_an_approval_given_after_the_snapshot_does_not_run_the_command_again(make_bot, alice, bob, tmp_path):
+    """A dangerous command requested before a snapshot of the state and approved (✅) after it: the put-back
+    state holds the request as still waiting, and the older sync position brings the ✅ again."""
+    bot = await make_bot("rolled-back-vote")
+    bot.stop()
+    bot.config_path.write_text(bot.config_path.read_text().replace('max_command_age = "8s"',
+                                                                   'max_command_age = "5m"'))
+    bot.start()
+    await wait_answering(alice, bot)
+    mark = token()
+    command_id, message, _ = await request_for(alice, bot, f"!danger {mark}")
+    bot.stop()
+    snapshot = tmp_path / "snapshot"
+    copy_bot_state(bot.state_dir, snapshot)
+    bot.start()
+    await wait_answering(alice, bot)
+    await bob.react(bot.room_id, message.event_id, "✅")
+    await result_reply(alice, command_id, bot, f"danger done {mark}")
+    bot.stop()
+    copy_bot_state(snapshot, bot.state_dir, ("spbot.db", "spbot.db-wal", "spbot.db-shm"))
+    bot.start()
+    await wait_answering(alice, bot)
+    await asyncio.sleep(2)
+    assert bot.marks().count(mark) == 1, "an approval given before the restore ran the command again"
