@@ -228,6 +228,17 @@ class Alerts:
             end = self.quiet.ends_after(now) if self.quiet is not None else now
             await asyncio.sleep(min(RELEASE_CHECK, max(0.2, end - now)) if end > now else RELEASE_CHECK)
 
+    async def close_answered_offers(self, answered: dict[str, set[str]]) -> None:
+        """A state put back as it was (spbot/rolled_back.py) holds offers as open that an admin's ✅ took
+        since (the bot answered the alert message since): closed, so that the ✅ the older sync position
+        brings again does not open the offered command a second time."""
+        closed = 0
+        for event_id in answered:
+            closed += await self.store.execute("DELETE FROM alert_offers WHERE message_id IN "
+                                               "(SELECT id FROM outbox WHERE event_id = ?)", (event_id,))
+        if closed:
+            log.warning("alert_offers_closed_since", offers=closed, why="taken after the state the bot started from")
+
     async def offered_command(self, event_id: str, room_id: str) -> str | None:
         """The command offered by the alert message with this event id in this room, if any (a ✅
         from another room, where the alert was never shown, opens nothing)."""

@@ -144,6 +144,7 @@ class Bot:
         await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
         answered = await rolled_back.claim_answered_since(self.store, client, position, self.connection.until_done)
         await self.approvals.settle_answered(answered)
+        await self.alerts.close_answered_offers(answered)
         await self.connection.sync_forever(self.handle_batch, position, self._save_position)
 
     def _stop_with_failure(self, exc: BaseException) -> None:

@@ -241,8 +241,7 @@ class Outbox:
         try:
             await know_devices(client)
             await share_room_key(client, row["room_id"])
-            response = await client.room_send(row["room_id"], event_type, content,
-                                              tx_id=f"{self._salt}-{row['id']}",
+            response = await client.room_send(row["room_id"], event_type, content, tx_id=_txn_id(self._salt, row),
                                               ignore_unverified_devices=True)
         except NETWORK_ERRORS as exc:
             self._drop_group_session(row["room_id"])
@@ -413,3 +412,11 @@ def _replacement(event_id: str, new: dict) -> dict:
         content["formatted_body"] = "* " + new["formatted_body"]
     content["m.mentions"] = {}
     return content
+
+
+def _txn_id(salt: str, row: dict) -> str:
+    """The same for every try of one message (the homeserver sends it once), and new for a message made
+    after the state database was put back as it was: its row ids come again then, and the homeserver,
+    which keeps transaction ids for a day, took each for the earlier message and sent nothing (a
+    restore swallowed every reply and alert until the ids passed the old ones). Hence `created` too."""
+    return f"{salt}-{row['id']}-{int(row['created'] * 1e6)}"
