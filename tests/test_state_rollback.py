@@ -28,15 +28,22 @@ def device_of(bot) -> str:
     return json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
 
 
-async def answered_then_put_back(make_bot, alice, snapshot, name: str, names: tuple[str, ...] | None = None):
-    """A bot that answered a `!mark` after a snapshot of its state, stopped and put back to the snapshot
-    (all of its state, or only `names`); the mark."""
+async def patient_bot(make_bot, alice, name: str):
+    """A started bot whose commands stay fresh for 5 minutes: long enough a window that what was sent
+    before a restore is still fresh after it."""
     bot = await make_bot(name)
-    bot.stop()             # long enough a window that the command below is still fresh after the restore
+    bot.stop()
     bot.config_path.write_text(bot.config_path.read_text().replace('max_command_age = "8s"',
                                                                    'max_command_age = "5m"'))
     bot.start()
     await wait_answering(alice, bot)
+    return bot
+
+
+async def answered_then_put_back(make_bot, alice, snapshot, name: str, names: tuple[str, ...] | None = None):
+    """A bot that answered a `!mark` after a snapshot of its state, stopped and put back to the snapshot
+    (all of its state, or only `names`); the mark."""
+    bot = await patient_bot(make_bot, alice, name)
     bot.stop()
     copy_bot_state(bot.state_dir, snapshot)
     bot.start()
@@ -127,12 +134,7 @@ async def test_damage_met_while_recalling_answered_commands_is_a_state_loss(make
 async def test_an_approval_given_after_the_snapshot_does_not_run_the_command_again(make_bot, alice, bob, tmp_path):
     """A dangerous command requested before a snapshot of the state and approved (✅) after it: the put-back
     state holds the request as still waiting, and the older sync position brings the ✅ again."""
-    bot = await make_bot("rolled-back-vote")
-    bot.stop()
-    bot.config_path.write_text(bot.config_path.read_text().replace('max_command_age = "8s"',
-                                                                   'max_command_age = "5m"'))
-    bot.start()
-    await wait_answering(alice, bot)
+    bot = await patient_bot(make_bot, alice, "rolled-back-vote")
     mark = token()
     command_id, message, _ = await request_for(alice, bot, f"!danger {mark}")
     bot.stop()
@@ -153,12 +155,7 @@ async def test_an_approval_given_after_the_snapshot_does_not_run_the_command_aga
 async def test_an_alert_offer_taken_after_the_snapshot_is_not_taken_again(make_bot, alice, bob, erin, tmp_path):
     """A ✅ on an alert's offer given after a snapshot of the state: the put-back state holds the offer as
     open, and the older sync position brings the ✅ again. Before, it opened the offered command again."""
-    bot = await make_bot("rolled-back-offer")
-    bot.stop()
-    bot.config_path.write_text(bot.config_path.read_text().replace('max_command_age = "8s"',
-                                                                   'max_command_age = "5m"'))
-    bot.start()
-    await wait_answering(alice, bot)
+    bot = await patient_bot(make_bot, alice, "rolled-back-offer")
     mark = token()
     await alice.command(bot.room_id, f"!alert-offer {mark}", bot.user_id)
     alert = await alice.wait_for(lambda e: e.sender == bot.user_id and f"test condition {mark}" in e.body)
