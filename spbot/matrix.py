@@ -17,7 +17,7 @@ from aiohttp import ClientConnectionError, ClientError
 from . import nio_fixes
 from .cannot_write import cannot_write
 from .config import Config
-from .unusable_keys import mark_behind, marked_unusable
+from .unusable_keys import SET_ASIDE_AS, mark_behind, marked_unusable
 from .key_files import crypto_dir, key_file
 from .trust.pickle_key import CryptoKeyError, ready_pickle_key
 from .logs import get_logger, register_secret
@@ -190,7 +190,7 @@ class Connection:
         if unusable is None:
             return None
         why, detail = unusable
-        self.damaged_crypto_store = set_aside(store_file, why=why.split()[-1])
+        self.damaged_crypto_store = set_aside(store_file, why=SET_ASIDE_AS[why])
         log.error("crypto_store_damaged" if why == "keys damaged" else "crypto_store_behind_set_aside",
                   device_id=saved["device_id"], error=detail, set_aside=str(self.damaged_crypto_store))
         return why

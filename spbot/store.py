@@ -47,16 +47,21 @@ def is_damage(exc: BaseException | None) -> bool:
                for error in error_chain(exc))
 
 
-def raised_by_store(exc: BaseException | None) -> bool:
-    """Whether an error came through this module (the bot's own state database), not through another
-    SQLite file (nio's crypto store, a service's database being dumped)."""
+def raised_through(exc: BaseException | None, in_file: Callable[[str], bool]) -> bool:
+    """Whether an error (or one it wraps) passed through code whose file name `in_file` accepts."""
     for error in error_chain(exc):
         trace = error.__traceback__
         while trace is not None:
-            if trace.tb_frame.f_code.co_filename == __file__:
+            if in_file(trace.tb_frame.f_code.co_filename):
                 return True
             trace = trace.tb_next
     return False
+
+
+def raised_by_store(exc: BaseException | None) -> bool:
+    """Whether an error came through this module (the bot's own state database), not through another
+    SQLite file (nio's crypto store, a service's database being dumped)."""
+    return raised_through(exc, lambda name: name == __file__)
 
 
 def mark_for_check(path: Path) -> None:

@@ -17,22 +17,17 @@ from typing import Callable
 from .key_files import key_file
 from .logs import get_logger
 from .state_loss import DamageWatch
-from .store import CHECK_SUFFIX, error_chain
+from .store import CHECK_SUFFIX, raised_through
 
 log = get_logger(__name__)
 BEHIND = ".behind"            # beside a key file found older than its device's own messages
+SET_ASIDE_AS = {"keys damaged": "damaged", "keys behind": "behind"}    # the name's part: <file>.<it>-<time>
 _NIO_STORE = f"{Path('nio', 'store')}"
 
 
 def raised_by_key_store(exc: BaseException | None) -> bool:
     """Whether an error came through nio's store (the device's key file), not the bot's own."""
-    for error in error_chain(exc):
-        trace = error.__traceback__
-        while trace is not None:
-            if _NIO_STORE in trace.tb_frame.f_code.co_filename:
-                return True
-            trace = trace.tb_next
-    return False
+    return raised_through(exc, lambda name: _NIO_STORE in name)
 
 
 def key_damage_watch(state_dir: Path, user_id: str, device_id: str,
