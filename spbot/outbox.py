@@ -163,6 +163,16 @@ class Outbox:
                                          list(message_ids)) if message_ids else []
         return [r["id"] for r in rows]
 
+    async def sent_among(self, event_ids: set[str]) -> set[str]:
+        """Those of these events that this outbox sent (its rows of the last week)."""
+        ids, found = sorted(event_ids), set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = await self.store.fetchall(f"SELECT event_id FROM outbox WHERE event_id IN "
+                                             f"({','.join('?' * len(chunk))})", chunk)
+            found |= {row["event_id"] for row in rows}
+        return found
+
     async def _drained(self) -> None:
         async with self._sent:
             while await self.pending():

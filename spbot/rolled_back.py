@@ -9,10 +9,16 @@ nothing after the position but what arrived while it was stopped: one request pe
 When this device's own messages there cannot be decrypted, its crypto store was put back too: a
 device's keys must not go back in time (its Olm sessions and one-time keys are behind what the others
 hold: its messages would not be readable, and it could not read theirs). The bot stops then, and its
-next start sets those keys aside and starts a new device (spbot/matrix.py)."""
+next start sets those keys aside and starts a new device (spbot/matrix.py).
+
+The numbers the room knows requests and jobs by (Request #7, job #12) are handed out again by a state put
+back: the next request would be #7 again, and `!approve 7` typed from the older message in the room would
+approve it. The bot's messages after the position that its outbox never sent were sent by the state that
+was lost; the numbers skip ahead by that many, which is at least how many it handed out."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from nio import MegolmEvent, MessageDirection
@@ -24,26 +30,35 @@ from .timeline import HistoryRefused, joined_rooms, read_pages
 log = get_logger(__name__)
 
 MAX_EVENTS_PER_ROOM = 20_000
+NUMBERED = ("requests", "jobs")      # the tables whose ids the room sees: Request #N, job #N
+
+
+@dataclass
+class Since:
+    """What the rooms show after the sync position: each event the bot answered there, with the ids of
+    its replies to it; and every message of the bot's there."""
+    answered: dict[str, set[str]] = field(default_factory=dict)
+    own: set[str] = field(default_factory=set)
 
 
 class KeysBehind(Exception):
     """The crypto store is older than this device's own messages in its rooms."""
 
 
-async def claim_answered_since(store: Store, client: Any, since: str | None, keep_trying) -> dict[str, set[str]]:
-    """`keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py). The events answered
-    after `since`, each with the ids of the bot's replies to it (an approval request answered since was
-    decided since: spbot/approvals.py). KeysBehind (after the claims are recorded) when this device's own
-    messages after `since` cannot be decrypted."""
-    answered: dict[str, set[str]] = {}
+async def claim_answered_since(store: Store, client: Any, since: str | None, keep_trying) -> Since:
+    """`keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py). What the rooms show
+    after `since` (an approval request answered since was decided since: spbot/approvals.py). KeysBehind
+    (after the claims are recorded) when this device's own messages after `since` cannot be decrypted."""
+    found = Since()
     if not since:
-        return answered
+        return found
     behind = False
     for room_id in await keep_trying("answered_since", lambda: joined_rooms(client)):
-        replies, own_unreadable = await keep_trying("answered_since",
-                                                    lambda: _read_forward(client, room_id, since))
+        replies, own, own_unreadable = await keep_trying("answered_since",
+                                                         lambda: _read_forward(client, room_id, since))
+        found.own |= own
         for target, reply in replies:
-            answered.setdefault(target, set()).add(reply)
+            found.answered.setdefault(target, set()).add(reply)
         fresh = [event_id for event_id in {target for target, _ in replies}
                  if await store.claim_event(event_id, room_id, time.time())]
         if fresh:
@@ -52,22 +67,41 @@ async def claim_answered_since(store: Store, client: Any, since: str | None, kee
         behind = behind or own_unreadable
     if behind:
         raise KeysBehind(f"device {client.device_id}'s keys are older than its own messages")
-    return answered
+    return found
 
 
-async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[tuple[str, str]], bool]:
-    """The bot's replies after `since` in the room (event replied to, reply), and whether a message of
-    this device's there could not be decrypted."""
-    answered, own_unreadable = [], False
+async def skip_numbers_handed_out_since(store: Store, outbox: Any, since: Since) -> None:
+    """Request and job numbers past those the lost state may have handed out (see above)."""
+    lost = len(since.own - await outbox.sent_among(since.own))
+    if not lost:
+        return
+    for table in NUMBERED:
+        await store.execute("INSERT INTO sqlite_sequence (name, seq) SELECT ?, 0 WHERE NOT EXISTS "
+                            "(SELECT 1 FROM sqlite_sequence WHERE name = ?)", (table, table))
+        await store.execute("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = ?", (lost, table))
+    log.warning("numbers_skipped", by=lost, why="messages after the sync position that this state never sent")
+
+
+async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[tuple[str, str]], set[str], bool]:
+    """The bot's replies after `since` in the room (event replied to, reply), the ids of all its messages
+    there, and whether a message of this device's there could not be decrypted."""
+    answered, own, own_unreadable = [], set(), False
     try:
         async for chunk in read_pages(client, room_id, since, MessageDirection.front, MAX_EVENTS_PER_ROOM):
             answered += [(target, event.event_id) for event in chunk
                          if (target := _reply_target(event, client.user_id))]
+            own |= {event.event_id for event in chunk if _own_message(event, client.user_id)}
             own_unreadable = own_unreadable or any(own_and_unreadable(client, event) for event in chunk)
     except HistoryRefused as exc:       # a token the homeserver no longer takes, say: the bot starts
         log.error("answered_since_refused", room=room_id, error=str(exc)[:200],
                   todo="commands answered after this state's sync position may run again")
-    return answered, own_unreadable
+    return answered, own, own_unreadable
+
+
+def _own_message(event: Any, user_id: str) -> bool:
+    """A message of the bot's (any device), or one it cannot read (a lost device's: it may be one)."""
+    return getattr(event, "sender", None) == user_id and (
+        isinstance(event, MegolmEvent) or (getattr(event, "source", None) or {}).get("type") == "m.room.message")
 
 
 def own_and_unreadable(client: Any, event: Any) -> bool:

@@ -37,6 +37,16 @@ async def final_edit(client: ChatClient, message: Seen, bot, needle: str, timeou
                                  and needle in e.content["m.new_content"]["body"], timeout)
 
 
+async def started_locked_sleep(client: ChatClient, bot, seconds: float, mark: str) -> str:
+    """`!locked-sleep` sent, once its job has begun (or after 10 s); the command's event id."""
+    command_id = await client.send(bot.room_id, f"!locked-sleep {seconds} {mark}")
+    for _ in range(200):
+        if (bot.state_dir / f"started-{mark}").exists():
+            break
+        await asyncio.sleep(0.05)
+    return command_id
+
+
 async def result_reply(client: ChatClient, command_id: str, bot, needle: str, timeout: float = 20) -> Seen:
     return await client.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == command_id
                                  and needle in e.body, timeout)
@@ -225,11 +235,7 @@ async def test_kill_during_a_job_marks_it_interrupted_and_never_reruns(alice, bo
 
 async def test_locked_work_is_not_started_twice_and_other_locked_work_waits(alice, bob, bot):
     first, second = token(), token()
-    first_id = await alice.send(bot.room_id, f"!locked-sleep 4 {first}")
-    for _ in range(100):
-        if (bot.state_dir / f"started-{first}").exists():
-            break
-        await asyncio.sleep(0.05)
+    first_id = await started_locked_sleep(alice, bot, 4, first)
     refused = await alice.command(bot.room_id, f"!locked-sleep 1 {second}", bot.user_id)
     assert "locked-sleep is already under way as job #" in refused.body
     command_id, _, rid = await request_for(alice, bot, f"!danger-slow 1 {second}")

@@ -17,7 +17,7 @@ import pytest
 from spbot.devstack import copy_bot_state
 
 from .conftest import wait_answering
-from .test_approvals import request_for, result_reply
+from .test_approvals import request_for, result_reply, started_locked_sleep
 from .test_replay_and_edits import token
 from .test_state_damage import damage_page
 
@@ -181,3 +181,39 @@ async def test_an_alert_offer_taken_after_the_snapshot_is_not_taken_again(make_b
     await asyncio.sleep(2)
     assert len(requests()) == 1, "the ✅ given before the restore opened the offered command again"
     assert bot.marks().count(mark) == 1
+
+
+async def job_number(alice, bot, seconds: float = 2) -> int:
+    """The number of a job started now: a second of the same locked command is refused with it."""
+    first = token()
+    first_id = await started_locked_sleep(alice, bot, seconds, first)
+    refused = await alice.command(bot.room_id, f"!locked-sleep 1 {token()}", bot.user_id)
+    await result_reply(alice, first_id, bot, f"locked sleep done {first}")
+    return int(re.search(r"already under way as job #(\d+)", refused.body).group(1))
+
+
+async def test_numbers_the_room_saw_after_the_snapshot_are_not_handed_out_again(make_bot, alice, bob, tmp_path):
+    """Request and job numbers handed out after a snapshot of the state: the put-back state handed them out
+    again, and `!approve N` typed from the older request message approved the new request #N."""
+    bot = await patient_bot(make_bot, alice, "rolled-back-numbers")
+    bot.stop()
+    snapshot = tmp_path / "snapshot"
+    copy_bot_state(bot.state_dir, snapshot)
+    bot.start()
+    await wait_answering(alice, bot)
+    _, _, lost_request = await request_for(alice, bot, f"!danger {token()}")
+    lost_job = await job_number(alice, bot)
+    bot.stop()
+    assert "numbers_skipped" not in bot.log(), "a plain restart skipped numbers"
+    copy_bot_state(snapshot, bot.state_dir, ("spbot.db", "spbot.db-wal", "spbot.db-shm"))
+    bot.start()
+    await wait_answering(alice, bot)
+    mark = token()
+    command_id, _, request = await request_for(alice, bot, f"!danger {mark}")
+    assert request > lost_request, f"request #{lost_request} was handed out again"
+    assert await job_number(alice, bot) > lost_job, f"job #{lost_job} was handed out again"
+    refused = await bob.command(bot.room_id, f"!approve {lost_request}", bot.user_id)
+    assert f"#{lost_request}" in refused.body and mark not in bot.marks(), refused.body
+    await bob.command(bot.room_id, f"!approve {request}", bot.user_id)
+    await result_reply(alice, command_id, bot, f"danger done {mark}")
+    assert "numbers_skipped" in bot.log()
