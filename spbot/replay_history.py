@@ -9,7 +9,8 @@ a device that holds room keys reads the history of the bot's rooms back to its o
 it goes, and records each pair for the oldest event that used it. A mark in the state database (the
 device id) says the table is complete for this device; a new device holds no old keys to learn from.
 A message of this very device's own that does not decrypt on the way says its keys were put back too
-(spbot/rolled_back.py): KeysBehind, after the pairs are written.
+(spbot/rolled_back.py): KeysBehind, after the pairs are written. The bot's own messages met on the way
+are counted too: the request and job numbers they show went with the file (spbot/rolled_back.py).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from nio import MessageDirection
 
 from .logs import get_logger
 from .replay_guard import ReplayGuard
-from .rolled_back import KeysBehind, own_and_unreadable
+from .rolled_back import KeysBehind, own_and_unreadable, own_message
 from .timeline import HistoryRefused, joined_rooms, own_join, read_pages
 
 log = get_logger(__name__)
@@ -28,21 +29,22 @@ MARK = "replay_guard_complete_for"      # kv: the device whose pairs the table h
 MAX_EVENTS_PER_ROOM = 200_000           # ~2,000 requests; a family's admin room holds far fewer
 
 
-async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> None:
+async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> set[str]:
     """Learn the table back from history when it is empty but the device holds room keys. Before the
-    first sync; `keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py). KeysBehind
-    when a message of this device's own there could not be decrypted."""
-    device = client.device_id
+    first sync; `keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py). The ids of the
+    bot's own messages read on the way; KeysBehind when one of this device's could not be decrypted."""
+    device, own = client.device_id, set()
     if await guard.store.get(MARK) == device:
-        return
+        return own
     if not guard.has_records() and _holds_room_keys(client):
         rooms = await keep_trying("replay_history", lambda: joined_rooms(client))
-        learned, behind = await keep_trying("replay_history", lambda: _learn(guard, client, rooms))
+        learned, behind = await keep_trying("replay_history", lambda: _learn(guard, client, rooms, own))
         log.warning("replay_guard_relearned", rooms=len(rooms), pairs=learned,
                     why="its table was lost while the device kept its room keys")
         if behind:
             raise KeysBehind(f"device {device}'s keys are older than its own messages")
     await guard.store.put(MARK, device)
+    return own
 
 
 def _holds_room_keys(client: Any) -> bool:
@@ -50,14 +52,14 @@ def _holds_room_keys(client: Any) -> bool:
     return store is not None and next(iter(store), None) is not None
 
 
-async def _learn(guard: ReplayGuard, client: Any, rooms: list[str]) -> tuple[int, bool]:
+async def _learn(guard: ReplayGuard, client: Any, rooms: list[str], own: set[str]) -> tuple[int, bool]:
     """How many pairs were learned, and whether a message of this device's own could not be decrypted:
     its keys were put back too (spbot/rolled_back.py)."""
     behind = False
     with guard.learning() as pairs:
         for room_id in rooms:
             try:
-                behind = await _read_back(client, room_id) or behind
+                behind = await _read_back(client, room_id, own) or behind
             except HistoryRefused as exc:       # the other rooms are still learned; the bot starts
                 log.error("replay_history_refused", room=room_id, error=str(exc)[:200],
                           todo="old ciphertexts of this room may run again if re-posted")
@@ -65,12 +67,14 @@ async def _learn(guard: ReplayGuard, client: Any, rooms: list[str]) -> tuple[int
     return len(pairs), behind
 
 
-async def _read_back(client: Any, room_id: str) -> bool:
+async def _read_back(client: Any, room_id: str, own: set[str]) -> bool:
     """Every event of the room from now back to the bot's own join, newest first: nio decrypts each one
-    it has the key for, and the guard notes its pair. Whether a message of this device's did not decrypt."""
+    it has the key for, and the guard notes its pair; the bot's own messages go into `own`. Whether a
+    message of this device's did not decrypt."""
     behind = False
     async for chunk in read_pages(client, room_id, None, MessageDirection.back, MAX_EVENTS_PER_ROOM):
         behind = behind or any(own_and_unreadable(client, event) for event in chunk)
+        own |= {event.event_id for event in chunk if own_message(event, client.user_id)}
         if any(own_join(client, event) for event in chunk):
             break
     return behind

@@ -14,7 +14,8 @@ next start sets those keys aside and starts a new device (spbot/matrix.py).
 The numbers the room knows requests and jobs by (Request #7, job #12) are handed out again by a state put
 back: the next request would be #7 again, and `!approve 7` typed from the older message in the room would
 approve it. The bot's messages after the position that its outbox never sent were sent by the state that
-was lost; the numbers skip ahead by that many, which is at least how many it handed out."""
+was lost; the numbers skip ahead by that many, which is at least how many it handed out. The same with
+the state database lost: its own messages read back to its join (spbot/replay_history.py)."""
 from __future__ import annotations
 
 import time
@@ -70,9 +71,10 @@ async def claim_answered_since(store: Store, client: Any, since: str | None, kee
     return found
 
 
-async def skip_numbers_handed_out_since(store: Store, outbox: Any, since: Since) -> None:
-    """Request and job numbers past those the lost state may have handed out (see above)."""
-    lost = len(since.own - await outbox.sent_among(since.own))
+async def skip_numbers_handed_out(store: Store, outbox: Any, own: set[str]) -> None:
+    """Request and job numbers past those a lost state may have handed out (see above): `own`, the bot's
+    messages read after the sync position or, with the state database lost, back to its join."""
+    lost = len(own - await outbox.sent_among(own))
     if not lost:
         return
     for table in NUMBERED:
@@ -90,7 +92,7 @@ async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[tup
         async for chunk in read_pages(client, room_id, since, MessageDirection.front, MAX_EVENTS_PER_ROOM):
             answered += [(target, event.event_id) for event in chunk
                          if (target := _reply_target(event, client.user_id))]
-            own |= {event.event_id for event in chunk if _own_message(event, client.user_id)}
+            own |= {event.event_id for event in chunk if own_message(event, client.user_id)}
             own_unreadable = own_unreadable or any(own_and_unreadable(client, event) for event in chunk)
     except HistoryRefused as exc:       # a token the homeserver no longer takes, say: the bot starts
         log.error("answered_since_refused", room=room_id, error=str(exc)[:200],
@@ -98,7 +100,7 @@ async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[tup
     return answered, own, own_unreadable
 
 
-def _own_message(event: Any, user_id: str) -> bool:
+def own_message(event: Any, user_id: str) -> bool:
     """A message of the bot's (any device), or one it cannot read (a lost device's: it may be one)."""
     return getattr(event, "sender", None) == user_id and (
         isinstance(event, MegolmEvent) or (getattr(event, "source", None) or {}).get("type") == "m.room.message")

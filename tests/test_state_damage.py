@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import wait_answering
-from .test_replay_and_edits import REPLAY_REFUSAL, marked, refusal_to
+from .test_approvals import request_for
+from .test_replay_and_edits import REPLAY_REFUSAL, marked, refusal_to, token
 
 pytestmark = pytest.mark.matrix
 
@@ -233,6 +234,7 @@ async def test_a_missing_state_database_is_told_and_no_old_ciphertext_runs_again
     mark, original, ciphertext = await marked(alice, bot)
     early_replay = await alice.send_unencrypted(bot.room_id, "m.room.encrypted", ciphertext)
     assert REPLAY_REFUSAL in (await refusal_to(alice, bot, early_replay)).body
+    _, _, lost_request = await request_for(alice, bot, f"!danger {token()}")
     bot.stop()
     for path in bot.state_dir.glob("spbot.db*"):
         path.unlink()
@@ -250,6 +252,8 @@ async def test_a_missing_state_database_is_told_and_no_old_ciphertext_runs_again
     fresh = await alice.command(bot.room_id, f"!mark {mark}", bot.user_id, timeout=30)
     assert fresh.body == f"marked {mark}"
     assert bot.marks().count(mark) == 2, "the original ran again, or a copy of it ran"
+    _, _, request = await request_for(alice, bot, f"!danger {token()}")
+    assert request > lost_request, f"request #{lost_request}, forgotten with the file, was handed out again"
     log = bot.log().split("spbot.bot stopping")[-1]
     assert "state_database_missing" in log and "replay_guard_relearned" in log
     assert any("replayed_message_refused" in line and f"first_event_id={original}" in line
