@@ -358,8 +358,12 @@ class Approvals:
                     await self._expire(row)
 
     async def job_finished(self, job_id: int, request_id: int | None, state: str) -> None:
-        """A job ended: the request it ran for (if any) shows how."""
+        """A job ended: the request it ran for (if any) shows how (a job `settled`: the room shows it)."""
         if request_id is None:
+            return
+        if state == "settled":
+            await self.store.execute("UPDATE requests SET state = 'settled', reason = ? WHERE id = ? AND "
+                                     "state = 'running'", ("ended after the state the bot started from", request_id))
             return
         await self.store.execute(      # its job: a stop may have come before it was noted
             "UPDATE requests SET job_id = COALESCE(job_id, ?), "

@@ -143,9 +143,7 @@ class Bot:
         client, position = self.connection.client, await self.store.get(SYNC_POSITION_KEY)
         own = await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
         since = await rolled_back.claim_answered_since(self.store, client, position, self.connection.until_done)
-        await self.approvals.settle_answered(since.answered)
-        await self.alerts.close_answered_offers(since.answered)
-        await rolled_back.skip_numbers_handed_out(self.store, self.outbox, own | since.own)
+        await rolled_back.settle(self, own, since)
         await self.connection.sync_forever(self.handle_batch, position, self._save_position)
 
     def _stop_with_failure(self, exc: BaseException) -> None:

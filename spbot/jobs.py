@@ -46,12 +46,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 # their cost does not grow with the history; finished jobs beyond the newest KEPT_JOBS are deleted.
 INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs(command) WHERE state IN ('waiting','running');
+CREATE INDEX IF NOT EXISTS jobs_untold ON jobs(id) WHERE told = 0;
 """
 KEPT_JOBS = 100_000
 PRUNE_EVERY = 1_000                 # jobs created between two prunings
 ICONS = {"running": "⏳", "waiting": "⏸", "done": "✅", "failed": "❌", "cancelled": "🛑",
          "interrupted": "⚠️"}
 SCHEDULER = "scheduler"
+WENT_ON = "it went on after the state the bot started from was saved: the room shows how it ended"
 
 
 class JobRefused(Exception):
@@ -130,22 +132,26 @@ class JobRunner:
         # async (job_id, request_id, state) callbacks, e.g. approvals updating their request message
         self.on_finish: list[Callable[[int, int | None, str], Awaitable[None]]] = []
         self._lock_change = asyncio.Condition()
+        self._cut: list[children.Leftover] = []       # what this start ended, for report_interrupted
+        self.told = asyncio.Event()         # the jobs cut short are told: what follows them may be said
 
     async def start(self) -> None:
         """Before any new work: end what a killed predecessor left running (and remove the password
-        files older versions left), write down every child from now on, then report the jobs it cut
-        short with what became of their programs."""
+        files older versions left), write down every child from now on, and mark the jobs it cut short
+        (reported once the rooms are read: report_interrupted)."""
         await self.prepare_store()
         await self._prune()
         state_dir = self.config.state_dir
         leftovers = await asyncio.to_thread(children.end_leftovers, state_dir)
         children.start_recording(state_dir)
         await asyncio.to_thread(children.remove_old_password_files, state_dir)
-        await self._report_interrupted(leftovers)
+        self._cut = leftovers or []
+        await self.store.execute("UPDATE jobs SET state = 'interrupted', ended = ?, summary = ?, told = 0 "
+                                 "WHERE state IN ('waiting','running')", (time.time(), "the bot stopped while it ran"))
 
     async def prepare_store(self) -> None:
         await self.store.ensure_schema(SCHEMA)
-        await self.store.add_columns("jobs", {"expected_stop": "TEXT"})
+        await self.store.add_columns("jobs", {"expected_stop": "TEXT", "told": "INTEGER"})
         await self.store.ensure_schema(INDEXES)
 
     async def _prune(self) -> None:
@@ -303,16 +309,21 @@ class JobRunner:
             "ORDER BY id DESC", (limit,))
         return [dict(r) for r in rows]
 
-    async def _report_interrupted(self, leftovers: list[children.Leftover] | None = None) -> None:
-        """Every job the bot stopped during: marked interrupted (never re-run) and reported in its room,
-        with the programs it had running and what became of them."""
-        leftovers = leftovers or []
-        rows = await self.store.fetchall(
-            "SELECT * FROM jobs INDEXED BY jobs_unfinished WHERE state IN ('waiting','running')")
+    async def report_interrupted(self, went_on: set[str] = frozenset()) -> None:
+        """Every job the bot stopped during (never re-run), reported in its room with the programs it had
+        running and what became of them; but a job whose command the rooms show answered by a state put
+        back since (`went_on`, its event ids: spbot/rolled_back.py) went on there, and is not told."""
+        leftovers, self._cut = self._cut, []
+        rows = await self.store.fetchall("SELECT * FROM jobs INDEXED BY jobs_untold WHERE told = 0")
         for row in rows:
+            await self.store.execute("UPDATE jobs SET told = 1 WHERE id = ?", (row["id"],))
+            if row["event_id"] in went_on:
+                await self.store.execute("UPDATE jobs SET summary = ? WHERE id = ?", (WENT_ON, row["id"]))
+                log.warning("job_went_on_since", job=row["id"], title=row["title"])
+                for callback in self.on_finish:
+                    await callback(row["id"], row["request_id"], "settled")
+                continue
             cut = [f"• {left.sentence()}" for left in leftovers if left.job == row["id"]]
-            await self.store.execute("UPDATE jobs SET state = 'interrupted', ended = ?, summary = ? "
-                                     "WHERE id = ?", (time.time(), "the bot stopped while it ran", row["id"]))
             log.warning("job_interrupted", job=row["id"], title=row["title"], expected=bool(row["expected_stop"]))
             if row["expected_stop"]:
                 reply = Reply.text(f"job #{row['id']} ({row['title']}, asked by {row['requester']}) ended "
@@ -336,6 +347,7 @@ class JobRunner:
         jobs = {row["id"] for row in rows}
         await self._report_stray_children([left for left in leftovers
                                            if left.job not in jobs and left.was_running])
+        self.told.set()
 
     def _who_must_look(self, requester: str) -> list[str]:
         """The admin who asked for an interrupted job, or every admin for the scheduler's."""

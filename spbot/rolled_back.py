@@ -71,10 +71,21 @@ async def claim_answered_since(store: Store, client: Any, since: str | None, kee
     return found
 
 
-async def skip_numbers_handed_out(store: Store, outbox: Any, own: set[str]) -> None:
-    """Request and job numbers past those a lost state may have handed out (see above): `own`, the bot's
-    messages read after the sync position or, with the state database lost, back to its join."""
-    lost = len(own - await outbox.sent_among(own))
+async def settle(bot: Any, own: set[str], since: Since) -> None:
+    """Once the rooms are read, what a lost state did is not done, handed out or told again: its
+    decisions close requests and offers, its messages (`own`, those read back after a lost state
+    database, and those after the position) skip numbers, and the jobs it saw on are not told as cut."""
+    everything = own | since.own
+    unsent = everything - await bot.outbox.sent_among(everything)
+    await bot.approvals.settle_answered(since.answered)
+    await bot.alerts.close_answered_offers(since.answered)
+    await _skip_numbers(bot.store, len(unsent))
+    await bot.jobs.report_interrupted(went_on={target for target, replies in since.answered.items()
+                                               if replies & unsent})
+
+
+async def _skip_numbers(store: Store, lost: int) -> None:
+    """Request and job numbers past those a lost state may have handed out (see above)."""
     if not lost:
         return
     for table in NUMBERED:

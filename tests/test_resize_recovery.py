@@ -4,7 +4,9 @@ store; the replies are collected instead of sent. The chat tests (tests/test_clo
 real bot mid-resize on both providers; here are the cases a chat test would take long to set up."""
 from __future__ import annotations
 
+import asyncio
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -22,6 +24,8 @@ class Host:
         self.store = store
         self.replies: list[tuple[str, str]] = []
         self.rang: list[bool] = []
+        self.jobs = SimpleNamespace(told=asyncio.Event())      # the jobs a stop cut short are told
+        self.jobs.told.set()
 
     async def send_reply(self, request, reply) -> int:
         self.replies.append((request.event_id, reply.body))

@@ -17,7 +17,7 @@ import pytest
 from spbot.devstack import copy_bot_state
 
 from .conftest import wait_answering
-from .test_approvals import request_for, result_reply, started_locked_sleep
+from .test_approvals import final_edit, request_for, result_reply, started_locked_sleep
 from .test_replay_and_edits import token
 from .test_state_damage import damage_page
 
@@ -217,3 +217,35 @@ async def test_numbers_the_room_saw_after_the_snapshot_are_not_handed_out_again(
     await bob.command(bot.room_id, f"!approve {request}", bot.user_id)
     await result_reply(alice, command_id, bot, f"danger done {mark}")
     assert "numbers_skipped" in bot.log()
+
+
+async def test_a_job_that_finished_after_the_snapshot_is_not_told_as_cut_short(make_bot, alice, bob, tmp_path):
+    """The state saved while an approved job ran (a server snapshot taken during an upgrade, say), put back
+    after the job finished: before, the bot said the job was interrupted, rang its asker, and edited its
+    message and its request's in the room from done to interrupted. The room shows how it ended; the bot
+    now leaves it so."""
+    bot = await patient_bot(make_bot, alice, "rolled-back-job")
+    mark = token()
+    command_id, request, rid = await request_for(alice, bot, f"!danger-slow 4 {mark}")
+    await bob.command(bot.room_id, f"!approve {rid}", bot.user_id)
+    progress = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == command_id
+                                    and "⏳ !danger-slow — job #" in e.body)
+    await asyncio.sleep(1)
+    snapshot = sqlite3.connect(tmp_path / "spbot.db")
+    with sqlite3.connect(f"file:{bot.state_dir / 'spbot.db'}?mode=ro", uri=True) as running:
+        running.backup(snapshot)          # consistent while the bot runs, as a filesystem snapshot is
+    snapshot.close()
+    await result_reply(alice, command_id, bot, f"slow danger done {mark}")
+    await final_edit(alice, progress, bot, "✅ !danger-slow")
+    bot.stop()
+    for path in bot.state_dir.glob("spbot.db*"):
+        path.unlink()
+    copy_bot_state(tmp_path, bot.state_dir, ("spbot.db",))
+    bot.start()
+    await wait_answering(alice, bot)
+    await asyncio.sleep(2)
+    told = [e for e in alice.events if e.sender == bot.user_id and "interrupted" in e.body]
+    assert not told, "a job that finished after the snapshot was told as cut short: " + told[0].body
+    edits = alice.edits_of(progress.event_id) + alice.edits_of(request.event_id)
+    assert all("stopped" not in e.content["m.new_content"]["body"] for e in edits), "an edit said it stopped"
+    assert "job_went_on_since" in bot.log() and bot.marks().count(mark) == 1

@@ -174,7 +174,9 @@ async def test_scheduled_work_reports_to_the_admin_rooms_only_when_it_has_someth
     assert all("m.relates_to" not in c for _, _, c in sent)
 
 
-async def test_jobs_cut_short_by_a_stop_are_reported_interrupted_at_the_next_start(setup):
+async def cut_short_then_started_again(setup) -> tuple[int, JobRunner, list[tuple]]:
+    """A job running when the bot stopped, and the job runner of the next start (started): the job's
+    number, that runner, and how it tells each job's end (on_finish)."""
     spec, gate = setup.registry.commands["backup now"], asyncio.Event()
 
     async def never(job):
@@ -191,15 +193,36 @@ async def test_jobs_cut_short_by_a_stop_are_reported_interrupted_at_the_next_sta
         seen.append((job_id, state))
     again.on_finish.append(on_finish)
     await again.start()
-    assert seen == [(job.id, "interrupted")]
     row = await setup.parts.store.fetchone("SELECT state FROM jobs WHERE id = ?", (job.id,))
-    assert row["state"] == "interrupted"
+    assert row["state"] == "interrupted"          # at once: no new work takes it for running
+    return job.id, again, seen
+
+
+async def test_a_job_that_went_on_in_a_state_put_back_since_is_not_told_as_cut_short(setup):
+    """Its command answered after the state the bot started from was saved (spbot/rolled_back.py): the
+    room shows how it ended, and neither a report nor an edit of its message says it was cut short."""
+    job_id, again, seen = await cut_short_then_started_again(setup)
+    await again.report_interrupted(went_on={"$long"})
+    await again.report_interrupted()
+    assert seen == [(job_id, "settled")]
+    row = await setup.parts.store.fetchone("SELECT summary FROM jobs WHERE id = ?", (job_id,))
+    assert "the room shows how it ended" in row["summary"]
+    await asyncio.sleep(0.2)
+    assert not [c for _, _, c in setup.parts.sent if "interrupted" in c.get("body", "")]
+
+
+async def test_jobs_cut_short_by_a_stop_are_reported_interrupted_at_the_next_start(setup):
+    job, again, seen = await cut_short_then_started_again(setup)
+    assert seen == []
+    await again.report_interrupted()
+    await again.report_interrupted()                  # told once
+    assert seen == [(job, "interrupted")]
     for _ in range(200):
         told = [c for _, _, c in setup.parts.sent if "was interrupted" in c.get("body", "")]
         if told:
             break
         await asyncio.sleep(0.01)
     # it needs the person who asked: it mentions them and rings (m.text), see spbot/render.py Reply.ring
-    assert told[0]["body"].startswith(f"{ALICE}: ⚠️ job #{job.id} (!backup now, asked by {ALICE}) was interrupted: ")
+    assert told[0]["body"].startswith(f"{ALICE}: ⚠️ job #{job} (!backup now, asked by {ALICE}) was interrupted: ")
     assert told[0]["msgtype"] == "m.text" and told[0]["m.mentions"] == {"user_ids": [ALICE]}
     assert told[0]["m.relates_to"] == {"m.in_reply_to": {"event_id": "$long"}}

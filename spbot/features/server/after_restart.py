@@ -40,6 +40,7 @@ async def report_after_restart(host: Any, what: str, read_mark: Callable[[Any], 
                 await asyncio.sleep(retry_wait)
     if notes:
         reply += Reply.text("\n".join(notes))
+    await host.jobs.told.wait()          # "the job ended when the bot stopped" comes first
     await host.send_reply(Request(mark["requester"], "", mark["room_id"], mark["event_id"], "", 0), reply)
     await forget_mark(host.store)
     log.info(f"{what}_reported_after_restart", job=mark["job_id"])
