@@ -124,6 +124,7 @@ class Bot:
                                             self._stop_with_failure)
         self.connection.step_watchers += [self._damage, self._key_damage]
         self.store.on_damage = lambda exc: self._damage.check("store", exc)
+        self.outbox.on_damage = lambda exc: self._key_damage.check("send", exc)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)

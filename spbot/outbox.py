@@ -79,6 +79,9 @@ class Outbox:
         self._turn = 0
         # Told of each message dropped for good: async (row, reason) -> None (spbot/refused_rooms.py).
         self.on_failed: list[Callable[[dict, str], Awaitable[None]]] = []
+        # (exc) -> True when a send failed on a damaged key file: the bot stops, and the message waits
+        # for the next start's new device (spbot/unusable_keys.py) rather than being dropped as a bug.
+        self.on_damage: Callable[[BaseException], bool] = lambda exc: False
 
     async def start(self) -> None:
         await self.store.ensure_schema(SCHEMA)
@@ -206,7 +209,10 @@ class Outbox:
                 log.warning("send_retry", message=row["id"], reason=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
-            except Exception:                 # a bug, not the homeserver: retried a few times, then dropped
+            except Exception as exc:
+                if self.on_damage(exc):
+                    return
+                # a bug, not the homeserver: retried a few times, then dropped
                 attempts = crashes[row["id"]] = crashes.get(row["id"], 0) + 1
                 log.exception("send_crashed", message=row["id"], attempt=attempts)
                 if attempts >= MAX_CRASHES:

@@ -258,3 +258,28 @@ async def test_a_missing_state_database_is_told_and_no_old_ciphertext_runs_again
     assert "state_database_missing" in log and "replay_guard_relearned" in log
     assert any("replayed_message_refused" in line and f"first_event_id={original}" in line
                for line in log.splitlines()), "the pair was not bound to the oldest event"
+
+
+async def test_damage_met_while_sending_keeps_the_reply_for_the_next_device(make_bot, alice):
+    """The index nio reads only when it saves an Olm session, damaged while the bot was stopped: after a
+    start the bot's first message shares a new room key over Olm, and meets the damage while it is sent,
+    not in a sync step. Before, the outbox took it for a bug of its own, tried ten times and dropped the
+    reply for good, and the bot ran on unable to send; now it stops, and the next start's new device
+    sends the reply."""
+    bot = await make_bot("damaged-keys-send")
+    old = json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
+    bot.stop()
+    keys = bot.state_dir / "crypto" / f"{bot.user_id}_{old}.db"
+    with sqlite3.connect(keys) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    damage_page(keys, "sqlite_autoindex_olmsessions_1")
+    bot.start()
+    command_id = await alice.send(bot.room_id, "!ping")          # with the room key the bot holds
+    assert await asyncio.to_thread(bot.process.process.wait, 90) == 1, bot.log()[-2000:]
+    assert "crypto_store_damaged step=send" in bot.log(), bot.log()[-3000:]
+    bot.start()
+    reply = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == command_id, timeout=90)
+    assert reply.body.startswith("pong"), reply.body
+    new = json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
+    assert new != old and list(keys.parent.glob(keys.name + ".damaged-*"))
