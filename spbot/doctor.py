@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import httpx
@@ -11,6 +10,7 @@ from .config import Config, ConfigError
 from .feature import Check
 from .key_files import key_files
 from .statedir import stored_access_token
+from .store import damage_read_whole
 
 OK, BAD, WARN = "ok  ", "FAIL", "warn"
 
@@ -50,26 +50,12 @@ def _check_state_files(config: Config) -> None:
     for what, path in files:
         if not path.exists():
             continue
-        problem = _damage(path)
+        problem = damage_read_whole(path, rows=3)
         if problem is None:
             _line(OK, f"the {what} {path.name} reads whole")
         else:
             _line(WARN, f"the {what} {path} is damaged ({problem}): at its next start the bot sets it aside "
                         "and tells the admins; check the disk (dmesg, smartctl)")
-
-
-def _damage(path: Path) -> str | None:
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            found = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
-        finally:
-            db.close()
-    except sqlite3.OperationalError:        # busy, or unreadable for this user: not damage
-        return None
-    except sqlite3.DatabaseError as exc:
-        return str(exc)
-    return None if found == ["ok"] else "; ".join(found)[:200]
 
 
 def _heading(name: str) -> None:

@@ -69,6 +69,27 @@ def mark_for_check(path: Path) -> None:
     path.with_name(path.name + CHECK_SUFFIX).touch(mode=0o600)
 
 
+def damage_in(check: list[str]) -> str | None:
+    """The rows of PRAGMA quick_check: None when the file reads whole, else SQLite's words."""
+    return None if check == ["ok"] else "; ".join(check)[:200]
+
+
+def damage_read_whole(path: Path, rows: int = 5) -> str | None:
+    """SQLite's words when a whole read of the file (read-only, beside whoever has it open) finds it
+    damaged, else None; a file that is busy, or that this user may not read, is not damaged."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            found = [row[0] for row in db.execute(f"PRAGMA quick_check({rows})")]
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return None
+    except sqlite3.DatabaseError as exc:
+        return str(exc)[:200]
+    return damage_in(found)
+
+
 def set_aside(path: Path, now: float | None = None, why: str = "damaged") -> Path:
     """Rename a damaged database (and its -wal and -shm files) out of the way, keeping it for a look or a
     salvage; the new name, e.g. spbot.db.damaged-20261130T230102Z."""
@@ -137,10 +158,9 @@ class Store:
         mark = self.path.with_name(self.path.name + CHECK_SUFFIX)
         if not mark.exists():
             return
-        rows = await self.fetchall("PRAGMA quick_check(5)")
-        found = [row[0] for row in rows]
-        if found != ["ok"]:
-            raise sqlite3.DatabaseError(f"quick_check: {'; '.join(found)[:200]}")
+        damage = damage_in([row[0] for row in await self.fetchall("PRAGMA quick_check(5)")])
+        if damage is not None:
+            raise sqlite3.DatabaseError(f"quick_check: {damage}")
         mark.unlink()
 
     @contextlib.asynccontextmanager

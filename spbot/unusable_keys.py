@@ -10,14 +10,13 @@ marked for its next start, which sets the file aside and replaces the device (sp
   marked file whole (PRAGMA quick_check)."""
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Callable
 
 from .key_files import key_file
 from .logs import get_logger
 from .state_loss import DamageWatch
-from .store import CHECK_SUFFIX, raised_through
+from .store import CHECK_SUFFIX, damage_read_whole, raised_through
 
 log = get_logger(__name__)
 BEHIND = ".behind"            # beside a key file found older than its device's own messages
@@ -57,13 +56,7 @@ def _marked_and_damaged(path: Path) -> str | None:
     mark = path.with_name(path.name + CHECK_SUFFIX)
     if not mark.exists():
         return None
-    try:
-        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as db:
-            found = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
-        db.close()
-    except sqlite3.DatabaseError as exc:
-        found = [str(exc)]
-    if found == ["ok"]:
+    damage = damage_read_whole(path)
+    if damage is None:
         mark.unlink()
-        return None
-    return "; ".join(found)[:200]
+    return damage
