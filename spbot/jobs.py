@@ -316,38 +316,47 @@ class JobRunner:
         leftovers, self._cut = self._cut, []
         rows = await self.store.fetchall("SELECT * FROM jobs INDEXED BY jobs_untold WHERE told = 0")
         for row in rows:
-            await self.store.execute("UPDATE jobs SET told = 1 WHERE id = ?", (row["id"],))
             if row["event_id"] in went_on:
-                await self.store.execute("UPDATE jobs SET summary = ? WHERE id = ?", (WENT_ON, row["id"]))
-                log.warning("job_went_on_since", job=row["id"], title=row["title"])
-                for callback in self.on_finish:
-                    await callback(row["id"], row["request_id"], "settled")
-                continue
-            cut = [f"• {left.sentence()}" for left in leftovers if left.job == row["id"]]
-            log.warning("job_interrupted", job=row["id"], title=row["title"], expected=bool(row["expected_stop"]))
-            if row["expected_stop"]:
-                reply = Reply.text(f"job #{row['id']} ({row['title']}, asked by {row['requester']}) ended "
-                                   f"when the bot stopped, as expected: {row['expected_stop']}.")
+                await self._went_on(row)
             else:
-                reply = Reply.error(
-                    f"job #{row['id']} ({row['title']}, asked by {row['requester']}) was interrupted: "
-                    "the bot stopped while it was running. It was not started again.",
-                    "Check what it left behind (!status, !jobs) and run it again if it is still needed.")
-                reply = reply.to(self._who_must_look(row["requester"]))     # it needs a person: it rings
-            if cut:
-                reply = reply + Reply.text("\n".join(cut))
-            for room in [row["room_id"]] if row["room_id"] else self.messenger.admin_rooms():
-                await self.messenger.send(room, reply, in_reply_to=row["event_id"] or None)
-            for callback in self.on_finish:
-                await callback(row["id"], row["request_id"], "interrupted")
-            if row["progress_message"]:
-                stub = Job(row["id"], row["title"], row["requester"], None, None, frozenset(), self)
-                stub.started = time.monotonic() - (time.time() - (row["started"] or row["created"]))
-                await self.messenger.edit(row["progress_message"], stub.render("interrupted", "the bot stopped"))
+                await self._tell_interrupted(row, [f"• {left.sentence()}" for left in leftovers
+                                                   if left.job == row["id"]])
+            await self.store.execute("UPDATE jobs SET told = 1 WHERE id = ?", (row["id"],))
         jobs = {row["id"] for row in rows}
         await self._report_stray_children([left for left in leftovers
                                            if left.job not in jobs and left.was_running])
         self.told.set()
+
+    async def _went_on(self, row) -> None:
+        """A job a state put back since saw on: the room shows how it ended; nothing is said or edited."""
+        await self.store.execute("UPDATE jobs SET summary = ? WHERE id = ?", (WENT_ON, row["id"]))
+        log.warning("job_went_on_since", job=row["id"], title=row["title"])
+        for callback in self.on_finish:
+            await callback(row["id"], row["request_id"], "settled")
+
+    async def _tell_interrupted(self, row, cut: list[str]) -> None:
+        """In the job's room (every admin room for the scheduler's): it ended with the bot's stop, with what
+        became of its programs (`cut`); its request and its progress message say so too."""
+        log.warning("job_interrupted", job=row["id"], title=row["title"], expected=bool(row["expected_stop"]))
+        if row["expected_stop"]:
+            reply = Reply.text(f"job #{row['id']} ({row['title']}, asked by {row['requester']}) ended "
+                               f"when the bot stopped, as expected: {row['expected_stop']}.")
+        else:
+            reply = Reply.error(
+                f"job #{row['id']} ({row['title']}, asked by {row['requester']}) was interrupted: "
+                "the bot stopped while it was running. It was not started again.",
+                "Check what it left behind (!status, !jobs) and run it again if it is still needed.")
+            reply = reply.to(self._who_must_look(row["requester"]))     # it needs a person: it rings
+        if cut:
+            reply = reply + Reply.text("\n".join(cut))
+        for room in [row["room_id"]] if row["room_id"] else self.messenger.admin_rooms():
+            await self.messenger.send(room, reply, in_reply_to=row["event_id"] or None)
+        for callback in self.on_finish:
+            await callback(row["id"], row["request_id"], "interrupted")
+        if row["progress_message"]:
+            stub = Job(row["id"], row["title"], row["requester"], None, None, frozenset(), self)
+            stub.started = time.monotonic() - (time.time() - (row["started"] or row["created"]))
+            await self.messenger.edit(row["progress_message"], stub.render("interrupted", "the bot stopped"))
 
     def _who_must_look(self, requester: str) -> list[str]:
         """The admin who asked for an interrupted job, or every admin for the scheduler's."""
