@@ -95,6 +95,9 @@ async def _skip_numbers(store: Store, lost: int) -> None:
     log.warning("numbers_skipped", by=lost, why="messages after the sync position that this state never sent")
 
 
+# Through /messages, not from the first sync's batch: Synapse caches a /sync response for two minutes
+# (caches.sync_response_cache_duration), so a start soon after another one asking the same `since` gets
+# the earlier answer, and the rest comes in later batches (tried: a command answered after it ran again).
 async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[tuple[str, str]], set[str], bool]:
     """The bot's replies after `since` in the room (event replied to, reply), the ids of all its messages
     there, and whether a message of this device's there could not be decrypted."""
