@@ -271,7 +271,8 @@ class Connection:
         while not self._stopping:
             response = await self._sync(since)
             await self.until_done("device_lists", lambda: self._apply_device_changes(response))
-            batch = await self.until_done("gap_fill", lambda: read_batch(self.client, response, since))
+            batch = await self.until_done("gap_fill", lambda: read_batch(self.client, response, since,
+                                                                         self.config.max_command_age))
             if batch.gap_events:
                 log.info("gap_filled", events=batch.gap_events)
             await self.until_done("handle_batch", lambda: handle(batch))
@@ -295,8 +296,8 @@ class Connection:
             self.client.next_batch = ""
             token = self.client.access_token
             try:
-                response = await self.client.sync(
-                    timeout=0 if not self.first_sync_done.is_set() else SYNC_TIMEOUT_MS,
+                response = await self.client.sync(      # no long poll after a failure: see timeline.py
+                    timeout=0 if not self.first_sync_done.is_set() or backoff > 1 else SYNC_TIMEOUT_MS,
                     full_state=not self.first_sync_done.is_set(), since=since,
                     sync_filter=SYNC_FILTER)
                 if not isinstance(response, SyncResponse):

@@ -3,9 +3,18 @@
 A homeserver sends at most a few events per room in one sync and marks the timeline `limited` when it
 left some out (a bot that was stopped, a client that fell behind). The events in between are fetched
 here from `/messages`, walking back from the timeline's `prev_batch` to the previous sync position, so
-the reader sees every event once, oldest first. Used by the bot and by the chat client alike."""
+the reader sees every event once, oldest first. Used by the bot and by the chat client alike.
+
+A homeserver put back in time (its database restored from a backup, by the bot's own `!backup restore`
+say) is behind the position the reader holds: it answers that position with its own, older one and none
+of the events in between, and a long poll from it waits for events past the old position while new ones
+arrive below it. Those were lost without a word. For Synapse's tokens (`s<room stream>_…`; the spec calls
+them opaque) the reader notices the position going back and reads each room back over a recent window
+instead: what it had already handled is known by its own records."""
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass, field
 
 from nio import (AsyncClient, JoinedRoomsResponse, MatrixRoom, MessageDirection, RoomMemberEvent,
@@ -45,10 +54,16 @@ class Batch:
         return len(self.gap)
 
 
-async def read_batch(client: AsyncClient, response: SyncResponse, since: str | None) -> Batch:
-    """The response's events in timeline order, with limited timelines filled back to `since`.
+async def read_batch(client: AsyncClient, response: SyncResponse, since: str | None,
+                     recent: float = 0.0) -> Batch:
+    """The response's events in timeline order, with limited timelines filled back to `since`; with the
+    homeserver gone back behind `since`, the last `recent` seconds of each room instead (when given).
 
     Call after nio processed the response (room state updated, Megolm events decrypted in place)."""
+    if recent and went_back(since, response.next_batch):
+        log.warning("homeserver_went_back", position=since, now=response.next_batch, reading_back=recent,
+                    why="its database was put back as it was earlier: events since then came below the position")
+        return await _recent_batch(client, response, recent)
     batch = Batch(response.next_batch)
     for room_id, info in response.rooms.join.items():
         room = client.rooms.get(room_id)
@@ -64,6 +79,31 @@ async def read_batch(client: AsyncClient, response: SyncResponse, since: str | N
         room = client.invited_rooms.get(room_id)
         if room is not None:
             batch.invites.extend((room, event) for event in info.invite_state)
+    return batch
+
+
+def went_back(since: str | None, now: str | None) -> bool:
+    """Whether a Synapse sync token `now` is behind `since` (the room stream's position, `s<N>_…`)."""
+    positions = [re.match(r"s(\d+)(?:_|$)", token or "") for token in (since, now)]
+    return all(positions) and int(positions[1].group(1)) < int(positions[0].group(1))
+
+
+async def _recent_batch(client: AsyncClient, response: SyncResponse, seconds: float) -> Batch:
+    """Each known room's events of the last `seconds` (server time), read back from the response's
+    position, oldest first; all of them a gap. The response's invites as they are."""
+    batch, since_ms = Batch(response.next_batch), (time.time() - seconds) * 1000
+    for room_id, room in list(client.rooms.items()):
+        events: list = []
+        async for chunk in read_pages(client, room_id, response.next_batch, MessageDirection.back, MAX_GAP_EVENTS):
+            recent = [event for event in chunk if getattr(event, "server_timestamp", 0) >= since_ms]
+            events += recent
+            if len(recent) < len(chunk) or any(own_join(client, event) for event in chunk):
+                break
+        batch.gap += [(room, event) for event in reversed(events)]
+    batch.events = list(batch.gap)
+    for room_id, info in response.rooms.invite.items():
+        if (invited := client.invited_rooms.get(room_id)) is not None:
+            batch.invites.extend((invited, event) for event in info.invite_state)
     return batch
 
 
