@@ -108,6 +108,17 @@ class TestBot:
         return path.read_text().split() if path.exists() else []
 
 
+def admin_room_on(server: Synapse, bot_name: str, title: str) -> tuple[str, str, str]:
+    """On a homeserver of a test's own: alice, a bot account and an encrypted room of theirs (alice's user
+    id, the bot's, the room's)."""
+    alice = server.register("alice", PASSWORD)
+    bot_user = server.register(bot_name, BOT_PASSWORD, admin=True)
+    owner = PlainSession.login(server.url, alice, PASSWORD)
+    room = owner.create_encrypted_room(title, [bot_user])
+    owner.logout()
+    return alice, bot_user, room
+
+
 @pytest.fixture(scope="session")
 def synapse(tmp_path_factory) -> Synapse:
     server = Synapse(tmp_path_factory.mktemp("synapse"), free_port())

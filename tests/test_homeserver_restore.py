@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from spbot.chatclient import ChatClient
-from spbot.devstack import PlainSession, Synapse, free_port
+from spbot.devstack import Synapse, free_port
 
-from .conftest import BOT_PASSWORD, PASSWORD, TestBot, wait_answering
+from .conftest import PASSWORD, TestBot, admin_room_on, wait_answering
 
 pytestmark = pytest.mark.matrix
 
@@ -31,11 +31,7 @@ async def test_commands_sent_after_the_homeserver_went_back_in_time_are_answered
     server = Synapse(tmp_path / "hs", free_port())
     server.configure()
     server.start()
-    alice = server.register("alice", PASSWORD)
-    bot_user = server.register("spbot-hs-restored", BOT_PASSWORD, admin=True)
-    owner = PlainSession.login(server.url, alice, PASSWORD)
-    room = owner.create_encrypted_room("Server admin (homeserver restored)", [bot_user])
-    owner.logout()
+    alice, bot_user, room = admin_room_on(server, "spbot-hs-restored", "Server admin (homeserver restored)")
     (tmp_path / "bot").mkdir()
     bot = TestBot(server, tmp_path / "bot", room, [alice], bot_user)
     bot.start()

@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from spbot.chatclient import ChatClient
-from spbot.devstack import PlainSession, Synapse, free_port
+from spbot.devstack import Synapse, free_port
 
-from .conftest import BOT_PASSWORD, PASSWORD, TestBot
+from .conftest import BOT_PASSWORD, PASSWORD, TestBot, admin_room_on
 
 pytestmark = pytest.mark.matrix
 
@@ -76,11 +76,7 @@ async def cross_signing_checked(bot: TestBot, timeout: float = 30) -> str:
 
 async def test_an_expired_session_is_renewed_as_the_same_device(expiring_synapse, tmp_path):
     server = expiring_synapse
-    alice = server.register("alice", PASSWORD)
-    bot_user = server.register("spbot-expiring", BOT_PASSWORD, admin=True)
-    owner = PlainSession.login(server.url, alice, PASSWORD)
-    room = owner.create_encrypted_room("Server admin (expiring sessions)", [bot_user])
-    owner.logout()
+    alice, bot_user, room = admin_room_on(server, "spbot-expiring", "Server admin (expiring sessions)")
     (tmp_path / "bot").mkdir()
     bot = TestBot(server, tmp_path / "bot", room, [alice], bot_user)
     bot.start()
