@@ -6,6 +6,7 @@ commands sent in that time were never delivered to the bot, and nobody was told;
 position going back and reads its rooms back over the last max_command_age."""
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from spbot.chatclient import ChatClient
 from spbot.devstack import Synapse, free_port
 
 from .conftest import PASSWORD, TestBot, admin_room_on, wait_answering
+from .test_replay_and_edits import token
 
 pytestmark = pytest.mark.matrix
 
@@ -27,6 +29,26 @@ def copy_database(source: Path, target: Path) -> None:
         shutil.copy2(path, target / path.name)
 
 
+async def backed_up_then_passed(server: Synapse, client: ChatClient, room: str, bot_user: str,
+                                backup: Path) -> None:
+    """A copy of the homeserver's database, then enough commands that the bot's position is past it."""
+    server.stop()
+    copy_database(server.dir, backup)
+    server.start()
+    for _ in range(12):
+        await client.command(room, "!ping", bot_user, timeout=30)
+
+
+async def answered_by_a_fresh_login(server: Synapse, alice: str, room: str, bot_user: str, where: Path) -> str:
+    """The admin's client is as lost as the bot (its position is ahead too): a new login, as after clearing
+    its cache, sends `!ping`; the answer."""
+    client = await ChatClient(server.url, alice, PASSWORD, where).start()
+    try:
+        return (await client.command(room, "!ping", bot_user, timeout=30)).body
+    finally:
+        await client.stop()
+
+
 async def test_commands_sent_after_the_homeserver_went_back_in_time_are_answered(tmp_path):
     server = Synapse(tmp_path / "hs", free_port())
     server.configure()
@@ -35,26 +57,35 @@ async def test_commands_sent_after_the_homeserver_went_back_in_time_are_answered
     (tmp_path / "bot").mkdir()
     bot = TestBot(server, tmp_path / "bot", room, [alice], bot_user)
     bot.start()
-    client = await ChatClient(server.url, alice, PASSWORD, tmp_path / "alice").start()
     try:
+        client = await ChatClient(server.url, alice, PASSWORD, tmp_path / "alice").start()
         await client.wait_joined(room, bot_user, timeout=60)
         await wait_answering(client, bot)
-        server.stop()                                   # the backup: a copy of its database
-        copy_database(server.dir, tmp_path / "backup")
-        server.start()
-        for _ in range(15):                             # the bot's position moves past the backup's
-            await client.command(room, "!ping", bot_user, timeout=30)
+        await backed_up_then_passed(server, client, room, bot_user, tmp_path / "backup")
         await client.stop()
-        server.stop()                                   # the restore, while the bot runs
+        server.stop()                                   # restored while the bot runs
         copy_database(tmp_path / "backup", server.dir)
         server.start()
-        # the admin's client is as lost as the bot (its position is ahead too): a new login, as after
-        # clearing its cache
-        client = await ChatClient(server.url, alice, PASSWORD, tmp_path / "alice-again").start()
-        reply = await client.command(room, "!ping", bot_user, timeout=30)
-        assert reply.body.startswith("pong"), reply.body
-        assert "homeserver_went_back" in bot.log()
-    finally:
+        assert (await answered_by_a_fresh_login(server, alice, room, bot_user, tmp_path / "a2")).startswith("pong")
+        assert bot.log().count("homeserver_went_back") == 1
+
+        client = await ChatClient(server.url, alice, PASSWORD, tmp_path / "a3").start()
+        await client.wait_joined(room, bot_user, timeout=60)
+        await backed_up_then_passed(server, client, room, bot_user, tmp_path / "backup-2")
+        bot.stop()                                      # restored while the bot is stopped
+        server.stop()
+        copy_database(tmp_path / "backup-2", server.dir)
+        server.start()
+        mark = token()
+        await client.send(room, f"!mark {mark}")        # with a room key the bot already holds
         await client.stop()
+        bot.start()
+        for _ in range(300):
+            if mark in bot.marks():
+                break
+            await asyncio.sleep(0.1)
+        assert bot.marks() == [mark], bot.log()[-3000:]
+        assert bot.log().count("homeserver_went_back") == 2
+    finally:
         bot.stop()
         server.stop()
