@@ -60,11 +60,23 @@ async def read_batch(client: AsyncClient, response: SyncResponse, since: str | N
     homeserver gone back behind `since`, the last `recent` seconds of each room instead (when given).
 
     Call after nio processed the response (room state updated, Megolm events decrypted in place)."""
+    batch = Batch(response.next_batch)
     if recent and went_back(since, response.next_batch):
         log.warning("homeserver_went_back", position=since, now=response.next_batch, reading_back=recent,
                     why="its database was put back as it was earlier: events since then came below the position")
-        return await _recent_batch(client, response, recent)
-    batch = Batch(response.next_batch)
+        batch.gap = await _recent_events(client, response.next_batch, recent)
+        batch.events = list(batch.gap)
+    else:
+        await _joined_events(client, response, since, batch)
+    for room_id, info in response.rooms.invite.items():
+        room = client.invited_rooms.get(room_id)
+        if room is not None:
+            batch.invites.extend((room, event) for event in info.invite_state)
+    return batch
+
+
+async def _joined_events(client: AsyncClient, response: SyncResponse, since: str | None, batch: Batch) -> None:
+    """The response's room events into `batch`, each limited timeline filled back to `since` first."""
     for room_id, info in response.rooms.join.items():
         room = client.rooms.get(room_id)
         if room is None:
@@ -75,11 +87,6 @@ async def read_batch(client: AsyncClient, response: SyncResponse, since: str | N
             batch.gap.extend(gap)
             batch.events.extend(gap)
         batch.events.extend((room, event) for event in timeline.events)
-    for room_id, info in response.rooms.invite.items():
-        room = client.invited_rooms.get(room_id)
-        if room is not None:
-            batch.invites.extend((room, event) for event in info.invite_state)
-    return batch
 
 
 def went_back(since: str | None, now: str | None) -> bool:
@@ -88,23 +95,19 @@ def went_back(since: str | None, now: str | None) -> bool:
     return all(positions) and int(positions[1].group(1)) < int(positions[0].group(1))
 
 
-async def _recent_batch(client: AsyncClient, response: SyncResponse, seconds: float) -> Batch:
-    """Each known room's events of the last `seconds` (server time), read back from the response's
-    position, oldest first; all of them a gap. The response's invites as they are."""
-    batch, since_ms = Batch(response.next_batch), (time.time() - seconds) * 1000
+async def _recent_events(client: AsyncClient, position: str, seconds: float) -> list:
+    """Each known room's events of the last `seconds` (server time), read back from `position`, oldest
+    first, with their rooms."""
+    found, since_ms = [], (time.time() - seconds) * 1000
     for room_id, room in list(client.rooms.items()):
         events: list = []
-        async for chunk in read_pages(client, room_id, response.next_batch, MessageDirection.back, MAX_GAP_EVENTS):
+        async for chunk in read_pages(client, room_id, position, MessageDirection.back, MAX_GAP_EVENTS):
             recent = [event for event in chunk if getattr(event, "server_timestamp", 0) >= since_ms]
             events += recent
             if len(recent) < len(chunk) or any(own_join(client, event) for event in chunk):
                 break
-        batch.gap += [(room, event) for event in reversed(events)]
-    batch.events = list(batch.gap)
-    for room_id, info in response.rooms.invite.items():
-        if (invited := client.invited_rooms.get(room_id)) is not None:
-            batch.invites.extend((invited, event) for event in info.invite_state)
-    return batch
+        found += [(room, event) for event in reversed(events)]
+    return found
 
 
 async def fetch_gap(client: AsyncClient, room_id: str, prev_batch: str, since: str) -> list:
