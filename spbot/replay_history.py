@@ -11,6 +11,9 @@ device id) says the table is complete for this device; a new device holds no old
 A message of this very device's own that does not decrypt on the way says its keys were put back too
 (spbot/rolled_back.py): KeysBehind, after the pairs are written. The bot's own messages met on the way
 are counted too: the request and job numbers they show went with the file (spbot/rolled_back.py).
+A state that never handed out a number reads its rooms back for its own messages alone (any device,
+readable or not): a first start finds none, and one after the whole state directory was lost (a new
+device, none of the keys) finds those the lost state sent, whose numbers must not come again.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from nio import MessageDirection
 
 from .logs import get_logger
 from .replay_guard import ReplayGuard
-from .rolled_back import KeysBehind, own_and_unreadable, own_message
+from .rolled_back import KeysBehind, numbered_before, own_and_unreadable, own_message
 from .timeline import HistoryRefused, joined_rooms, own_join, read_pages
 
 log = get_logger(__name__)
@@ -43,6 +46,9 @@ async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> set[s
                     why="its table was lost while the device kept its room keys")
         if behind:
             raise KeysBehind(f"device {device}'s keys are older than its own messages")
+    elif not await numbered_before(guard.store):
+        rooms = await keep_trying("own_history", lambda: joined_rooms(client))
+        await keep_trying("own_history", lambda: _read_own(client, rooms, own))
     await guard.store.put(MARK, device)
     return own
 
@@ -65,6 +71,16 @@ async def _learn(guard: ReplayGuard, client: Any, rooms: list[str], own: set[str
                           todo="old ciphertexts of this room may run again if re-posted")
     await guard.adopt(pairs)
     return len(pairs), behind
+
+
+async def _read_own(client: Any, rooms: list[str], own: set[str]) -> None:
+    """The bot's own messages in `rooms` back to its join, into `own` (nothing decrypts: no room key)."""
+    for room_id in rooms:
+        try:
+            await _read_back(client, room_id, own)
+        except HistoryRefused as exc:
+            log.error("own_history_refused", room=room_id, error=str(exc)[:200],
+                      todo="request and job numbers this room saw before may be handed out again")
 
 
 async def _read_back(client: Any, room_id: str, own: set[str]) -> bool:

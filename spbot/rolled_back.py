@@ -84,6 +84,13 @@ async def settle(bot: Any, own: set[str], since: Since) -> None:
                                                if replies & unsent})
 
 
+async def numbered_before(store: Store) -> bool:
+    """Whether this state ever handed out a request or job number."""
+    marks = ",".join("?" * len(NUMBERED))
+    return await store.fetchone(f"SELECT 1 FROM sqlite_sequence WHERE name IN ({marks}) AND seq > 0",
+                                NUMBERED) is not None
+
+
 async def _skip_numbers(store: Store, lost: int) -> None:
     """Request and job numbers past those a lost state may have handed out (see above)."""
     if not lost:
@@ -92,7 +99,7 @@ async def _skip_numbers(store: Store, lost: int) -> None:
         await store.execute("INSERT INTO sqlite_sequence (name, seq) SELECT ?, 0 WHERE NOT EXISTS "
                             "(SELECT 1 FROM sqlite_sequence WHERE name = ?)", (table, table))
         await store.execute("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = ?", (lost, table))
-    log.warning("numbers_skipped", by=lost, why="messages after the sync position that this state never sent")
+    log.warning("numbers_skipped", by=lost, why="messages of mine in the rooms that this state never sent")
 
 
 # Through /messages, not from the first sync's batch: Synapse caches a /sync response for two minutes

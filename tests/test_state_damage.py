@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import os
 import sqlite3
 import subprocess
@@ -282,3 +283,26 @@ async def test_damage_met_while_sending_keeps_the_reply_for_the_next_device(make
     assert reply.body.startswith("pong"), reply.body
     new = json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
     assert new != old and list(keys.parent.glob(keys.name + ".damaged-*"))
+
+
+async def test_a_lost_state_directory_does_not_hand_out_the_rooms_numbers_again(make_bot, alice, bob):
+    """The whole state directory lost (a reinstall, /var/lib/spbot deleted): the bot logs in again from its
+    password file as a new device, with none of its keys. Before, its request numbers started again at
+    #1, and `!approve 1` typed from the older request message approved the new request #1. Its messages
+    before the loss are in the room, readable or not: the numbers now start past them."""
+    bot = await make_bot("lost-state-dir")
+    _, _, lost_request = await request_for(alice, bot, f"!danger {token()}")
+    old_device = json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
+    bot.stop()
+    shutil.rmtree(bot.state_dir)
+    bot.state_dir.mkdir(mode=0o700)
+
+    bot.start()
+    await wait_answering(alice, bot)
+    assert json.loads((bot.state_dir / "credentials.json").read_text())["device_id"] != old_device
+    mark = token()
+    _, _, request = await request_for(alice, bot, f"!danger {mark}")
+    assert request > lost_request, f"request #{lost_request}, lost with the state, was handed out again"
+    refused = await bob.command(bot.room_id, f"!approve {lost_request}", bot.user_id)
+    assert f"#{lost_request}" in refused.body and mark not in bot.marks(), refused.body
+    assert "numbers_skipped" in bot.log()
