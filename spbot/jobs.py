@@ -53,6 +53,7 @@ PRUNE_EVERY = 1_000                 # jobs created between two prunings
 ICONS = {"running": "⏳", "waiting": "⏸", "done": "✅", "failed": "❌", "cancelled": "🛑",
          "interrupted": "⚠️"}
 SCHEDULER = "scheduler"
+CUT_KEY = "children_cut"            # kv: what a start ended of a dead predecessor's, until it is told
 WENT_ON = "it went on after the state the bot started from was saved: the room shows how it ended"
 
 
@@ -132,7 +133,6 @@ class JobRunner:
         # async (job_id, request_id, state) callbacks, e.g. approvals updating their request message
         self.on_finish: list[Callable[[int, int | None, str], Awaitable[None]]] = []
         self._lock_change = asyncio.Condition()
-        self._cut: list[children.Leftover] = []       # what this start ended, for report_interrupted
         self.told = asyncio.Event()         # the jobs cut short are told: what follows them may be said
 
     async def start(self) -> None:
@@ -143,11 +143,26 @@ class JobRunner:
         await self._prune()
         state_dir = self.config.state_dir
         leftovers = await asyncio.to_thread(children.end_leftovers, state_dir)
-        children.start_recording(state_dir)
-        await asyncio.to_thread(children.remove_old_password_files, state_dir)
-        self._cut = leftovers or []
         await self.store.execute("UPDATE jobs SET state = 'interrupted', ended = ?, summary = ?, told = 0 "
                                  "WHERE state IN ('waiting','running')", (time.time(), "the bot stopped while it ran"))
+        await self._keep_cut(leftovers or [])          # before the record of them is started anew
+        children.start_recording(state_dir)
+        await asyncio.to_thread(children.remove_old_password_files, state_dir)
+
+    async def _keep_cut(self, leftovers: list[children.Leftover]) -> None:
+        """What this start ended, in the state until report_interrupted tells it: a bot stopped again
+        before it could (the homeserver down at start, say) tells it at a later start."""
+        if not leftovers:
+            return
+        untold = {row["id"] for row in await self.store.fetchall(
+            "SELECT id FROM jobs INDEXED BY jobs_untold WHERE told = 0")}
+        cut = await self.store.get(CUT_KEY) or {"jobs": {}, "stray": []}
+        for left in leftovers:
+            if left.job in untold:
+                cut["jobs"].setdefault(str(left.job), []).append(left.sentence())
+            elif left.was_running:
+                cut["stray"].append(left.sentence())
+        await self.store.put(CUT_KEY, cut)
 
     async def prepare_store(self) -> None:
         await self.store.ensure_schema(SCHEMA)
@@ -313,18 +328,15 @@ class JobRunner:
         """Every job the bot stopped during (never re-run), reported in its room with the programs it had
         running and what became of them; but a job whose command the rooms show answered by a state put
         back since (`went_on`, its event ids: spbot/rolled_back.py) went on there, and is not told."""
-        leftovers, self._cut = self._cut, []
-        rows = await self.store.fetchall("SELECT * FROM jobs INDEXED BY jobs_untold WHERE told = 0")
-        for row in rows:
+        cut = await self.store.get(CUT_KEY) or {"jobs": {}, "stray": []}
+        for row in await self.store.fetchall("SELECT * FROM jobs INDEXED BY jobs_untold WHERE told = 0"):
             if row["event_id"] in went_on:
                 await self._went_on(row)
             else:
-                await self._tell_interrupted(row, [f"• {left.sentence()}" for left in leftovers
-                                                   if left.job == row["id"]])
+                await self._tell_interrupted(row, [f"• {line}" for line in cut["jobs"].get(str(row["id"]), [])])
             await self.store.execute("UPDATE jobs SET told = 1 WHERE id = ?", (row["id"],))
-        jobs = {row["id"] for row in rows}
-        await self._report_stray_children([left for left in leftovers
-                                           if left.job not in jobs and left.was_running])
+        await self._report_stray_children(cut["stray"])
+        await self.store.execute("DELETE FROM kv WHERE key = ?", (CUT_KEY,))
         self.told.set()
 
     async def _went_on(self, row) -> None:
@@ -362,11 +374,11 @@ class JobRunner:
         """The admin who asked for an interrupted job, or every admin for the scheduler's."""
         return [requester] if requester in self.config.admins else list(self.config.admins)
 
-    async def _report_stray_children(self, leftovers: list[children.Leftover]) -> None:
+    async def _report_stray_children(self, sentences: list[str]) -> None:
         """Programs of no interrupted job that were still running at this start (and now ended)."""
-        if not leftovers:
+        if not sentences:
             return
-        lines = [f"• {left.sentence()}" for left in leftovers]
+        lines = [f"• {sentence}" for sentence in sentences]
         reply = Reply.error("When the bot stopped, programs it had started outside any job were still "
                             "running; they were found at this start:") + Reply.text("\n".join(lines))
         for room in self.messenger.admin_rooms():

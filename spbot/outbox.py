@@ -166,15 +166,19 @@ class Outbox:
                                          list(message_ids)) if message_ids else []
         return [r["id"] for r in rows]
 
-    async def sent_among(self, event_ids: set[str]) -> set[str]:
-        """Those of these events that this outbox sent (its rows of the last week)."""
-        ids, found = sorted(event_ids), set()
+    async def sent_among(self, messages: dict[str, str | None]) -> set[str]:
+        """Those of these events (event id -> the transaction id the homeserver shows its sender) that
+        this outbox sent: its rows of the last week, and a row still waiting whose send reached the
+        homeserver just before the bot was killed (the row was not marked sent, the room has it)."""
+        ids, found = sorted(messages), set()
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             rows = await self.store.fetchall(f"SELECT event_id FROM outbox WHERE event_id IN "
                                              f"({','.join('?' * len(chunk))})", chunk)
             found |= {row["event_id"] for row in rows}
-        return found
+        waiting = {_txn_id(self._salt, dict(row)) for row in await self.store.fetchall(
+            "SELECT id, created FROM outbox INDEXED BY outbox_pending WHERE sent_at IS NULL AND failed IS NULL")}
+        return found | {event_id for event_id, txn in messages.items() if txn is not None and txn in waiting}
 
     async def _drained(self) -> None:
         async with self._sent:

@@ -23,7 +23,7 @@ from nio import MessageDirection
 
 from .logs import get_logger
 from .replay_guard import ReplayGuard
-from .rolled_back import KeysBehind, numbered_before, own_and_unreadable, own_message
+from .rolled_back import KeysBehind, numbered_before, own_and_unreadable, own_messages
 from .timeline import HistoryRefused, joined_rooms, own_join, read_pages
 
 log = get_logger(__name__)
@@ -32,11 +32,11 @@ MARK = "replay_guard_complete_for"      # kv: the device whose pairs the table h
 MAX_EVENTS_PER_ROOM = 200_000           # ~2,000 requests; a family's admin room holds far fewer
 
 
-async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> set[str]:
+async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> dict[str, str | None]:
     """Learn the table back from history when it is empty but the device holds room keys. Before the
-    first sync; `keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py). The ids of the
-    bot's own messages read on the way; KeysBehind when one of this device's could not be decrypted."""
-    device, own = client.device_id, set()
+    first sync; `keep_trying(step, work)` runs `work` until it succeeds (spbot/matrix.py). The bot's own
+    messages read on the way (rolled_back.own_messages); KeysBehind when one of this device's could not be decrypted."""
+    device, own = client.device_id, {}
     if await guard.store.get(MARK) == device:
         return own
     if not guard.has_records() and _holds_room_keys(client):
@@ -58,7 +58,7 @@ def _holds_room_keys(client: Any) -> bool:
     return store is not None and next(iter(store), None) is not None
 
 
-async def _learn(guard: ReplayGuard, client: Any, rooms: list[str], own: set[str]) -> tuple[int, bool]:
+async def _learn(guard: ReplayGuard, client: Any, rooms: list[str], own: dict[str, str | None]) -> tuple[int, bool]:
     """How many pairs were learned, and whether a message of this device's own could not be decrypted:
     its keys were put back too (spbot/rolled_back.py)."""
     behind = False
@@ -73,7 +73,7 @@ async def _learn(guard: ReplayGuard, client: Any, rooms: list[str], own: set[str
     return len(pairs), behind
 
 
-async def _read_own(client: Any, rooms: list[str], own: set[str]) -> None:
+async def _read_own(client: Any, rooms: list[str], own: dict[str, str | None]) -> None:
     """The bot's own messages in `rooms` back to its join, into `own` (nothing decrypts: no room key)."""
     for room_id in rooms:
         try:
@@ -83,14 +83,14 @@ async def _read_own(client: Any, rooms: list[str], own: set[str]) -> None:
                       todo="request and job numbers this room saw before may be handed out again")
 
 
-async def _read_back(client: Any, room_id: str, own: set[str]) -> bool:
+async def _read_back(client: Any, room_id: str, own: dict[str, str | None]) -> bool:
     """Every event of the room from now back to the bot's own join, newest first: nio decrypts each one
     it has the key for, and the guard notes its pair; the bot's own messages go into `own`. Whether a
     message of this device's did not decrypt."""
     behind = False
     async for chunk in read_pages(client, room_id, None, MessageDirection.back, MAX_EVENTS_PER_ROOM):
         behind = behind or any(own_and_unreadable(client, event) for event in chunk)
-        own |= {event.event_id for event in chunk if own_message(event, client.user_id)}
+        own.update(own_messages(chunk, client.user_id))
         if any(own_join(client, event) for event in chunk):
             break
     return behind

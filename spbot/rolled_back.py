@@ -37,9 +37,10 @@ NUMBERED = ("requests", "jobs")      # the tables whose ids the room sees: Reque
 @dataclass
 class Since:
     """What the rooms show after the sync position: each event the bot answered there, with the ids of
-    its replies to it; and every message of the bot's there."""
+    its replies to it; and every message of the bot's there, with the transaction id it was sent with
+    (the homeserver shows it to the device that sent it)."""
     answered: dict[str, set[str]] = field(default_factory=dict)
-    own: set[str] = field(default_factory=set)
+    own: dict[str, str | None] = field(default_factory=dict)
 
 
 class KeysBehind(Exception):
@@ -57,7 +58,7 @@ async def claim_answered_since(store: Store, client: Any, since: str | None, kee
     for room_id in await keep_trying("answered_since", lambda: joined_rooms(client)):
         replies, own, own_unreadable = await keep_trying("answered_since",
                                                          lambda: _read_forward(client, room_id, since))
-        found.own |= own
+        found.own.update(own)
         for target, reply in replies:
             found.answered.setdefault(target, set()).add(reply)
         fresh = [event_id for event_id in {target for target, _ in replies}
@@ -71,12 +72,12 @@ async def claim_answered_since(store: Store, client: Any, since: str | None, kee
     return found
 
 
-async def settle(bot: Any, own: set[str], since: Since) -> None:
+async def settle(bot: Any, own: dict[str, str | None], since: Since) -> None:
     """Once the rooms are read, what a lost state did is not done, handed out or told again: its
     decisions close requests and offers, its messages (`own`, those read back after a lost state
     database, and those after the position) skip numbers, and the jobs it saw on are not told as cut."""
-    everything = own | since.own
-    unsent = everything - await bot.outbox.sent_among(everything)
+    everything = {**own, **since.own}
+    unsent = set(everything) - await bot.outbox.sent_among(everything)
     await bot.approvals.settle_answered(since.answered)
     await bot.alerts.close_answered_offers(since.answered)
     await _skip_numbers(bot.store, len(unsent))
@@ -86,6 +87,8 @@ async def settle(bot: Any, own: set[str], since: Since) -> None:
 
 async def numbered_before(store: Store) -> bool:
     """Whether this state ever handed out a request or job number."""
+    if await store.fetchone("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'") is None:
+        return False                        # no AUTOINCREMENT table has had a row yet
     marks = ",".join("?" * len(NUMBERED))
     return await store.fetchone(f"SELECT 1 FROM sqlite_sequence WHERE name IN ({marks}) AND seq > 0",
                                 NUMBERED) is not None
@@ -105,15 +108,16 @@ async def _skip_numbers(store: Store, lost: int) -> None:
 # Through /messages, not from the first sync's batch: Synapse caches a /sync response for two minutes
 # (caches.sync_response_cache_duration), so a start soon after another one asking the same `since` gets
 # the earlier answer, and the rest comes in later batches (tried: a command answered after it ran again).
-async def _read_forward(client: Any, room_id: str, since: str) -> tuple[list[tuple[str, str]], set[str], bool]:
+async def _read_forward(client: Any, room_id: str, since: str
+                        ) -> tuple[list[tuple[str, str]], dict[str, str | None], bool]:
     """The bot's replies after `since` in the room (event replied to, reply), the ids of all its messages
     there, and whether a message of this device's there could not be decrypted."""
-    answered, own, own_unreadable = [], set(), False
+    answered, own, own_unreadable = [], {}, False
     try:
         async for chunk in read_pages(client, room_id, since, MessageDirection.front, MAX_EVENTS_PER_ROOM):
             answered += [(target, event.event_id) for event in chunk
                          if (target := _reply_target(event, client.user_id))]
-            own |= {event.event_id for event in chunk if own_message(event, client.user_id)}
+            own.update(own_messages(chunk, client.user_id))
             own_unreadable = own_unreadable or any(own_and_unreadable(client, event) for event in chunk)
     except HistoryRefused as exc:       # a token the homeserver no longer takes, say: the bot starts
         log.error("answered_since_refused", room=room_id, error=str(exc)[:200],
@@ -125,6 +129,12 @@ def own_message(event: Any, user_id: str) -> bool:
     """A message of the bot's (any device), or one it cannot read (a lost device's: it may be one)."""
     return getattr(event, "sender", None) == user_id and (
         isinstance(event, MegolmEvent) or (getattr(event, "source", None) or {}).get("type") == "m.room.message")
+
+
+def own_messages(events: list, user_id: str) -> dict[str, str | None]:
+    """The bot's messages among `events`: event id -> the transaction id it was sent with, when shown."""
+    return {event.event_id: getattr(event, "transaction_id", None) for event in events
+            if own_message(event, user_id)}
 
 
 def own_and_unreadable(client: Any, event: Any) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -351,9 +352,9 @@ async def test_kill_during_a_restore_ends_restic_with_the_bot_and_the_report_say
     data_pack.unlink()
 
 
-@chat
-async def test_what_a_killed_bot_left_running_is_ended_at_the_next_start_and_told(alice, world):
-    bot = world.bot
+async def killed_during_a_pre_command(alice, bot) -> tuple[str, children.ProcStat, children.ProcStat]:
+    """`!backup now waits` running its hanging pre command (`sh -c "sleep 300; true"`) when the bot is
+    killed: the command's event id, the shell (ended with the bot) and its sleep (still running)."""
     command_id = await alice.send(bot.room_id, "!backup now waits")
     await alice.wait_for(from_bot(bot, "waits: pre command 1 (sh)"), timeout=30)
     deadline = time.monotonic() + 10
@@ -368,12 +369,45 @@ async def test_what_a_killed_bot_left_running_is_ended_at_the_next_start_and_tol
     assert await asyncio.to_thread(wait_gone, shell.pid, shell.start, 3), "sh outlived the bot"
     await asyncio.sleep(0.5)
     assert not gone(sleep.pid, sleep.start), "the death signal reaches the direct child only"
+    return command_id, shell, sleep
+
+
+def leftover_line(shell: children.ProcStat, sleep: children.ProcStat) -> str:
+    return (f"pre command 1 (sh) (pid {shell.pid}) was running and ended with the bot; sleep (pid {sleep.pid}), "
+            "started by it, was still running and has been stopped")
+
+
+@chat
+async def test_what_a_killed_bot_left_running_is_ended_at_the_next_start_and_told(alice, world):
+    bot = world.bot
+    command_id, shell, sleep = await killed_during_a_pre_command(alice, bot)
     bot.start()
     report = await result_reply(alice, command_id, bot, "was interrupted", timeout=60)
 
     assert gone(sleep.pid, sleep.start), "the next start did not end the leftover"
-    assert (f"pre command 1 (sh) (pid {shell.pid}) was running and ended with the bot; sleep (pid {sleep.pid}), started by "
-            "it, was still running and has been stopped") in report.body, report.body
+    assert leftover_line(shell, sleep) in report.body, report.body
+
+
+@chat
+async def test_what_a_start_ended_is_told_even_when_that_start_could_not_tell_it(alice, world):
+    """A start ends what its killed predecessor left running, but tells it only once it has read the rooms;
+    stopped before that (the homeserver down, a restart by hand), the next start told the job as
+    interrupted without a word of what was stopped, nor that the backup may be partial."""
+    bot = world.bot
+    command_id, shell, sleep = await killed_during_a_pre_command(alice, bot)
+    config = bot.config_path.read_text()
+    bot.config_path.write_text(re.sub(r'(?m)^homeserver = ".*"$', 'homeserver = "http://127.0.0.1:9"', config))
+    try:
+        bot.start()
+        assert await asyncio.to_thread(wait_gone, sleep.pid, sleep.start, 30), "the start did not end the leftover"
+        await asyncio.sleep(1)
+        bot.stop()
+    finally:
+        bot.config_path.write_text(config)
+    bot.start()
+    report = await result_reply(alice, command_id, bot, "was interrupted", timeout=60)
+
+    assert leftover_line(shell, sleep) in report.body, report.body
 
 
 async def test_package_managers_get_the_usual_umask_while_other_children_keep_the_bots():

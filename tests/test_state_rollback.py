@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import sqlite3
 
 import pytest
@@ -183,6 +184,14 @@ async def test_an_alert_offer_taken_after_the_snapshot_is_not_taken_again(make_b
     assert bot.marks().count(mark) == 1
 
 
+def sync_position(bot) -> str:
+    """The stored sync position, as the kv table holds it (JSON)."""
+    with sqlite3.connect(f"file:{bot.state_dir / 'spbot.db'}?mode=ro", uri=True) as db:
+        [value] = db.execute("SELECT value FROM kv WHERE key = 'sync_position'").fetchone()
+    db.close()
+    return value
+
+
 async def job_number(alice, bot, seconds: float = 2) -> int:
     """The number of a job started now: a second of the same locked command is refused with it."""
     first = token()
@@ -249,3 +258,35 @@ async def test_a_job_that_finished_after_the_snapshot_is_not_told_as_cut_short(m
     edits = alice.edits_of(progress.event_id) + alice.edits_of(request.event_id)
     assert all("stopped" not in e.content["m.new_content"]["body"] for e in edits), "an edit said it stopped"
     assert "job_went_on_since" in bot.log() and bot.marks().count(mark) == 1
+
+
+async def test_a_message_sent_just_before_a_kill_is_the_bots_own_not_a_lost_states(make_bot, alice, bob):
+    """The bot killed after the homeserver took a message but before its outbox marked it sent: at the next
+    start the room shows a message of the bot's that its outbox never marked, as a state put back would
+    leave. Before, the job it belonged to was taken as gone on in that lost state: nothing told the admins
+    it was cut short. The homeserver shows the sending device its transaction id, and the outbox knows it."""
+    bot = await patient_bot(make_bot, alice, "killed-before-marking")
+    mark = token()
+    command_id, _, rid = await request_for(alice, bot, f"!danger-slow 60 {mark}")
+    await asyncio.sleep(1)
+    position = sync_position(bot)
+    await bob.command(bot.room_id, f"!approve {rid}", bot.user_id)
+    progress = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == command_id
+                                    and "⏳ !danger-slow — job #" in e.body)
+    bot.stop(signal.SIGKILL)
+    # As a kill right after the homeserver took the message leaves it: not marked sent, and the sync
+    # position from before it (the bot's next sync would have moved it past).
+    with sqlite3.connect(bot.state_dir / "spbot.db") as db:
+        unmarked = db.execute("UPDATE outbox SET event_id = NULL, sent_at = NULL WHERE event_id = ?",
+                              (progress.event_id,)).rowcount
+        db.execute("UPDATE kv SET value = ? WHERE key = 'sync_position'", (position,))
+    db.close()
+    assert unmarked == 1
+
+    bot.start()
+    told = await result_reply(alice, command_id, bot, "was interrupted", timeout=60)
+    assert "job #" in told.body and "job_went_on_since" not in bot.log()
+    await asyncio.sleep(2)
+    progress_messages = [e for e in alice.events if e.sender == bot.user_id and e.reply_to == command_id
+                         and "⏳ !danger-slow — job #" in e.body]
+    assert len(progress_messages) == 1, "the message was sent a second time"

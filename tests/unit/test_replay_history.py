@@ -78,6 +78,8 @@ async def test_a_lost_table_is_learned_oldest_first_and_marked(guard):
 
 async def test_an_intact_table_or_a_new_device_is_only_marked(guard):
     guard, olm = guard
+    await guard.store.execute("CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT)")
+    await guard.store.execute("INSERT INTO requests DEFAULT VALUES")   # a state that numbered requests
     guard._first_use[("SESSION", 5)] = "$known"        # an older bot's table, kept
     history = History(olm, [megolm("!ping", "$e", 0)])
     await ensure_complete(guard, history, retried)
