@@ -156,13 +156,17 @@ class JobRunner:
             return
         untold = {row["id"] for row in await self.store.fetchall(
             "SELECT id FROM jobs INDEXED BY jobs_untold WHERE told = 0")}
-        cut = await self.store.get(CUT_KEY) or {"jobs": {}, "stray": []}
+        cut = await self._cut_so_far()
         for left in leftovers:
             if left.job in untold:
                 cut["jobs"].setdefault(str(left.job), []).append(left.sentence())
             elif left.was_running:
                 cut["stray"].append(left.sentence())
         await self.store.put(CUT_KEY, cut)
+
+    async def _cut_so_far(self) -> dict:
+        """{"jobs": {job id: [sentences]}, "stray": [sentences]}: what starts ended and did not tell yet."""
+        return await self.store.get(CUT_KEY) or {"jobs": {}, "stray": []}
 
     async def prepare_store(self) -> None:
         await self.store.ensure_schema(SCHEMA)
@@ -328,7 +332,7 @@ class JobRunner:
         """Every job the bot stopped during (never re-run), reported in its room with the programs it had
         running and what became of them; but a job whose command the rooms show answered by a state put
         back since (`went_on`, its event ids: spbot/rolled_back.py) went on there, and is not told."""
-        cut = await self.store.get(CUT_KEY) or {"jobs": {}, "stray": []}
+        cut = await self._cut_so_far()
         for row in await self.store.fetchall("SELECT * FROM jobs INDEXED BY jobs_untold WHERE told = 0"):
             if row["event_id"] in went_on:
                 await self._went_on(row)

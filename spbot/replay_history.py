@@ -61,26 +61,29 @@ def _holds_room_keys(client: Any) -> bool:
 async def _learn(guard: ReplayGuard, client: Any, rooms: list[str], own: dict[str, str | None]) -> tuple[int, bool]:
     """How many pairs were learned, and whether a message of this device's own could not be decrypted:
     its keys were put back too (spbot/rolled_back.py)."""
-    behind = False
     with guard.learning() as pairs:
-        for room_id in rooms:
-            try:
-                behind = await _read_back(client, room_id, own) or behind
-            except HistoryRefused as exc:       # the other rooms are still learned; the bot starts
-                log.error("replay_history_refused", room=room_id, error=str(exc)[:200],
-                          todo="old ciphertexts of this room may run again if re-posted")
+        behind = await _read_rooms(client, rooms, own, "replay_history_refused",
+                                   "old ciphertexts of this room may run again if re-posted")
     await guard.adopt(pairs)
     return len(pairs), behind
 
 
 async def _read_own(client: Any, rooms: list[str], own: dict[str, str | None]) -> None:
     """The bot's own messages in `rooms` back to its join, into `own` (nothing decrypts: no room key)."""
+    await _read_rooms(client, rooms, own, "own_history_refused",
+                      "request and job numbers this room saw before may be handed out again")
+
+
+async def _read_rooms(client: Any, rooms: list[str], own: dict[str, str | None], refused: str, todo: str) -> bool:
+    """_read_back of each room; one whose history is refused is logged as `refused` and the others are
+    still read (the bot starts). Whether a message of this device's did not decrypt."""
+    behind = False
     for room_id in rooms:
         try:
-            await _read_back(client, room_id, own)
+            behind = await _read_back(client, room_id, own) or behind
         except HistoryRefused as exc:
-            log.error("own_history_refused", room=room_id, error=str(exc)[:200],
-                      todo="request and job numbers this room saw before may be handed out again")
+            log.error(refused, room=room_id, error=str(exc)[:200], todo=todo)
+    return behind
 
 
 async def _read_back(client: Any, room_id: str, own: dict[str, str | None]) -> bool:
