@@ -37,7 +37,19 @@ def _quiet_schedules(extra: str) -> str:
 
 
 BOTS: list["TestBot"] = []        # every bot process of this session, for the failure report below
+MADE_BOTS: list["TestBot"] = []   # the bots make_bot started; each ends with the module that made it
 LOG_TAIL = 60                     # lines of a bot's log shown under a failed test
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _made_bots_end_with_their_module():
+    """A bot a module made stops when that module ends: left running to the session's end, the bots
+    with 1 s check intervals kept a 2-core CI machine busy under every later test."""
+    first = len(MADE_BOTS)
+    yield
+    for test_bot in MADE_BOTS[first:]:
+        test_bot.stop()
+    del MADE_BOTS[first:]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -233,8 +245,7 @@ def make_bot(synapse, people, alice, bob, carol, erin, tmp_path_factory):
     config additions and environment, e.g. a fakebin PATH:
 
         bot = await make_bot("backups", extra='[backup]\\nrepository = "..."', env=bins.env())
-    Top-level keys go in `extra` before any [table]. Stopped at the end of the session."""
-    started: list[TestBot] = []
+    Top-level keys go in `extra` before any [table]. Stopped at the end of the module that made it."""
 
     async def make(name: str, extra: str = "", env: dict | None = None, admins: list[str] | None = None,
                    members: list[str] = ()) -> TestBot:
@@ -259,11 +270,9 @@ def make_bot(synapse, people, alice, bob, carol, erin, tmp_path_factory):
         if env is not None:
             test_bot.process.env = env
         test_bot.start()
-        started.append(test_bot)
+        MADE_BOTS.append(test_bot)
         await alice.wait_joined(room, user_id, timeout=60)
         await wait_answering(alice, test_bot)
         return test_bot
 
-    yield make
-    for test_bot in started:
-        test_bot.stop()
+    return make
