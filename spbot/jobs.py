@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from .config import Config
 from .logs import get_logger
 from .messenger import Messenger
+from .outbox import speaking_for
 from .render import Reply, bar, escape, human_duration
 from .request import Request
 from .store import Store
@@ -235,6 +236,9 @@ class JobRunner:
     def _launch(self, job: Job, work: Callable[[], Awaitable[tuple[str, Reply | None]]]) -> None:
         async def lifecycle() -> None:
             children.current_job.set(job.id)          # the job's programs are recorded under its id
+            # It speaks in its requester's outbox lane, not in that of whoever approved it: its result
+            # then leaves before its request's last edit (in the requester's lane), never after it.
+            speaking_for.set("" if job.requester == SCHEDULER else job.requester)
             await self._acquire(job)
             try:
                 await self.store.execute("UPDATE jobs SET state = 'running', started = ? WHERE id = ?",

@@ -226,3 +226,36 @@ async def test_jobs_cut_short_by_a_stop_are_reported_interrupted_at_the_next_sta
     assert told[0]["body"].startswith(f"{ALICE}: ⚠️ job #{job} (!backup now, asked by {ALICE}) was interrupted: ")
     assert told[0]["msgtype"] == "m.text" and told[0]["m.mentions"] == {"user_ids": [ALICE]}
     assert told[0]["m.relates_to"] == {"m.in_reply_to": {"event_id": "$long"}}
+
+
+async def test_an_approved_job_speaks_in_its_requesters_lane_so_its_result_leaves_before_the_requests_end(setup):
+    """Bob approves Alice's request: the job starts in Bob's handling, but its result and the request's
+    final edit (in Alice's lane, with the request) leave in the order they were said (CI once saw the
+    edit first, and the console stopped reading before the result)."""
+    from aiohttp import ClientConnectionError
+
+    from spbot.outbox import speaking_for
+    parts, spec = setup.parts, setup.registry.commands["backup now"]
+    speaking_for.set(ALICE)
+    request_message = await parts.messenger.send(ROOM, Reply.text("request: awaiting approval"))
+    await until_sent(parts.connection.client, 1)
+    parts.connection.client.failures = [ClientConnectionError("down")]      # holds the queue meanwhile
+
+    async def work(job):              # as the execute step's work: it replies, then the job ends
+        result = Reply.text("the result")
+        await parts.messenger.send(ROOM, result)
+        return "ok", result
+
+    async def end_request(job_id, request_id, state):
+        await parts.messenger.edit(request_message, Reply.text(f"request: job #{job_id} finished"))
+    setup.jobs.on_finish.append(end_request)
+
+    async def bobs_approval():
+        speaking_for.set("@bob:localhost")
+        await parts.messenger.send(ROOM, Reply.text("approved"))
+        await setup.jobs.run_command(request("!backup now"), spec, {"service": "all"}, work)
+    await asyncio.create_task(bobs_approval())
+    await ended(setup.jobs)
+    sent = await until_sent(parts.connection.client, 4, timeout=10)
+    bodies = [c.get("m.new_content", c)["body"] for _, _, c in sent]
+    assert bodies.index("the result") < bodies.index("request: job #1 finished"), bodies
