@@ -26,7 +26,7 @@ async def fleet(synapse, people, alice, bob, erin, tmp_path_factory) -> Fleet:
                                                                      for fb in bots.values()], "Fleet (tests)")
     join_people(room, [(synapse, b), (synapse, e)])
     fleet = Fleet(room, bots)
-    await start_bots(fleet, tmp_path_factory.mktemp("fleet"), alice, default="nas")
+    await start_bots(fleet, tmp_path_factory.mktemp("fleet"), alice, default="nas", silent_after=12)
     yield fleet
     for fb in bots.values():
         fb.bot.stop()
@@ -123,7 +123,7 @@ async def test_fleet_overview_and_a_silent_bot_reported_once(fleet, alice):
         assert re.search(r"\[nas\] nas: up .* load", reply.body) and "[vps] vps: up" in reply.body
         assert "no answer in time: box" in reply.body
         alert = await alice.wait_for(lambda e: fleet.by_user(e.sender) and "box has not been heard from"
-                                     in e.body, timeout=30)
+                                     in e.body, timeout=40)
         await asyncio.sleep(4)
         alerts = [e for e in alice.events if "box has not been heard from" in e.body and e.received > stopped]
         assert len(alerts) == 1 and fleet.by_user(alert.sender) in ("nas", "vps")

@@ -49,7 +49,7 @@ async def fed(homeservers, tmp_path_factory):
     fleet = Fleet(room, {"nas": nas, "box": box})
     try:
         await start_bots(fleet, tmp_path_factory.mktemp("fed-bots"), clients["alice"], default="nas",
-                         answer_timeout=5, silent_after=6)
+                         answer_timeout=5, silent_after=12)
         yield fleet, clients
     finally:
         for fb in fleet.bots.values():
@@ -101,7 +101,7 @@ async def test_a_stopped_bot_is_reported_once_and_fleet_shows_it(fed):
     alice, box = clients["alice"], fleet.bots["box"]
     box.bot.stop()
     try:
-        alert = await alice.wait_for(lambda e: "box has not been heard from" in e.body, timeout=30)
+        alert = await alice.wait_for(lambda e: "box has not been heard from" in e.body, timeout=40)
         assert fleet.by_user(alert.sender) == "nas"
         sent = await alice.send(fleet.room_id, "!fleet")
         reply = await alice.wait_for(lambda e: e.reply_to == sent and fleet.by_user(e.sender), timeout=20)
