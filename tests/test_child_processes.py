@@ -358,11 +358,10 @@ async def killed_during_a_pre_command(alice, bot) -> tuple[str, children.ProcSta
     command_id = await alice.send(bot.room_id, "!backup now waits")
     await alice.wait_for(from_bot(bot, "waits: pre command 1 (sh)"), timeout=30)
     deadline = time.monotonic() + 10
-    while not (sleeps := [p for p in processes_mentioning("sleep 300") if p.name == "sleep"]):
+    while not (pair := _shell_and_its_sleep()):      # a sleep an earlier test left is not this one
         assert time.monotonic() < deadline, "the pre command never started"
         await asyncio.sleep(0.05)
-    [shell] = [p for p in processes_mentioning("sleep 300; true") if p.name == "sh"]
-    [sleep] = [s for s in sleeps if s.session == shell.pid]
+    shell, sleep = pair
 
     bot.stop(signal.SIGKILL)
 
@@ -370,6 +369,15 @@ async def killed_during_a_pre_command(alice, bot) -> tuple[str, children.ProcSta
     await asyncio.sleep(0.5)
     assert not gone(sleep.pid, sleep.start), "the death signal reaches the direct child only"
     return command_id, shell, sleep
+
+
+def _shell_and_its_sleep() -> tuple[children.ProcStat, children.ProcStat] | None:
+    """The running pre command's shell and the sleep of its session, once both are there."""
+    sleeps = [p for p in processes_mentioning("sleep 300") if p.name == "sleep"]
+    for shell in (p for p in processes_mentioning("sleep 300; true") if p.name == "sh"):
+        if ours := [s for s in sleeps if s.session == shell.pid]:
+            return shell, ours[0]
+    return None
 
 
 def leftover_line(shell: children.ProcStat, sleep: children.ProcStat) -> str:
