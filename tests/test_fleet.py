@@ -26,7 +26,7 @@ async def fleet(synapse, people, alice, bob, erin, tmp_path_factory) -> Fleet:
                                                                      for fb in bots.values()], "Fleet (tests)")
     join_people(room, [(synapse, b), (synapse, e)])
     fleet = Fleet(room, bots)
-    await start_bots(fleet, tmp_path_factory.mktemp("fleet"), alice, default="nas", silent_after=12)
+    await start_bots(fleet, tmp_path_factory.mktemp("fleet"), alice, default="nas", heartbeat=3, silent_after=12)
     yield fleet
     for fb in bots.values():
         fb.bot.stop()

@@ -49,7 +49,7 @@ async def fed(homeservers, tmp_path_factory):
     fleet = Fleet(room, {"nas": nas, "box": box})
     try:
         await start_bots(fleet, tmp_path_factory.mktemp("fed-bots"), clients["alice"], default="nas",
-                         answer_timeout=5, silent_after=12)
+                         answer_timeout=5, heartbeat=3, silent_after=12)
         yield fleet, clients
     finally:
         for fb in fleet.bots.values():
