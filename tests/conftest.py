@@ -41,15 +41,28 @@ MADE_BOTS: list["TestBot"] = []   # the bots make_bot started; each ends with th
 LOG_TAIL = 60                     # lines of a bot's log shown under a failed test
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _made_bots_end_with_their_module():
-    """A bot a module made stops when that module ends: left running to the session's end, the bots
-    with 1 s check intervals kept a 2-core CI machine busy under every later test."""
-    first = len(MADE_BOTS)
-    yield
+def _stop_made_since(first: int) -> None:
     for test_bot in MADE_BOTS[first:]:
         test_bot.stop()
     del MADE_BOTS[first:]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _made_bots_end_with_their_module():
+    """A bot a module's fixture made stops when that module ends: left running to the session's end,
+    the bots with 1 s check intervals kept a 2-core CI machine busy under every later test."""
+    first = len(MADE_BOTS)
+    yield
+    _stop_made_since(first)
+
+
+@pytest.fixture(autouse=True)
+def _made_bots_end_with_their_test():
+    """A bot a test made for itself stops when the test ends (its module's fixtures are set up before
+    this, so their bots live on for the module's other tests)."""
+    first = len(MADE_BOTS)
+    yield
+    _stop_made_since(first)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -245,7 +258,7 @@ def make_bot(synapse, people, alice, bob, carol, erin, tmp_path_factory):
     config additions and environment, e.g. a fakebin PATH:
 
         bot = await make_bot("backups", extra='[backup]\\nrepository = "..."', env=bins.env())
-    Top-level keys go in `extra` before any [table]. Stopped at the end of the module that made it."""
+    Top-level keys go in `extra` before any [table]. Stopped at the end of the test or module that made it."""
 
     async def make(name: str, extra: str = "", env: dict | None = None, admins: list[str] | None = None,
                    members: list[str] = ()) -> TestBot:
