@@ -73,7 +73,10 @@ class Outbox:
         self._salt = ""
         self._task: asyncio.Task | None = None
         self._wiper: asyncio.Task | None = None
-        self._in_flight: int | None = None      # the row being sent now: no longer safe to rewrite
+        # Rows whose send began, and those an earlier run queued (it may have tried them): the homeserver
+        # may hold them under their transaction id, and would answer a retry with the old content.
+        self._tried: set[int] = set()
+        self._new_after = 0
         self._pick = asyncio.Lock()             # picking the next row vs. rewriting a waiting edit
         self._turns: dict[str, int] = {}        # lane -> when it was last served (round robin)
         self._turn = 0
@@ -91,6 +94,7 @@ class Outbox:
         self._salt = await self.store.get("outbox_salt") or secrets.token_hex(6)
         await self.store.put("outbox_salt", self._salt)
         await self.store.execute("DELETE FROM outbox WHERE sent_at < ?", (time.time() - 7 * 86400,))
+        self._new_after = (await self.store.fetchone("SELECT COALESCE(MAX(id), 0) AS id FROM outbox"))["id"]
         waiting = await self.pending()
         if waiting:
             log.info("outbox_waiting", messages=waiting)
@@ -127,7 +131,7 @@ class Outbox:
             waiting = await self.store.fetchone(
                 "SELECT id FROM outbox WHERE edit_of = ? AND relation IS NULL AND sent_at IS NULL "
                 "AND failed IS NULL", (message_id,))
-            if waiting is not None and waiting["id"] != self._in_flight:
+            if waiting is not None and waiting["id"] > self._new_after and waiting["id"] not in self._tried:
                 await self.store.execute("UPDATE outbox SET content = ? WHERE id = ?",
                                          (json.dumps(content), waiting["id"]))
             else:
@@ -200,12 +204,14 @@ class Outbox:
             self._wake.clear()        # before the look: a send after it sets the event again
             async with self._pick:
                 row = await self._next_row()
-                self._in_flight = row["id"] if row is not None else None
+                if row is not None:
+                    self._tried.add(row["id"])
             if row is None:
                 await self._wake.wait()
                 continue
             try:
                 await self._send_one(dict(row))
+                self._tried.discard(row["id"])
                 backoff = RETRY_FIRST
             except asyncio.CancelledError:
                 raise
@@ -224,8 +230,6 @@ class Outbox:
                     await self._fail(dict(row), "sending it kept failing in the bot's own code (see the log)")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RETRY_MAX)
-            finally:
-                self._in_flight = None
 
     async def _next_row(self):
         """The oldest waiting row of the lane served longest ago (round robin over the lanes)."""

@@ -8,6 +8,7 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+from aiohttp import ClientConnectionError
 from nio import RoomSendResponse
 
 from spbot.audit import AuditLog
@@ -44,15 +45,23 @@ class FakeClient:
         self.should_query_keys = False
         self.sent: list[tuple[str, str, dict]] = []      # (room id, event type, content)
         self.failures: list[Exception] = []             # raised by the next sends, in order
+        self.answers_lost = 0          # the next sends reach the "homeserver", but their answer is lost
+        self.taken: dict[str, str] = {}                 # transaction id -> event id, as a homeserver keeps
         self.changed = asyncio.Event()
 
     async def room_send(self, room_id: str, event_type: str, content: dict, tx_id: str = "",
                         ignore_unverified_devices: bool = False):
         if self.failures:
             raise self.failures.pop(0)
+        if tx_id in self.taken:        # a retry of a message it took: the first event, nothing new sent
+            return RoomSendResponse(self.taken[tx_id], room_id)
         self.sent.append((room_id, event_type, json.loads(json.dumps(content))))
+        self.taken[tx_id or f"none-{len(self.sent)}"] = event_id = f"$sent{len(self.sent)}"
         self.changed.set()
-        return RoomSendResponse(f"$sent{len(self.sent)}", room_id)
+        if self.answers_lost:
+            self.answers_lost -= 1
+            raise ClientConnectionError("the connection dropped before the answer")
+        return RoomSendResponse(event_id, room_id)
 
 
 class FakeConnection:

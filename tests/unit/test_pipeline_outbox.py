@@ -59,6 +59,38 @@ async def test_a_waiting_edit_is_replaced_not_queued_behind(parts):
     assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$sent1"}
 
 
+async def test_an_edit_the_homeserver_may_hold_is_not_rewritten(parts):
+    """An edit whose send reached the homeserver but whose answer was lost is retried under the same
+    transaction id, which the homeserver answers with the event it took: a newer edit rewritten into
+    that row was lost (CI: a request's last edit never showed). It goes in a row of its own."""
+    client = parts.connection.client
+    message = await parts.messenger.send(ROOM, Reply.text("step 1"))
+    await until_sent(client, 1)
+    client.answers_lost = 1
+    await parts.messenger.edit(message, Reply.text("step 2"))
+    await until_sent(client, 2)                              # taken; its answer lost, so it is retried
+    await asyncio.sleep(0.1)                                 # ...after a backoff of 0.5 s
+    await parts.messenger.edit(message, Reply.text("step 3"))
+    sent = await until_sent(client, 3, timeout=10)
+    assert [c.get("m.new_content", c)["body"] for _, _, c in sent] == ["step 1", "step 2", "step 3"]
+    assert await parts.outbox.pending() == 0
+
+
+async def test_an_edit_an_earlier_run_queued_is_not_rewritten(parts):
+    """A waiting edit from before a restart may have reached the homeserver just before the stop."""
+    client = parts.connection.client
+    message = await parts.messenger.send(ROOM, Reply.text("step 1"))
+    await until_sent(client, 1)
+    client.answers_lost = 1
+    await parts.messenger.edit(message, Reply.text("step 2"))
+    await until_sent(client, 2)
+    await parts.outbox.stop(drain=0)                      # stopped before it knew the edit was taken
+    await parts.outbox.start()
+    await parts.messenger.edit(message, Reply.text("step 3"))
+    sent = await until_sent(client, 3, timeout=10)
+    assert [c.get("m.new_content", c)["body"] for _, _, c in sent] == ["step 1", "step 2", "step 3"]
+
+
 async def test_a_reply_is_threaded_and_a_reaction_points_at_its_message(parts):
     message = await parts.messenger.reply(request("!ping", event_id="$ping"), Reply.text("pong"))
     await parts.messenger.annotate(message, "✅")
