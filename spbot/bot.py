@@ -143,6 +143,7 @@ class Bot:
         while it is down."""
         client, position = self.connection.client, await self.store.get(SYNC_POSITION_KEY)
         own = await replay_history.ensure_complete(self.screen.replay_guard, client, self.connection.until_done)
+        await state_loss.tell_earlier_state(self.store, self.messenger, list(self.config.admins))
         since = await rolled_back.claim_answered_since(self.store, client, position, self.connection.until_done)
         await rolled_back.settle(self, own, since)
         await self.connection.sync_forever(self.handle_batch, position, self._save_position)

@@ -13,7 +13,8 @@ A message of this very device's own that does not decrypt on the way says its ke
 are counted too: the request and job numbers they show went with the file (spbot/rolled_back.py).
 A state that never handed out a number reads its rooms back for its own messages alone (any device,
 readable or not): a first start finds none, and one after the whole state directory was lost (a new
-device, none of the keys) finds those the lost state sent, whose numbers must not come again.
+device, none of the keys) finds those the lost state sent, whose numbers must not come again; sent
+before this state was made, they say the directory was lost, which the admins are told (spbot/state_loss.py).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from nio import MessageDirection
 
+from . import state_loss
 from .logs import get_logger
 from .replay_guard import ReplayGuard
 from .rolled_back import KeysBehind, numbered_before, own_and_unreadable, own_messages
@@ -48,7 +50,8 @@ async def ensure_complete(guard: ReplayGuard, client: Any, keep_trying) -> dict[
             raise KeysBehind(f"device {device}'s keys are older than its own messages")
     elif not await numbered_before(guard.store):
         rooms = await keep_trying("own_history", lambda: joined_rooms(client))
-        await keep_trying("own_history", lambda: _read_own(client, rooms, own))
+        earliest = await keep_trying("own_history", lambda: _read_own(client, rooms, own))
+        await state_loss.note_earlier_state(guard.store, earliest, len(own))
     await guard.store.put(MARK, device)
     return own
 
@@ -68,32 +71,39 @@ async def _learn(guard: ReplayGuard, client: Any, rooms: list[str], own: dict[st
     return len(pairs), behind
 
 
-async def _read_own(client: Any, rooms: list[str], own: dict[str, str | None]) -> None:
-    """The bot's own messages in `rooms` back to its join, into `own` (nothing decrypts: no room key)."""
+async def _read_own(client: Any, rooms: list[str], own: dict[str, str | None]) -> float | None:
+    """The bot's own messages in `rooms` back to its join, into `own` (nothing decrypts: no room key).
+    When the oldest of them was sent (homeserver time, seconds), or None when there is none."""
+    stamps: list[int] = []
     await _read_rooms(client, rooms, own, "own_history_refused",
-                      "request and job numbers this room saw before may be handed out again")
+                      "request and job numbers this room saw before may be handed out again", stamps)
+    return min(stamps) / 1000 if stamps else None
 
 
-async def _read_rooms(client: Any, rooms: list[str], own: dict[str, str | None], refused: str, todo: str) -> bool:
+async def _read_rooms(client: Any, rooms: list[str], own: dict[str, str | None], refused: str, todo: str,
+                      stamps: list[int] | None = None) -> bool:
     """_read_back of each room; one whose history is refused is logged as `refused` and the others are
     still read (the bot starts). Whether a message of this device's did not decrypt."""
     behind = False
     for room_id in rooms:
         try:
-            behind = await _read_back(client, room_id, own) or behind
+            behind = await _read_back(client, room_id, own, stamps) or behind
         except HistoryRefused as exc:
             log.error(refused, room=room_id, error=str(exc)[:200], todo=todo)
     return behind
 
 
-async def _read_back(client: Any, room_id: str, own: dict[str, str | None]) -> bool:
+async def _read_back(client: Any, room_id: str, own: dict[str, str | None], stamps: list[int] | None) -> bool:
     """Every event of the room from now back to the bot's own join, newest first: nio decrypts each one
-    it has the key for, and the guard notes its pair; the bot's own messages go into `own`. Whether a
-    message of this device's did not decrypt."""
+    it has the key for, and the guard notes its pair; the bot's own messages go into `own` (and when
+    each was sent into `stamps`, if given). Whether a message of this device's did not decrypt."""
     behind = False
     async for chunk in read_pages(client, room_id, None, MessageDirection.back, MAX_EVENTS_PER_ROOM):
         behind = behind or any(own_and_unreadable(client, event) for event in chunk)
-        own.update(own_messages(chunk, client.user_id))
+        mine = own_messages(chunk, client.user_id)
+        own.update(mine)
+        if stamps is not None:
+            stamps += [event.server_timestamp for event in chunk if event.event_id in mine]
         if any(own_join(client, event) for event in chunk):
             break
     return behind

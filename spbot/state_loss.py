@@ -76,6 +76,39 @@ def notice(record: dict, admins: list[str]) -> Reply:
         "are recent (!backup list).").to(admins)
 
 
+EARLIER_STATE_KEY = "earlier_state"   # messages of mine older than this state: when found, how many, told
+
+
+async def note_earlier_state(store: Store, earliest: float | None, messages: int) -> None:
+    """The rooms hold messages of the bot's account sent before this state was made (its first start):
+    the whole state directory was lost or replaced (a reinstall, /var/lib/spbot deleted), and the bot
+    logged in again as a new device with none of the keys. Noted once, and told by tell_earlier_state."""
+    first_start = await store.get("first_start")
+    if earliest is None or first_start is None or earliest >= first_start or await store.get(LOST_KEY):
+        return                          # a first start; or a lost database, told by its own notice
+    if await store.get(EARLIER_STATE_KEY):
+        return
+    log.error("state_directory_lost", messages_before=messages,
+              todo="started as a new device with an empty state; told the admins")
+    await store.put(EARLIER_STATE_KEY, {"at": time.time(), "messages": messages, "told": False})
+
+
+async def tell_earlier_state(store: Store, messenger: Any, admins: list[str]) -> None:
+    """The notice of note_earlier_state, once (a stop before it was queued leaves it to the next start)."""
+    record: Any = await store.get(EARLIER_STATE_KEY)
+    if not isinstance(record, dict) or record.get("told"):
+        return
+    await messenger.notify(Reply.error(
+        "I started without my earlier state: the room holds messages of mine from before it (a reinstall, "
+        f"or my state directory {store.path.parent} deleted or replaced). I am a new device of my account, "
+        "without the old keys, so I cannot read what was sent before; pending approval requests, running "
+        "jobs, alerts and the disk history went with the old state. Commands sent before now are not run: "
+        "send again what is still wanted.",
+        "If nobody reinstalled me on purpose, check what removed my state directory, and that the backups "
+        "are recent (!backup list).").to(admins), once=f"state-directory-lost-{record['at']}")
+    await store.put(EARLIER_STATE_KEY, {**record, "told": True})
+
+
 class DamageWatch:
     """Damage met after a database file opened (a page opening did not read): the file is marked for a
     whole check and the bot stops with a failure; its supervisor starts it again, and that start finds

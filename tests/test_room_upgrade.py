@@ -47,7 +47,7 @@ async def invitation_from(client, inviter: str, timeout: float = 60) -> str:
 
 
 async def test_the_bot_follows_an_upgraded_admin_room(make_bot, alice, synapse):
-    bot = await make_bot("upgrade")
+    bot = await make_bot("room-upgrade")
     old = bot.room_id
     since = time.monotonic()
     new = upgrade(synapse, old, alice.user_id)

@@ -285,6 +285,9 @@ async def test_damage_met_while_sending_keeps_the_reply_for_the_next_device(make
     assert new != old and list(keys.parent.glob(keys.name + ".damaged-*"))
 
 
+EARLIER_STATE = "I started without my earlier state"
+
+
 async def test_a_lost_state_directory_does_not_hand_out_the_rooms_numbers_again(make_bot, alice, bob):
     """The whole state directory lost (a reinstall, /var/lib/spbot deleted): the bot logs in again from its
     password file as a new device, with none of its keys. Before, its request numbers started again at
@@ -294,6 +297,7 @@ async def test_a_lost_state_directory_does_not_hand_out_the_rooms_numbers_again(
     _, _, lost_request = await request_for(alice, bot, f"!danger {token()}")
     old_device = json.loads((bot.state_dir / "credentials.json").read_text())["device_id"]
     bot.stop()
+    lost_at = time.monotonic()
     shutil.rmtree(bot.state_dir)
     bot.state_dir.mkdir(mode=0o700)
 
@@ -306,3 +310,12 @@ async def test_a_lost_state_directory_does_not_hand_out_the_rooms_numbers_again(
     refused = await bob.command(bot.room_id, f"!approve {lost_request}", bot.user_id)
     assert f"#{lost_request}" in refused.body and mark not in bot.marks(), refused.body
     assert "numbers_skipped" in bot.log()
+
+    # The admins are told, ringing, once: not at the bot's first start, and not again at the next.
+    told = [e for e in alice.events if e.sender == bot.user_id and EARLIER_STATE in e.body]
+    assert len(told) == 1 and told[0].received > lost_at, [e.body for e in told]
+    assert "!backup list" in told[0].body and {alice.user_id, bob.user_id} <= set(told[0].content["m.mentions"]["user_ids"])
+    bot.stop()
+    bot.start()
+    await wait_answering(alice, bot)
+    assert len([e for e in alice.events if e.sender == bot.user_id and EARLIER_STATE in e.body]) == 1
