@@ -47,9 +47,9 @@ def _device_kept(state_dir: Path) -> bool:
     return bool(key_files(state_dir))
 
 
-async def _recorded(store: Store, what: dict) -> dict:
+async def _recorded(store: Store, what: dict, key: str = LOST_KEY) -> dict:
     record = {"at": time.time(), **what}
-    await store.put(LOST_KEY, record)
+    await store.put(key, record)
     return record
 
 
@@ -84,13 +84,13 @@ async def note_earlier_state(store: Store, earliest: float | None, messages: int
     the whole state directory was lost or replaced (a reinstall, /var/lib/spbot deleted), and the bot
     logged in again as a new device with none of the keys. Noted once, and told by tell_earlier_state."""
     first_start = await store.get("first_start")
-    if earliest is None or first_start is None or earliest >= first_start or await store.get(LOST_KEY):
-        return                          # a first start; or a lost database, told by its own notice
-    if await store.get(EARLIER_STATE_KEY):
-        return
+    if earliest is None or first_start is None or earliest >= first_start:
+        return                          # a first start, or messages of this state's own time
+    if await store.get(LOST_KEY) or await store.get(EARLIER_STATE_KEY):
+        return                          # a lost database, told by its own notice; or noted already
     log.error("state_directory_lost", messages_before=messages,
               todo="started as a new device with an empty state; told the admins")
-    await store.put(EARLIER_STATE_KEY, {"at": time.time(), "messages": messages, "told": False})
+    await _recorded(store, {"messages": messages, "told": False}, key=EARLIER_STATE_KEY)
 
 
 async def tell_earlier_state(store: Store, messenger: Any, admins: list[str]) -> None:

@@ -37,7 +37,7 @@ def _quiet_schedules(extra: str) -> str:
 
 
 BOTS: list["TestBot"] = []        # every bot process of this session, for the failure report below
-MADE_BOTS: list["TestBot"] = []   # the bots make_bot started; each ends with the module that made it
+MADE_BOTS: list["TestBot"] = []   # the bots make_bot started; each ends with the test or module that made it
 LOG_TAIL = 60                     # lines of a bot's log shown under a failed test
 
 

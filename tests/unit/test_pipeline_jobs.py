@@ -7,13 +7,15 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from aiohttp import ClientConnectionError
 
 from spbot.execute import Executor
 from spbot.jobs import JobRefused, JobRunner
+from spbot.outbox import speaking_for
 from spbot.render import Reply
 from spbot.system import children
 
-from .pipeline_kit import ALICE, ROOM, Parts, request, sample_registry, until_sent
+from .pipeline_kit import ALICE, BOB, ROOM, Parts, request, sample_registry, until_sent
 
 
 @pytest.fixture
@@ -232,9 +234,6 @@ async def test_an_approved_job_speaks_in_its_requesters_lane_so_its_result_leave
     """Bob approves Alice's request: the job starts in Bob's handling, but its result and the request's
     final edit (in Alice's lane, with the request) leave in the order they were said (CI once saw the
     edit first, and the console stopped reading before the result)."""
-    from aiohttp import ClientConnectionError
-
-    from spbot.outbox import speaking_for
     parts, spec = setup.parts, setup.registry.commands["backup now"]
     speaking_for.set(ALICE)
     request_message = await parts.messenger.send(ROOM, Reply.text("request: awaiting approval"))
@@ -251,7 +250,7 @@ async def test_an_approved_job_speaks_in_its_requesters_lane_so_its_result_leave
     setup.jobs.on_finish.append(end_request)
 
     async def bobs_approval():
-        speaking_for.set("@bob:localhost")
+        speaking_for.set(BOB)
         await parts.messenger.send(ROOM, Reply.text("approved"))
         await setup.jobs.run_command(request("!backup now"), spec, {"service": "all"}, work)
     await asyncio.create_task(bobs_approval())
