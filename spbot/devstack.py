@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from .synapse_files import write_new_homeserver
+
 RATE_LIMIT_OFF = {"per_second": 1000, "burst_count": 1000}
 
 
@@ -84,12 +86,10 @@ class Synapse:
 
     def configure(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        if not self.config_path.exists():
-            subprocess.run([sys.executable, "-m", "synapse.app.homeserver", "--generate-config",
-                            "--server-name", self.server_name, "--config-path", str(self.config_path),
-                            "--data-directory", str(self.dir), "--report-stats", "no"],
-                           check=True, capture_output=True, cwd=self.dir)
-        config = yaml.safe_load(self.config_path.read_text())
+        if self.config_path.exists():
+            config = yaml.safe_load(self.config_path.read_text())
+        else:
+            config = write_new_homeserver(self.dir, self.server_name)
         config.update(self._settings(config))
         if self.federation_port:
             config.update(self._federation_settings(config))
