@@ -25,7 +25,7 @@ from .system.private_files import write_private_json
 from .session_renewal import RenewalRefused, cannot_replace, login_same_device, recover_stored_device
 from .store import is_damage, set_aside
 from .trust.errors import HomeserverError
-from .timeline import SYNC_FILTER, Batch, HistoryUnreadable, read_batch
+from .timeline import SYNC_FILTER, Batch, HistoryUnreadable, homeserver_behind, read_batch
 from .watchers import tell_each
 
 log = get_logger(__name__)
@@ -295,11 +295,13 @@ class Connection:
             # nothing new, a step tried again): it must always process it (rooms, decryption).
             self.client.next_batch = ""
             token = self.client.access_token
+            resuming = not self.first_sync_done.is_set() or backoff > 1
             try:
-                response = await self.client.sync(      # no long poll after a failure: see timeline.py
-                    timeout=0 if not self.first_sync_done.is_set() or backoff > 1 else SYNC_TIMEOUT_MS,
-                    full_state=not self.first_sync_done.is_set(), since=since,
-                    sync_filter=SYNC_FILTER)
+                # no long poll after a failure, and no position ahead of a homeserver put back: timeline.py
+                position = None if resuming and await homeserver_behind(self.client, since) else since
+                response = await self.client.sync(timeout=0 if resuming else SYNC_TIMEOUT_MS,
+                                                  full_state=not self.first_sync_done.is_set(), since=position,
+                                                  sync_filter=SYNC_FILTER)
                 if not isinstance(response, SyncResponse):
                     if getattr(response, "status_code", None) == UNKNOWN_TOKEN:
                         if (getattr(response, "soft_logout", False) and renewals < MAX_RENEWALS

@@ -11,13 +11,22 @@ ToDeviceError has the same slip one field earlier: the message it failed to send
 nio takes a forwarded room key only from the bot's own verified devices. The bot asks an admin's device
 for the key of a command it could not decrypt, and Element answers with a forwarded key: from the very
 device that made the key (its Olm key is the key's sender key, its signing key the one the key claims,
-no forwarding chain), which is as good as the first m.room_key. That one is taken too, when asked for."""
+no forwarding chain), which is as good as the first m.room_key. That one is taken too, when asked for.
+
+nio turns an Olm pre-key message it cannot open into a logged error and a new session with the sender
+("unwedging"), but not when vodozemac refuses it for a one-time key the bot no longer holds: that
+SessionCreationException ends the whole sync, which then fails again on the same message for ever (a deaf
+bot). A homeserver put back in time delivers such messages again (test_homeserver_restore.py). They are
+handled as nio handles the others."""
 from __future__ import annotations
 
+import vodozemac
 from jsonschema.exceptions import SchemaError, ValidationError
 from nio import responses
 from nio.crypto.olm_machine import Olm
 from nio.schemas import Schemas, validate_json
+
+from .logs import get_logger
 
 
 def _error(cls, parsed_dict, **fields):
@@ -39,6 +48,8 @@ def _to_device_error(cls, parsed_dict, message):
 
 
 _should_accept_forward = Olm._should_accept_forward
+_decrypt = Olm.decrypt
+log = get_logger(__name__)
 
 
 def _accept_forward_from_the_key_maker(machine, sender, sender_key, event) -> bool:
@@ -55,7 +66,18 @@ def _accept_forward_from_the_key_maker(machine, sender, sender_key, event) -> bo
             and not content.get("forwarding_curve25519_key_chain"))
 
 
+def _decrypt_or_unwedge(machine, sender, sender_key, message):
+    try:
+        return _decrypt(machine, sender, sender_key, message)
+    except vodozemac.SessionCreationException as exc:
+        log.warning("olm_message_unopened", sender=sender, error=str(exc),
+                    why="delivered again (a homeserver put back in time): a new session is made with its device")
+        machine._mark_device_for_unwedging(sender, sender_key)
+        return None
+
+
 def apply() -> None:
     responses.ShareGroupSessionError.from_dict = classmethod(_share_group_session_error)
     responses.ToDeviceError.from_dict = classmethod(_to_device_error)
     Olm._should_accept_forward = _accept_forward_from_the_key_maker
+    Olm.decrypt = _decrypt_or_unwedge

@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from nio import (AsyncClient, JoinedRoomsResponse, MatrixRoom, MessageDirection, RoomMemberEvent,
+from nio import (Api, AsyncClient, JoinedRoomsResponse, MatrixRoom, MessageDirection, RoomMemberEvent,
                  RoomMessagesResponse, SyncResponse)
 from nio.rooms import MatrixInvitedRoom
 
@@ -29,6 +29,8 @@ log = get_logger(__name__)
 TIMELINE_LIMIT = 50
 SYNC_FILTER = {"room": {"timeline": {"limit": TIMELINE_LIMIT}}}
 GAP_PAGE = 100
+SYNAPSE_POSITION = re.compile(r"s(\d+)(?:_|$)")
+POSITION_PROBE = {"room": {"rooms": []}, "presence": {"types": []}, "account_data": {"types": []}}
 MAX_GAP_EVENTS = 20_000
 
 
@@ -89,9 +91,28 @@ async def _joined_events(client: AsyncClient, response: SyncResponse, since: str
         batch.events.extend((room, event) for event in timeline.events)
 
 
+async def homeserver_behind(client: AsyncClient, since: str | None) -> bool:
+    """Whether the homeserver's position is behind `since` (put back in time), asked before a sync that
+    resumes from `since`. That sync would acknowledge every to-device message below `since`, and the
+    homeserver delete them: the room keys the admins' devices sent to the bot since it was put back.
+    The question is a sync from no position that asks for no room, presence or account data: cheap,
+    and it acknowledges nothing. A refusal (an expired token, say) is left to the sync itself."""
+    if not since or not SYNAPSE_POSITION.match(since):
+        return False
+    method, path = Api.sync(client.access_token, timeout=0, filter=POSITION_PROBE)
+    response = await client.send(method, path)
+    try:
+        if response.status != 200:
+            return False
+        body = await response.json()
+    finally:
+        response.release()
+    return went_back(since, body.get("next_batch") if isinstance(body, dict) else None)
+
+
 def went_back(since: str | None, now: str | None) -> bool:
     """Whether a Synapse sync token `now` is behind `since` (the room stream's position, `s<N>_…`)."""
-    positions = [re.match(r"s(\d+)(?:_|$)", token or "") for token in (since, now)]
+    positions = [SYNAPSE_POSITION.match(token or "") for token in (since, now)]
     return all(positions) and int(positions[1].group(1)) < int(positions[0].group(1))
 
 

@@ -160,3 +160,26 @@ def sample_registry() -> Registry:
 
 class Stopped(Exception):
     """Stands for the bot being killed at that moment."""
+
+
+class PositionAnswer:
+    """A homeserver's answer to the bot's position question (spbot/timeline.py homeserver_behind)."""
+
+    def __init__(self, next_batch: str, status: int = 200):
+        self.status, self.next_batch = status, next_batch
+
+    async def json(self) -> dict:
+        return {"next_batch": self.next_batch}
+
+    def release(self) -> None:
+        pass
+
+
+def homeserver_at(position: str, asked: list | None = None):
+    """A client's `send` for a homeserver whose sync position is `position`; each path asked is kept."""
+    async def send(method: str, path: str, *args, **kwargs) -> PositionAnswer:
+        if asked is not None:
+            asked.append(path)
+        return PositionAnswer(position)
+    return send
+

@@ -13,7 +13,7 @@ from nio import SyncResponse
 from spbot.key_resend import KeyResend
 from spbot.matrix import Connection
 
-from .pipeline_kit import make_config
+from .pipeline_kit import homeserver_at, make_config
 
 BATCH = {"next_batch": "s1", "rooms": {"join": {}, "invite": {}, "leave": {}}, "to_device": {"events": []},
          "device_lists": {"changed": [], "left": []}, "device_one_time_keys_count": {}}
@@ -26,7 +26,8 @@ async def test_a_failing_sync_hook_is_logged_and_the_sync_goes_on(tmp_path, capl
     async def sync(**kwargs) -> SyncResponse:
         syncs.append(kwargs)
         return SyncResponse.from_dict(BATCH)
-    connection.client = SimpleNamespace(sync=sync, next_batch="", access_token="syt_fake_token")
+    connection.client = SimpleNamespace(sync=sync, next_batch="", access_token="syt_fake_token",
+                                        send=homeserver_at("s0"))
     seen = []
 
     def broken(response: SyncResponse) -> None:

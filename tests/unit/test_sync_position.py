@@ -10,7 +10,7 @@ from nio import AsyncClientConfig, SyncResponse
 
 from spbot.matrix import Connection, nothing_new
 
-from .pipeline_kit import ROOM, make_config
+from .pipeline_kit import ROOM, homeserver_at, make_config
 
 
 def sync(next_batch: str, **parts) -> SyncResponse:
@@ -61,7 +61,7 @@ async def test_only_a_batch_with_something_in_it_moves_the_saved_position(tmp_pa
     connection.client = SimpleNamespace(
         sync=answer, next_batch="", config=AsyncClientConfig(), loaded_sync_token=None, rooms={},
         invited_rooms={}, send_to_device_messages=nothing, should_upload_keys=False, should_query_keys=False,
-        should_claim_keys=False, access_token="syt_fake_token")
+        should_claim_keys=False, access_token="syt_fake_token", send=homeserver_at("s0"))
 
     async def handle(batch) -> None:
         handled.append(batch.next_batch)
