@@ -17,7 +17,13 @@ nio turns an Olm pre-key message it cannot open into a logged error and a new se
 ("unwedging"), but not when vodozemac refuses it for a one-time key the bot no longer holds: that
 SessionCreationException ends the whole sync, which then fails again on the same message for ever (a deaf
 bot). A homeserver put back in time delivers such messages again (test_homeserver_restore.py). They are
-handled as nio handles the others."""
+handled as nio handles the others.
+
+Worse, any other vodozemac refusal of a to-device message's own content ends the sync the same way: a
+ciphertext that is not an Olm message, a room key that is not a Megolm session key. Anyone can send the
+bot's device such a message, and the homeserver gives it again at every try: one request from a stranger
+made the bot deaf for good (test_hostile_to_device.py). Such a message is dropped and logged; a failure
+of the bot's own state (its store) still ends the sync as before, to be noticed there."""
 from __future__ import annotations
 
 import vodozemac
@@ -49,6 +55,13 @@ def _to_device_error(cls, parsed_dict, message):
 
 _should_accept_forward = Olm._should_accept_forward
 _decrypt = Olm.decrypt
+_handle_to_device_event = Olm.handle_to_device_event
+# refusals of what a message holds: vodozemac's (its state errors, PickleException, are not among them) and
+# a body that is not base64 at all (binascii.Error, UnicodeEncodeError)
+UNREADABLE = (ValueError, vodozemac.DecodeException, vodozemac.KeyException, vodozemac.SignatureException,
+              vodozemac.SessionCreationException, vodozemac.OlmDecryptionException,
+              vodozemac.MegolmDecryptionException, vodozemac.SessionKeyDecodeException,
+              vodozemac.PkDecodeException)
 log = get_logger(__name__)
 
 
@@ -76,8 +89,18 @@ def _decrypt_or_unwedge(machine, sender, sender_key, message):
         return None
 
 
+def _handle_to_device_or_drop(machine, event):
+    try:
+        return _handle_to_device_event(machine, event)
+    except UNREADABLE as exc:
+        log.warning("to_device_unreadable", sender=getattr(event, "sender", "?"), kind=type(event).__name__,
+                    error=f"{exc.__class__.__name__}: {str(exc)[:200]}", todo="nothing: it was dropped")
+        return None
+
+
 def apply() -> None:
     responses.ShareGroupSessionError.from_dict = classmethod(_share_group_session_error)
     responses.ToDeviceError.from_dict = classmethod(_to_device_error)
     Olm._should_accept_forward = _accept_forward_from_the_key_maker
     Olm.decrypt = _decrypt_or_unwedge
+    Olm.handle_to_device_event = _handle_to_device_or_drop
