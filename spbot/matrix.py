@@ -16,6 +16,7 @@ from aiohttp import ClientConnectionError, ClientError
 
 from . import nio_fixes
 from .cannot_write import cannot_write
+from .homeserver_restored import position_to_resume
 from .config import Config
 from .unusable_keys import SET_ASIDE_AS, mark_behind, marked_unusable
 from .key_files import crypto_dir, key_file
@@ -25,7 +26,7 @@ from .system.private_files import write_private_json
 from .session_renewal import RenewalRefused, cannot_replace, login_same_device, recover_stored_device
 from .store import is_damage, set_aside
 from .trust.errors import HomeserverError
-from .timeline import SYNC_FILTER, Batch, HistoryUnreadable, homeserver_behind, read_batch
+from .timeline import SYNC_FILTER, Batch, HistoryUnreadable, read_batch
 from .watchers import tell_each
 
 log = get_logger(__name__)
@@ -298,7 +299,7 @@ class Connection:
             resuming = not self.first_sync_done.is_set() or backoff > 1
             try:
                 # no long poll after a failure, and no position ahead of a homeserver put back: timeline.py
-                position = None if resuming and await homeserver_behind(self.client, since) else since
+                position = await position_to_resume(self.client, since) if resuming else since
                 response = await self.client.sync(timeout=0 if resuming else SYNC_TIMEOUT_MS,
                                                   full_state=not self.first_sync_done.is_set(), since=position,
                                                   sync_filter=SYNC_FILTER)

@@ -23,12 +23,17 @@ Worse, any other vodozemac refusal of a to-device message's own content ends the
 ciphertext that is not an Olm message, a room key that is not a Megolm session key. Anyone can send the
 bot's device such a message, and the homeserver gives it again at every try: one request from a stranger
 made the bot deaf for good (test_hostile_to_device.py). Such a message is dropped and logged; a failure
-of the bot's own state (its store) still ends the sync as before, to be noticed there."""
+of the bot's own state (its store) still ends the sync as before, to be noticed there.
+
+nio reads the count of one-time keys the homeserver holds for the bot from each sync, but skips a count
+of 0 (`if count:`), keeping the last one it saw: a homeserver emptied between two syncs (anyone can claim
+them all in a burst) was never refilled, and no device new to the bot could open a channel to it again."""
 from __future__ import annotations
 
 import vodozemac
 from jsonschema.exceptions import SchemaError, ValidationError
 from nio import responses
+from nio.client.base_client import Client
 from nio.crypto.olm_machine import Olm
 from nio.schemas import Schemas, validate_json
 
@@ -55,6 +60,7 @@ def _to_device_error(cls, parsed_dict, message):
 
 _should_accept_forward = Olm._should_accept_forward
 _decrypt = Olm.decrypt
+_handle_olm_events = Client._handle_olm_events
 _handle_to_device_event = Olm.handle_to_device_event
 # refusals of what a message holds: vodozemac's (its state errors, PickleException, are not among them) and
 # a body that is not base64 at all (binascii.Error, UnicodeEncodeError)
@@ -98,9 +104,16 @@ def _handle_to_device_or_drop(machine, event):
         return None
 
 
+def _handle_olm_events_counting_none_left(client, response):
+    _handle_olm_events(client, response)
+    if response.device_key_count.signed_curve25519 == 0:
+        client.olm.uploaded_key_count = 0
+
+
 def apply() -> None:
     responses.ShareGroupSessionError.from_dict = classmethod(_share_group_session_error)
     responses.ToDeviceError.from_dict = classmethod(_to_device_error)
     Olm._should_accept_forward = _accept_forward_from_the_key_maker
     Olm.decrypt = _decrypt_or_unwedge
     Olm.handle_to_device_event = _handle_to_device_or_drop
+    Client._handle_olm_events = _handle_olm_events_counting_none_left

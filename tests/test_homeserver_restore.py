@@ -90,6 +90,17 @@ async def test_commands_sent_after_the_homeserver_went_back_in_time_are_answered
             await asyncio.sleep(0.1)
         assert bot.marks() == [mark, new_key_mark], bot.log()[-3000:]
         assert bot.log().count("homeserver_went_back") == 2
+
+        # A device new to the bot now: the restored homeserver would hand it a one-time key of the bot's that
+        # the bot used after the database was saved (and it could not open the message).
+        fresh, fresh_mark = await ChatClient(server.url, alice, PASSWORD, tmp_path / "a4").start(), token()
+        await fresh.send(room, f"!mark {fresh_mark}")
+        await fresh.stop()
+        for _ in range(300):
+            if fresh_mark in bot.marks():
+                break
+            await asyncio.sleep(0.1)
+        assert bot.marks() == [mark, new_key_mark, fresh_mark], bot.log()[-3000:]
     finally:
         bot.stop()
         server.stop()

@@ -2,9 +2,14 @@
 out of the sync on an encrypted one it could not read (a ciphertext that is not an Olm message, a room
 key that is not a Megolm session key), and the homeserver gave the same message again at each try: one
 request from a stranger made the bot deaf for good. Now such a message is dropped and logged, and the
-bot goes on answering its admins (spbot/nio_fixes.py)."""
+bot goes on answering its admins (spbot/nio_fixes.py).
+
+Anyone can also claim the bot's one-time keys. nio never refilled them when a sync found none left (it
+skipped a count of 0), so a burst of claims left the bot with no key for a device new to it: that
+device's commands could never be read. Now the bot uploads new ones after that sync."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -12,6 +17,7 @@ import uuid
 import pytest
 import vodozemac
 
+from spbot.chatclient import ChatClient
 from spbot.devstack import PlainSession
 
 from .conftest import PASSWORD
@@ -75,3 +81,34 @@ async def test_unreadable_to_device_messages_from_a_stranger_leave_the_bot_answe
     log = bot.log()
     assert log.count("to_device_unreadable") == 2, log[-3000:]
     assert "sync_step_still_failing" not in log
+
+
+def claim_every_one_time_key(stranger: PlainSession, user_id: str, device_id: str) -> int:
+    for claimed in range(500):
+        answer = stranger.http.post("/_matrix/client/v3/keys/claim",
+                                    json={"one_time_keys": {user_id: {device_id: "signed_curve25519"}}})
+        answer.raise_for_status()
+        if not answer.json()["one_time_keys"].get(user_id, {}).get(device_id):
+            return claimed
+    raise AssertionError("the homeserver never ran out of the bot's one-time keys")
+
+
+async def test_a_stranger_who_claims_every_one_time_key_does_not_shut_out_a_new_device(synapse, people, alice,
+                                                                                      make_bot, tmp_path):
+    bot = await make_bot("claimed-keys")
+    stranger = PlainSession.login(synapse.url, people["dave"].user_id, PASSWORD)
+    try:
+        device_id, _, _ = device_keys(stranger, bot.user_id)
+        await asyncio.sleep(3)                          # a quiet bot: its last sync counted them all
+        assert claim_every_one_time_key(stranger, bot.user_id, device_id) >= 10
+        reply = await alice.command(bot.room_id, "!ping", bot.user_id, timeout=30)   # a sync of the bot's since
+        assert reply.body.startswith("pong"), reply.body
+        phone = await ChatClient(synapse.url, alice.user_id, PASSWORD, tmp_path / "new-phone").start()
+        try:                                            # a device new to the bot: it needs a one-time key
+            reply = await phone.command(bot.room_id, "!ping", bot.user_id, timeout=30)
+            assert reply.body.startswith("pong"), reply.body
+        finally:
+            await phone.stop()
+    finally:
+        stranger.logout()
+

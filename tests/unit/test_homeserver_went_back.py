@@ -1,8 +1,10 @@
-"""The sync position going back (spbot/timeline.py): read from Synapse's tokens only; and the question
-asked before a sync resumes, so that the homeserver keeps the room keys sent to the bot since."""
+"""The sync position going back (spbot/timeline.py): read from Synapse's tokens only; the question asked
+before a sync resumes, so that the homeserver keeps the room keys sent to the bot since; and the bot's
+own one-time keys claimed from a homeserver that went back (spbot/homeserver_restored.py)."""
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlparse
 
+from spbot.homeserver_restored import claim_own_one_time_keys, position_to_resume
 from spbot.timeline import homeserver_behind, went_back
 
 from .pipeline_kit import PositionAnswer, homeserver_at
@@ -52,3 +54,46 @@ async def test_a_refused_question_is_left_to_the_sync_and_no_position_or_another
     assert not await homeserver_behind(client_of(never), None)
     assert not await homeserver_behind(client_of(never), "opaque-token-2")
 
+
+
+class OneTimeKeys:
+    """A homeserver's /keys/claim for the bot's own device: `left` one-time keys, then its fallback key."""
+
+    def __init__(self, left: int, device: str = "BOTDEVICE", user: str = "@bot:localhost"):
+        self.left, self.device, self.user, self.claims = left, device, user, 0
+
+    async def send(self, method, path, data=None):
+        assert method == "POST" and "/keys/claim" in path and self.device in data
+        self.claims += 1
+        fallback = self.left == 0
+        self.left = max(0, self.left - 1)
+        key = {"key": "abc", "signatures": {}, **({"fallback": True} if fallback else {})}
+        return Answer({"one_time_keys": {self.user: {self.device: {f"signed_curve25519:K{self.claims}": key}}}})
+
+
+class Answer(PositionAnswer):
+    def __init__(self, body: dict, status: int = 200):
+        super().__init__("", status)
+        self.body = body
+
+    async def json(self) -> dict:
+        return self.body
+
+
+async def test_the_bots_own_one_time_keys_are_claimed_until_the_fallback_key_answers():
+    server = OneTimeKeys(left=37)
+    client = SimpleNamespace(access_token="syt_fake_token", user_id="@bot:localhost", device_id="BOTDEVICE",
+                             send=server.send)
+    assert await claim_own_one_time_keys(client) == 37
+    assert server.left == 0 and server.claims == 38            # the 38th answer was the fallback key
+
+
+async def test_a_homeserver_behind_is_resumed_from_no_position_with_its_keys_claimed():
+    server = OneTimeKeys(left=3)
+
+    async def send(method, path, data=None):
+        return await (homeserver_at("s11_1_0")(method, path) if "/sync" in path else server.send(method, path, data))
+    client = SimpleNamespace(access_token="syt_fake_token", user_id="@bot:localhost", device_id="BOTDEVICE",
+                             send=send)
+    assert await position_to_resume(client, "s31_1_0") is None and server.left == 0
+    assert await position_to_resume(client, "s11_1_0") == "s11_1_0" and server.claims == 4
