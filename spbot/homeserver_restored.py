@@ -34,13 +34,14 @@ async def position_to_resume(client: AsyncClient, since: str | None) -> str | No
 
 async def claim_own_one_time_keys(client: AsyncClient) -> int:
     """Claim this device's one-time keys until the homeserver answers with its fallback key or none;
-    how many were claimed."""
+    how many were claimed. A refusal ends the claiming, never the sync: the bot goes on without it."""
     for claimed in range(MOST_CLAIMS):
         method, path, data = Api.keys_claim(client.access_token, {client.user_id: [client.device_id]})
         response = await client.send(method, path, data)
         try:
             if response.status != 200:
-                raise ConnectionError(f"one-time key claim answered {response.status}")
+                log.warning("own_one_time_keys_not_claimed", status=response.status, claimed=claimed)
+                return claimed
             body = await response.json()
         finally:
             response.release()

@@ -90,7 +90,8 @@ def _decrypt_or_unwedge(machine, sender, sender_key, message):
         return _decrypt(machine, sender, sender_key, message)
     except vodozemac.SessionCreationException as exc:
         log.warning("olm_message_unopened", sender=sender, error=str(exc),
-                    why="delivered again (a homeserver put back in time): a new session is made with its device")
+                    why="its one-time key is not the bot's now (used already, or never): a new session is made "
+                        "with its device")
         machine._mark_device_for_unwedging(sender, sender_key)
         return None
 

@@ -97,3 +97,14 @@ async def test_a_homeserver_behind_is_resumed_from_no_position_with_its_keys_cla
                              send=send)
     assert await position_to_resume(client, "s31_1_0") is None and server.left == 0
     assert await position_to_resume(client, "s11_1_0") == "s11_1_0" and server.claims == 4
+
+
+async def test_a_refused_claim_ends_the_claiming_and_the_sync_goes_on():
+    server = OneTimeKeys(left=5)
+
+    async def refusing_after_two(method, path, data=None):
+        return Answer({}, status=403) if server.claims == 2 else await server.send(method, path, data)
+    client = SimpleNamespace(access_token="syt_fake_token", user_id="@bot:localhost", device_id="BOTDEVICE",
+                             send=refusing_after_two)
+    assert await claim_own_one_time_keys(client) == 2 and server.left == 3
+
