@@ -47,6 +47,7 @@ from .room_upgrades import RoomFollower, RoomUpgrades
 from .scheduler import add_heartbeat, make_scheduler
 from .screening import Screen
 from .store import Store
+from .stuck_reading import StuckReading
 from .timeline import Batch
 from .trust import Devices, Trust
 from .unusable_keys import key_damage_watch
@@ -122,7 +123,7 @@ class Bot:
         client = self.connection.client
         self._key_damage = key_damage_watch(self.config.state_dir, client.user_id, client.device_id,
                                             self._stop_with_failure)
-        self.connection.step_watchers += [self._damage, self._key_damage]
+        self.connection.step_watchers += [self._damage, self._key_damage, StuckReading(self.alerts)]
         self.store.on_damage = lambda exc: self._damage.check("store", exc)
         self.outbox.on_damage = lambda exc: self._key_damage.check("send", exc)
         loop = asyncio.get_running_loop()

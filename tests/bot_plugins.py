@@ -140,3 +140,23 @@ async def note(ctx: Context, word: str) -> Reply:
     await ctx.store.execute("INSERT INTO test_notes(word) VALUES(?)", (word,))
     row = await ctx.store.fetchone("SELECT COUNT(*) AS n FROM test_notes")
     return Reply.text(f"noted {word} ({row['n']} in all)")
+
+
+@command("unreadable", help="test: the bot's syncs fail for SECONDS as a bug in reading them would (a "
+         "non-network error); it tells the admins after 2 s instead of 2 minutes", hidden=True)
+async def unreadable(ctx: Context, seconds: float) -> Reply:
+    import time
+
+    from spbot import stuck_reading
+    stuck_reading.STUCK_AFTER = 2.0
+    client = ctx.bot.connection.client
+    real, until = client.sync, time.monotonic() + seconds
+
+    async def failing_sync(*args, **kwargs):
+        if time.monotonic() < until:
+            raise ValueError("a bug while reading the sync (test)")
+        client.sync = real
+        return await real(*args, **kwargs)
+    client.sync = failing_sync
+    return Reply.text(f"reading fails for {seconds:g} s")
+
