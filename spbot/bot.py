@@ -34,7 +34,8 @@ from .jobs import JobRunner
 from .key_resend import KeyResend
 from .late_decryption import LateDecryption
 from .logs import get_logger
-from .matrix import NETWORK_ERRORS, Connection, SignedOut
+from .homeserver_errors import NETWORK_ERRORS
+from .matrix import Connection, SignedOut
 from .messenger import Messenger
 from .outbox import Outbox
 from .parsing import Addressing

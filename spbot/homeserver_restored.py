@@ -15,7 +15,7 @@ from __future__ import annotations
 from nio import Api, AsyncClient
 
 from .logs import get_logger
-from .timeline import homeserver_behind
+from .timeline import answer_of, homeserver_behind
 
 log = get_logger(__name__)
 
@@ -36,15 +36,10 @@ async def claim_own_one_time_keys(client: AsyncClient) -> int:
     """Claim this device's one-time keys until the homeserver answers with its fallback key or none;
     how many were claimed. A refusal ends the claiming, never the sync: the bot goes on without it."""
     for claimed in range(MOST_CLAIMS):
-        method, path, data = Api.keys_claim(client.access_token, {client.user_id: [client.device_id]})
-        response = await client.send(method, path, data)
-        try:
-            if response.status != 200:
-                log.warning("own_one_time_keys_not_claimed", status=response.status, claimed=claimed)
-                return claimed
-            body = await response.json()
-        finally:
-            response.release()
+        body = await answer_of(client, *Api.keys_claim(client.access_token, {client.user_id: [client.device_id]}))
+        if body is None:
+            log.warning("own_one_time_keys_not_claimed", claimed=claimed)
+            return claimed
         keys = body.get("one_time_keys", {}).get(client.user_id, {}).get(client.device_id, {})
         if not keys or any(isinstance(key, dict) and key.get("fallback") for key in keys.values()):
             return claimed

@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from nio import (AsyncClient, AsyncClientConfig, KeysQueryResponse, LocalProtocolError, LoginResponse,
+from nio import (AsyncClient, AsyncClientConfig, KeysQueryResponse, LoginResponse,
                  SyncResponse, WhoamiResponse)
-from aiohttp import ClientConnectionError, ClientError
+from aiohttp import ClientConnectionError
 
 from . import nio_fixes
-from .cannot_write import cannot_write
+from .homeserver_errors import offline
 from .homeserver_restored import position_to_resume
 from .config import Config
 from .unusable_keys import SET_ASIDE_AS, mark_behind, marked_unusable
@@ -26,7 +26,7 @@ from .system.private_files import write_private_json
 from .session_renewal import RenewalRefused, cannot_replace, login_same_device, recover_stored_device
 from .store import is_damage, set_aside
 from .trust.errors import HomeserverError
-from .timeline import SYNC_FILTER, Batch, HistoryUnreadable, read_batch
+from .timeline import SYNC_FILTER, Batch, read_batch
 from .watchers import tell_each
 
 log = get_logger(__name__)
@@ -37,7 +37,6 @@ SYNC_TIMEOUT_MS = 30_000
 # write costs microseconds instead of several disk flushes; the log is checkpointed and kept small.
 CRYPTO_STORE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
                         f"PRAGMA journal_size_limit={1 << 20}")
-NETWORK_ERRORS = (ClientError, asyncio.TimeoutError, TimeoutError, OSError)
 # No answer came back (refused, reset, timed out); a plain ConnectionError is the bot's own wrapping of an
 # answer the homeserver gave (spbot/timeline.py, know_devices), which may be about the token.
 UNANSWERED = (ClientConnectionError, asyncio.TimeoutError, TimeoutError, ConnectionRefusedError,
@@ -408,8 +407,7 @@ class Connection:
             return True
 
     async def _failed(self, step: str, exc: Exception, backoff: float) -> None:
-        # a full disk is an OSError too, but not the homeserver's: the bot is not offline for it
-        if isinstance(exc, (*NETWORK_ERRORS, ConnectionError, LocalProtocolError, HistoryUnreadable)) and not cannot_write(exc):
+        if offline(exc):
             if self.online.is_set():
                 log.warning("homeserver_unreachable", step=step, error=exc.__class__.__name__,
                             detail=str(exc)[:200], retry_in=backoff)

@@ -27,7 +27,8 @@ from nio import (EncryptionError, GroupEncryptionError, JoinedRoomsResponse, Loc
                  RoomSendResponse)
 
 from .logs import get_logger
-from .matrix import NETWORK_ERRORS, UNKNOWN_TOKEN, Connection, know_devices
+from .homeserver_errors import NETWORK_ERRORS
+from .matrix import UNKNOWN_TOKEN, Connection, know_devices
 from .render import Reply
 from .room_keys import share_room_key
 from .store import Store

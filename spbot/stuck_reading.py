@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import time
 
-from nio import LocalProtocolError
-
 from .cannot_write import cannot_write
+from .homeserver_errors import offline
 from .store import is_damage
-from .timeline import HistoryUnreadable
 
 READING_STEPS = frozenset({"sync", "device_lists", "gap_fill", "handle_batch"})
 STUCK_AFTER = 120.0
 ALERT_KEY = "reading:stuck"
 TODO = ("Restart me (systemctl restart spbot). If it happens again, my log has the details "
         "(journalctl -u spbot, look for sync_step_still_failing): tell the other admins.")
-
-
-def offline(exc: BaseException) -> bool:
-    """What the connection counts as the homeserver not answering (spbot/matrix.py Connection._failed)."""
-    from .matrix import NETWORK_ERRORS
-    return isinstance(exc, (*NETWORK_ERRORS, ConnectionError, LocalProtocolError, HistoryUnreadable)) \
-        and not cannot_write(exc)
 
 
 class StuckReading:

@@ -99,15 +99,18 @@ async def homeserver_behind(client: AsyncClient, since: str | None) -> bool:
     and it acknowledges nothing. A refusal (an expired token, say) is left to the sync itself."""
     if not since or not SYNAPSE_POSITION.match(since):
         return False
-    method, path = Api.sync(client.access_token, timeout=0, filter=POSITION_PROBE)
-    response = await client.send(method, path)
+    body = await answer_of(client, *Api.sync(client.access_token, timeout=0, filter=POSITION_PROBE))
+    return body is not None and went_back(since, body.get("next_batch"))
+
+
+async def answer_of(client: AsyncClient, method: str, path: str, data: str | None = None) -> dict | None:
+    """A request nio has no call for (or whose answer it would act on): its JSON object, None when refused."""
+    response = await client.send(method, path, data)
     try:
-        if response.status != 200:
-            return False
-        body = await response.json()
+        body = await response.json() if response.status == 200 else None
     finally:
         response.release()
-    return went_back(since, body.get("next_batch") if isinstance(body, dict) else None)
+    return body if isinstance(body, dict) else None
 
 
 def went_back(since: str | None, now: str | None) -> bool:

@@ -45,10 +45,10 @@ async def test_a_homeserver_at_or_past_the_position_is_not_behind():
 
 
 async def test_a_refused_question_is_left_to_the_sync_and_no_position_or_another_token_is_not_asked():
-    async def refused(method, path):
+    async def refused(method, path, data=None):
         return PositionAnswer("s1", status=401)
 
-    async def never(method, path):
+    async def never(method, path, data=None):
         raise AssertionError("asked")
     assert not await homeserver_behind(client_of(refused), "s31_1_0")
     assert not await homeserver_behind(client_of(never), None)

@@ -10,7 +10,8 @@ from typing import Any
 from nio import RoomSendResponse
 
 from spbot.logs import get_logger
-from spbot.matrix import NETWORK_ERRORS, know_devices
+from spbot.homeserver_errors import NETWORK_ERRORS
+from spbot.matrix import know_devices
 from spbot.room_keys import share_room_key
 
 from .peers import PeerTrust
