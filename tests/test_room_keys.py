@@ -20,7 +20,7 @@ import time
 
 import httpx
 import pytest
-from nio import EncryptionError, MegolmEvent, ShareGroupSessionResponse, ToDeviceResponse
+from nio import EncryptionError, MegolmEvent, RoomKeyRequest, ShareGroupSessionResponse, ToDeviceResponse
 from nio.event_builders import ToDeviceMessage
 
 from spbot.chatclient import ChatClient
@@ -290,9 +290,15 @@ async def test_a_forwarded_key_from_the_device_that_made_it_opens_the_command(pr
     devices (spbot/nio_fixes.py): sent here by hand as Element sends it."""
     bot = await patient_for_keys(await make_bot("roomkeys-forwarded"))
     console = await erin_console()
-    console.key_resend.read_key_requests = lambda response: None     # only the forwarded key answers
+    asked = asyncio.Event()
+
+    def only_note_the_request(response) -> None:     # only the forwarded key answers
+        if any(isinstance(e, RoomKeyRequest) and e.sender == bot.user_id for e in response.to_device_events):
+            asked.set()
+    console.key_resend.read_key_requests = only_note_the_request
     event_id = await lost_command(proxy, console, bot)
 
+    await asyncio.wait_for(asked.wait(), timeout=30)    # Element answers the bot's request, never before it
     await forward_own_key(console, bot)
     reply = await console.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == event_id, timeout=30)
     assert reply.decrypted and reply.body.startswith("pong"), reply
