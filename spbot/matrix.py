@@ -26,7 +26,7 @@ from .system.private_files import write_private_json
 from .session_renewal import RenewalRefused, cannot_replace, login_same_device, recover_stored_device
 from .store import is_damage, set_aside
 from .trust.errors import HomeserverError
-from .timeline import SYNC_FILTER, Batch, read_batch
+from .timeline import SYNC_FILTER, Batch, fresh, read_batch
 from .watchers import tell_each
 
 log = get_logger(__name__)
@@ -301,7 +301,7 @@ class Connection:
                 position = await position_to_resume(self.client, since) if resuming else since
                 response = await self.client.sync(timeout=0 if resuming else SYNC_TIMEOUT_MS,
                                                   full_state=not self.first_sync_done.is_set(), since=position,
-                                                  sync_filter=SYNC_FILTER)
+                                                  sync_filter=fresh(SYNC_FILTER) if resuming else SYNC_FILTER)
                 if not isinstance(response, SyncResponse):
                     if getattr(response, "status_code", None) == UNKNOWN_TOKEN:
                         if (getattr(response, "soft_logout", False) and renewals < MAX_RENEWALS
