@@ -188,7 +188,7 @@ class Bot:
         self.screen = Screen(self.config, self.store, client.user_id, first_start, self.upgrades,
                              self.addressing, state_lost_at=await state_loss.lost_at(self.store))
         self.late = LateDecryption(self.screen, self.connection, self.store, self.inbox, self.messenger,
-                                   self.config, self._take_late_message)
+                                   self.config, self._take_late_event)
         await self.outbox.start()
         if lost is not None:
             await self.messenger.notify(state_loss.notice(lost, list(self.config.admins)),
@@ -312,10 +312,10 @@ class Bot:
             await self.on_message(room, event)
             await self.inbox.finish_if_arrived(event.event_id)
 
-    async def _take_late_message(self, room: MatrixRoom, event: RoomMessageText) -> None:
-        """A command decrypted at last (after its batch): guarded as in a batch, so that an error on it
-        is answered after three tries instead of failing every later batch."""
-        await self._guarded(room, event, self._take_message)
+    async def _take_late_event(self, room: MatrixRoom, event) -> None:
+        """A command or vote decrypted at last (after its batch): guarded as in a batch, so that an error
+        on it is answered after three tries instead of failing every later batch."""
+        await self._guarded(room, event, self.on_event)
 
     async def _take_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
         if not (self._may_act_on(room, event) and event.key in APPROVE_KEYS | DENY_KEYS):

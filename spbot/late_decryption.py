@@ -1,6 +1,6 @@
-"""Commands that arrived before their room key: asked for again, retried after each sync, and answered
-with what to do if the key has not come within `undecryptable_wait` (nothing ran). A re-posted ciphertext
-is a replay (spbot/replay_guard.py), not a key problem: it is refused, not retried. Between syncs nothing
+"""Commands and votes that arrived before their room key: asked for again, retried after each sync, and
+answered with what to do if the key has not come within `undecryptable_wait` (nothing ran or counted).
+A re-posted ciphertext is a replay (spbot/replay_guard.py), not a key problem: it is refused, not retried. Between syncs nothing
 ticks: `until_due` sleeps until the first waiting event's time is up (or a new one arrives)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any, Awaitable, Callable
 
-from nio import EncryptionError, MatrixRoom, MegolmEvent, RoomMessageText
+from nio import EncryptionError, MatrixRoom, MegolmEvent
 
 from .config import Config
 from .inbox import Inbox
@@ -24,15 +24,16 @@ log = get_logger(__name__)
 
 class LateDecryption:
     def __init__(self, screen: Screen, connection: Connection, store: Store, inbox: Inbox, messenger: Messenger,
-                 config: Config, take_message: Callable[[MatrixRoom, RoomMessageText], Awaitable[Any]]):
-        """`take_message`: where a message goes once it could be decrypted (as if it had just arrived)."""
+                 config: Config, take_event: Callable[[MatrixRoom, Any], Awaitable[Any]]):
+        """`take_event`: where an event goes once it could be decrypted (as if it had just arrived): a
+        command, or a vote (a ✅ from a device that never wrote in the room starts a new room key)."""
         self.screen = screen
         self.connection = connection
         self.store = store
         self.inbox = inbox
         self.messenger = messenger
         self.config = config
-        self.take_message = take_message
+        self.take_event = take_event
         self.undecrypted: dict[str, tuple[MatrixRoom, MegolmEvent, float]] = {}
         self._added = asyncio.Event()
 
@@ -91,17 +92,24 @@ class LateDecryption:
                 decrypted = client.decrypt_event(event)
             except EncryptionError:
                 decrypted = None              # the room key has not arrived (yet)
-            if isinstance(decrypted, RoomMessageText):
+            if decrypted is not None and not isinstance(decrypted, MegolmEvent):
                 decrypted.room_id = room.room_id
-                await self.take_message(room, decrypted)
+                await self.take_event(room, decrypted)
                 del self.undecrypted[event_id]
                 await self.inbox.finish_if_waiting(event_id)
             elif time.monotonic() - since > self.config.undecryptable_wait:
                 if await self.store.claim_event(event_id, room.room_id, time.time()):
-                    await self.messenger.reply_to(room.room_id, event_id, Reply.error(
-                        f"I could not decrypt your message (from your device {event.device_id}), "
-                        "so I did not run it.",
-                        "Your client has not shared the room key with me. Send the command again; "
-                        "if this keeps happening, sign out and back in on that device, or verify it."))
+                    await self.messenger.reply_to(room.room_id, event_id, not_decrypted(event))
                 del self.undecrypted[event_id]
                 await self.inbox.finish_if_waiting(event_id)
+
+
+def not_decrypted(event: MegolmEvent) -> Reply:
+    """What the sender is told; a reaction is known by the relation its cleartext wrapper declares."""
+    relates = (event.source.get("content") or {}).get("m.relates_to")
+    vote = isinstance(relates, dict) and relates.get("rel_type") == "m.annotation"
+    return Reply.error(
+        f"I could not decrypt your {'reaction' if vote else 'message'} (from your device {event.device_id}), "
+        f"so {'it did not count' if vote else 'I did not run it'}.",
+        f"Your client has not shared the room key with me. {'React' if vote else 'Send the command'} again; "
+        "if this keeps happening, sign out and back in on that device, or verify it.")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 
 import httpx
 import pytest
@@ -317,3 +318,29 @@ async def forward_own_key(console: ChatClient, bot) -> None:
     message = ToDeviceMessage("m.room.encrypted", bot.user_id, bot_device.id,
                               olm._olm_encrypt(channel, bot_device, "m.forwarded_room_key", content))
     assert isinstance(await console.client.to_device(message), ToDeviceResponse)
+
+
+async def test_a_vote_whose_room_key_comes_late_counts(proxy, alice, make_bot, erin_console):
+    """An admin who approves from a device that never wrote in the room: its ✅ is the first message of a
+    new room key, and the key comes after the event (across federation, or lost and asked for again).
+    Decrypted late, it counts as the vote it is; before, the bot took it for an unreadable command and
+    told the voter after ten seconds that it could not decrypt their message."""
+    bot = await patient_for_keys(await make_bot("roomkeys-vote"))
+    console = await erin_console()
+    await console.wait_joined(bot.room_id, bot.user_id)
+    mark = uuid.uuid4().hex[:10]
+    command_id = await alice.send(bot.room_id, f"!danger {mark}")
+    request = await console.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == command_id
+                                     and e.body.startswith("🔐 Request #"), timeout=30)
+    proxy.swallow_next(TO_DEVICE_ROOM_KEY, containing=bot.user_id)
+    vote = await console.react(bot.room_id, request.event_id, "✅")
+    assert proxy.faults[-1].times == 0, "the room key was never sent: the test proves nothing"
+
+    await alice.wait_for(lambda e: e.sender == bot.user_id and e.relates.get("rel_type") == "m.replace"
+                         and e.relates.get("event_id") == request.event_id
+                         and "approved by @erin:localhost" in e.content["m.new_content"]["body"], timeout=40)
+    await asyncio.sleep(1)
+    assert bot.marks().count(mark) == 1
+    log = bot.log()
+    assert "undecryptable" in log, "the bot could decrypt the vote at once: the test proves nothing"
+    assert not console.replies_to(vote, bot.user_id), "the voter was told that their vote could not be read"

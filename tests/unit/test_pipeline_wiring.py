@@ -41,11 +41,11 @@ async def test_a_late_decrypted_command_that_keeps_failing_is_answered_not_retri
         async def broken(room, event) -> None:
             await bot.inbox.begin(event.event_id, room.room_id, event.sender, "command")
             raise RuntimeError("a bug")
-        bot._take_message = broken
+        bot.on_event = broken
         for _ in range(2):
             with pytest.raises(RuntimeError):
-                await bot._take_late_message(room, event)
-        await bot._take_late_message(room, event)
+                await bot._take_late_event(room, event)
+        await bot._take_late_event(room, event)
         rows = await bot.store.fetchall("SELECT content FROM outbox")
         assert [json.loads(r["content"])["body"] for r in rows] == [
             "⚠️ I could not handle this (an internal error, the details are in my log); nothing ran.\n"
