@@ -1,6 +1,7 @@
 """Attack and fault run against a real bot on a fresh loopback Synapse: restarts and kill -9 at random
 moments, an offline backlog, replayed ciphertext, commands from people who must not be obeyed, a
-homeserver outage across restarts, a spell in which the kernel refuses the bot's writes (as a full disk
+homeserver outage across restarts, ✅ votes with a kill -9 right after, to-device noise and claimed
+one-time keys from a stranger (bench/attack_device.py), a spell in which the kernel refuses the bot's writes (as a full disk
 would: RLIMIT_FSIZE 0 set with prlimit), a search of the state directory for a delivered password, a
 state database damaged after a kill -9, and a state directory put back as it was before some commands.
 Prints the figures (cases, restarts, lost, doubled, unauthorized, secrets found); asserts nothing.
@@ -35,6 +36,8 @@ from spbot.chatclient import ChatClient  # noqa: E402
 from spbot.devstack import (BotProcess, PlainSession, Synapse, copy_bot_state, free_port,  # noqa: E402
                             write_bot_config)
 
+from attack_device import hostile_to_device  # noqa: E402
+
 PASSWORD = "attack run password 42"
 PASSWORD_RE = re.compile(r"Password: ((?:[a-z2-9]{4}-){4}[a-z2-9]{4})")
 SETTLE = 25.0          # how long a command may take to be answered after the bot is back
@@ -68,6 +71,7 @@ class Run:
         self.work, self.rng = work, rng
         self.synapse = Synapse(work / "synapse", free_port())
         self.figures = Figures()
+        self.password = PASSWORD
 
     # --- set-up --------------------------------------------------------------------------------
 
@@ -146,6 +150,30 @@ class Run:
             restarts += 1
             await asyncio.sleep(self.rng.uniform(0.5, 2.0))
         self.tally("kill -9 during commands", tokens, await self.answered(alice, list(tokens)), restarts)
+
+    async def vote_storm(self, rounds: int) -> None:
+        """bob's ✅ on alice's approval request, then kill -9 a moment later: each request runs once, or its
+        command is answered that it was stopped before it started; none is lost or run twice."""
+        alice, bob, tokens, restarts = self.clients["alice"], self.clients["bob"], {}, 0
+        for _ in range(rounds):
+            token = uuid.uuid4().hex[:10]
+            command = await alice.send(self.room, f"!danger {token}")
+            request = await alice.wait_for(lambda e: e.sender == self.bot_user and e.reply_to == command
+                                           and e.body.startswith("🔐 Request #"), timeout=60)
+            tokens[command] = token
+            await bob.react(self.room, request.event_id, "✅")
+            await asyncio.sleep(self.rng.uniform(0.0, 0.3))
+            self.restart(signal.SIGKILL)
+            restarts += 1
+            await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+        deadline = time.monotonic() + 2 * SETTLE
+        while time.monotonic() < deadline and not all(self.marks()[t] or self._told(e) for e, t in tokens.items()):
+            await asyncio.sleep(0.5)
+        self.tally("✅ then kill -9", tokens, {e for e in tokens if self._told(e)}, restarts)
+
+    def _told(self, command: str) -> bool:
+        """The bot answered the command beyond its approval request (that it was stopped, say)."""
+        return any(not reply.body.startswith("🔐") for reply in self.clients["alice"].replies_to(command, self.bot_user))
 
     async def offline_backlog(self, count: int = 25) -> None:
         alice, tokens = self.clients["alice"], {}
@@ -373,7 +401,8 @@ async def main(rounds: int, seed: int) -> None:
     await run.start()
     try:
         for scenario in (run.strangers, run.approvals_from_wrong_people, run.offline_backlog,
-                         lambda: run.kill_storm(rounds), run.replay, run.outage, run.writes_refused,
+                         lambda: run.kill_storm(rounds), lambda: run.vote_storm(rounds),
+                         lambda: hostile_to_device(run), run.replay, run.outage, run.writes_refused,
                          run.secrets, run.damaged_state, run.rolled_back):
             try:
                 await scenario()
@@ -385,8 +414,10 @@ async def main(rounds: int, seed: int) -> None:
     print(f"attack run in {time.monotonic() - started:.0f} s (work dir {work})")
     for line in f.notes:
         print("  " + line)
+    false_alarms = (work / "bot.log").read_text(errors="replace").count("homeserver_behind_position")
     print(f"total: cases {f.cases}, restarts {f.restarts}, lost {f.lost}, doubled {f.doubled}, "
-          f"unauthorized {f.unauthorized}, secrets found {f.secrets_found}")
+          f"unauthorized {f.unauthorized}, secrets found {f.secrets_found}, homeserver taken for one put back "
+          f"in time {false_alarms} (it never is in this run)")
 
 
 if __name__ == "__main__":
