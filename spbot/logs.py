@@ -89,6 +89,28 @@ class StructuredLogger(logging.LoggerAdapter):
         self.log(logging.ERROR, msg, *a, exc_info=True, **kw)
 
 
+class Budget:
+    """At most `most` lines of one kind per `window` seconds, for what outsiders can make the bot log at
+    will (a stranger's to-device messages): a flood must not fill the journal, nor have journald drop
+    the bot's other lines with it. What was left out is counted in the next line written."""
+
+    def __init__(self, most: int = 20, window: float = 60.0, clock=time.monotonic):
+        self.most, self.window, self.clock = most, window, clock
+        self._since, self._written, self._left_out = -window, 0, 0
+
+    def take(self) -> int | None:
+        """None: leave this line out; else how many were left out before it."""
+        now = self.clock()
+        if now - self._since >= self.window:
+            self._since, self._written = now, 0
+        if self._written >= self.most:
+            self._left_out += 1
+            return None
+        self._written += 1
+        left_out, self._left_out = self._left_out, 0
+        return left_out
+
+
 def get_logger(name: str) -> StructuredLogger:
     return StructuredLogger(logging.getLogger(name), {})
 

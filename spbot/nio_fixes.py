@@ -22,8 +22,9 @@ handled as nio handles the others.
 Worse, any other vodozemac refusal of a to-device message's own content ends the sync the same way: a
 ciphertext that is not an Olm message, a room key that is not a Megolm session key. Anyone can send the
 bot's device such a message, and the homeserver gives it again at every try: one request from a stranger
-made the bot deaf for good (test_hostile_to_device.py). Such a message is dropped and logged; a failure
-of the bot's own state (its store) still ends the sync as before, to be noticed there.
+made the bot deaf for good (test_hostile_to_device.py). Such a message is dropped and logged (twenty a
+minute at most, the rest counted); a failure of the bot's own state (its store) still ends the sync as
+before, to be noticed there.
 
 nio reads the count of one-time keys the homeserver holds for the bot from each sync, but skips a count
 of 0 (`if count:`), keeping the last one it saw: a homeserver emptied between two syncs (anyone can claim
@@ -37,7 +38,7 @@ from nio.client.base_client import Client
 from nio.crypto.olm_machine import Olm
 from nio.schemas import Schemas, validate_json
 
-from .logs import get_logger
+from .logs import Budget, get_logger
 
 
 def _error(cls, parsed_dict, **fields):
@@ -69,6 +70,7 @@ UNREADABLE = (ValueError, vodozemac.DecodeException, vodozemac.KeyException, vod
               vodozemac.MegolmDecryptionException, vodozemac.SessionKeyDecodeException,
               vodozemac.PkDecodeException)
 log = get_logger(__name__)
+_unreadable_lines = Budget()      # anyone can send them, as many as they like
 
 
 def _accept_forward_from_the_key_maker(machine, sender, sender_key, event) -> bool:
@@ -100,8 +102,11 @@ def _handle_to_device_or_drop(machine, event):
     try:
         return _handle_to_device_event(machine, event)
     except UNREADABLE as exc:
-        log.warning("to_device_unreadable", sender=getattr(event, "sender", "?"), kind=type(event).__name__,
-                    error=f"{exc.__class__.__name__}: {str(exc)[:200]}", todo="nothing: it was dropped")
+        left_out = _unreadable_lines.take()
+        if left_out is not None:
+            log.warning("to_device_unreadable", sender=getattr(event, "sender", "?"), kind=type(event).__name__,
+                        error=f"{exc.__class__.__name__}: {str(exc)[:200]}", todo="nothing: it was dropped",
+                        **({"more_left_unlogged": left_out} if left_out else {}))
         return None
 
 
