@@ -63,7 +63,7 @@ if __name__ == "__main__":
     parser.add_argument("--snapshots", type=int, default=30)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default="", help="comma-separated figures (the scripts' names); all when empty")
     parser.add_argument("--dir", type=Path, default=None, help="where the data and repositories go")
     asyncio.run(main(parser.parse_args()))

@@ -2,7 +2,7 @@
 started; the time from launch to its reply, spbot against the echo bot. Also the import cost the launch
 pays (`python -X importtime`), its largest parts. Prints its figures; asserts nothing.
 
-    .venv/bin/python bench/startup.py [--rounds 3]
+    .venv/bin/python bench/startup.py [--rounds 5]
 """
 from __future__ import annotations
 
@@ -23,18 +23,25 @@ GOAL = 1.3
 LAUNCH_IMPORTS = "import gc; gc.disable(); import spbot.cli, spbot.bot; from spbot.features import all_features; all_features()"
 
 
-async def launch_times(stack: Stack, bot: str, rounds: int) -> list[float]:
+async def launch_time(stack: Stack, bot: str) -> float:
     room, user = stack.room(bot)
-    times = []
+    await stack.ping(bot, timeout=90)
+    await asyncio.sleep(1)
+    stack.stop_bot(bot)
+    event_id = await stack.client.send(room, "!ping")
+    started = time.perf_counter()
+    stack.start_bot(bot)
+    await stack.client.wait_for(lambda e: e.sender == user and e.reply_to == event_id, timeout=90)
+    return time.perf_counter() - started
+
+
+async def launch_times(stack: Stack, bots: tuple[str, ...], rounds: int) -> list[list[float]]:
+    """Each bot's launch times, the bots taking turns in each round: a machine busier for a while slows
+    both alike, instead of whichever ran then."""
+    times: list[list[float]] = [[] for _ in bots]
     for _ in range(rounds):
-        await stack.ping(bot, timeout=90)
-        await asyncio.sleep(1)
-        stack.stop_bot(bot)
-        event_id = await stack.client.send(room, "!ping")
-        started = time.perf_counter()
-        stack.start_bot(bot)
-        await stack.client.wait_for(lambda e: e.sender == user and e.reply_to == event_id, timeout=90)
-        times.append(time.perf_counter() - started)
+        for bot, kept in zip(bots, times):
+            kept.append(await launch_time(stack, bot))
     return times
 
 
@@ -54,11 +61,10 @@ def import_costs(top: int = 12) -> tuple[float, list[tuple[float, str]]]:
     return total, sorted(((t, n) for n, t in packages.items()), reverse=True)[:top]
 
 
-async def measure(stack: Stack, rounds: int = 3) -> Figure:
-    spbot = median(await launch_times(stack, "spbot", rounds))
-    echo = median(await launch_times(stack, "echo", rounds))
+async def measure(stack: Stack, rounds: int = 5) -> Figure:
+    spbot, echo = map(median, await launch_times(stack, ("spbot", "echo"), rounds))
     async with stack.core_in_place():
-        core = median(await launch_times(stack, "spbot", rounds))
+        core = median((await launch_times(stack, ("spbot",), rounds))[0])
     imports, largest = import_costs()
     print(f"launch to first answer, warm store: spbot {spbot:.2f} s, echo bot {echo:.2f} s, spbot's core "
           f"alone (bench/core_bot.py) {core:.2f} s ({core / echo:.2f}×); imports {imports:.2f} s, largest: "
@@ -70,5 +76,5 @@ async def measure(stack: Stack, rounds: int = 3) -> Figure:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     run(measure, parser.parse_args().rounds)
