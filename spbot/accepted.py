@@ -66,14 +66,21 @@ class AcceptedCommands:
                 return True
         return False
 
-    async def answer_leftovers(self) -> None:
-        """After the first batch since start: an event still `arrived` did not come back with it."""
+    async def answer_leftovers(self) -> list:
+        """After the first batch since start: an event still `arrived` did not come back with it (it was
+        being handled outside a batch, decrypted late, when the bot stopped). A command is answered; the
+        votes are returned, to be fetched again by id (a vote counts once however often it comes)."""
+        votes = []
         for row in await self.inbox.leftovers():
+            if row["kind"] == "reaction":
+                votes.append(row)
+                continue
             await self.store.claim_event(row["event_id"], row["room_id"], time.time())
             if row["kind"] == "command" and row["sender"] in self.config.admins:
                 await self.messenger.reply_to(row["room_id"], row["event_id"], NOTHING_RAN)
             log.warning("event_never_returned", event_id=row["event_id"], kind=row["kind"])
             await self.inbox.done(row["event_id"])
+        return votes
 
 
 async def until_stored(work: Callable[[], Awaitable[Any]]) -> Any:

@@ -148,7 +148,8 @@ class Bot:
         await state_loss.tell_earlier_state(self.store, self.messenger, list(self.config.admins))
         since = await rolled_back.claim_answered_since(self.store, client, position, self.connection.until_done)
         await rolled_back.settle(self, own, since)
-        await self.connection.sync_forever(self.handle_batch, position, self._save_position)
+        await self.connection.sync_forever(self.handle_batch, position,
+                                           lambda token: self.store.put(SYNC_POSITION_KEY, token))
 
     def _stop_with_failure(self, exc: BaseException) -> None:
         self.failure = exc
@@ -263,7 +264,8 @@ class Bot:
                     await self._guarded(room, event, self.on_invite)
             await self.after_sync()
         if not self._leftovers_checked:
-            await self.accepted.answer_leftovers()
+            for row in await self.accepted.answer_leftovers():      # votes cut short: fetched again
+                self.spawn(self._refetch(row), name=f"refetch {row['event_id']}")
             self._leftovers_checked = True
 
     async def _guarded(self, room: MatrixRoom, event, handler) -> None:
@@ -332,19 +334,16 @@ class Bot:
         if self.late.waiting_for(event.event_id):
             await self.inbox.set(event.event_id, room.room_id, event.sender, "command", "waiting")
 
-    async def _save_position(self, token: str) -> None:
-        await self.store.put(SYNC_POSITION_KEY, token)
-
     async def _recover_unfinished(self) -> None:
         for row in await self.accepted.recover():      # commands still waiting for their room key
-            self.spawn(self._refetch_undecryptable(row), name=f"refetch {row['event_id']}")
+            self.spawn(self._refetch(row), name=f"refetch {row['event_id']}")
 
-    async def _refetch_undecryptable(self, row) -> None:
+    async def _refetch(self, row) -> None:
         await self.connection.first_sync_done.wait()
         response = await self.connection.client.room_get_event(row["room_id"], row["event_id"])
         room = self.connection.client.rooms.get(row["room_id"])
         if not isinstance(response, RoomGetEventResponse) or room is None:
-            log.warning("undecryptable_lost", event_id=row["event_id"])
+            log.warning("event_lost", event_id=row["event_id"], kind=row["kind"])
             return await self.inbox.done(row["event_id"])
         async with self._reading:
             await self.on_event(room, response.event)

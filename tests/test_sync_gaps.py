@@ -4,6 +4,7 @@ bot as a real process and real E2EE clients."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -14,7 +15,7 @@ import pytest
 
 from spbot.chatclient import ChatClient
 from spbot.trust.own_identity import CrossSigning, cross_sign_nio_device
-from spbot.timeline import TIMELINE_LIMIT
+from spbot.timeline import SYNAPSE_POSITION, TIMELINE_LIMIT
 
 from .conftest import PASSWORD, TestBot, wait_answering
 
@@ -285,3 +286,40 @@ async def test_restarts_minutes_apart_are_not_taken_for_a_homeserver_put_back(al
     assert reply.body.startswith("pong"), reply.body
     log = bot.log()
     assert "homeserver_behind_position" not in log and "homeserver_went_back" not in log, log[-3000:]
+
+
+async def test_a_late_vote_cut_short_by_a_kill_is_fetched_again(alice, bob, make_bot):
+    """A vote decrypted after its batch (its room key came late) is handled outside any batch, so a kill
+    then leaves it begun with the sync position already past it: it never comes back. It is fetched by
+    its id after the next start's first batch and counts; before, it was given up without a word."""
+    bot = await make_bot("late-vote-cut")
+    await bob.command(bot.room_id, "!ping", bot.user_id, timeout=30)     # bob's room key is the bot's
+    mark = token()
+    command_id = await alice.send(bot.room_id, f"!danger {mark}")
+    request = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == command_id
+                                   and e.body.startswith("🔐 Request #"), timeout=30)
+    bot.stop()
+    vote = await bob.react(bot.room_id, request.event_id, "✅")
+    await alice.wait_for(lambda e: e.event_id == vote, timeout=30)
+    await asyncio.sleep(0.5)                                    # alice's position moves on past it
+    _as_a_kill_in_the_late_handling_leaves_it(bot, vote, alice._since)
+    bot.start()
+
+    await alice.wait_for(lambda e: e.sender == bot.user_id and e.relates.get("rel_type") == "m.replace"
+                         and e.relates.get("event_id") == request.event_id
+                         and "approved by @bob:localhost" in e.content["m.new_content"]["body"], timeout=60)
+    await asyncio.sleep(1)
+    assert bot.marks().count(mark) == 1
+
+
+def _as_a_kill_in_the_late_handling_leaves_it(bot, vote: str, now: str) -> None:
+    """The vote's inbox row begun, and the bot's position past it in the rooms (taken from a client's
+    position now) but not in its to-device messages (their room keys stay the bot's to read)."""
+    with sqlite3.connect(bot.state_dir / "spbot.db") as db:
+        (saved,), = db.execute("SELECT value FROM kv WHERE key = 'sync_position'").fetchall()
+        saved = json.loads(saved)
+        rooms_then, rooms_now = SYNAPSE_POSITION.match(saved).group(0), SYNAPSE_POSITION.match(now).group(0)
+        db.execute("UPDATE kv SET value = ? WHERE key = 'sync_position'",
+                   (json.dumps(rooms_now + saved[len(rooms_then):]),))
+        db.execute("INSERT INTO inbox(event_id, room_id, sender, kind, state, since) VALUES(?, ?, ?, ?, ?, ?)",
+                   (vote, bot.room_id, "@bob:localhost", "reaction", "arrived", time.time()))
