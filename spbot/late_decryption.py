@@ -1,7 +1,8 @@
 """Commands and votes that arrived before their room key: asked for again, retried after each sync, and
 answered with what to do if the key has not come within `undecryptable_wait` (nothing ran or counted).
-A re-posted ciphertext is a replay (spbot/replay_guard.py), not a key problem: it is refused, not retried. Between syncs nothing
-ticks: `until_due` sleeps until the first waiting event's time is up (or a new one arrives)."""
+A re-posted ciphertext is a replay (spbot/replay_guard.py), not a key problem: it is refused, not
+retried. Between syncs nothing ticks: `until_due` sleeps until the first waiting event's time is up (or
+a new one arrives)."""
 from __future__ import annotations
 
 import asyncio
