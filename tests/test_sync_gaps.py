@@ -276,7 +276,7 @@ async def test_restarts_minutes_apart_are_not_taken_for_a_homeserver_put_back(al
     since: the homeserver was taken for one put back in time (its one-time keys claimed, its rooms read
     back from that old position, and a vote being counted lost: spbot/timeline.py `fresh`)."""
     bot = await make_bot("quick-restarts")
-    for _ in range(3):
+    for _ in range(2):                   # the first start's answer is cached; the second start was taken in
         reply = await alice.command(bot.room_id, "!ping", bot.user_id, timeout=30)  # the position moves on
         assert reply.body.startswith("pong"), reply.body
         await asyncio.sleep(1)                                  # saved after the batch
