@@ -19,6 +19,7 @@ import httpx
 import yaml
 
 from .synapse_files import write_new_homeserver
+from .system.children import read_stat
 
 RATE_LIMIT_OFF = {"per_second": 1000, "burst_count": 1000}
 
@@ -36,10 +37,8 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except OSError:
         return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    stat = read_stat(pid)
+    return stat is None or stat.state != "Z"
 
 
 def running_pid(pid_path: Path) -> int | None:

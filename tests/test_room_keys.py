@@ -29,6 +29,7 @@ from spbot.devstack import PlainSession
 
 from .conftest import PASSWORD
 from .fault_proxy import FaultProxy
+from .test_approvals import final_edit, request_for
 
 pytestmark = pytest.mark.matrix
 TO_DEVICE_ROOM_KEY = "/sendToDevice/m.room.encrypted/"
@@ -329,16 +330,12 @@ async def test_a_vote_whose_room_key_comes_late_counts(proxy, alice, make_bot, e
     console = await erin_console()
     await console.wait_joined(bot.room_id, bot.user_id)
     mark = uuid.uuid4().hex[:10]
-    command_id = await alice.send(bot.room_id, f"!danger {mark}")
-    request = await console.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == command_id
-                                     and e.body.startswith("🔐 Request #"), timeout=30)
+    _, request, _ = await request_for(alice, bot, f"!danger {mark}")
     proxy.swallow_next(TO_DEVICE_ROOM_KEY, containing=bot.user_id)
     vote = await console.react(bot.room_id, request.event_id, "✅")
     assert proxy.faults[-1].times == 0, "the room key was never sent: the test proves nothing"
 
-    await alice.wait_for(lambda e: e.sender == bot.user_id and e.relates.get("rel_type") == "m.replace"
-                         and e.relates.get("event_id") == request.event_id
-                         and "approved by @erin:localhost" in e.content["m.new_content"]["body"], timeout=40)
+    await final_edit(alice, request, bot, "approved by @erin:localhost", timeout=40)
     await asyncio.sleep(1)
     assert bot.marks().count(mark) == 1
     log = bot.log()

@@ -18,6 +18,7 @@ from spbot.trust.own_identity import CrossSigning, cross_sign_nio_device
 from spbot.timeline import SYNAPSE_POSITION, TIMELINE_LIMIT
 
 from .conftest import PASSWORD, TestBot, wait_answering
+from .test_approvals import final_edit, request_for
 
 pytestmark = pytest.mark.matrix
 
@@ -237,10 +238,10 @@ def _outbox_rows(bot: TestBot) -> list[tuple]:
 
 
 def _log_since_restart(bot) -> str:
-    """The bot's log lines after its last start, without the ones every start writes."""
+    """The bot's log lines from its last start on (at most 60)."""
     lines = bot.log().splitlines()
-    starts = [i for i, line in enumerate(lines) if "bot_starting" in line or "starting" in line.split(" ")[:3]]
-    return "\n".join(lines[starts[-1] if starts else -60:][-60:])
+    starts = [i for i, line in enumerate(lines) if " spbot.bot started " in line]
+    return "\n".join(lines[starts[-1] if starts else 0:][-60:])
 
 
 async def test_a_vote_just_before_a_kill_is_counted(alice, bob, patient):
@@ -295,9 +296,7 @@ async def test_a_late_vote_cut_short_by_a_kill_is_fetched_again(alice, bob, make
     bot = await make_bot("late-vote-cut")
     await bob.command(bot.room_id, "!ping", bot.user_id, timeout=30)     # bob's room key is the bot's
     mark = token()
-    command_id = await alice.send(bot.room_id, f"!danger {mark}")
-    request = await alice.wait_for(lambda e: e.sender == bot.user_id and e.reply_to == command_id
-                                   and e.body.startswith("🔐 Request #"), timeout=30)
+    _, request, _ = await request_for(alice, bot, f"!danger {mark}")
     bot.stop()
     vote = await bob.react(bot.room_id, request.event_id, "✅")
     await alice.wait_for(lambda e: e.event_id == vote, timeout=30)
@@ -305,9 +304,7 @@ async def test_a_late_vote_cut_short_by_a_kill_is_fetched_again(alice, bob, make
     _as_a_kill_in_the_late_handling_leaves_it(bot, vote, alice._since)
     bot.start()
 
-    await alice.wait_for(lambda e: e.sender == bot.user_id and e.relates.get("rel_type") == "m.replace"
-                         and e.relates.get("event_id") == request.event_id
-                         and "approved by @bob:localhost" in e.content["m.new_content"]["body"], timeout=60)
+    await final_edit(alice, request, bot, "approved by @bob:localhost", timeout=60)
     await asyncio.sleep(1)
     assert bot.marks().count(mark) == 1
 
