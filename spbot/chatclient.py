@@ -23,6 +23,7 @@ from .room_keys import KeyNotDelivered, share_room_key
 from .system.private_files import write_private_json
 from .timeline import SYNC_FILTER, read_batch
 
+POSITION_EVERY = 5.0         # seconds between two saves of the sync position
 
 @dataclass
 class Seen:
@@ -68,6 +69,8 @@ class ChatClient:
         self._undecrypted: dict[str, tuple] = {}
         self._sync_task: asyncio.Task | None = None
         self._since: str | None = None
+        self._saved: str | None = None
+        self._saved_at = 0.0
         self.on_event: Callable[[Seen], None] | None = None
 
     async def start(self, wait_rooms: bool = True) -> "ChatClient":
@@ -87,7 +90,7 @@ class ChatClient:
                                             "access_token": response.access_token})
         self.key_resend = KeyResend(self.client)     # the bot gets a room key of ours again if it lost it
         position = self.store_dir / "sync_position"
-        self._since = position.read_text().strip() or None if position.exists() else None
+        self._since = self._saved = position.read_text().strip() or None if position.exists() else None
         await self._sync_once(timeout=0, full_state=True)
         self._sync_task = asyncio.create_task(self._sync_loop())
         return self
@@ -102,6 +105,8 @@ class ChatClient:
             await asyncio.gather(self._sync_task, return_exceptions=True)
         if self.client:
             await self.client.close()
+        if self._since:
+            self._save_position(now=True)
 
     async def _sync_loop(self) -> None:
         while True:
@@ -129,7 +134,16 @@ class ChatClient:
             await self.client._on_event(event, room)
         await self._decrypt_late()
         self._since = response.next_batch
+        self._save_position()
+
+    def _save_position(self, now: bool = False) -> None:
+        """The position to start from next time, at most every few seconds and at stop: a file written at
+        every sync held up the event loop of every client in the process (ext4 flushes a file truncated
+        by a rewrite when it is closed). After a kill, the client sees those few seconds again."""
+        if self._since == self._saved or (not now and time.monotonic() - self._saved_at < POSITION_EVERY):
+            return
         (self.store_dir / "sync_position").write_text(self._since)
+        self._saved, self._saved_at = self._since, time.monotonic()
 
     async def _decrypt_late(self) -> None:
         """Record, as decrypted now, the events whose room key has arrived since."""
