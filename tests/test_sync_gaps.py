@@ -225,7 +225,6 @@ async def test_identity_change_in_the_same_sync_as_a_command_is_applied_first(sy
         await vic.stop()
 
 
-@pytest.mark.timeout(600)
 def _bot_events_since(client: ChatClient, bot: TestBot, first) -> list[tuple]:
     events = client.events[client.events.index(first):]
     return [(e.type, e.decrypted, e.relates.get("rel_type"), e.body[:60]) for e in events if e.sender == bot.user_id]
@@ -244,6 +243,7 @@ def _log_since_restart(bot) -> str:
     return "\n".join(lines[starts[-1] if starts else 0:][-60:])
 
 
+@pytest.mark.timeout(600)
 async def test_a_vote_just_before_a_kill_is_counted(alice, bob, patient):
     """✅ on an approval request, then kill -9 a moment later: after the restart the vote counts (the
     request is approved once), whatever the moment."""
