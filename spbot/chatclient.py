@@ -25,6 +25,7 @@ from .timeline import SYNC_FILTER, read_batch
 
 POSITION_EVERY = 5.0         # seconds between two saves of the sync position
 
+
 @dataclass
 class Seen:
     """One event as this client saw it (decrypted where it could)."""
@@ -137,9 +138,10 @@ class ChatClient:
         self._save_position()
 
     def _save_position(self, now: bool = False) -> None:
-        """The position to start from next time, at most every few seconds and at stop: a file written at
-        every sync held up the event loop of every client in the process (ext4 flushes a file truncated
-        by a rewrite when it is closed). After a kill, the client sees those few seconds again."""
+        """The position to start from next time, at most every few seconds and at stop: a file rewritten at
+        every sync held up the event loop of every client in the process (truncating it makes ext4 write
+        out its last contents first, and under load that open() waited). After a kill, the client sees
+        those few seconds again."""
         if self._since == self._saved or (not now and time.monotonic() - self._saved_at < POSITION_EVERY):
             return
         (self.store_dir / "sync_position").write_text(self._since)
