@@ -196,7 +196,7 @@ class Bot:
                                         once=f"state-lost-{lost['at']}")
         await self.approvals.start()          # first: the job runner reports interrupted jobs to it
         await self.jobs.start()
-        await self._recover_unfinished()
+        self._refetch_later(await self.accepted.recover())      # commands still waiting for their room key
         self.policies.warn_about_config()
         add_heartbeat(self.scheduler, self.store)
         self.scheduler.start()
@@ -264,8 +264,7 @@ class Bot:
                     await self._guarded(room, event, self.on_invite)
             await self.after_sync()
         if not self._leftovers_checked:
-            for row in await self.accepted.answer_leftovers():      # votes cut short: fetched again
-                self.spawn(self._refetch(row), name=f"refetch {row['event_id']}")
+            self._refetch_later(await self.accepted.answer_leftovers())      # votes cut short
             self._leftovers_checked = True
 
     async def _guarded(self, room: MatrixRoom, event, handler) -> None:
@@ -334,8 +333,8 @@ class Bot:
         if self.late.waiting_for(event.event_id):
             await self.inbox.set(event.event_id, room.room_id, event.sender, "command", "waiting")
 
-    async def _recover_unfinished(self) -> None:
-        for row in await self.accepted.recover():      # commands still waiting for their room key
+    def _refetch_later(self, rows) -> None:
+        for row in rows:
             self.spawn(self._refetch(row), name=f"refetch {row['event_id']}")
 
     async def _refetch(self, row) -> None:

@@ -106,8 +106,7 @@ class ChatClient:
             await asyncio.gather(self._sync_task, return_exceptions=True)
         if self.client:
             await self.client.close()
-        if self._since:
-            self._save_position(now=True)
+        self._save_position(now=True)
 
     async def _sync_loop(self) -> None:
         while True:
