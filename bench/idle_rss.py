@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stack import ROOT, Figure, Stack, rss_mib, run  # noqa: E402
+from stack import ROOT, Figure, Stack, budget_line, on_nio, rss_mib, run  # noqa: E402
 
 GOAL = 1.3
 IMPORTS = ["nio", "aiosqlite", "aiohttp", "httpx", "pydantic", "apscheduler", "psutil", "nacl.signing",
@@ -63,6 +63,7 @@ async def measure(stack: Stack) -> Figure:
         core = rss_mib(stack.pid("spbot"))
     print(f"idle RSS: spbot {spbot:.1f} MiB, echo bot {echo:.1f} MiB, spbot's core alone (bench/core_bot.py: "
           f"no feature, the core's commands) {core:.1f} MiB ({core / echo:.2f}×)")
+    print(budget_line(GOAL, echo, [(name, mib) for name, _, mib in on_nio()], "MiB"))
     print("\n".join(import_table()))
     modules = loaded_modules(stack)
     print(f"heavy packages loaded by the idle bot ([backup] on a local repository configured): "

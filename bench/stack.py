@@ -105,6 +105,51 @@ def exited_within(process: subprocess.Popen, timeout: float) -> bool:
     return bool(ready)
 
 
+# What the core imports beyond the echo bot's imports, each on top of nio and those before it (one
+# interpreter, in this order): the project's chosen libraries for config, schedules, disks and signing,
+# and its state database. APScheduler as spbot/scheduler.py imports it (its own plugins only).
+ON_NIO = [("pydantic", "from pydantic import BaseModel, Field"),
+          ("APScheduler", "import importlib.metadata as m\nevery, own = m.entry_points, m.distribution("
+                          "'APScheduler').entry_points\nm.entry_points = lambda **selection: own.select(**selection)"
+                          "\nimport apscheduler.schedulers.asyncio, apscheduler.triggers.cron\nm.entry_points = every"),
+          ("psutil", "import psutil"), ("PyNaCl", "import nacl.signing"), ("aiosqlite", "import aiosqlite")]
+_ON_NIO_PROBE = """
+import gc, os, time
+os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+gc.disable()
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096
+import asyncio, json, nio
+for statement in {statements!r}:
+    before, started = rss(), time.perf_counter()
+    exec(statement)
+    print(time.perf_counter() - started, (rss() - before) / 2**20)
+"""
+
+
+def on_nio(rounds: int = 3) -> list[tuple[str, float, float]]:
+    """What each library of ON_NIO adds to a process that imported what the echo bot imports: its name,
+    import time (s, the median of `rounds` fresh interpreters) and RSS (MiB)."""
+    runs = []
+    for _ in range(rounds):
+        out = subprocess.run([sys.executable, "-c", _ON_NIO_PROBE.format(
+            statements=[statement for _, statement in ON_NIO])], cwd=ROOT, capture_output=True, text=True,
+            check=True).stdout
+        runs.append([tuple(map(float, line.split())) for line in out.splitlines()])
+    return [(name, median([run[i][0] for run in runs]), median([run[i][1] for run in runs]))
+            for i, (name, _) in enumerate(ON_NIO)]
+
+
+def budget_line(goal: float, echo: float, costs: list[tuple[str, float]], unit: str) -> str:
+    """The room a ratio goal leaves over the echo bot's figure, and how much of it the libraries of
+    ON_NIO take alone, before any of spbot's own code."""
+    allowed, taken = echo * (goal - 1), sum(cost for _, cost in costs)
+    return (f"the goal allows {allowed:.1f} {unit} over the echo bot; on top of nio, "
+            + ", ".join(f"{name} {cost:.1f}" for name, cost in costs)
+            + f" {unit}: {taken:.1f} {unit} ({100 * taken / allowed:.0f}% of it) before any spbot code")
+
+
 def restic_env(repo: Path, password_file: Path, cache: Path) -> dict[str, str]:
     return {"PATH": os.environ["PATH"], "HOME": str(repo.parent), "RESTIC_REPOSITORY": str(repo),
             "RESTIC_PASSWORD_FILE": str(password_file), "RESTIC_CACHE_DIR": str(cache)}

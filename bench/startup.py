@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stack import ROOT, Figure, Stack, median, run  # noqa: E402
+from stack import ROOT, Figure, Stack, budget_line, median, on_nio, run  # noqa: E402
 
 GOAL = 1.3
 # what `spbot run` imports before it connects: the bot and every feature class, the collector paused as
@@ -69,6 +69,7 @@ async def measure(stack: Stack, rounds: int = 5) -> Figure:
     print(f"launch to first answer, warm store: spbot {spbot:.2f} s, echo bot {echo:.2f} s, spbot's core "
           f"alone (bench/core_bot.py) {core:.2f} s ({core / echo:.2f}×); imports {imports:.2f} s, largest: "
           + ", ".join(f"{n} {t * 1000:.0f} ms" for t, n in largest))
+    print(budget_line(GOAL, echo * 1000, [(name, seconds * 1000) for name, seconds, _ in on_nio()], "ms"))
     ratio = spbot / echo
     return Figure("launch to first answer, warm store", f"{ratio:.2f}× ({spbot:.2f} vs {echo:.2f} s; "
                   f"{imports:.2f} s of imports; the core alone {core / echo:.2f}×)", f"≤ {GOAL}×", ratio <= GOAL)
