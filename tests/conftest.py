@@ -65,6 +65,27 @@ def _made_bots_end_with_their_test():
     _stop_made_since(first)
 
 
+# The test files that took longest (pytest --durations, 2026-12-02), longest first. The suite runs them
+# first so that no long file starts when the others are nearly done (xdist hands out whole files, by
+# default the ones with the most tests first: these have few). Only the order depends on this list.
+LONGEST_FIRST = ["test_devstack", "test_trust_recovery", "test_sync_gaps", "test_state_rollback", "test_cloud_chat",
+                 "test_backup_chat", "test_channel", "test_state_damage", "test_fleet", "test_outbox_delivery",
+                 "test_deploy", "test_cannot_write_chat", "test_quiet_hours_chat", "test_approvals",
+                 "test_upgrade_chat", "test_disk_chat", "test_backups", "test_fleet_federation",
+                 "test_outofband_chat", "test_restic_adapter", "test_session_expiry", "test_room_keys"]
+
+
+def pytest_collection_modifyitems(items):
+    """The long files first, then the other chat tests, the quick unit tests last (deploy/test runs
+    xdist with --no-loadscope-reorder, which keeps this order)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def order(item) -> tuple[int, int]:
+        path = Path(str(item.fspath))
+        return (rank.get(path.stem, len(rank)), path.parent.name == "unit")
+    items.sort(key=order)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under a failed test, the end of the log of each bot that wrote during it: CI shows only what
