@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import compileall
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -128,6 +129,7 @@ for statement in {statements!r}:
 """
 
 
+@functools.cache                 # bench/light.py prints it under two figures: measured once
 def on_nio(rounds: int = 3) -> list[tuple[str, float, float]]:
     """What each library of ON_NIO adds to a process that imported what the echo bot imports: its name,
     import time (s, the median of `rounds` fresh interpreters) and RSS (MiB)."""

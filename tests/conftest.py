@@ -81,8 +81,7 @@ def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
 
     def order(item) -> tuple[int, int]:
-        path = Path(str(item.fspath))
-        return (rank.get(path.stem, len(rank)), path.parent.name == "unit")
+        return (rank.get(item.path.stem, len(rank)), item.path.parent.name == "unit")
     items.sort(key=order)
 
 

@@ -19,6 +19,7 @@ from spbot.cannot_write import cannot_write
 
 from .conftest import ROOT, wait_answering
 from .test_outofband_chat import Receiver
+from .test_room_keys import until_logged
 
 pytestmark = pytest.mark.matrix
 TIMEOUT = 60
@@ -127,10 +128,8 @@ async def start_up_written(bot) -> None:
     """Until the bot has written what its start brings: it answers before its cross-signing is set up,
     and the next sync (its own device list changed) stores device keys. A write refused then leaves the
     bot retrying that step (it rightly says it cannot write) instead of reaching the outage at all."""
-    for _ in range(TIMEOUT * 4):
-        if "spbot.trust.own_device cross_signing " in bot.log():
-            break
-        await asyncio.sleep(0.25)
+    await until_logged(bot, "spbot.trust.own_device cross_signing ", "the bot never set up its cross-signing",
+                       TIMEOUT)
     await asyncio.sleep(2)                  # the sync that brings its own new keys, and their query
 
 
