@@ -62,6 +62,10 @@ def session_of(pid: int) -> list[children.ProcStat]:
     return [s for s in found if s is not None and s.session == pid and s.state != "Z"]
 
 
+def sleeping_in(session: int) -> list[children.ProcStat]:
+    return [s for s in session_of(session) if s.pid != session and s.name == "sleep"]
+
+
 @pytest.fixture
 def record(tmp_path):
     """Recording into tmp_path for the test's duration (other tests in this process record nothing)."""
@@ -193,9 +197,10 @@ def test_what_a_dead_child_left_in_its_session_is_ended_and_nothing_else(record)
         children.track(shell.pid, "sh")
         children.stop_recording()
         deadline = time.monotonic() + 5
-        while len(session_of(shell.pid)) < 2 and time.monotonic() < deadline:
+        # the shell's fork is named "sh" until it has exec'd sleep: wait for the name too
+        while not sleeping_in(shell.pid) and time.monotonic() < deadline:
             time.sleep(0.02)
-        [grandchild] = [s for s in session_of(shell.pid) if s.pid != shell.pid]
+        [grandchild] = sleeping_in(shell.pid)
         shell.kill()     # what the death signal does to the direct child when the bot dies
         shell.wait()
 
