@@ -219,11 +219,12 @@ def test_what_a_dead_child_left_in_its_session_is_ended_and_nothing_else(record)
 
 
 def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(record):
-    stubborn = start_unrelated(sys.executable, "-c",
-                               "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                               "print('ready', flush=True); time.sleep(60)")
+    stubborn = subprocess.Popen([sys.executable, "-c",
+                                 "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                 "print('ready', flush=True); time.sleep(60)"],
+                                start_new_session=True, stdout=subprocess.PIPE)
     try:
-        time.sleep(0.3)
+        assert stubborn.stdout.readline() == b"ready\n"     # SIGTERM is ignored from here on
         start = children.read_stat(stubborn.pid).start
         children.track(stubborn.pid, "stubborn")
         children.stop_recording()
@@ -235,7 +236,7 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace(record):
         assert 1 <= time.monotonic() - began < 4 and [p.pid for p in left.ended] == [stubborn.pid]
     finally:
         stubborn.kill()
-        stubborn.wait()
+        stubborn.communicate()
 
 
 def test_old_password_files_are_removed_and_nothing_else(tmp_path):

@@ -227,8 +227,9 @@ def test_a_cancelled_tool_has_its_unit_stopped(tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    calls = Path(paths["LOG"]).read_text()
+    deadline = time.monotonic() + 10
+    while "systemctl stop" not in (calls := Path(paths["LOG"]).read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)           # the stand-in's sleep: systemd would stop the unit
     process.wait(timeout=10)
     assert re.search(r"systemctl stop spbot-apt-get-\d+", calls), calls
