@@ -157,9 +157,14 @@ async def test_a_new_device_of_a_bot_account_cannot_speak_for_it(fleet, alice, t
         reply = await alice.wait_for(lambda e: e.reply_to == sent and fleet.by_user(e.sender), timeout=20)
         assert "FORGED" not in reply.body and "[vps] pong" in reply.body
         warned = await alice.wait_for(lambda e: "a new device of vps's bot account" in e.body, timeout=20)
-        await asyncio.sleep(3)
-        warnings = [e for e in alice.events if "a new device of vps's bot account" in e.body and e.received > since]
-        assert sorted(fleet.by_user(e.sender) for e in warnings) == ["box", "nas"], warned.body
+
+        def warnings() -> list:
+            return [e for e in alice.events if "a new device of vps's bot account" in e.body and e.received > since]
+        deadline = time.monotonic() + 20                # the other bot's warning, on a loaded machine later
+        while len(warnings()) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(3)                          # and no second one from either
+        assert sorted(fleet.by_user(e.sender) for e in warnings()) == ["box", "nas"], warned.body
         assert not [e for e in alice.events if "box has not been heard from" in e.body and e.received > since]
     finally:
         await intruder.stop()
